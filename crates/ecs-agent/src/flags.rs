@@ -1,0 +1,160 @@
+//! Command-line flags, parsed the way Go's `flag` package does: one or two
+//! leading dashes, `-name=value` or `-name value`, bool flags only as `-name`
+//! or `-name=true|false`, and parsing stops at the first non-flag argument.
+
+/// What the command line asks for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Flags {
+    pub license: bool,
+    pub version: bool,
+    pub healthcheck: bool,
+    pub loglevel: Option<String>,
+    pub loglevel_driver: Option<String>,
+    pub loglevel_on_instance: Option<String>,
+    pub accept_insecure_cert: bool,
+    pub blackhole_ec2_metadata: bool,
+    pub ecs_attributes: bool,
+    pub windows_service: bool,
+}
+
+/// A command line the agent cannot run with; it exits 5 after printing usage.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlagError {
+    #[error("flag provided but not defined: -{0}")]
+    Unknown(String),
+    #[error("flag needs an argument: -{0}")]
+    MissingValue(String),
+    #[error("invalid boolean value {value:?} for -{name}")]
+    InvalidBool { name: String, value: String },
+    #[error("help requested")]
+    Help,
+}
+
+pub const USAGE: &str = "Usage of ecs-agent:
+  -blackhole-ec2-metadata
+    \tBlackhole EC2 metadata requests (the region must then come from the environment or config file)
+  -ecs-attributes
+    \tPrint the container instance attributes this agent registers with, then exit
+  -healthcheck
+    \tRun the agent healthcheck against the introspection endpoint, then exit
+  -k\tDisable SSL certificate verification. We do not recommend setting this option
+  -license
+    \tPrint the license text, then exit
+  -loglevel string
+    \tLog level for the console and the log file (debug, info, warn, error, crit, none)
+  -loglevel-driver string
+    \tLog level for the console, used when -loglevel is empty
+  -loglevel-on-instance string
+    \tLog level for the log file, used when -loglevel is empty
+  -version
+    \tPrint the agent version, then exit
+  -windows-service
+    \tRun as a Windows service (not supported on Linux)
+";
+
+enum Kind {
+    Bool(fn(&mut Flags, bool)),
+    Text(fn(&mut Flags, String)),
+}
+
+fn lookup(name: &str) -> Option<Kind> {
+    Some(match name {
+        "license" => Kind::Bool(|f, v| f.license = v),
+        "version" => Kind::Bool(|f, v| f.version = v),
+        "healthcheck" => Kind::Bool(|f, v| f.healthcheck = v),
+        "k" => Kind::Bool(|f, v| f.accept_insecure_cert = v),
+        "blackhole-ec2-metadata" => Kind::Bool(|f, v| f.blackhole_ec2_metadata = v),
+        "ecs-attributes" => Kind::Bool(|f, v| f.ecs_attributes = v),
+        "windows-service" => Kind::Bool(|f, v| f.windows_service = v),
+        "loglevel" => Kind::Text(|f, v| f.loglevel = Some(v)),
+        "loglevel-driver" => Kind::Text(|f, v| f.loglevel_driver = Some(v)),
+        "loglevel-on-instance" => Kind::Text(|f, v| f.loglevel_on_instance = Some(v)),
+        _ => return None,
+    })
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, FlagError> {
+    let mut flags = Flags::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        let Some(body) = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-'))
+            .filter(|b| !b.is_empty() && !b.starts_with('-') && !b.starts_with('='))
+        else {
+            break; // first non-flag argument: the rest is ignored
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if name == "h" || name == "help" {
+            return Err(FlagError::Help);
+        }
+        match lookup(name) {
+            None => return Err(FlagError::Unknown(name.to_string())),
+            Some(Kind::Bool(set)) => {
+                let value = match inline {
+                    None => true,
+                    Some(v) => crate::config::value::go_bool(&v).map_err(|_| {
+                        FlagError::InvalidBool {
+                            name: name.to_string(),
+                            value: v.clone(),
+                        }
+                    })?,
+                };
+                set(&mut flags, value);
+            }
+            Some(Kind::Text(set)) => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => args
+                        .next()
+                        .ok_or_else(|| FlagError::MissingValue(name.to_string()))?,
+                };
+                set(&mut flags, value);
+            }
+        }
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Flags, FlagError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn go_style_single_and_double_dash() {
+        let f = p(&["-k", "-loglevel", "debug"]).unwrap();
+        assert!(f.accept_insecure_cert);
+        assert_eq!(f.loglevel.as_deref(), Some("debug"));
+        let f = p(&["--loglevel=warn", "--version"]).unwrap();
+        assert_eq!(f.loglevel.as_deref(), Some("warn"));
+        assert!(f.version);
+        assert!(!p(&["-k=false"]).unwrap().accept_insecure_cert);
+    }
+
+    #[test]
+    fn stops_at_first_non_flag() {
+        let f = p(&["-k", "run", "-version"]).unwrap();
+        assert!(f.accept_insecure_cert && !f.version);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(p(&["-nope"]), Err(FlagError::Unknown("nope".into())));
+        assert_eq!(p(&["-h"]), Err(FlagError::Help));
+        assert_eq!(p(&["-help"]), Err(FlagError::Help));
+        assert_eq!(p(&["-loglevel"]), Err(FlagError::MissingValue("loglevel".into())));
+        assert!(matches!(p(&["-k=maybe"]), Err(FlagError::InvalidBool { .. })));
+    }
+}

@@ -1,0 +1,10 @@
+//! The Amazon ECS container agent for Linux: registers the instance with a
+//! cluster, runs the tasks ACS sends on the local Docker engine, reports
+//! their state, and survives restarts (see the workspace DESIGN.md).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod exit;
+pub mod flags;
+pub mod signer;
+pub mod version;
