@@ -4,7 +4,11 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod docker;
+pub mod engine;
 pub mod exit;
 pub mod flags;
 pub mod signer;
+pub mod state_change;
+pub mod store;
 pub mod version;

@@ -1,0 +1,462 @@
+//! The agent's only door to the Docker engine: typed calls with the
+//! timeouts the spec gives each one, errors named as the backend expects,
+//! and inspect results turned into what the engine needs to know.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HealthStatusEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+
+use crate::engine::status::{ContainerStatus, HealthStatus};
+use crate::engine::task::{PortBinding, Protocol};
+
+/// Inspect calls get 30 s everywhere (spec engine.md §6.11).
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// No first progress message within this long counts as a stuck pull.
+const PULL_BEGIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// The client-wide limit; each call applies its own, shorter, limit.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("{0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("unsupported Docker endpoint {0:?}")]
+    Endpoint(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl DockerError {
+    /// Docker answered 404: the container or image does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        )
+    }
+
+    /// The message without the HTTP framing bollard adds.
+    pub fn message(&self) -> String {
+        match self {
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                message, ..
+            }) => message.clone(),
+            DockerError::Api(bollard::errors::Error::DockerStreamError { error }) => error.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, DockerError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.map_err(DockerError::from),
+        Err(_) => Err(DockerError::Timeout(limit)),
+    }
+}
+
+/// The Docker engine's version, as the agent reports it.
+#[derive(Debug, Clone)]
+pub struct EngineVersion {
+    pub version: String,
+    pub api_version: String,
+}
+
+/// What `docker inspect` says about a container, reduced to what the engine
+/// tracks (spec engine.md §8.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub docker_id: String,
+    pub status: ContainerStatus,
+    pub exit_code: Option<i64>,
+    /// `OutOfMemoryError: …` or `DockerStateError: …`.
+    pub error: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub port_bindings: Vec<PortBinding>,
+    pub health: Option<HealthStatus>,
+    pub labels: HashMap<String, String>,
+}
+
+/// A container event worth a fresh inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub docker_id: String,
+    pub action: String,
+    /// `exitCode` attribute of `die` events.
+    pub exit_code: Option<i64>,
+}
+
+/// Credentials for one registry, sent as `X-Registry-Auth`.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub email: Option<String>,
+    pub server_address: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct DockerClient {
+    docker: Docker,
+}
+
+impl DockerClient {
+    /// Connects to `DOCKER_HOST` (unix:// or tcp://) and agrees on an API
+    /// version with the daemon.
+    pub async fn connect(endpoint: &str) -> Result<Self, DockerError> {
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, CLIENT_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?
+        } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            Docker::connect_with_http(endpoint, CLIENT_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?
+        } else {
+            return Err(DockerError::Endpoint(endpoint.to_string()));
+        };
+        let docker = within(INSPECT_TIMEOUT, docker.negotiate_version()).await?;
+        Ok(Self { docker })
+    }
+
+    pub async fn ping(&self, limit: Duration) -> Result<(), DockerError> {
+        within(limit, self.docker.ping()).await.map(|_| ())
+    }
+
+    pub async fn version(&self) -> Result<EngineVersion, DockerError> {
+        let v = within(INSPECT_TIMEOUT, self.docker.version()).await?;
+        Ok(EngineVersion {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+        })
+    }
+
+    /// `None` when the image is not present locally.
+    pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, DockerError> {
+        match within(INSPECT_TIMEOUT, self.docker.inspect_image(image)).await {
+            Ok(info) => Ok(Some(ImageInfo {
+                id: info.id.unwrap_or_default(),
+                repo_digests: info.repo_digests.unwrap_or_default(),
+                env: info.config.and_then(|c| c.env).unwrap_or_default(),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pulls `image` (`:latest` when untagged), failing when no progress is
+    /// seen for `inactivity` or the whole pull exceeds `overall`.
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<RegistryAuth>,
+        inactivity: Duration,
+        overall: Duration,
+    ) -> Result<(), DockerError> {
+        let (repository, tag) = split_reference(image);
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(repository)
+            .tag(tag)
+            .build();
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: a.username,
+            password: a.password,
+            email: a.email,
+            serveraddress: a.server_address,
+            ..Default::default()
+        });
+        let pull = async {
+            let mut stream = Box::pin(self.docker.create_image(Some(options), None, credentials));
+            let mut limit = PULL_BEGIN_TIMEOUT;
+            loop {
+                match tokio::time::timeout(limit, stream.next()).await {
+                    Err(_) => return Err(DockerError::Timeout(limit)),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(Some(Ok(_progress))) => limit = inactivity,
+                }
+            }
+        };
+        match tokio::time::timeout(overall, pull).await {
+            Ok(result) => result,
+            Err(_) => Err(DockerError::Timeout(overall)),
+        }
+    }
+
+    /// Creates a container from a full Docker `ContainerCreateBody` JSON.
+    pub async fn create_container(
+        &self,
+        name: &str,
+        body: serde_json::Value,
+        limit: Duration,
+    ) -> Result<String, DockerError> {
+        let body: ContainerCreateBody = serde_json::from_value(body)
+            .map_err(|e| DockerError::Config(format!("invalid container configuration: {e}")))?;
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        let created = within(limit, self.docker.create_container(Some(options), body)).await?;
+        Ok(created.id)
+    }
+
+    pub async fn start_container(&self, id: &str, limit: Duration) -> Result<(), DockerError> {
+        within(
+            limit,
+            self.docker
+                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
+        )
+        .await
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; the call itself may take two
+    /// minutes longer than the grace period.
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(secs).build();
+        within(
+            grace + Duration::from_secs(120),
+            self.docker.stop_container(id, Some(options)),
+        )
+        .await
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .v(true)
+            .force(false)
+            .build();
+        within(REMOVE_TIMEOUT, self.docker.remove_container(id, Some(options))).await
+    }
+
+    /// `None` when no such container exists.
+    pub async fn inspect_container(&self, id: &str) -> Result<Option<Observation>, DockerError> {
+        match within(
+            INSPECT_TIMEOUT,
+            self.docker
+                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
+        )
+        .await
+        {
+            Ok(info) => Ok(Some(observe(info))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Container events of containers labelled as the agent's, from `since`
+    /// (Unix seconds) when resuming after a dropped stream.
+    pub fn container_events(
+        &self,
+        since: Option<i64>,
+    ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + use<> {
+        let mut filters = HashMap::new();
+        filters.insert("type", vec!["container"]);
+        filters.insert("label", vec![crate::engine::labels::TASK_ARN]);
+        filters.insert(
+            "event",
+            vec!["create", "start", "stop", "die", "oom", "health_status"],
+        );
+        let mut builder = EventsOptionsBuilder::default().filters(&filters);
+        if let Some(since) = since {
+            builder = builder.since(&since.to_string());
+        }
+        self.docker.events(Some(builder.build())).filter_map(|item| async move {
+            match item {
+                Err(e) => Some(Err(DockerError::from(e))),
+                Ok(msg) => {
+                    let actor = msg.actor?;
+                    let docker_id = actor.id.filter(|id| !id.is_empty())?;
+                    let action = msg.action?;
+                    let exit_code = actor
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.get("exitCode"))
+                        .and_then(|c| c.parse().ok());
+                    Some(Ok(ContainerEvent {
+                        docker_id,
+                        action,
+                        exit_code,
+                    }))
+                }
+            }
+        })
+    }
+}
+
+/// What the engine needs from `docker image inspect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+    pub env: Vec<String>,
+}
+
+/// Splits `repo[:tag]` (ports in registry hosts are not tags) into
+/// repository and tag; digests stay in the repository part.
+pub fn split_reference(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+fn rfc3339_ms(text: Option<&str>) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(text?, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    // Docker writes year 1 for "never".
+    if t.year() <= 1 {
+        return None;
+    }
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Docker state to engine status, metadata and error (spec engine.md §8.2).
+pub fn observe(info: ContainerInspectResponse) -> Observation {
+    let state = info.state.unwrap_or_default();
+    let started_at_ms = rfc3339_ms(state.started_at.as_deref());
+    let finished_at_ms = rfc3339_ms(state.finished_at.as_deref());
+    let running = state.running.unwrap_or(false);
+    let dead = matches!(
+        state.status,
+        Some(bollard::models::ContainerStateStatusEnum::DEAD)
+    );
+    let error = if state.oom_killed.unwrap_or(false) {
+        Some("OutOfMemoryError: Container killed due to memory usage".to_string())
+    } else {
+        state
+            .error
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("DockerStateError: {e}"))
+    };
+    let status = if running && !dead {
+        ContainerStatus::Running
+    } else if !dead && started_at_ms.is_none() && error.is_none() {
+        ContainerStatus::Created
+    } else {
+        ContainerStatus::Stopped
+    };
+    let exit_code = if status == ContainerStatus::Stopped && finished_at_ms.is_some() {
+        state.exit_code
+    } else {
+        None
+    };
+    let health = state.health.and_then(|h| match h.status? {
+        HealthStatusEnum::HEALTHY => Some(HealthStatus::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(HealthStatus::Unhealthy),
+        _ => None,
+    });
+    let mut port_bindings = Vec::new();
+    if let Some(ports) = info.network_settings.and_then(|n| n.ports) {
+        for (key, bindings) in ports {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let Ok(container_port) = port.parse::<u16>() else {
+                continue;
+            };
+            let protocol = if proto == "udp" { Protocol::Udp } else { Protocol::Tcp };
+            for b in bindings.into_iter().flatten() {
+                let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) else {
+                    continue;
+                };
+                port_bindings.push(PortBinding {
+                    container_port,
+                    host_port,
+                    bind_ip: b.host_ip.unwrap_or_default(),
+                    protocol,
+                });
+            }
+        }
+    }
+    port_bindings.sort_by(|a, b| {
+        (a.container_port, a.protocol.as_str(), &a.bind_ip).cmp(&(
+            b.container_port,
+            b.protocol.as_str(),
+            &b.bind_ip,
+        ))
+    });
+    Observation {
+        docker_id: info.id.unwrap_or_default(),
+        status,
+        exit_code,
+        error,
+        started_at_ms,
+        finished_at_ms,
+        port_bindings,
+        health,
+        labels: info.config.and_then(|c| c.labels).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn references_split_like_docker() {
+        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
+        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/x/busybox"),
+            ("127.0.0.1:5000/x/busybox", "latest")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/x/busybox:local"),
+            ("127.0.0.1:5000/x/busybox", "local")
+        );
+        assert_eq!(split_reference("a/b@sha256:abc"), ("a/b@sha256:abc", ""));
+    }
+
+    fn inspect(json: serde_json::Value) -> Observation {
+        observe(serde_json::from_value(json).unwrap())
+    }
+
+    #[test]
+    fn docker_states_map_to_statuses() {
+        let never = "0001-01-01T00:00:00Z";
+        let created = inspect(serde_json::json!({"Id": "a", "State": {
+            "Status": "created", "Running": false, "StartedAt": never, "FinishedAt": never, "ExitCode": 0}}));
+        assert_eq!(created.status, ContainerStatus::Created);
+        assert_eq!(created.exit_code, None);
+        let running = inspect(serde_json::json!({"Id": "a", "State": {
+            "Status": "running", "Running": true, "StartedAt": "2026-11-27T20:17:30.1Z", "FinishedAt": never}}));
+        assert_eq!(running.status, ContainerStatus::Running);
+        assert!(running.started_at_ms.is_some());
+        let exited = inspect(serde_json::json!({"Id": "a", "State": {
+            "Status": "exited", "Running": false, "ExitCode": 3,
+            "StartedAt": "2026-11-27T20:17:30Z", "FinishedAt": "2026-11-27T20:17:31Z"}}));
+        assert_eq!((exited.status, exited.exit_code), (ContainerStatus::Stopped, Some(3)));
+        let oom = inspect(serde_json::json!({"Id": "a", "State": {
+            "Status": "exited", "OOMKilled": true, "ExitCode": 137, "Error": "x",
+            "StartedAt": "2026-11-27T20:17:30Z", "FinishedAt": "2026-11-27T20:17:31Z"}}));
+        assert!(oom.error.unwrap().starts_with("OutOfMemoryError"));
+        let failed = inspect(serde_json::json!({"Id": "a", "State": {
+            "Status": "created", "Error": "exec: not found", "ExitCode": 127,
+            "StartedAt": never, "FinishedAt": "2026-11-27T20:17:31Z"}}));
+        assert_eq!(failed.status, ContainerStatus::Stopped);
+        assert_eq!(failed.error.as_deref(), Some("DockerStateError: exec: not found"));
+    }
+
+    #[test]
+    fn port_bindings_are_read() {
+        let o = inspect(serde_json::json!({"Id": "a", "State": {"Running": true},
+            "NetworkSettings": {"Ports": {
+                "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "32768"}, {"HostIp": "::", "HostPort": "32768"}],
+                "53/udp": null}}}));
+        assert_eq!(o.port_bindings.len(), 2);
+        assert_eq!(o.port_bindings[0].host_port, 32768);
+    }
+}

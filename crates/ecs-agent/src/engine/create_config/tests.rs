@@ -1,0 +1,102 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::engine::task::{IncomingTask, Task};
+
+fn task(container: serde_json::Value) -> Task {
+    let acs: ecs_model::acs::Task = serde_json::from_value(serde_json::json!({
+        "arn": "arn:aws:ecs:us-east-1:1:task/default/abc",
+        "family": "web", "version": "3", "desiredStatus": "RUNNING",
+        "volumes": [{"name": "data", "type": "host", "host": {"sourcePath": "/srv/data"}}],
+        "containers": [container]
+    }))
+    .unwrap();
+    Task::new(IncomingTask::try_from(&acs).unwrap(), 0)
+}
+
+fn ctx() -> CreateContext<'static> {
+    CreateContext {
+        cluster: "default",
+        region: "us-east-1",
+        image_env: &[],
+    }
+}
+
+#[test]
+fn base_config_from_the_definition() {
+    let t = task(serde_json::json!({
+        "name": "app", "image": "busybox", "cpu": 0, "memory": 2,
+        "command": ["sleep", "600"], "environment": {"A": "1"},
+        "portMappings": [{"containerPort": 80, "hostPort": 8080, "protocol": "tcp"}, {"containerPort": 53, "protocol": "udp"}],
+        "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}]
+    }));
+    let body = build(&t, 0, &ctx()).unwrap();
+    assert_eq!(body["Image"], "busybox");
+    assert_eq!(body["Cmd"], serde_json::json!(["sleep", "600"]));
+    let env: Vec<&str> = body["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(env.contains(&"A=1") && env.contains(&"AWS_REGION=us-east-1"));
+    let host = &body["HostConfig"];
+    assert_eq!(host["Memory"], 4 * 1024 * 1024, "raised to Docker's minimum");
+    assert_eq!(host["CpuShares"], 2, "0 shares become 2, not Docker's 1024");
+    assert_eq!(host["Binds"], serde_json::json!(["/srv/data:/data:ro"]));
+    assert_eq!(host["PortBindings"]["80/tcp"][0]["HostPort"], "8080");
+    assert_eq!(host["PortBindings"]["53/udp"][0]["HostPort"], "");
+    assert!(body["ExposedPorts"].get("53/udp").is_some());
+    assert_eq!(body["Labels"][labels::TASK_ARN], "arn:aws:ecs:us-east-1:1:task/default/abc");
+    assert_eq!(body["Labels"][labels::CLUSTER], "default");
+    assert_eq!(body["Labels"][labels::TASK_DEFINITION_VERSION], "3");
+}
+
+#[test]
+fn overlay_merges_like_go_decoding() {
+    let t = task(serde_json::json!({
+        "name": "app", "image": "busybox", "essential": true, "healthCheckType": "docker",
+        "environment": {"AWS_REGION": "eu-west-1"},
+        "dockerConfig": {
+            "config": "{\"HealthCheck\":{\"test\":[\"CMD-SHELL\",\"exit 0\"],\"Interval\":5000000000},\"labels\":{\"team\":\"a\",\"com.amazonaws.ecs.cluster\":\"spoofed\"},\"user\":\"nobody\",\"NoSuchKey\":1}",
+            "hostConfig": "{\"ulimits\":[{\"name\":\"nofile\",\"soft\":1024,\"hard\":2048}],\"logConfig\":{\"type\":\"json-file\",\"config\":{\"max-size\":\"1m\"}},\"CpuShares\":512,\"NetworkMode\":\"host\"}"
+        }
+    }));
+    let body = build(&t, 0, &ctx()).unwrap();
+    assert_eq!(body["Healthcheck"]["Test"][1], "exit 0");
+    assert_eq!(body["Healthcheck"]["Interval"], 5_000_000_000i64);
+    assert_eq!(body["User"], "nobody");
+    assert_eq!(body["Labels"]["team"], "a");
+    assert_eq!(body["Labels"][labels::CLUSTER], "default", "agent labels win");
+    let host = &body["HostConfig"];
+    assert_eq!(host["Ulimits"][0]["Name"], "nofile");
+    assert_eq!(host["LogConfig"]["Type"], "json-file");
+    assert_eq!(host["LogConfig"]["Config"]["max-size"], "1m", "map keys keep their case");
+    assert_eq!(host["CpuShares"], 512);
+    assert_eq!(host["NetworkMode"], "host");
+    // A region in the container environment is not overridden.
+    let env = body["Env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e == "AWS_REGION=eu-west-1"));
+    assert!(!env.iter().any(|e| e.as_str().unwrap().starts_with("AWS_DEFAULT_REGION")));
+    // The merged body is a valid Docker create body.
+    let typed: bollard::models::ContainerCreateBody = serde_json::from_value(body).unwrap();
+    assert_eq!(typed.host_config.unwrap().cpu_shares, Some(512));
+}
+
+#[test]
+fn bad_overlays_and_mounts_are_errors() {
+    let bad_json = task(serde_json::json!({"name": "a", "image": "i",
+        "dockerConfig": {"hostConfig": "{not json"}}));
+    assert!(matches!(build(&bad_json, 0, &ctx()), Err(CreateConfigError::Config(_))));
+    let no_health = task(serde_json::json!({"name": "a", "image": "i", "healthCheckType": "docker"}));
+    assert!(matches!(build(&no_health, 0, &ctx()), Err(CreateConfigError::Config(_))));
+    let unknown_volume = task(serde_json::json!({"name": "a", "image": "i",
+        "mountPoints": [{"sourceVolume": "nope", "containerPath": "/x"}]}));
+    let err = build(&unknown_volume, 0, &ctx()).unwrap_err();
+    assert!(err.to_string().starts_with("HostConfigError"), "{err}");
+}
+
+#[test]
+fn docker_names_follow_the_go_pattern() {
+    let t = task(serde_json::json!({"name": "my_app.1", "image": "i"}));
+    let name = docker_name(&t, "my_app.1");
+    let (prefix, suffix) = name.rsplit_once('-').unwrap();
+    assert_eq!(prefix, "ecs-web-3-myapp1");
+    assert_eq!(suffix.len(), 20);
+    assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+}

@@ -1,0 +1,103 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use ecs_model::acs;
+
+fn parse(task_json: serde_json::Value) -> Result<IncomingTask, TaskParseError> {
+    let task: acs::Task = serde_json::from_value(task_json).unwrap();
+    IncomingTask::try_from(&task)
+}
+
+fn minimal() -> serde_json::Value {
+    serde_json::json!({
+        "arn": "arn:aws:ecs:us-east-1:123456789012:task/default/5b1f0e8c2d3a4f6e9a7b8c9d0e1f2a3b",
+        "family": "web", "version": "3", "desiredStatus": "RUNNING",
+        "containers": [{"name": "app", "image": "busybox", "essential": true, "memory": 32}]
+    })
+}
+
+#[test]
+fn golden_payload_task_parses() {
+    let Some(dir) = ecs_model::spec::require_or_skip("golden payload parse") else {
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("samples/acs-payload.json")).unwrap();
+    let ecs_model::acs::AcsMessage::PayloadMessage(payload) =
+        ecs_model::acs::AcsMessage::decode(&text).unwrap()
+    else {
+        panic!("not a payload");
+    };
+    let task = &payload.tasks.unwrap()[0];
+    let incoming = IncomingTask::try_from(task).unwrap();
+    assert_eq!(incoming.desired_status, TaskStatus::Running);
+    assert_eq!(incoming.spec.task_id(), "5b1f0e8c2d3a4f6e9a7b8c9d0e1f2a3b");
+    let c = &incoming.spec.containers[0];
+    assert_eq!(c.name, "sleeper");
+    assert_eq!(c.command.as_deref(), Some(&["sleep".to_string(), "600".to_string()][..]));
+    assert!(c.essential && c.docker_health_check);
+    assert_eq!(c.memory_mib, 32);
+    assert!(c.docker_config.as_deref().unwrap().contains("Healthcheck"));
+}
+
+#[test]
+fn overrides_replace_command() {
+    let mut t = minimal();
+    t["containers"][0]["command"] = serde_json::json!(["sleep", "1"]);
+    t["containers"][0]["overrides"] = serde_json::json!("{\"command\":[\"sh\",\"-c\",\"exit 3\"]}");
+    let spec = parse(t).unwrap().spec;
+    assert_eq!(spec.containers[0].command.as_ref().unwrap()[2], "exit 3");
+}
+
+#[test]
+fn bad_tasks_are_rejected_with_a_reason() {
+    let cases: Vec<(fn(&mut serde_json::Value), &str)> = vec![
+        (|t| t["arn"] = serde_json::json!("not-an-arn"), "invalid task arn"),
+        (|t| t["desiredStatus"] = serde_json::json!("EXPLODED"), "desiredStatus"),
+        (|t| t["containers"] = serde_json::json!([]), "no containers"),
+        (|t| t["containers"][0]["image"] = serde_json::json!(""), "missing image"),
+        (|t| t["volumes"] = serde_json::json!([{"name": "v", "type": "ebs"}]), "unknown volume type"),
+        (|t| t["containers"][0]["overrides"] = serde_json::json!(""), "overrides"),
+        (|t| t["containers"][0]["overrides"] = serde_json::json!("{\"cpu\":1}"), "overrides"),
+        (|t| t["containers"][0]["memory"] = serde_json::json!(-1), "memory"),
+        (
+            |t| t["containers"][0]["dependsOn"] = serde_json::json!([{"containerName": "x", "condition": "MAYBE"}]),
+            "dependsOn",
+        ),
+        (
+            |t| {
+                let c = t["containers"][0].clone();
+                t["containers"].as_array_mut().unwrap().push(c);
+            },
+            "duplicate container",
+        ),
+    ];
+    for (mutate, needle) in cases {
+        let mut t = minimal();
+        mutate(&mut t);
+        let err = parse(t).unwrap_err();
+        assert!(err.0.contains(needle), "{err} should mention {needle}");
+        assert!(err.reason().starts_with("UnrecogniedTaskError: Error loading task - "));
+    }
+}
+
+#[test]
+fn desired_status_only_moves_forward() {
+    let mut task = Task::new(parse(minimal()).unwrap(), 0);
+    assert_eq!(task.containers[0].desired_status, ContainerStatus::Running);
+    assert!(task.raise_desired_status(TaskStatus::Stopped));
+    assert!(!task.raise_desired_status(TaskStatus::Running));
+    assert_eq!(task.desired_status, TaskStatus::Stopped);
+    assert_eq!(task.containers[0].desired_status, ContainerStatus::Stopped);
+}
+
+#[test]
+fn checkpoint_round_trip_drops_only_applied_status() {
+    let mut task = Task::new(parse(minimal()).unwrap(), 7);
+    task.containers[0].applied_status = Some(ContainerStatus::Pulled);
+    task.containers[0].docker_name = Some("ecs-web-3-app-abc".into());
+    let json = serde_json::to_vec(&task).unwrap();
+    let back: Task = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back.containers[0].applied_status, None);
+    assert_eq!(back.containers[0].docker_name.as_deref(), Some("ecs-web-3-app-abc"));
+    assert_eq!(back.spec, task.spec);
+}
