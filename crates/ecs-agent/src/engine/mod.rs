@@ -4,5 +4,6 @@
 
 pub mod create_config;
 pub mod labels;
+pub mod reconcile;
 pub mod status;
 pub mod task;
