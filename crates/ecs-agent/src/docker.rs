@@ -264,7 +264,7 @@ impl DockerClient {
         filters.insert("label", vec![crate::engine::labels::TASK_ARN]);
         filters.insert(
             "event",
-            vec!["create", "start", "stop", "die", "oom", "health_status"],
+            vec!["create", "start", "stop", "die", "oom", "health_status", "destroy"],
         );
         let mut builder = EventsOptionsBuilder::default().filters(&filters);
         if let Some(since) = since {

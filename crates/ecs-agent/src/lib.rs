@@ -3,12 +3,22 @@
 //! their state, and survives restarts (see the workspace DESIGN.md).
 #![forbid(unsafe_code)]
 
+pub mod acs;
+pub mod agent;
+pub mod backoff;
+pub mod capabilities;
 pub mod config;
 pub mod docker;
+pub mod ecs_client;
 pub mod engine;
 pub mod exit;
 pub mod flags;
+pub mod host;
+pub mod imds;
+pub mod logging;
+pub mod reporter;
 pub mod signer;
 pub mod state_change;
 pub mod store;
 pub mod version;
+pub mod websocket;

@@ -1,9 +1,680 @@
 //! The task engine: owns every task the agent runs, drives each one toward
 //! its desired status on the local Docker engine, and records every change
 //! (with the report it owes the backend) in the store.
+//!
+//! One tokio task owns the task table. Everything else talks to it through
+//! [`EngineHandle`] messages: payloads from ACS, Docker events, finished
+//! Docker actions, timers. After each message the engine re-plans the
+//! touched task with the pure rules in [`reconcile`], persists it together
+//! with any report it now owes, and only then launches the Docker work.
 
+pub mod actions;
 pub mod create_config;
 pub mod labels;
 pub mod reconcile;
 pub mod status;
 pub mod task;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::docker::{ContainerEvent, DockerClient, Observation};
+use crate::state_change::TaskStateChange;
+use crate::store::{Batch, Store, StoreError};
+use actions::{ActionSettings, Work};
+use reconcile::{Action, Outcome};
+use status::{ContainerStatus, TaskStatus};
+use task::{IncomingTask, Task};
+
+/// How long a periodic check waits between inspections of running
+/// containers (catches missed `die` events; spec engine.md §8.3).
+const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+/// Delay before retrying a stop that Docker refused.
+const STOP_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How often cleanup checks again whether STOPPED was delivered.
+const CLEANUP_RECHECK: Duration = Duration::from_secs(30);
+/// Exit code given to a container that can never start (spec §5.4).
+const DEPENDENCY_EXIT_CODE: i64 = 143;
+
+/// Engine-wide settings, fixed for the agent's lifetime.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub actions: ActionSettings,
+    pub cleanup_wait: Duration,
+    pub cleanup_jitter: Duration,
+}
+
+/// The engine has shut down; nothing more can be done.
+#[derive(Debug, thiserror::Error)]
+#[error("task engine has stopped")]
+pub struct EngineStopped;
+
+enum Msg {
+    Payload {
+        tasks: Vec<IncomingTask>,
+        done: oneshot::Sender<()>,
+    },
+    Rejected {
+        arn: String,
+        reason: String,
+        done: oneshot::Sender<()>,
+    },
+    StopTasks {
+        arns: Vec<String>,
+    },
+    DockerEvent(ContainerEvent),
+    Observed {
+        arn: String,
+        index: usize,
+        observation: Option<Observation>,
+    },
+    ActionDone {
+        arn: String,
+        index: usize,
+        target: ContainerStatus,
+        outcome: Outcome,
+    },
+    RetryStop {
+        arn: String,
+        index: usize,
+    },
+    Cleanup {
+        arn: String,
+    },
+    Resync,
+    Snapshot(oneshot::Sender<Vec<Task>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The way into the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl EngineHandle {
+    /// Adds new tasks or moves known tasks' desired status forward; returns
+    /// once the change is saved.
+    pub async fn add_tasks(&self, tasks: Vec<IncomingTask>) -> Result<(), EngineStopped> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Payload { tasks, done })
+            .map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
+    }
+
+    /// Reports a task the agent could not parse as STOPPED with `reason`,
+    /// unless the engine already runs a task with that ARN.
+    pub async fn reject_task(&self, arn: String, reason: String) -> Result<(), EngineStopped> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Rejected { arn, reason, done })
+            .map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
+    }
+
+    /// Sets known tasks' desired status to STOPPED; unknown ARNs are ignored.
+    pub fn stop_tasks(&self, arns: Vec<String>) -> Result<(), EngineStopped> {
+        self.tx.send(Msg::StopTasks { arns }).map_err(|_| EngineStopped)
+    }
+
+    /// A copy of every task, for the local endpoints and tests.
+    pub async fn snapshot(&self) -> Result<Vec<Task>, EngineStopped> {
+        let (reply, wait) = oneshot::channel();
+        self.tx.send(Msg::Snapshot(reply)).map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
+    }
+
+    /// Stops the engine after the message being handled; all state is
+    /// already saved, so nothing is lost.
+    pub async fn shutdown(&self) {
+        let (reply, wait) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(reply)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+pub struct TaskEngine {
+    settings: Arc<EngineSettings>,
+    docker: DockerClient,
+    store: Arc<Store>,
+    reports: Arc<Notify>,
+    tasks: BTreeMap<String, Task>,
+    by_docker_id: HashMap<String, (String, usize)>,
+    cleanups: HashSet<String>,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl TaskEngine {
+    /// Loads the saved tasks, reconciles them with what Docker has now
+    /// (spec engine.md §12.4), and starts the engine. `reports` is notified
+    /// whenever the outbox gains a report.
+    pub async fn start(
+        settings: EngineSettings,
+        docker: DockerClient,
+        store: Arc<Store>,
+        reports: Arc<Notify>,
+    ) -> Result<EngineHandle, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (saved, corrupt) = store.load_tasks()?;
+        for record in corrupt {
+            tracing::error!(key = record.key, error = record.error, "skipping unreadable task record");
+        }
+        let mut engine = TaskEngine {
+            settings: Arc::new(settings),
+            docker,
+            store,
+            reports,
+            tasks: saved.into_iter().map(|t| (t.arn().to_string(), t)).collect(),
+            by_docker_id: HashMap::new(),
+            cleanups: HashSet::new(),
+            tx: tx.clone(),
+        };
+        // Subscribe before inspecting, so nothing that happens meanwhile is
+        // missed.
+        spawn_event_watcher(engine.docker.clone(), tx.clone());
+        engine.reconcile_with_docker().await;
+        let arns: Vec<String> = engine.tasks.keys().cloned().collect();
+        for arn in arns {
+            engine.progress(&arn);
+        }
+        let ticker = tx.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(RESYNC_INTERVAL);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if ticker.send(Msg::Resync).is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(engine.run(rx));
+        Ok(EngineHandle { tx })
+    }
+
+    async fn reconcile_with_docker(&mut self) {
+        let now = now_ms();
+        for task in self.tasks.values_mut() {
+            for index in 0..task.containers.len() {
+                let c = &task.containers[index];
+                let key = match (&c.docker_id, &c.docker_name) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(name)) => name.clone(),
+                    (None, None) => continue,
+                };
+                if c.known_status == ContainerStatus::Stopped {
+                    continue;
+                }
+                let had_id = c.docker_id.is_some();
+                match self.docker.inspect_container(&key).await {
+                    Ok(Some(o)) => {
+                        reconcile::apply_observation(task, index, Some(&o), now);
+                    }
+                    // Only a container the agent knew it created can vanish;
+                    // a reserved name without a container was never created.
+                    Ok(None) if had_id => {
+                        reconcile::apply_observation(task, index, None, now);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        task = task.spec.arn,
+                        container = task.containers[index].spec.name,
+                        error = %e,
+                        "could not inspect container after restart; will check again"
+                    ),
+                }
+            }
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Shutdown(reply) => {
+                    let _ = reply.send(());
+                    return;
+                }
+                msg => self.handle(msg),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Payload { tasks, done } => {
+                for incoming in tasks {
+                    let arn = incoming.spec.arn.clone();
+                    self.accept(incoming);
+                    self.progress(&arn);
+                }
+                let _ = done.send(());
+            }
+            Msg::Rejected { arn, reason, done } => {
+                if !self.tasks.contains_key(&arn) {
+                    self.enqueue(TaskStateChange {
+                        task_arn: arn,
+                        status: TaskStatus::Stopped.backend_string().to_string(),
+                        reason,
+                        containers: Vec::new(),
+                        pull_started_at_ms: None,
+                        pull_stopped_at_ms: None,
+                        execution_stopped_at_ms: None,
+                    });
+                }
+                let _ = done.send(());
+            }
+            Msg::StopTasks { arns } => {
+                for arn in arns {
+                    if let Some(task) = self.tasks.get_mut(&arn) {
+                        task.raise_desired_status(TaskStatus::Stopped);
+                        self.progress(&arn);
+                    }
+                }
+            }
+            Msg::DockerEvent(event) => {
+                if let Some((arn, index)) = self.by_docker_id.get(&event.docker_id).cloned() {
+                    self.spawn_inspect(arn, index, event.docker_id);
+                }
+            }
+            Msg::Observed {
+                arn,
+                index,
+                observation,
+            } => {
+                let Some(task) = self.tasks.get_mut(&arn) else {
+                    return;
+                };
+                if index >= task.containers.len() {
+                    return;
+                }
+                let effect =
+                    reconcile::apply_observation(task, index, observation.as_ref(), now_ms());
+                if effect.stop_again {
+                    if let Some(id) = task.containers[index].docker_id.clone() {
+                        let grace = self.stop_grace(&arn, index);
+                        tracing::warn!(task = arn, docker_id = id, "stopped container is running again; stopping it");
+                        let docker = self.docker.clone();
+                        tokio::spawn(async move {
+                            let _ = docker.stop_container(&id, grace).await;
+                        });
+                    }
+                }
+                self.progress(&arn);
+            }
+            Msg::ActionDone {
+                arn,
+                index,
+                target,
+                outcome,
+            } => {
+                let stops_task = matches!(
+                    self.settings.actions.pull_behavior,
+                    crate::config::ImagePullBehavior::Always | crate::config::ImagePullBehavior::Once
+                );
+                let Some(task) = self.tasks.get_mut(&arn) else {
+                    return;
+                };
+                if index >= task.containers.len() {
+                    return;
+                }
+                let effect =
+                    reconcile::apply_outcome(task, index, target, outcome, stops_task, now_ms());
+                if effect.retry {
+                    // Keep the stop "in flight" until the retry, so the next
+                    // pass does not hammer Docker.
+                    task.containers[index].applied_status = Some(ContainerStatus::Stopped);
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(STOP_RETRY_DELAY).await;
+                        let _ = tx.send(Msg::RetryStop { arn, index });
+                    });
+                    return;
+                }
+                self.progress(&arn);
+            }
+            Msg::RetryStop { arn, index } => {
+                if let Some(c) = self
+                    .tasks
+                    .get_mut(&arn)
+                    .and_then(|t| t.containers.get_mut(index))
+                {
+                    c.applied_status = None;
+                }
+                self.progress(&arn);
+            }
+            Msg::Cleanup { arn } => self.cleanup(arn),
+            Msg::Resync => {
+                let targets: Vec<(String, usize, String)> = self
+                    .tasks
+                    .values()
+                    .flat_map(|t| {
+                        t.containers.iter().enumerate().filter_map(|(i, c)| {
+                            let id = c.docker_id.clone()?;
+                            (c.known_status < ContainerStatus::Stopped)
+                                .then(|| (t.spec.arn.clone(), i, id))
+                        })
+                    })
+                    .collect();
+                for (arn, index, id) in targets {
+                    self.spawn_inspect(arn, index, id);
+                }
+            }
+            Msg::Snapshot(reply) => {
+                let _ = reply.send(self.tasks.values().cloned().collect());
+            }
+            Msg::Shutdown(_) => {}
+        }
+    }
+
+    /// A payload task: new ones are added, known ones only move their
+    /// desired status forward (a task definition never changes in place).
+    fn accept(&mut self, incoming: IncomingTask) {
+        if let Some(task) = self.tasks.get_mut(&incoming.spec.arn) {
+            task.raise_desired_status(incoming.desired_status);
+            return;
+        }
+        let now = now_ms();
+        let mut task = Task::new(incoming, now);
+        if let Err(why) = reconcile::validate_dependencies(&task) {
+            tracing::warn!(task = task.arn(), why, "task dependencies cannot be resolved");
+            task.set_terminal_reason(format!(
+                "Task dependencies cannot be resolved, taskArn: {}",
+                task.arn()
+            ));
+            task.raise_desired_status(TaskStatus::Stopped);
+        }
+        tracing::info!(task = task.arn(), desired = ?task.desired_status, "task added");
+        self.tasks.insert(task.arn().to_string(), task);
+    }
+
+    fn stop_grace(&self, arn: &str, index: usize) -> Duration {
+        let secs = self
+            .tasks
+            .get(arn)
+            .and_then(|t| t.containers.get(index))
+            .map_or(0, |c| c.spec.stop_timeout_secs);
+        if secs > 0 {
+            Duration::from_secs(secs)
+        } else {
+            self.settings.actions.default_stop_timeout
+        }
+    }
+
+    /// Re-plans one task: applies every transition that needs no Docker call,
+    /// saves the task with the report it owes, then launches Docker work.
+    fn progress(&mut self, arn: &str) {
+        let mut work = Vec::new();
+        {
+            let Some(task) = self.tasks.get_mut(arn) else {
+                return;
+            };
+            for _ in 0..(task.containers.len() * 8 + 8) {
+                let now = now_ms();
+                reconcile::update_known_status(task, now);
+                reconcile::update_desired_status(task);
+                let plan = reconcile::plan(task, now);
+                let mut changed = false;
+                for (index, why) in &plan.dependency_failures {
+                    let c = &mut task.containers[*index];
+                    c.set_reason(format!("CannotStartContainerError: {why}"));
+                    c.exit_code.get_or_insert(DEPENDENCY_EXIT_CODE);
+                    c.desired_status = ContainerStatus::Stopped;
+                    changed = true;
+                }
+                for step in &plan.steps {
+                    let c = &mut task.containers[step.container];
+                    match step.action {
+                        None => {
+                            if step.target > c.known_status {
+                                c.known_status = step.target;
+                                if step.target == ContainerStatus::Stopped && c.spec.essential {
+                                    task.execution_stopped_at_ms.get_or_insert(now);
+                                }
+                                changed = true;
+                            }
+                        }
+                        Some(action) => {
+                            c.applied_status = Some(step.target);
+                            if action == Action::Create && c.docker_name.is_none() {
+                                let name = create_config::docker_name(task, &task.containers[step.container].spec.name);
+                                task.containers[step.container].docker_name = Some(name);
+                            }
+                            work.push((step.container, step.target, action));
+                        }
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
+            reconcile::update_known_status(task, now_ms());
+        }
+        let Some(task) = self.tasks.get_mut(arn) else {
+            return;
+        };
+        let report = reconcile::take_report(task);
+        let batch = Batch {
+            put_tasks: vec![&*task],
+            delete_tasks: Vec::new(),
+            enqueue: report.into_iter().collect(),
+        };
+        let queued = !batch.enqueue.is_empty();
+        if let Err(e) = self.store.commit(batch) {
+            // The state is still correct in memory; the next change retries
+            // the write. Docker work waits until the record is safe.
+            tracing::error!(task = arn, error = %e, "saving task state failed");
+            for (index, _, _) in &work {
+                task.containers[*index].applied_status = None;
+            }
+            return;
+        }
+        if queued {
+            self.reports.notify_one();
+        }
+        for (i, c) in task.containers.iter().enumerate() {
+            if let Some(id) = &c.docker_id {
+                self.by_docker_id
+                    .insert(id.clone(), (arn.to_string(), i));
+            }
+        }
+        let stopped = task.known_status == TaskStatus::Stopped;
+        let known_time = task.known_status_time_ms;
+        let snapshot = work
+            .iter()
+            .any(|(_, _, a)| *a == Action::Create)
+            .then(|| Box::new(task.clone()));
+        for (index, target, action) in work {
+            let c = &task.containers[index];
+            let job = match action {
+                Action::ResolveManifest => Work::ResolveManifest {
+                    image: c.spec.image.clone(),
+                },
+                Action::Pull => Work::Pull {
+                    image: c.spec.image.clone(),
+                },
+                Action::Create => match &snapshot {
+                    Some(task) => Work::Create {
+                        task: task.clone(),
+                        index,
+                    },
+                    None => continue,
+                },
+                Action::Start => match &c.docker_id {
+                    Some(id) => Work::Start {
+                        docker_id: id.clone(),
+                    },
+                    None => continue,
+                },
+                Action::Stop => match &c.docker_id {
+                    Some(id) => Work::Stop {
+                        docker_id: id.clone(),
+                        grace: if c.spec.stop_timeout_secs > 0 {
+                            Duration::from_secs(c.spec.stop_timeout_secs)
+                        } else {
+                            self.settings.actions.default_stop_timeout
+                        },
+                    },
+                    None => continue,
+                },
+            };
+            tracing::debug!(task = arn, container = c.spec.name, ?target, "starting transition");
+            let docker = self.docker.clone();
+            let settings = Arc::new(self.settings.actions.clone());
+            let tx = self.tx.clone();
+            let arn = arn.to_string();
+            tokio::spawn(async move {
+                let outcome = actions::run(&docker, &settings, job).await;
+                let _ = tx.send(Msg::ActionDone {
+                    arn,
+                    index,
+                    target,
+                    outcome,
+                });
+            });
+        }
+        if stopped && self.cleanups.insert(arn.to_string()) {
+            self.schedule_cleanup(arn.to_string(), known_time);
+        }
+    }
+
+    fn schedule_cleanup(&self, arn: String, stopped_at_ms: i64) {
+        let jitter = self.settings.cleanup_jitter.as_millis();
+        let jitter_ms = if jitter > 0 {
+            rand::random_range(0..=u64::try_from(jitter).unwrap_or(u64::MAX))
+        } else {
+            0
+        };
+        let due = stopped_at_ms
+            .saturating_add(i64::try_from(self.settings.cleanup_wait.as_millis()).unwrap_or(i64::MAX))
+            .saturating_add(i64::try_from(jitter_ms).unwrap_or(0));
+        let delay = Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Msg::Cleanup { arn });
+        });
+    }
+
+    /// Removes a stopped task's containers and forgets it, once its STOPPED
+    /// report has been delivered (spec engine.md §11).
+    fn cleanup(&mut self, arn: String) {
+        match self.store.has_pending_reports(&arn) {
+            Ok(false) => {}
+            Ok(true) | Err(_) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(CLEANUP_RECHECK).await;
+                    let _ = tx.send(Msg::Cleanup { arn });
+                });
+                return;
+            }
+        }
+        let Some(task) = self.tasks.get(&arn) else {
+            return;
+        };
+        if let Err(e) = self.store.commit(Batch {
+            delete_tasks: vec![&arn],
+            ..Batch::default()
+        }) {
+            tracing::error!(task = arn, error = %e, "deleting task record failed; will retry");
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CLEANUP_RECHECK).await;
+                let _ = tx.send(Msg::Cleanup { arn });
+            });
+            return;
+        }
+        let ids: Vec<String> = task
+            .containers
+            .iter()
+            .filter_map(|c| c.docker_id.clone())
+            .collect();
+        tracing::info!(task = arn, "cleaning up stopped task");
+        for id in &ids {
+            self.by_docker_id.remove(id);
+        }
+        self.tasks.remove(&arn);
+        self.cleanups.remove(&arn);
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            for id in ids {
+                if let Err(e) = docker.remove_container(&id).await {
+                    if !e.is_not_found() {
+                        tracing::warn!(docker_id = id, error = %e, "removing container failed");
+                    }
+                }
+            }
+        });
+    }
+
+    fn spawn_inspect(&self, arn: String, index: usize, docker_id: String) {
+        let docker = self.docker.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            match docker.inspect_container(&docker_id).await {
+                Ok(observation) => {
+                    let _ = tx.send(Msg::Observed {
+                        arn,
+                        index,
+                        observation,
+                    });
+                }
+                Err(e) => tracing::warn!(docker_id, error = %e, "inspect failed; will check again"),
+            }
+        });
+    }
+
+    fn enqueue(&self, change: TaskStateChange) {
+        match self.store.commit(Batch {
+            enqueue: vec![change],
+            ..Batch::default()
+        }) {
+            Ok(()) => self.reports.notify_one(),
+            Err(e) => tracing::error!(error = %e, "queueing state change failed"),
+        }
+    }
+}
+
+/// Forwards Docker events for the agent's containers to the engine,
+/// resubscribing (from the last event seen) whenever the stream ends, and
+/// asking for a full re-check after a gap.
+fn spawn_event_watcher(docker: DockerClient, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        let mut since: Option<i64> = None;
+        loop {
+            let mut events = Box::pin(docker.container_events(since));
+            while let Some(item) = events.next().await {
+                match item {
+                    Ok(event) => {
+                        since = Some(now_ms() / 1000);
+                        if tx.send(Msg::DockerEvent(event)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Docker event stream failed; resubscribing");
+                        break;
+                    }
+                }
+            }
+            if tx.send(Msg::Resync).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            since.get_or_insert(now_ms() / 1000 - 1);
+        }
+    });
+}

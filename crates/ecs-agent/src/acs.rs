@@ -1,0 +1,344 @@
+//! The ACS session: the websocket over which the backend pushes tasks to
+//! this instance (spec acs-tcs.md §1.2, §2, §4). One loop for the life of
+//! the process: discover the endpoint, connect with a signed upgrade, answer
+//! heartbeats, hand payloads to the engine and ack them, and reconnect with
+//! the backoff rules of §4.3 when the connection ends.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use ecs_model::acs::{self, AcsMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::backoff::Backoff;
+use crate::ecs_client::EcsClient;
+use crate::engine::status::TaskStatus;
+use crate::engine::task::IncomingTask;
+use crate::engine::EngineHandle;
+use crate::store::{keys, Store};
+use crate::websocket::{self, WsError};
+
+/// Reconnect delay after an `InactiveInstanceException` (§4.3).
+const INACTIVE_INSTANCE_DELAY: Duration = Duration::from_secs(3600);
+
+/// Everything the session needs, fixed for the process lifetime.
+pub struct AcsContext {
+    pub ecs: EcsClient,
+    pub credentials: SharedCredentialsProvider,
+    pub region: String,
+    /// The cluster as configured (short name or ARN).
+    pub cluster: String,
+    pub instance_arn: String,
+    pub agent_version: String,
+    pub agent_hash: String,
+    pub docker_version: Option<String>,
+    pub engine: EngineHandle,
+    pub store: Arc<Store>,
+    pub accept_insecure_cert: bool,
+}
+
+/// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>` (§1.2).
+pub fn acs_url(
+    endpoint: &str,
+    ctx_cluster: &str,
+    instance_arn: &str,
+    agent_version: &str,
+    agent_hash: &str,
+    docker_version: Option<&str>,
+    send_credentials: bool,
+) -> Result<url::Url, url::ParseError> {
+    let mut params: Vec<(&str, String)> = vec![
+        ("agentHash", agent_hash.to_string()),
+        ("agentVersion", agent_version.to_string()),
+        ("clusterArn", ctx_cluster.to_string()),
+        ("containerInstanceArn", instance_arn.to_string()),
+        ("protocolVersion", "2".to_string()),
+        ("sendCredentials", send_credentials.to_string()),
+        ("seqNum", "1".to_string()),
+    ];
+    if let Some(v) = docker_version {
+        params.push(("dockerVersion", format!("DockerVersion: {v}")));
+    }
+    websocket::ws_url(endpoint, params)
+}
+
+/// How a connection attempt ended, which decides the next delay.
+enum Ended {
+    /// Close codes 1000/1001/1006/1011 or EOF: reconnect at once.
+    Clean,
+    /// The backend says this instance is deregistered: wait an hour.
+    InactiveInstance,
+    /// Anything else: back off.
+    Failed(String),
+    /// The agent is shutting down.
+    Shutdown,
+}
+
+/// Runs the ACS loop until `shutdown` turns true.
+pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(120), 1.5, 0.2);
+    let mut send_credentials = true;
+    loop {
+        let ended = tokio::select! {
+            ended = session(&ctx, &mut send_credentials, &mut backoff) => ended,
+            _ = shutdown.wait_for(|stop| *stop) => Ended::Shutdown,
+        };
+        let delay = match ended {
+            Ended::Shutdown => {
+                tracing::info!("ACS session ended (context closed)");
+                return;
+            }
+            Ended::Clean => {
+                backoff.reset();
+                Duration::ZERO
+            }
+            Ended::InactiveInstance => {
+                tracing::warn!("container instance is inactive (deregistered); reconnecting in an hour");
+                INACTIVE_INSTANCE_DELAY
+            }
+            Ended::Failed(why) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = why, ?delay, "ACS connection failed; reconnecting after a delay");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Backoff) -> Ended {
+    let endpoints = match ctx.ecs.poll_endpoints(&ctx.cluster, &ctx.instance_arn).await {
+        Ok(e) => e,
+        Err(e) => return Ended::Failed(format!("DiscoverPollEndpoint: {e}")),
+    };
+    let url = match acs_url(
+        &endpoints.acs,
+        &ctx.cluster,
+        &ctx.instance_arn,
+        &ctx.agent_version,
+        &ctx.agent_hash,
+        ctx.docker_version.as_deref(),
+        *send_credentials,
+    ) {
+        Ok(url) => url,
+        Err(e) => return Ended::Failed(format!("bad ACS endpoint {:?}: {e}", endpoints.acs)),
+    };
+    let credentials = match ctx.credentials.provide_credentials().await {
+        Ok(c) => c,
+        Err(e) => return Ended::Failed(format!("no credentials to sign the ACS handshake: {e}")),
+    };
+    let stream = match websocket::connect(
+        &url,
+        &credentials,
+        &ctx.region,
+        SystemTime::now(),
+        ctx.accept_insecure_cert,
+    )
+    .await
+    {
+        Ok(stream) => stream,
+        Err(WsError::Refused { body, .. }) if body.contains("InactiveInstanceException") => {
+            return Ended::InactiveInstance
+        }
+        Err(e) => return Ended::Failed(e.to_string()),
+    };
+    tracing::info!(endpoint = %endpoints.acs, "connected to ACS");
+    *send_credentials = false;
+    let (mut sink, mut source) = stream.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let closing = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let jittered = |base: u64, spread: u64| {
+        Duration::from_secs(base) + Duration::from_millis(rand::random_range(0..spread * 1000))
+    };
+    let inactivity = tokio::time::sleep(jittered(60, 60));
+    tokio::pin!(inactivity);
+    let max_age = tokio::time::sleep(jittered(1800, 300));
+    tokio::pin!(max_age);
+    let backoff_reset = tokio::time::sleep(jittered(60, 60));
+    tokio::pin!(backoff_reset);
+    let mut backoff_reset_done = false;
+
+    let ended = loop {
+        tokio::select! {
+            _ = &mut inactivity => {
+                // No close frame: just drop the connection (§4.2).
+                break Ended::Failed("no message from ACS within the inactivity timeout".into());
+            }
+            _ = &mut max_age => {
+                let _ = out_tx.send(Message::Close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "ConnectionExpired: Reconnect to continue".into(),
+                })));
+                break Ended::Clean;
+            }
+            _ = &mut backoff_reset, if !backoff_reset_done => {
+                backoff.reset();
+                backoff_reset_done = true;
+            }
+            frame = source.next() => {
+                let text = match frame {
+                    None => break Ended::Clean,
+                    Some(Err(e)) if websocket::read_error_is_clean(&e) => break Ended::Clean,
+                    Some(Err(e)) => break Ended::Failed(format!("ACS read failed: {e}")),
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(b))) => {
+                        tracing::warn!("unexpected binary frame on ACS; treating it as text");
+                        String::from_utf8_lossy(&b).into_owned()
+                    }
+                    Some(Ok(Message::Close(frame))) => match websocket::close_is_clean(&frame) {
+                        Ok(()) => break Ended::Clean,
+                        Err(why) => break Ended::Failed(why),
+                    },
+                    Some(Ok(_)) => continue,
+                };
+                match AcsMessage::decode(&text) {
+                    Ok(message) => {
+                        inactivity.as_mut().reset(tokio::time::Instant::now() + jittered(60, 60));
+                        handle(ctx, message, &out_tx);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "dropping undecodable ACS frame"),
+                }
+            }
+        }
+    };
+    drop(out_tx);
+    let _ = writer.await;
+    ended
+}
+
+fn send(out: &mpsc::UnboundedSender<Message>, message: AcsMessage) {
+    let _ = out.send(Message::Text(message.encode().into()));
+}
+
+fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Message>) {
+    match message {
+        AcsMessage::HeartbeatMessage(hb) => {
+            send(
+                out,
+                AcsMessage::HeartbeatAckRequest(acs::HeartbeatAckRequest {
+                    message_id: hb.message_id,
+                }),
+            );
+        }
+        AcsMessage::PayloadMessage(payload) => {
+            let engine = ctx.engine.clone();
+            let store = ctx.store.clone();
+            let out = out.clone();
+            tokio::spawn(async move {
+                if let Some(ack) = handle_payload(&engine, &store, payload).await {
+                    send(&out, AcsMessage::AckRequest(ack));
+                }
+            });
+        }
+        other => {
+            tracing::debug!(message_type = other.type_name(), "ACS message not handled by this agent");
+        }
+    }
+}
+
+/// Processes one payload (§5.3); returns the ack to send when every task
+/// in it was accepted.
+async fn handle_payload(
+    engine: &EngineHandle,
+    store: &Store,
+    payload: acs::PayloadMessage,
+) -> Option<acs::AckRequest> {
+    let non_empty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if !non_empty(&payload.message_id)
+        || !non_empty(&payload.cluster_arn)
+        || !non_empty(&payload.container_instance_arn)
+    {
+        tracing::warn!("ignoring payload without messageId, clusterArn or containerInstanceArn");
+        return None;
+    }
+    let mut all_ok = true;
+    let mut accepted = Vec::new();
+    for task in payload.tasks.iter().flatten() {
+        match IncomingTask::try_from(task) {
+            Ok(incoming) => accepted.push(incoming),
+            Err(e) => {
+                all_ok = false;
+                tracing::warn!(task = task.arn.as_deref().unwrap_or(""), error = %e, "rejecting task from payload");
+                if let Some(arn) = task.arn.clone().filter(|a| !a.is_empty()) {
+                    if engine.reject_task(arn, e.reason()).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+    // Stops first, so their resources are free for the starts.
+    accepted.sort_by_key(|t| t.desired_status != TaskStatus::Stopped);
+    if engine.add_tasks(accepted).await.is_err() {
+        return None;
+    }
+    if let Some(seq) = payload.seq_num {
+        raise_latest_seq(store, seq);
+    }
+    all_ok.then(|| acs::AckRequest {
+        cluster: payload.cluster_arn,
+        container_instance: payload.container_instance_arn,
+        message_id: payload.message_id,
+    })
+}
+
+/// The task-manifest high-water mark only moves up, and survives restarts
+/// (§4.7).
+fn raise_latest_seq(store: &Store, seq: i64) {
+    let current = store
+        .get_meta(keys::TASK_MANIFEST_SEQ_NUM)
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(-1);
+    if seq > current {
+        if let Err(e) = store.put_meta(&[(keys::TASK_MANIFEST_SEQ_NUM, &seq.to_string())]) {
+            tracing::warn!(error = %e, "saving the ACS sequence number failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The query, sorted and form-encoded, is what the Go agent sends
+    /// (compare `spec/samples/acs-upgrade.request.txt`).
+    #[test]
+    fn url_matches_the_go_agent() {
+        let url = acs_url(
+            "http://127.0.0.1:5101",
+            "default",
+            "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d",
+            "1.105.1",
+            "a8b3e7d3",
+            Some("20.10.24+dfsg1"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:5101/ws?agentHash=a8b3e7d3&agentVersion=1.105.1&clusterArn=default&containerInstanceArn=arn%3Aaws%3Aecs%3Aus-east-1%3A123456789012%3Acontainer-instance%2Fdefault%2F701bbc45062742f4a14a0c8f8f3a5e0d&dockerVersion=DockerVersion%3A+20.10.24%2Bdfsg1&protocolVersion=2&sendCredentials=true&seqNum=1"
+        );
+        let with_slash = acs_url("http://h:1/acs/", "c", "i", "v", "h", None, false).unwrap();
+        assert!(with_slash.as_str().starts_with("http://h:1/acs/ws?"));
+    }
+}

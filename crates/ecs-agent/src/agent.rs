@@ -1,0 +1,297 @@
+//! Start-up and shutdown of the whole agent (spec engine.md §1,
+//! endpoints-config.md §7): Docker, instance metadata, the checkpoint,
+//! registration, then the engine, the reporter and the ACS session, until a
+//! termination signal arrives.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use crate::acs::{self, AcsContext};
+use crate::backoff::Backoff;
+use crate::capabilities;
+use crate::config::{Config, Env, DEFAULT_CLUSTER};
+use crate::docker::DockerClient;
+use crate::ecs_client::{ApiError, EcsClient, RegistrationRequest};
+use crate::engine::actions::ActionSettings;
+use crate::engine::{EngineSettings, TaskEngine};
+use crate::exit::ExitCode;
+use crate::flags::Flags;
+use crate::host;
+use crate::imds::{self, InstanceMetadata};
+use crate::reporter::{self, EcsSink};
+use crate::store::{keys, Store};
+use crate::version;
+
+/// Why the agent stopped before running, and what the supervisor should do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Docker: {0}")]
+    Docker(#[from] crate::docker::DockerError),
+    #[error("Docker API version {0} is older than the minimum 1.21")]
+    DockerTooOld(String),
+    #[error("Configuration key not set, key: AWSRegion")]
+    NoRegion,
+    #[error("state: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cluster mismatch: the saved state is for cluster {saved:?}, but the configured cluster is {configured:?}")]
+    ClusterMismatch { saved: String, configured: String },
+    #[error("host resources: {0}")]
+    Host(#[from] host::HostError),
+    #[error("registration rejected: {0}")]
+    RegistrationRejected(ApiError),
+    #[error("registration failed: {0}")]
+    Registration(ApiError),
+}
+
+impl StartError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            StartError::DockerTooOld(_)
+            | StartError::Store(_)
+            | StartError::ClusterMismatch { .. }
+            | StartError::RegistrationRejected(_) => ExitCode::Terminal,
+            _ => ExitCode::Error,
+        }
+    }
+}
+
+/// Whether instance metadata may be used at all.
+pub fn imds_enabled(config: &Config, flags: &Flags, env: &Env) -> bool {
+    let disabled_by_env = env
+        .get("AWS_EC2_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    !(config.external || flags.blackhole_ec2_metadata || disabled_by_env)
+}
+
+/// Runs the agent until SIGTERM/SIGINT; returns the exit code.
+pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCode, StartError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(wait_for_signal(stop_tx));
+
+    let docker = DockerClient::connect(&config.docker_endpoint).await?;
+    let engine_version = docker.version().await?;
+    let api = capabilities::parse_api_version(&engine_version.api_version)
+        .ok_or_else(|| StartError::DockerTooOld(engine_version.api_version.clone()))?;
+    if api < (1, 21) {
+        return Err(StartError::DockerTooOld(engine_version.api_version));
+    }
+
+    let metadata = InstanceMetadata::new(
+        imds_enabled(&config, flags, env),
+        env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+    );
+    let identity = if config.no_iid || !metadata.enabled() {
+        None
+    } else {
+        metadata.identity_document().await
+    };
+    let region = config
+        .aws_region
+        .clone()
+        .or_else(|| identity.as_ref().and_then(|d| d.field("region")))
+        .ok_or(StartError::NoRegion)?;
+    config.aws_region = Some(region.clone());
+    if config.external {
+        tracing::info!("ECS Agent is running in external mode.");
+    }
+
+    let store = if config.checkpoint {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        Store::open(&config.data_dir)?
+    } else {
+        tracing::info!("Checkpointing not enabled; a new container instance will be created each time the agent is run");
+        Store::in_memory()?
+    };
+    let store = Arc::new(store);
+    let configured_cluster = config.cluster_or_default().to_string();
+    if let Some(saved) = store.get_meta(keys::CLUSTER)? {
+        if saved != configured_cluster {
+            return Err(StartError::ClusterMismatch {
+                saved,
+                configured: configured_cluster,
+            });
+        }
+        tracing::info!(cluster = saved, "Cluster was successfully restored");
+    }
+
+    let credentials = imds::credentials_provider(metadata.enabled(), &region).await;
+    let os_family = config
+        .detailed_os_family
+        .clone()
+        .unwrap_or_else(|| "LINUX".to_string());
+    let ecs = EcsClient::new(
+        config.api_endpoint.as_deref(),
+        &region,
+        credentials.clone(),
+        version::user_agent(&os_family),
+    );
+
+    let resources = host::read_host_resources(config.reserved_memory_mib)?;
+    let saved_arn = store.get_meta(keys::CONTAINER_INSTANCE_ARN)?;
+    let mut request = RegistrationRequest {
+        cluster: configured_cluster.clone(),
+        existing_arn: saved_arn.clone(),
+        attributes: capabilities::attributes(&config, api, saved_arn.is_none()),
+        resources,
+        reserved_ports: config.reserved_ports.clone(),
+        reserved_ports_udp: config.reserved_ports_udp.clone(),
+        identity_document: identity.as_ref().map(|d| d.document.clone()).unwrap_or_default(),
+        identity_signature: identity.as_ref().map(|d| d.signature.clone()).unwrap_or_default(),
+        tags: config
+            .container_instance_tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    match &saved_arn {
+        Some(arn) => tracing::info!(containerInstanceARN = arn, cluster = configured_cluster, "Restored from checkpoint file"),
+        None => tracing::info!("Registering Instance with ECS"),
+    }
+    let registration = register(&ecs, &mut request, config.cluster.is_empty()).await?;
+    // On re-registration the saved ARN stays (spec engine.md §2.7).
+    let instance_arn = saved_arn.unwrap_or(registration.container_instance_arn);
+    let mut meta = vec![
+        (keys::CONTAINER_INSTANCE_ARN, instance_arn.as_str()),
+        (keys::CLUSTER, configured_cluster.as_str()),
+        (keys::AGENT_VERSION, version::VERSION),
+    ];
+    if let Some(az) = registration.availability_zone.as_deref() {
+        meta.push((keys::AVAILABILITY_ZONE, az));
+    }
+    let instance_id = identity.as_ref().and_then(|d| d.field("instanceId"));
+    if let Some(id) = instance_id.as_deref() {
+        meta.push((keys::EC2_INSTANCE_ID, id));
+    }
+    store.put_meta(&meta)?;
+    tracing::info!(instanceArn = instance_arn, cluster = configured_cluster, "Instance registration completed successfully");
+
+    let wake_reporter = Arc::new(Notify::new());
+    let engine = TaskEngine::start(
+        EngineSettings {
+            actions: ActionSettings {
+                cluster: configured_cluster.clone(),
+                region: region.clone(),
+                pull_behavior: config.image_pull_behavior,
+                pull_inactivity_timeout: config.image_pull_inactivity_timeout.to_std(),
+                pull_timeout: config.image_pull_timeout.to_std(),
+                create_timeout: config.container_create_timeout.to_std(),
+                start_timeout: config.container_start_timeout.to_std(),
+                default_stop_timeout: config.docker_stop_timeout.to_std(),
+            },
+            cleanup_wait: config.task_cleanup_wait.to_std(),
+            cleanup_jitter: config.task_cleanup_wait_jitter.to_std(),
+        },
+        docker.clone(),
+        store.clone(),
+        wake_reporter.clone(),
+    )
+    .await?;
+    let reporter = tokio::spawn(reporter::run(
+        store.clone(),
+        Arc::new(EcsSink {
+            client: ecs.clone(),
+            cluster: configured_cluster.clone(),
+        }),
+        wake_reporter,
+    ));
+
+    tracing::info!("Beginning Polling for updates");
+    let acs = tokio::spawn(acs::run(
+        Arc::new(AcsContext {
+            ecs,
+            credentials,
+            region,
+            cluster: configured_cluster,
+            instance_arn,
+            agent_version: version::VERSION.to_string(),
+            agent_hash: version::GIT_HASH.to_string(),
+            docker_version: Some(engine_version.version).filter(|v| !v.is_empty()),
+            engine: engine.clone(),
+            store: store.clone(),
+            accept_insecure_cert: config.accept_insecure_cert,
+        }),
+        stop_rx,
+    ));
+
+    let _ = acs.await;
+    // Every change is already saved as it happens; the engine only has to
+    // stop taking new work (spec endpoints-config.md §7.1, 5 s budget).
+    if tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("Error saving state before final shutdown: timed out waiting for TaskEngine to settle");
+        return Ok(ExitCode::Terminal);
+    }
+    reporter.abort();
+    signals.abort();
+    Ok(ExitCode::Success)
+}
+
+async fn wait_for_signal(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
+    };
+    tracing::info!("Agent received termination signal: {name}");
+    let _ = stop.send(true);
+}
+
+/// RegisterContainerInstance with the Go agent's retry rules (spec
+/// engine.md §2.8): transient errors retry with backoff for up to an hour;
+/// a missing default cluster is created once.
+async fn register(
+    ecs: &EcsClient,
+    request: &mut RegistrationRequest,
+    cluster_unconfigured: bool,
+) -> Result<crate::ecs_client::Registration, StartError> {
+    let started = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_secs(3), Duration::from_secs(192), 2.0, 0.2);
+    let mut created_cluster = false;
+    loop {
+        match ecs.register(request).await {
+            Ok(r) => return Ok(r),
+            Err(ApiError::ClusterNotFound(_)) if cluster_unconfigured && !created_cluster => {
+                tracing::info!("default cluster not found; creating it");
+                ecs.create_cluster(DEFAULT_CLUSTER)
+                    .await
+                    .map_err(StartError::Registration)?;
+                created_cluster = true;
+            }
+            Err(e @ ApiError::Rejected { .. }) => return Err(StartError::RegistrationRejected(e)),
+            Err(ApiError::Transient(why)) if started.elapsed() < Duration::from_secs(3600) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = why, ?delay, "registration failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(StartError::Registration(e)),
+        }
+    }
+}
+
+/// `-ecs-attributes`: the attributes this agent would register with.
+pub async fn print_attributes(config: &Config) -> Result<(), StartError> {
+    let docker = DockerClient::connect(&config.docker_endpoint).await?;
+    let v = docker.version().await?;
+    let api = capabilities::parse_api_version(&v.api_version)
+        .ok_or_else(|| StartError::DockerTooOld(v.api_version.clone()))?;
+    for a in capabilities::attributes(config, api, true) {
+        println!("{}\t{}", a.name, a.value.unwrap_or_default());
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The attributes the agent registers with. The rule (spec engine.md §2.4):
+//! advertise a capability only when this agent implements the feature behind
+//! it, so the scheduler never places a task the agent cannot run.
+
+use crate::config::Config;
+
+const CAP: &str = "com.amazonaws.ecs.capability.";
+const ECS_CAP: &str = "ecs.capability.";
+
+/// A registration attribute: name, and a value for the few that carry one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl Attribute {
+    fn flag(name: String) -> Self {
+        Self { name, value: None }
+    }
+
+    fn valued(name: &str, value: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+        }
+    }
+}
+
+/// Docker API versions the agent knows, oldest first.
+const KNOWN_API_VERSIONS: &[(u32, u32)] = &[
+    (1, 17), (1, 18), (1, 19), (1, 20), (1, 21), (1, 22), (1, 23), (1, 24), (1, 25), (1, 26),
+    (1, 27), (1, 28), (1, 29), (1, 30), (1, 31), (1, 32), (1, 33), (1, 34), (1, 35), (1, 36),
+    (1, 37), (1, 38), (1, 39), (1, 40), (1, 41), (1, 42), (1, 43), (1, 44),
+];
+
+/// Minimum Docker API version of each logging driver.
+fn logging_driver_min_version(driver: &str) -> Option<(u32, u32)> {
+    Some(match driver {
+        "json-file" | "syslog" => (1, 18),
+        "journald" | "none" => (1, 19),
+        "gelf" | "fluentd" => (1, 20),
+        "awslogs" => (1, 21),
+        "splunk" => (1, 22),
+        "logentries" => (1, 25),
+        "sumologic" => (1, 29),
+        _ => return None,
+    })
+}
+
+/// `"1.41"` → (1, 41).
+pub fn parse_api_version(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The Docker API versions supported against a daemon speaking `daemon`.
+pub fn supported_api_versions(daemon: (u32, u32)) -> Vec<(u32, u32)> {
+    KNOWN_API_VERSIONS
+        .iter()
+        .copied()
+        .filter(|v| *v <= daemon)
+        .collect()
+}
+
+/// The attributes for RegisterContainerInstance. Custom attributes
+/// (`ECS_INSTANCE_ATTRIBUTES`) are only sent on the first registration.
+pub fn attributes(config: &Config, daemon_api: (u32, u32), first_registration: bool) -> Vec<Attribute> {
+    let supported = supported_api_versions(daemon_api);
+    let has = |v: (u32, u32)| supported.contains(&v);
+    let mut attrs = Vec::new();
+
+    // Ordering dependencies (dependsOn, links, volumesFrom) are implemented.
+    attrs.push(Attribute::flag(format!("{ECS_CAP}container-ordering")));
+    if !config.privileged_disabled {
+        attrs.push(Attribute::flag(format!("{CAP}privileged-container")));
+    }
+    for v in supported.iter().filter(|v| **v < (1, 33) && ![(1, 26), (1, 27), (1, 31)].contains(v)) {
+        attrs.push(Attribute::flag(format!("{CAP}docker-remote-api.{}.{}", v.0, v.1)));
+    }
+    for driver in &config.available_logging_drivers {
+        if logging_driver_min_version(driver).is_some_and(has) {
+            attrs.push(Attribute::flag(format!("{CAP}logging-driver.{driver}")));
+        }
+    }
+    if config.selinux_capable {
+        attrs.push(Attribute::flag(format!("{CAP}selinux")));
+    }
+    if config.apparmor_capable {
+        attrs.push(Attribute::flag(format!("{CAP}apparmor")));
+    }
+    if has((1, 24)) && !config.disable_docker_health_check {
+        attrs.push(Attribute::flag(format!("{ECS_CAP}container-health-check")));
+    }
+    attrs.push(Attribute::valued("ecs.os-type", "linux"));
+    attrs.push(Attribute::valued("ecs.os-family", "LINUX"));
+    attrs.push(Attribute::valued(
+        "ecs.os-type-detailed",
+        config.detailed_os_family.as_deref().unwrap_or("LINUX"),
+    ));
+    if first_registration {
+        for (name, value) in &config.instance_attributes {
+            attrs.push(Attribute::valued(name, value));
+        }
+    }
+    attrs
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{Env, FileConfig};
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        Config::from_sources(
+            &Env::from_pairs(env.iter().copied()),
+            &FileConfig::default(),
+            None,
+        )
+        .unwrap()
+        .config
+    }
+
+    fn names(attrs: &[Attribute]) -> Vec<&str> {
+        attrs.iter().map(|a| a.name.as_str()).collect()
+    }
+
+    #[test]
+    fn docker_remote_api_list_matches_the_go_agent() {
+        let attrs = attributes(&config(&[]), (1, 41), true);
+        let apis: Vec<&str> = names(&attrs)
+            .into_iter()
+            .filter_map(|n| n.strip_prefix("com.amazonaws.ecs.capability.docker-remote-api."))
+            .collect();
+        assert_eq!(
+            apis,
+            ["1.17", "1.18", "1.19", "1.20", "1.21", "1.22", "1.23", "1.24", "1.25", "1.28", "1.29", "1.30", "1.32"]
+        );
+    }
+
+    #[test]
+    fn config_switches_change_attributes() {
+        let attrs = attributes(
+            &config(&[
+                ("ECS_DISABLE_PRIVILEGED", "true"),
+                ("ECS_SELINUX_CAPABLE", "true"),
+                ("ECS_AVAILABLE_LOGGING_DRIVERS", r#"["json-file","awslogs","sumologic"]"#),
+                ("ECS_INSTANCE_ATTRIBUTES", r#"{"stack":"prod"}"#),
+                ("ECS_DETAILED_OS_FAMILY", "debian_12"),
+            ]),
+            (1, 28),
+            true,
+        );
+        let n = names(&attrs);
+        assert!(!n.contains(&"com.amazonaws.ecs.capability.privileged-container"));
+        assert!(n.contains(&"com.amazonaws.ecs.capability.selinux"));
+        assert!(n.contains(&"com.amazonaws.ecs.capability.logging-driver.awslogs"));
+        // sumologic needs API 1.29.
+        assert!(!n.contains(&"com.amazonaws.ecs.capability.logging-driver.sumologic"));
+        assert!(attrs.contains(&Attribute::valued("stack", "prod")));
+        assert!(attrs.contains(&Attribute::valued("ecs.os-type-detailed", "debian_12")));
+        let again = attributes(&config(&[("ECS_INSTANCE_ATTRIBUTES", r#"{"stack":"prod"}"#)]), (1, 41), false);
+        assert!(!names(&again).contains(&"stack"), "custom attributes only on first registration");
+    }
+}

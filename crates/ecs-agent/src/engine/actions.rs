@@ -1,0 +1,169 @@
+//! The Docker work behind each container transition, run off the engine's
+//! loop; each one ends in an [`Outcome`] the engine applies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::create_config::{self, CreateContext};
+use super::reconcile::Outcome;
+use super::task::Task;
+use crate::config::ImagePullBehavior;
+use crate::docker::{DockerClient, DockerError};
+
+/// Settings the actions need, fixed for the agent's lifetime.
+#[derive(Debug, Clone)]
+pub struct ActionSettings {
+    pub cluster: String,
+    pub region: String,
+    pub pull_behavior: ImagePullBehavior,
+    pub pull_inactivity_timeout: Duration,
+    pub pull_timeout: Duration,
+    pub create_timeout: Duration,
+    pub start_timeout: Duration,
+    pub default_stop_timeout: Duration,
+}
+
+/// A transition's Docker work, with everything it needs captured.
+#[derive(Debug, Clone)]
+pub enum Work {
+    ResolveManifest { image: String },
+    Pull { image: String },
+    /// The task as it was when the create was planned (names of linked
+    /// containers included).
+    Create { task: Box<Task>, index: usize },
+    Start { docker_id: String },
+    Stop { docker_id: String, grace: Duration },
+}
+
+pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Work) -> Outcome {
+    match work {
+        Work::ResolveManifest { image } => resolve_manifest(docker, settings, &image).await,
+        Work::Pull { image } => pull(docker, settings, &image).await,
+        Work::Create { task, index } => create(docker, settings, &task, index).await,
+        Work::Start { docker_id } => {
+            match docker.start_container(&docker_id, settings.start_timeout).await {
+                Ok(()) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
+                Err(e) => failed("CannotStartContainerError", &e),
+            }
+        }
+        Work::Stop { docker_id, grace } => match docker.stop_container(&docker_id, grace).await {
+            Ok(()) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
+            // 304: already stopped.
+            Err(DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304,
+                ..
+            })) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
+            Err(e) => failed("CannotStopContainerError", &e),
+        },
+    }
+}
+
+fn failed(name: &str, e: &DockerError) -> Outcome {
+    let message = match e {
+        DockerError::Timeout(d) => format!("DockerTimeoutError: timed out after {d:?}"),
+        other => format!("{name}: {}", other.message()),
+    };
+    Outcome::Failed {
+        error: message,
+        gone: e.is_not_found(),
+    }
+}
+
+/// Whether the image must be pulled under the configured behaviour
+/// (spec engine.md §7.1). `once` is treated like `default` until the image
+/// manager records successful pulls.
+async fn pull_required(docker: &DockerClient, settings: &ActionSettings, image: &str) -> bool {
+    match settings.pull_behavior {
+        ImagePullBehavior::PreferCached => !matches!(docker.inspect_image(image).await, Ok(Some(_))),
+        _ => true,
+    }
+}
+
+/// A digest for the image: the one in the reference, else (when no pull
+/// is needed) the local image's repo digest. Registry lookups come with the
+/// image manager.
+async fn resolve_manifest(docker: &DockerClient, settings: &ActionSettings, image: &str) -> Outcome {
+    if let Some((_, digest)) = image.split_once('@') {
+        return Outcome::ManifestResolved {
+            digest: Some(digest.to_string()),
+        };
+    }
+    if pull_required(docker, settings, image).await {
+        return Outcome::ManifestResolved { digest: None };
+    }
+    match docker.inspect_image(image).await {
+        Ok(Some(info)) => {
+            let (repository, _) = crate::docker::split_reference(image);
+            let digest = info.repo_digests.iter().find_map(|d| {
+                let (repo, digest) = d.split_once('@')?;
+                (repo == repository).then(|| digest.to_string())
+            });
+            Outcome::ManifestResolved { digest }
+        }
+        Ok(None) => Outcome::Failed {
+            error: format!("CannotPullImageManifestError: image {image} not found locally"),
+            gone: false,
+        },
+        Err(e) => failed("CannotPullImageManifestError", &e),
+    }
+}
+
+async fn pull(docker: &DockerClient, settings: &ActionSettings, image: &str) -> Outcome {
+    if !pull_required(docker, settings, image).await {
+        return Outcome::Pulled;
+    }
+    match docker
+        .pull_image(image, None, settings.pull_inactivity_timeout, settings.pull_timeout)
+        .await
+    {
+        Ok(()) => Outcome::Pulled,
+        Err(DockerError::Timeout(d)) => Outcome::Failed {
+            error: format!("DockerTimeoutError: Could not transition to pulled; timed out after waiting {d:?}"),
+            gone: false,
+        },
+        Err(e) => failed("CannotPullContainerError", &e),
+    }
+}
+
+async fn create(docker: &DockerClient, settings: &ActionSettings, task: &Task, index: usize) -> Outcome {
+    let container = &task.containers[index];
+    let Some(name) = container.docker_name.clone() else {
+        return Outcome::Failed {
+            error: "CannotCreateContainerError: no name reserved".into(),
+            gone: false,
+        };
+    };
+    // A container created just before an agent restart is reused, never
+    // created twice.
+    if let Ok(Some(existing)) = docker.inspect_container(&name).await {
+        return Outcome::Created {
+            docker_id: existing.docker_id,
+        };
+    }
+    let image_env = match docker.inspect_image(&container.spec.image).await {
+        Ok(Some(info)) => info.env,
+        _ => Vec::new(),
+    };
+    let ctx = CreateContext {
+        cluster: &settings.cluster,
+        region: &settings.region,
+        image_env: &image_env,
+    };
+    let body = match create_config::build(task, index, &ctx) {
+        Ok(body) => body,
+        Err(e) => {
+            return Outcome::Failed {
+                error: e.to_string(),
+                gone: false,
+            }
+        }
+    };
+    match docker.create_container(&name, body, settings.create_timeout).await {
+        Ok(docker_id) => Outcome::Created { docker_id },
+        Err(DockerError::Config(message)) => Outcome::Failed {
+            error: format!("DockerClientConfigError: {message}"),
+            gone: false,
+        },
+        Err(e) => failed("CannotCreateContainerError", &e),
+    }
+}
