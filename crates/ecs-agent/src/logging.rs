@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -127,12 +127,20 @@ impl LogSettings {
     }
 }
 
+/// The agent's own events at `level`; libraries (AWS SDK, HTTP, TLS)
+/// never below info, so debug logs stay about the agent.
+fn filter(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_default(level.min(LevelFilter::INFO))
+        .with_target("ecs_agent", level)
+}
+
 /// Installs the global subscriber.
 pub fn init(settings: &LogSettings) -> io::Result<()> {
     let stdout = tracing_subscriber::fmt::layer()
         .event_format(LineFormat(settings.format))
         .with_writer(io::stdout)
-        .with_filter(settings.stdout_level);
+        .with_filter(filter(settings.stdout_level));
     let file = match &settings.file {
         Some(path) if settings.file_level != LevelFilter::OFF => Some(
             tracing_subscriber::fmt::layer()
@@ -142,7 +150,7 @@ pub fn init(settings: &LogSettings) -> io::Result<()> {
                     settings.max_file_bytes,
                     settings.max_roll_count,
                 )?)
-                .with_filter(settings.file_level),
+                .with_filter(filter(settings.file_level)),
         ),
         _ => None,
     };

@@ -1,0 +1,486 @@
+//! Harness for the end-to-end tests: builds and starts the real `ecs-local`
+//! and `ecs-agent` binaries against the host's Docker engine, and drives
+//! them with the AWS CLI and the AWS SDK for Rust, exactly as a user would.
+//!
+//! Nothing here talks to anything but loopback and the local Docker
+//! socket: instance metadata is disabled for every agent.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// The image every test runs; `scripts/setup` builds it with `docker import`.
+pub const TEST_IMAGE: &str = "ecs-test/busybox:latest";
+
+/// Fake static credentials: the plane does not verify signatures.
+pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+pub const REGION: &str = "us-east-1";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Paths of the two binaries, built once per test process so the tests
+/// always run the current code.
+pub struct Binaries {
+    pub agent: PathBuf,
+    pub plane: PathBuf,
+}
+
+pub fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--bin", "ecs-agent", "--bin", "ecs-local"])
+            .current_dir(workspace_root())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            other => panic!("building ecs-agent and ecs-local failed: {other:?}"),
+        }
+        let dir = target_dir().join("debug");
+        Binaries {
+            agent: dir.join("ecs-agent"),
+            plane: dir.join("ecs-local"),
+        }
+    })
+}
+
+/// Fails the test with a clear message when no Docker engine answers, or
+/// the test image is missing: these tests never pass by skipping.
+pub fn require_docker() {
+    let out = Command::new("docker")
+        .args(["image", "inspect", TEST_IMAGE, "--format", "{{.Id}}"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "Docker is not usable or the test image {TEST_IMAGE} is missing (run scripts/setup): {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("the docker CLI cannot run (run scripts/setup): {e}"),
+    }
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let start = Instant::now();
+    let mut last_error = None;
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if start.elapsed() > timeout {
+            return Err(anyhow!(
+                "timed out after {timeout:?} waiting for {what}; last error: {last_error:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A child process killed when dropped.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `ecs-local`.
+pub struct Plane {
+    process: Process,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Plane {
+    pub fn start(data_dir: &Path) -> Result<Plane> {
+        Self::start_on(data_dir, free_port()?)
+    }
+
+    /// Starts on a given port (to restart a plane where agents expect it).
+    pub fn start_on(data_dir: &Path, port: u16) -> Result<Plane> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join("ecs-local.log");
+        let child = Command::new(&binaries().plane)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                &data_dir.display().to_string(),
+                "--heartbeat-interval",
+                "5",
+            ])
+            .stdout(Stdio::from(std::fs::File::create(&log)?))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log)?))
+            .spawn()
+            .context("starting ecs-local")?;
+        let plane = Plane {
+            process: Process { child },
+            port,
+            data_dir: data_dir.to_path_buf(),
+            log,
+        };
+        wait_for("ecs-local to listen", Duration::from_secs(20), || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+        })?;
+        Ok(plane)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The AWS CLI pointed at this plane.
+    pub fn cli(&self) -> Cli {
+        Cli {
+            endpoint: self.url(),
+        }
+    }
+
+    /// The AWS SDK for Rust pointed at this plane.
+    pub fn sdk(&self) -> aws_sdk_ecs::Client {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecs::config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "e2e",
+            ))
+            .endpoint_url(self.url())
+            .build();
+        aws_sdk_ecs::Client::from_conf(config)
+    }
+
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        // Remove what the tests' tasks left in Docker.
+        if let Ok(tasks) = self.cli().all_task_arns() {
+            remove_task_containers(&tasks);
+        }
+        self.process.signal("-KILL");
+    }
+}
+
+/// Removes every container labelled with one of these task ARNs.
+pub fn remove_task_containers(task_arns: &[String]) {
+    for arn in task_arns {
+        for id in docker_ids_with_label("com.amazonaws.ecs.task-arn", arn, true) {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// IDs of containers with `label=value` (stopped ones too when `all`).
+pub fn docker_ids_with_label(label: &str, value: &str, all: bool) -> Vec<String> {
+    let mut args = vec!["ps", "-q", "--no-trunc"];
+    if all {
+        args.push("-a");
+    }
+    let filter = format!("label={label}={value}");
+    args.extend(["--filter", &filter]);
+    Command::new("docker")
+        .args(&args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `docker inspect` of one container, as JSON.
+pub fn docker_inspect(id: &str) -> Result<Value> {
+    let out = Command::new("docker").args(["inspect", id]).output()?;
+    if !out.status.success() {
+        bail!("docker inspect {id}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let list: Value = serde_json::from_slice(&out.stdout)?;
+    list.get(0).cloned().ok_or_else(|| anyhow!("no such container {id}"))
+}
+
+/// Settings of one agent run.
+#[derive(Clone)]
+pub struct AgentOptions {
+    pub cluster: String,
+    pub data_dir: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl AgentOptions {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            cluster: "default".into(),
+            data_dir: data_dir.to_path_buf(),
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.extra_env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A running `ecs-agent`.
+pub struct Agent {
+    process: Process,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(plane: &Plane, options: &AgentOptions) -> Result<Agent> {
+        std::fs::create_dir_all(&options.data_dir)?;
+        let log = options.data_dir.join("ecs-agent.log");
+        let mut cmd = Command::new(&binaries().agent);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ECS_BACKEND_HOST", plane.url())
+            .env("ECS_CLUSTER", &options.cluster)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("ECS_DATADIR", &options.data_dir)
+            .env("ECS_IMAGE_PULL_BEHAVIOR", "prefer-cached")
+            .env("ECS_CONTAINER_STOP_TIMEOUT", "2s")
+            .env("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "10m")
+            .env("ECS_LOGLEVEL", "debug")
+            .env("ECS_AGENT_CONFIG_FILE_PATH", options.data_dir.join("no-config.json"));
+        for (k, v) in &options.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::from(std::fs::File::options().create(true).append(true).open(&log)?))
+            .stderr(Stdio::from(std::fs::File::options().create(true).append(true).open(&log)?))
+            .spawn()
+            .context("starting ecs-agent")?;
+        Ok(Agent {
+            process: Process { child },
+            log,
+        })
+    }
+
+    /// SIGKILL: the agent gets no chance to save anything.
+    pub fn kill(self) {
+        drop(self);
+    }
+
+    /// SIGTERM, then wait for the exit code.
+    pub fn terminate(mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.process.signal("-TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.process.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if start.elapsed() > timeout {
+                bail!("agent did not exit within {timeout:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the process has exited, and with what code.
+    pub fn exit_code(&mut self) -> Result<Option<Option<i32>>> {
+        Ok(self.process.child.try_wait()?.map(|s| s.code()))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The real AWS CLI (`scripts/setup` installs it in the workspace venv).
+pub struct Cli {
+    endpoint: String,
+}
+
+pub fn aws_cli_path() -> PathBuf {
+    std::env::var_os("ECS_E2E_AWS_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/aws"))
+}
+
+impl Cli {
+    /// Runs `aws ecs <args> --endpoint-url …` and parses its JSON output.
+    pub fn ecs(&self, args: &[&str]) -> Result<Value> {
+        let cli = aws_cli_path();
+        if !cli.exists() {
+            bail!("the AWS CLI is not installed at {} (run scripts/setup)", cli.display());
+        }
+        let out = Command::new(&cli)
+            .arg("ecs")
+            .args(args)
+            .args(["--endpoint-url", &self.endpoint, "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_PAGER", "")
+            .output()
+            .context("running the AWS CLI")?;
+        if !out.status.success() {
+            bail!(
+                "aws ecs {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&out.stdout).context("parsing AWS CLI output")
+    }
+
+    pub fn describe_task(&self, cluster: &str, arn: &str) -> Result<Value> {
+        let v = self.ecs(&["describe-tasks", "--cluster", cluster, "--tasks", arn])?;
+        v["tasks"]
+            .get(0)
+            .cloned()
+            .ok_or_else(|| anyhow!("task {arn} not found: {v}"))
+    }
+
+    /// Waits until the task's lastStatus is `status`; returns the task.
+    pub fn wait_task_status(&self, cluster: &str, arn: &str, status: &str, timeout: Duration) -> Result<Value> {
+        wait_for(&format!("task {arn} to be {status}"), timeout, || {
+            let task = self.describe_task(cluster, arn)?;
+            Ok((task["lastStatus"] == status).then_some(task))
+        })
+    }
+
+    /// Every task ARN the plane knows, running or stopped, in every cluster.
+    pub fn all_task_arns(&self) -> Result<Vec<String>> {
+        let clusters = self.ecs(&["list-clusters"])?;
+        let mut arns = Vec::new();
+        for cluster in clusters["clusterArns"].as_array().into_iter().flatten() {
+            let Some(cluster) = cluster.as_str() else { continue };
+            for status in ["RUNNING", "STOPPED"] {
+                let list = self.ecs(&["list-tasks", "--cluster", cluster, "--desired-status", status])?;
+                for arn in list["taskArns"].as_array().into_iter().flatten() {
+                    if let Some(a) = arn.as_str() {
+                        arns.push(a.to_string());
+                    }
+                }
+            }
+        }
+        Ok(arns)
+    }
+
+    /// Registers a one-container task definition and returns its ARN.
+    pub fn register_simple(&self, family: &str, command: &[&str]) -> Result<String> {
+        let defs = serde_json::json!([{
+            "name": "main",
+            "image": TEST_IMAGE,
+            "command": command,
+            "memory": 32,
+            "essential": true
+        }]);
+        self.register(family, &defs)
+    }
+
+    pub fn register(&self, family: &str, container_definitions: &Value) -> Result<String> {
+        let v = self.ecs(&[
+            "register-task-definition",
+            "--family",
+            family,
+            "--container-definitions",
+            &container_definitions.to_string(),
+        ])?;
+        v["taskDefinition"]["taskDefinitionArn"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no task definition ARN in {v}"))
+    }
+
+    /// `run-task`; returns the new task's ARN.
+    pub fn run_task(&self, cluster: &str, task_definition: &str) -> Result<String> {
+        let v = self.ecs(&["run-task", "--cluster", cluster, "--task-definition", task_definition])?;
+        let task = v["tasks"]
+            .get(0)
+            .ok_or_else(|| anyhow!("run-task placed nothing: {v}"))?;
+        if task["lastStatus"] != "PENDING" {
+            bail!("run-task returned a task that is not PENDING: {task}");
+        }
+        task["taskArn"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no task ARN in {v}"))
+    }
+
+    /// Waits until exactly one container instance is registered and
+    /// connected; returns it.
+    pub fn wait_connected_instance(&self, cluster: &str, timeout: Duration) -> Result<Value> {
+        wait_for("the agent's instance to connect", timeout, || {
+            let list = self.ecs(&["list-container-instances", "--cluster", cluster])?;
+            let arns: Vec<&str> = list["containerInstanceArns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if arns.len() != 1 {
+                return Ok(None);
+            }
+            let v = self.ecs(&[
+                "describe-container-instances",
+                "--cluster",
+                cluster,
+                "--container-instances",
+                arns[0],
+            ])?;
+            let instance = v["containerInstances"][0].clone();
+            Ok((instance["agentConnected"] == true).then_some(instance))
+        })
+    }
+}
