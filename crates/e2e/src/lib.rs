@@ -84,7 +84,11 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let start = Instant::now();
     let mut last_error = None;
     loop {
@@ -149,7 +153,9 @@ impl Plane {
                 "5",
             ])
             .stdout(Stdio::from(std::fs::File::create(&log)?))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log)?))
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&log)?,
+            ))
             .spawn()
             .context("starting ecs-local")?;
         let plane = Plane {
@@ -159,7 +165,9 @@ impl Plane {
             log,
         };
         wait_for("ecs-local to listen", Duration::from_secs(20), || {
-            Ok(std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ()))
         })?;
         Ok(plane)
     }
@@ -241,10 +249,15 @@ pub fn docker_ids_with_label(label: &str, value: &str, all: bool) -> Vec<String>
 pub fn docker_inspect(id: &str) -> Result<Value> {
     let out = Command::new("docker").args(["inspect", id]).output()?;
     if !out.status.success() {
-        bail!("docker inspect {id}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "docker inspect {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let list: Value = serde_json::from_slice(&out.stdout)?;
-    list.get(0).cloned().ok_or_else(|| anyhow!("no such container {id}"))
+    list.get(0)
+        .cloned()
+        .ok_or_else(|| anyhow!("no such container {id}"))
 }
 
 /// Settings of one agent run.
@@ -294,13 +307,26 @@ impl Agent {
             .env("ECS_CONTAINER_STOP_TIMEOUT", "2s")
             .env("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "10m")
             .env("ECS_LOGLEVEL", "debug")
-            .env("ECS_AGENT_CONFIG_FILE_PATH", options.data_dir.join("no-config.json"));
+            .env(
+                "ECS_AGENT_CONFIG_FILE_PATH",
+                options.data_dir.join("no-config.json"),
+            );
         for (k, v) in &options.extra_env {
             cmd.env(k, v);
         }
         let child = cmd
-            .stdout(Stdio::from(std::fs::File::options().create(true).append(true).open(&log)?))
-            .stderr(Stdio::from(std::fs::File::options().create(true).append(true).open(&log)?))
+            .stdout(Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            ))
             .spawn()
             .context("starting ecs-agent")?;
         Ok(Agent {
@@ -355,7 +381,10 @@ impl Cli {
     pub fn ecs(&self, args: &[&str]) -> Result<Value> {
         let cli = aws_cli_path();
         if !cli.exists() {
-            bail!("the AWS CLI is not installed at {} (run scripts/setup)", cli.display());
+            bail!(
+                "the AWS CLI is not installed at {} (run scripts/setup)",
+                cli.display()
+            );
         }
         let out = Command::new(&cli)
             .arg("ecs")
@@ -392,7 +421,13 @@ impl Cli {
     }
 
     /// Waits until the task's lastStatus is `status`; returns the task.
-    pub fn wait_task_status(&self, cluster: &str, arn: &str, status: &str, timeout: Duration) -> Result<Value> {
+    pub fn wait_task_status(
+        &self,
+        cluster: &str,
+        arn: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Result<Value> {
         wait_for(&format!("task {arn} to be {status}"), timeout, || {
             let task = self.describe_task(cluster, arn)?;
             Ok((task["lastStatus"] == status).then_some(task))
@@ -404,9 +439,17 @@ impl Cli {
         let clusters = self.ecs(&["list-clusters"])?;
         let mut arns = Vec::new();
         for cluster in clusters["clusterArns"].as_array().into_iter().flatten() {
-            let Some(cluster) = cluster.as_str() else { continue };
+            let Some(cluster) = cluster.as_str() else {
+                continue;
+            };
             for status in ["RUNNING", "STOPPED"] {
-                let list = self.ecs(&["list-tasks", "--cluster", cluster, "--desired-status", status])?;
+                let list = self.ecs(&[
+                    "list-tasks",
+                    "--cluster",
+                    cluster,
+                    "--desired-status",
+                    status,
+                ])?;
                 for arn in list["taskArns"].as_array().into_iter().flatten() {
                     if let Some(a) = arn.as_str() {
                         arns.push(a.to_string());
@@ -445,7 +488,13 @@ impl Cli {
 
     /// `run-task`; returns the new task's ARN.
     pub fn run_task(&self, cluster: &str, task_definition: &str) -> Result<String> {
-        let v = self.ecs(&["run-task", "--cluster", cluster, "--task-definition", task_definition])?;
+        let v = self.ecs(&[
+            "run-task",
+            "--cluster",
+            cluster,
+            "--task-definition",
+            task_definition,
+        ])?;
         let task = v["tasks"]
             .get(0)
             .ok_or_else(|| anyhow!("run-task placed nothing: {v}"))?;

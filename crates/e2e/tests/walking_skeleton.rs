@@ -6,7 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{docker_ids_with_label, docker_inspect, require_docker, Agent, AgentOptions, Plane, TEST_IMAGE};
+use e2e::{
+    docker_ids_with_label, docker_inspect, require_docker, Agent, AgentOptions, Plane, TEST_IMAGE,
+};
 use serde_json::Value;
 
 const CONNECT: Duration = Duration::from_secs(60);
@@ -27,7 +29,10 @@ fn task_container(task: &Value) -> Value {
 fn instance_registers_and_connects() {
     let (dir, plane) = setup();
     let _agent = Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent"))).unwrap();
-    let instance = plane.cli().wait_connected_instance("default", CONNECT).unwrap();
+    let instance = plane
+        .cli()
+        .wait_connected_instance("default", CONNECT)
+        .unwrap();
     assert_eq!(instance["status"], "ACTIVE");
     assert_eq!(instance["agentConnected"], true);
     let resources: Vec<&str> = instance["registeredResources"]
@@ -56,24 +61,39 @@ fn task_runs_stops_and_reports_exit_codes() {
     cli.register_simple("sleeper", &["sleep", "600"]).unwrap();
     let arn = cli.run_task("default", "sleeper").unwrap();
 
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
     let container = task_container(&task);
     let runtime_id = container["runtimeId"].as_str().unwrap().to_string();
     assert_eq!(container["lastStatus"], "RUNNING");
     let running = docker_ids_with_label("com.amazonaws.ecs.task-arn", &arn, false);
-    assert_eq!(running, vec![runtime_id.clone()], "docker ps shows the task's container");
+    assert_eq!(
+        running,
+        vec![runtime_id.clone()],
+        "docker ps shows the task's container"
+    );
     let inspect = docker_inspect(&runtime_id).unwrap();
     let labels = &inspect["Config"]["Labels"];
     assert_eq!(labels["com.amazonaws.ecs.container-name"], "main");
-    assert_eq!(labels["com.amazonaws.ecs.task-definition-family"], "sleeper");
+    assert_eq!(
+        labels["com.amazonaws.ecs.task-definition-family"],
+        "sleeper"
+    );
     assert_eq!(labels["com.amazonaws.ecs.task-definition-version"], "1");
     assert_eq!(labels["com.amazonaws.ecs.cluster"], "default");
     assert_eq!(inspect["HostConfig"]["Memory"], 32 * 1024 * 1024);
 
-    cli.ecs(&["stop-task", "--cluster", "default", "--task", &arn]).unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    cli.ecs(&["stop-task", "--cluster", "default", "--task", &arn])
+        .unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     let inspect = docker_inspect(&runtime_id).unwrap();
-    assert_eq!(inspect["State"]["Running"], false, "the container is stopped");
+    assert_eq!(
+        inspect["State"]["Running"], false,
+        "the container is stopped"
+    );
     let exit_code = task_container(&task)["exitCode"].as_i64();
     // busybox sleep as PID 1 ignores SIGTERM: SIGKILL after the stop timeout.
     assert_eq!(exit_code, Some(137), "{task}");
@@ -86,9 +106,12 @@ fn essential_container_exit_stops_the_task() {
     let _agent = Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent"))).unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", CONNECT).unwrap();
-    cli.register_simple("exiter", &["sh", "-c", "exit 3"]).unwrap();
+    cli.register_simple("exiter", &["sh", "-c", "exit 3"])
+        .unwrap();
     let arn = cli.run_task("default", "exiter").unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     assert_eq!(task_container(&task)["exitCode"], 3, "{task}");
     let reason = task["stoppedReason"].as_str().unwrap_or_default();
     assert!(reason.contains("Essential container"), "{reason}");
@@ -108,7 +131,9 @@ fn multi_container_task_follows_its_essential_container() {
     ]);
     cli.register("trio", &defs).unwrap();
     let arn = cli.run_task("default", "trio").unwrap();
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
     let by_name = |task: &Value, name: &str| -> Value {
         task["containers"]
             .as_array()
@@ -129,8 +154,11 @@ fn multi_container_task_follows_its_essential_container() {
     let task = cli.describe_task("default", &arn).unwrap();
     assert_eq!(task["lastStatus"], "RUNNING");
     assert_eq!(by_name(&task, "side")["exitCode"], 7);
-    cli.ecs(&["stop-task", "--cluster", "default", "--task", &arn]).unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    cli.ecs(&["stop-task", "--cluster", "default", "--task", &arn])
+        .unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     assert_eq!(by_name(&task, "web")["lastStatus"], "STOPPED");
 }
 
@@ -143,22 +171,35 @@ fn restarted_agent_keeps_its_instance_and_tasks() {
     let before = cli.wait_connected_instance("default", CONNECT).unwrap();
     cli.register_simple("survivor", &["sleep", "600"]).unwrap();
     let arn = cli.run_task("default", "survivor").unwrap();
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
-    let runtime_id = task_container(&task)["runtimeId"].as_str().unwrap().to_string();
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
+    let runtime_id = task_container(&task)["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     agent.kill();
     let _agent = Agent::start(&plane, &options).unwrap();
     // Give the restarted agent time to re-register before checking.
     std::thread::sleep(Duration::from_secs(2));
     let after = cli.wait_connected_instance("default", CONNECT).unwrap();
-    assert_eq!(after["containerInstanceArn"], before["containerInstanceArn"]);
+    assert_eq!(
+        after["containerInstanceArn"],
+        before["containerInstanceArn"]
+    );
     let list = cli.ecs(&["list-container-instances"]).unwrap();
     assert_eq!(list["containerInstanceArns"].as_array().unwrap().len(), 1);
 
     cli.ecs(&["stop-task", "--task", &arn]).unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     assert_eq!(task_container(&task)["runtimeId"], runtime_id.as_str());
-    assert_eq!(docker_inspect(&runtime_id).unwrap()["State"]["Running"], false);
+    assert_eq!(
+        docker_inspect(&runtime_id).unwrap()["State"]["Running"],
+        false
+    );
     assert_eq!(
         docker_ids_with_label("com.amazonaws.ecs.task-arn", &arn, true).len(),
         1,
@@ -175,13 +216,23 @@ fn container_that_exits_while_the_agent_is_down_is_reported() {
     cli.wait_connected_instance("default", CONNECT).unwrap();
     cli.register_simple("mortal", &["sleep", "600"]).unwrap();
     let arn = cli.run_task("default", "mortal").unwrap();
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
-    let runtime_id = task_container(&task)["runtimeId"].as_str().unwrap().to_string();
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
+    let runtime_id = task_container(&task)["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     agent.kill();
-    let status = Command::new("docker").args(["kill", "-s", "KILL", &runtime_id]).status().unwrap();
+    let status = Command::new("docker")
+        .args(["kill", "-s", "KILL", &runtime_id])
+        .status()
+        .unwrap();
     assert!(status.success());
     let _agent = Agent::start(&plane, &options).unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", CONNECT).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", CONNECT)
+        .unwrap();
     assert_eq!(task_container(&task)["exitCode"], 137, "{task}");
 }
 
@@ -191,21 +242,34 @@ fn failed_pull_falls_back_to_the_cached_image() {
     // An image name whose registry refuses connections: the pull fails at
     // once (never leaving loopback), and the cached copy runs.
     let image = "127.0.0.1:1/ecs-test/busybox:cached";
-    let tagged = Command::new("docker").args(["tag", TEST_IMAGE, image]).status().unwrap();
+    let tagged = Command::new("docker")
+        .args(["tag", TEST_IMAGE, image])
+        .status()
+        .unwrap();
     assert!(tagged.success());
     let (dir, plane) = setup();
-    let options = AgentOptions::new(&dir.path().join("agent")).env("ECS_IMAGE_PULL_BEHAVIOR", "default");
+    let options =
+        AgentOptions::new(&dir.path().join("agent")).env("ECS_IMAGE_PULL_BEHAVIOR", "default");
     let _agent = Agent::start(&plane, &options).unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", CONNECT).unwrap();
     let defs = serde_json::json!([{"name": "main", "image": image, "command": ["sleep", "600"], "memory": 32, "essential": true}]);
     cli.register("cached", &defs).unwrap();
     let arn = cli.run_task("default", "cached").unwrap();
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
-    let reason = task_container(&task)["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.is_empty() || reason.contains("CannotPullContainerError"), "{reason}");
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
+    let reason = task_container(&task)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.is_empty() || reason.contains("CannotPullContainerError"),
+        "{reason}"
+    );
     cli.ecs(&["stop-task", "--task", &arn]).unwrap();
-    cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    cli.wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
 }
 
 #[test]
@@ -217,9 +281,17 @@ fn missing_image_stops_the_task_with_a_reason() {
     let defs = serde_json::json!([{"name": "main", "image": "127.0.0.1:1/no/such-image:x", "memory": 32, "essential": true}]);
     cli.register("ghost", &defs).unwrap();
     let arn = cli.run_task("default", "ghost").unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
-    let reason = task_container(&task)["reason"].as_str().unwrap_or_default().to_string();
-    assert!(reason.starts_with("Cannot"), "a clear container reason: {task}");
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
+    let reason = task_container(&task)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.starts_with("Cannot"),
+        "a clear container reason: {task}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,12 +315,20 @@ async fn sdk_drives_the_same_path() {
         .send()
         .await
         .unwrap();
-    let run = sdk.run_task().task_definition("sdk-sleeper").send().await.unwrap();
+    let run = sdk
+        .run_task()
+        .task_definition("sdk-sleeper")
+        .send()
+        .await
+        .unwrap();
     let arn = run.tasks()[0].task_arn().unwrap().to_string();
-    let task = tokio::task::block_in_place(|| cli.wait_task_status("default", &arn, "RUNNING", START)).unwrap();
+    let task =
+        tokio::task::block_in_place(|| cli.wait_task_status("default", &arn, "RUNNING", START))
+            .unwrap();
     assert!(task_container(&task)["runtimeId"].is_string());
     let described = sdk.describe_tasks().tasks(&arn).send().await.unwrap();
     assert_eq!(described.tasks()[0].last_status(), Some("RUNNING"));
     sdk.stop_task().task(&arn).send().await.unwrap();
-    tokio::task::block_in_place(|| cli.wait_task_status("default", &arn, "STOPPED", START)).unwrap();
+    tokio::task::block_in_place(|| cli.wait_task_status("default", &arn, "STOPPED", START))
+        .unwrap();
 }

@@ -81,7 +81,12 @@ enum Ended {
 
 /// Runs the ACS loop until `shutdown` turns true.
 pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(120), 1.5, 0.2);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(250),
+        Duration::from_secs(120),
+        1.5,
+        0.2,
+    );
     let mut send_credentials = true;
     loop {
         let ended = tokio::select! {
@@ -98,12 +103,18 @@ pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
                 Duration::ZERO
             }
             Ended::InactiveInstance => {
-                tracing::warn!("container instance is inactive (deregistered); reconnecting in an hour");
+                tracing::warn!(
+                    "container instance is inactive (deregistered); reconnecting in an hour"
+                );
                 INACTIVE_INSTANCE_DELAY
             }
             Ended::Failed(why) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(error = why, ?delay, "ACS connection failed; reconnecting after a delay");
+                tracing::warn!(
+                    error = why,
+                    ?delay,
+                    "ACS connection failed; reconnecting after a delay"
+                );
                 delay
             }
         };
@@ -115,7 +126,11 @@ pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Backoff) -> Ended {
-    let endpoints = match ctx.ecs.poll_endpoints(&ctx.cluster, &ctx.instance_arn).await {
+    let endpoints = match ctx
+        .ecs
+        .poll_endpoints(&ctx.cluster, &ctx.instance_arn)
+        .await
+    {
         Ok(e) => e,
         Err(e) => return Ended::Failed(format!("DiscoverPollEndpoint: {e}")),
     };
@@ -248,7 +263,10 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
             });
         }
         other => {
-            tracing::debug!(message_type = other.type_name(), "ACS message not handled by this agent");
+            tracing::debug!(
+                message_type = other.type_name(),
+                "ACS message not handled by this agent"
+            );
         }
     }
 }
@@ -292,7 +310,7 @@ async fn handle_payload(
     if let Some(seq) = payload.seq_num {
         raise_latest_seq(store, seq);
     }
-    all_ok.then(|| acs::AckRequest {
+    all_ok.then_some(acs::AckRequest {
         cluster: payload.cluster_arn,
         container_instance: payload.container_instance_arn,
         message_id: payload.message_id,

@@ -145,8 +145,14 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         resources,
         reserved_ports: config.reserved_ports.clone(),
         reserved_ports_udp: config.reserved_ports_udp.clone(),
-        identity_document: identity.as_ref().map(|d| d.document.clone()).unwrap_or_default(),
-        identity_signature: identity.as_ref().map(|d| d.signature.clone()).unwrap_or_default(),
+        identity_document: identity
+            .as_ref()
+            .map(|d| d.document.clone())
+            .unwrap_or_default(),
+        identity_signature: identity
+            .as_ref()
+            .map(|d| d.signature.clone())
+            .unwrap_or_default(),
         tags: config
             .container_instance_tags
             .iter()
@@ -154,7 +160,11 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             .collect(),
     };
     match &saved_arn {
-        Some(arn) => tracing::info!(containerInstanceARN = arn, cluster = configured_cluster, "Restored from checkpoint file"),
+        Some(arn) => tracing::info!(
+            containerInstanceARN = arn,
+            cluster = configured_cluster,
+            "Restored from checkpoint file"
+        ),
         None => tracing::info!("Registering Instance with ECS"),
     }
     let registration = register(&ecs, &mut request, config.cluster.is_empty()).await?;
@@ -173,7 +183,11 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         meta.push((keys::EC2_INSTANCE_ID, id));
     }
     store.put_meta(&meta)?;
-    tracing::info!(instanceArn = instance_arn, cluster = configured_cluster, "Instance registration completed successfully");
+    tracing::info!(
+        instanceArn = instance_arn,
+        cluster = configured_cluster,
+        "Instance registration completed successfully"
+    );
 
     let wake_reporter = Arc::new(Notify::new());
     let engine = TaskEngine::start(
@@ -230,7 +244,9 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         .await
         .is_err()
     {
-        tracing::error!("Error saving state before final shutdown: timed out waiting for TaskEngine to settle");
+        tracing::error!(
+            "Error saving state before final shutdown: timed out waiting for TaskEngine to settle"
+        );
         return Ok(ExitCode::Terminal);
     }
     reporter.abort();
@@ -240,7 +256,10 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
 
 async fn wait_for_signal(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

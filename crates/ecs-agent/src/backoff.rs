@@ -43,7 +43,12 @@ mod tests {
 
     #[test]
     fn grows_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(120), 1.5, 0.2);
+        let mut b = Backoff::new(
+            Duration::from_millis(250),
+            Duration::from_secs(120),
+            1.5,
+            0.2,
+        );
         let first = b.next_delay();
         assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(300));
         for _ in 0..50 {

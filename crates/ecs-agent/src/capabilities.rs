@@ -29,9 +29,34 @@ impl Attribute {
 
 /// Docker API versions the agent knows, oldest first.
 const KNOWN_API_VERSIONS: &[(u32, u32)] = &[
-    (1, 17), (1, 18), (1, 19), (1, 20), (1, 21), (1, 22), (1, 23), (1, 24), (1, 25), (1, 26),
-    (1, 27), (1, 28), (1, 29), (1, 30), (1, 31), (1, 32), (1, 33), (1, 34), (1, 35), (1, 36),
-    (1, 37), (1, 38), (1, 39), (1, 40), (1, 41), (1, 42), (1, 43), (1, 44),
+    (1, 17),
+    (1, 18),
+    (1, 19),
+    (1, 20),
+    (1, 21),
+    (1, 22),
+    (1, 23),
+    (1, 24),
+    (1, 25),
+    (1, 26),
+    (1, 27),
+    (1, 28),
+    (1, 29),
+    (1, 30),
+    (1, 31),
+    (1, 32),
+    (1, 33),
+    (1, 34),
+    (1, 35),
+    (1, 36),
+    (1, 37),
+    (1, 38),
+    (1, 39),
+    (1, 40),
+    (1, 41),
+    (1, 42),
+    (1, 43),
+    (1, 44),
 ];
 
 /// Minimum Docker API version of each logging driver.
@@ -65,7 +90,11 @@ pub fn supported_api_versions(daemon: (u32, u32)) -> Vec<(u32, u32)> {
 
 /// The attributes for RegisterContainerInstance. Custom attributes
 /// (`ECS_INSTANCE_ATTRIBUTES`) are only sent on the first registration.
-pub fn attributes(config: &Config, daemon_api: (u32, u32), first_registration: bool) -> Vec<Attribute> {
+pub fn attributes(
+    config: &Config,
+    daemon_api: (u32, u32),
+    first_registration: bool,
+) -> Vec<Attribute> {
     let supported = supported_api_versions(daemon_api);
     let has = |v: (u32, u32)| supported.contains(&v);
     let mut attrs = Vec::new();
@@ -75,8 +104,14 @@ pub fn attributes(config: &Config, daemon_api: (u32, u32), first_registration: b
     if !config.privileged_disabled {
         attrs.push(Attribute::flag(format!("{CAP}privileged-container")));
     }
-    for v in supported.iter().filter(|v| **v < (1, 33) && ![(1, 26), (1, 27), (1, 31)].contains(v)) {
-        attrs.push(Attribute::flag(format!("{CAP}docker-remote-api.{}.{}", v.0, v.1)));
+    for v in supported
+        .iter()
+        .filter(|v| **v < (1, 33) && ![(1, 26), (1, 27), (1, 31)].contains(v))
+    {
+        attrs.push(Attribute::flag(format!(
+            "{CAP}docker-remote-api.{}.{}",
+            v.0, v.1
+        )));
     }
     for driver in &config.available_logging_drivers {
         if logging_driver_min_version(driver).is_some_and(has) {
@@ -135,7 +170,10 @@ mod tests {
             .collect();
         assert_eq!(
             apis,
-            ["1.17", "1.18", "1.19", "1.20", "1.21", "1.22", "1.23", "1.24", "1.25", "1.28", "1.29", "1.30", "1.32"]
+            [
+                "1.17", "1.18", "1.19", "1.20", "1.21", "1.22", "1.23", "1.24", "1.25", "1.28",
+                "1.29", "1.30", "1.32"
+            ]
         );
     }
 
@@ -145,7 +183,10 @@ mod tests {
             &config(&[
                 ("ECS_DISABLE_PRIVILEGED", "true"),
                 ("ECS_SELINUX_CAPABLE", "true"),
-                ("ECS_AVAILABLE_LOGGING_DRIVERS", r#"["json-file","awslogs","sumologic"]"#),
+                (
+                    "ECS_AVAILABLE_LOGGING_DRIVERS",
+                    r#"["json-file","awslogs","sumologic"]"#,
+                ),
                 ("ECS_INSTANCE_ATTRIBUTES", r#"{"stack":"prod"}"#),
                 ("ECS_DETAILED_OS_FAMILY", "debian_12"),
             ]),
@@ -160,7 +201,14 @@ mod tests {
         assert!(!n.contains(&"com.amazonaws.ecs.capability.logging-driver.sumologic"));
         assert!(attrs.contains(&Attribute::valued("stack", "prod")));
         assert!(attrs.contains(&Attribute::valued("ecs.os-type-detailed", "debian_12")));
-        let again = attributes(&config(&[("ECS_INSTANCE_ATTRIBUTES", r#"{"stack":"prod"}"#)]), (1, 41), false);
-        assert!(!names(&again).contains(&"stack"), "custom attributes only on first registration");
+        let again = attributes(
+            &config(&[("ECS_INSTANCE_ATTRIBUTES", r#"{"stack":"prod"}"#)]),
+            (1, 41),
+            false,
+        );
+        assert!(
+            !names(&again).contains(&"stack"),
+            "custom attributes only on first registration"
+        );
     }
 }

@@ -123,7 +123,11 @@ impl DockerClient {
         let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
             Docker::connect_with_unix(path, CLIENT_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?
         } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
-            Docker::connect_with_http(endpoint, CLIENT_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)?
+            Docker::connect_with_http(
+                endpoint,
+                CLIENT_TIMEOUT.as_secs(),
+                bollard::API_DEFAULT_VERSION,
+            )?
         } else {
             return Err(DockerError::Endpoint(endpoint.to_string()));
         };
@@ -235,15 +239,21 @@ impl DockerClient {
             .v(true)
             .force(false)
             .build();
-        within(REMOVE_TIMEOUT, self.docker.remove_container(id, Some(options))).await
+        within(
+            REMOVE_TIMEOUT,
+            self.docker.remove_container(id, Some(options)),
+        )
+        .await
     }
 
     /// `None` when no such container exists.
     pub async fn inspect_container(&self, id: &str) -> Result<Option<Observation>, DockerError> {
         match within(
             INSPECT_TIMEOUT,
-            self.docker
-                .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>),
+            self.docker.inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ),
         )
         .await
         {
@@ -264,32 +274,42 @@ impl DockerClient {
         filters.insert("label", vec![crate::engine::labels::TASK_ARN]);
         filters.insert(
             "event",
-            vec!["create", "start", "stop", "die", "oom", "health_status", "destroy"],
+            vec![
+                "create",
+                "start",
+                "stop",
+                "die",
+                "oom",
+                "health_status",
+                "destroy",
+            ],
         );
         let mut builder = EventsOptionsBuilder::default().filters(&filters);
         if let Some(since) = since {
             builder = builder.since(&since.to_string());
         }
-        self.docker.events(Some(builder.build())).filter_map(|item| async move {
-            match item {
-                Err(e) => Some(Err(DockerError::from(e))),
-                Ok(msg) => {
-                    let actor = msg.actor?;
-                    let docker_id = actor.id.filter(|id| !id.is_empty())?;
-                    let action = msg.action?;
-                    let exit_code = actor
-                        .attributes
-                        .as_ref()
-                        .and_then(|a| a.get("exitCode"))
-                        .and_then(|c| c.parse().ok());
-                    Some(Ok(ContainerEvent {
-                        docker_id,
-                        action,
-                        exit_code,
-                    }))
+        self.docker
+            .events(Some(builder.build()))
+            .filter_map(|item| async move {
+                match item {
+                    Err(e) => Some(Err(DockerError::from(e))),
+                    Ok(msg) => {
+                        let actor = msg.actor?;
+                        let docker_id = actor.id.filter(|id| !id.is_empty())?;
+                        let action = msg.action?;
+                        let exit_code = actor
+                            .attributes
+                            .as_ref()
+                            .and_then(|a| a.get("exitCode"))
+                            .and_then(|c| c.parse().ok());
+                        Some(Ok(ContainerEvent {
+                            docker_id,
+                            action,
+                            exit_code,
+                        }))
+                    }
                 }
-            }
-        })
+            })
     }
 }
 
@@ -315,8 +335,8 @@ pub fn split_reference(image: &str) -> (&str, &str) {
 }
 
 fn rfc3339_ms(text: Option<&str>) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text?, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t =
+        time::OffsetDateTime::parse(text?, &time::format_description::well_known::Rfc3339).ok()?;
     // Docker writes year 1 for "never".
     if t.year() <= 1 {
         return None;
@@ -366,7 +386,11 @@ pub fn observe(info: ContainerInspectResponse) -> Observation {
             let Ok(container_port) = port.parse::<u16>() else {
                 continue;
             };
-            let protocol = if proto == "udp" { Protocol::Udp } else { Protocol::Tcp };
+            let protocol = if proto == "udp" {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            };
             for b in bindings.into_iter().flatten() {
                 let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) else {
                     continue;
@@ -438,7 +462,10 @@ mod tests {
         let exited = inspect(serde_json::json!({"Id": "a", "State": {
             "Status": "exited", "Running": false, "ExitCode": 3,
             "StartedAt": "2026-11-27T20:17:30Z", "FinishedAt": "2026-11-27T20:17:31Z"}}));
-        assert_eq!((exited.status, exited.exit_code), (ContainerStatus::Stopped, Some(3)));
+        assert_eq!(
+            (exited.status, exited.exit_code),
+            (ContainerStatus::Stopped, Some(3))
+        );
         let oom = inspect(serde_json::json!({"Id": "a", "State": {
             "Status": "exited", "OOMKilled": true, "ExitCode": 137, "Error": "x",
             "StartedAt": "2026-11-27T20:17:30Z", "FinishedAt": "2026-11-27T20:17:31Z"}}));
@@ -447,7 +474,10 @@ mod tests {
             "Status": "created", "Error": "exec: not found", "ExitCode": 127,
             "StartedAt": never, "FinishedAt": "2026-11-27T20:17:31Z"}}));
         assert_eq!(failed.status, ContainerStatus::Stopped);
-        assert_eq!(failed.error.as_deref(), Some("DockerStateError: exec: not found"));
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("DockerStateError: exec: not found")
+        );
     }
 
     #[test]

@@ -62,13 +62,21 @@ impl ApiError {
             (
                 _,
                 Some(
-                    "ThrottlingException" | "ServerException" | "LimitExceededException"
+                    "ThrottlingException"
+                    | "ServerException"
+                    | "LimitExceededException"
                     | "ServiceUnavailableException",
                 ),
             ) => ApiError::Transient(format!("{}: {message}", code.unwrap_or_default())),
-            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_), _) => {
-                ApiError::Transient(format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)))
-            }
+            (
+                SdkError::DispatchFailure(_)
+                | SdkError::TimeoutError(_)
+                | SdkError::ResponseError(_),
+                _,
+            ) => ApiError::Transient(format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            )),
             _ if message.contains("Cluster not found.") => ApiError::ClusterNotFound(message),
             _ => ApiError::Other(format!(
                 "{}",
@@ -129,7 +137,9 @@ impl Intercept for AgentRequests {
             Some("RegisterContainerInstance") => cfg
                 .load::<ClientToken>()
                 .map(|t| ("clientToken", serde_json::Value::String(t.0.clone()))),
-            Some("DiscoverPollEndpoint") => Some(("zoneId", serde_json::Value::String(String::new()))),
+            Some("DiscoverPollEndpoint") => {
+                Some(("zoneId", serde_json::Value::String(String::new())))
+            }
             _ => None,
         };
         let Some((member, value)) = extra else {
@@ -270,10 +280,7 @@ impl EcsClient {
             if !ok {
                 return Err(ApiError::Rejected {
                     code: "AttributeError".into(),
-                    message: format!(
-                        "attribute {:?} was not accepted by the backend",
-                        sent.name
-                    ),
+                    message: format!("attribute {:?} was not accepted by the backend", sent.name),
                 });
             }
         }
@@ -319,10 +326,9 @@ impl EcsClient {
             .await;
         match result {
             Ok(out) => {
-                let acs = out
-                    .endpoint
-                    .filter(|e| !e.is_empty())
-                    .ok_or_else(|| ApiError::Other("DiscoverPollEndpoint returned no endpoint".into()))?;
+                let acs = out.endpoint.filter(|e| !e.is_empty()).ok_or_else(|| {
+                    ApiError::Other("DiscoverPollEndpoint returned no endpoint".into())
+                })?;
                 let endpoints = PollEndpoints {
                     acs,
                     tcs: out.telemetry_endpoint.filter(|e| !e.is_empty()),
@@ -360,11 +366,19 @@ impl EcsClient {
                     .collect();
                 ecs::ContainerStateChange::builder()
                     .container_name(&c.container_name)
-                    .set_runtime_id(c.runtime_id.as_deref().map(|r| truncate(r, 255).to_string()))
+                    .set_runtime_id(
+                        c.runtime_id
+                            .as_deref()
+                            .map(|r| truncate(r, 255).to_string()),
+                    )
                     .status(&c.status)
                     .set_exit_code(c.exit_code.and_then(|e| i32::try_from(e).ok()))
                     .set_reason(c.reason.as_deref().map(|r| truncate(r, 1024).to_string()))
-                    .set_image_digest(c.image_digest.as_deref().map(|d| truncate(d, 255).to_string()))
+                    .set_image_digest(
+                        c.image_digest
+                            .as_deref()
+                            .map(|d| truncate(d, 255).to_string()),
+                    )
                     .set_network_bindings((!bindings.is_empty()).then_some(bindings))
                     .build()
             })

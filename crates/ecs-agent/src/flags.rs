@@ -100,12 +100,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, FlagError
             Some(Kind::Bool(set)) => {
                 let value = match inline {
                     None => true,
-                    Some(v) => crate::config::value::go_bool(&v).map_err(|_| {
-                        FlagError::InvalidBool {
+                    Some(v) => {
+                        crate::config::value::go_bool(&v).map_err(|_| FlagError::InvalidBool {
                             name: name.to_string(),
                             value: v.clone(),
-                        }
-                    })?,
+                        })?
+                    }
                 };
                 set(&mut flags, value);
             }
@@ -154,7 +154,13 @@ mod tests {
         assert_eq!(p(&["-nope"]), Err(FlagError::Unknown("nope".into())));
         assert_eq!(p(&["-h"]), Err(FlagError::Help));
         assert_eq!(p(&["-help"]), Err(FlagError::Help));
-        assert_eq!(p(&["-loglevel"]), Err(FlagError::MissingValue("loglevel".into())));
-        assert!(matches!(p(&["-k=maybe"]), Err(FlagError::InvalidBool { .. })));
+        assert_eq!(
+            p(&["-loglevel"]),
+            Err(FlagError::MissingValue("loglevel".into()))
+        );
+        assert!(matches!(
+            p(&["-k=maybe"]),
+            Err(FlagError::InvalidBool { .. })
+        ));
     }
 }

@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn meminfo() {
-        assert_eq!(mem_total_mib("MemTotal:       24684016 kB\nMemFree: 1 kB"), Some(24105));
+        assert_eq!(
+            mem_total_mib("MemTotal:       24684016 kB\nMemFree: 1 kB"),
+            Some(24105)
+        );
     }
 
     #[test]

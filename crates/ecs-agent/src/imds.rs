@@ -44,7 +44,9 @@ impl InstanceMetadata {
         if let Some(endpoint) = endpoint {
             match builder.clone().endpoint(endpoint) {
                 Ok(b) => builder = b,
-                Err(e) => tracing::warn!(endpoint, error = %e, "ignoring invalid instance metadata endpoint"),
+                Err(e) => {
+                    tracing::warn!(endpoint, error = %e, "ignoring invalid instance metadata endpoint")
+                }
             }
         }
         Self {
@@ -74,7 +76,9 @@ impl InstanceMetadata {
     /// The identity document and signature, or `None` when unavailable
     /// (registration then sends empty strings).
     pub async fn identity_document(&self) -> Option<IdentityDocument> {
-        let document = self.get("/latest/dynamic/instance-identity/document").await?;
+        let document = self
+            .get("/latest/dynamic/instance-identity/document")
+            .await?;
         let signature = self
             .get("/latest/dynamic/instance-identity/signature")
             .await

@@ -79,13 +79,19 @@ impl LogSettings {
             file_level = level(Some(l), "Instance", file_level);
         } else {
             stdout_level = level(flags.loglevel_driver.as_deref(), "Driver", stdout_level);
-            file_level = level(flags.loglevel_on_instance.as_deref(), "Instance", file_level);
+            file_level = level(
+                flags.loglevel_on_instance.as_deref(),
+                "Instance",
+                file_level,
+            );
         }
         let format = match env.get("ECS_LOG_OUTPUT_FORMAT") {
             None | Some("logfmt") => Format::Logfmt,
             Some("json") => Format::Json,
             Some(other) => {
-                warnings.push(format!("invalid ECS_LOG_OUTPUT_FORMAT {other:?}; using logfmt"));
+                warnings.push(format!(
+                    "invalid ECS_LOG_OUTPUT_FORMAT {other:?}; using logfmt"
+                ));
                 Format::Logfmt
             }
         };
@@ -177,7 +183,8 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = value.to_string();
         } else {
-            self.fields.push((field.name().to_string(), value.to_string(), true));
+            self.fields
+                .push((field.name().to_string(), value.to_string(), true));
         }
     }
 
@@ -185,12 +192,14 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = format!("{value:?}");
         } else {
-            self.fields.push((field.name().to_string(), format!("{value:?}"), false));
+            self.fields
+                .push((field.name().to_string(), format!("{value:?}"), false));
         }
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.fields.push((field.name().to_string(), value.to_string(), true));
+        self.fields
+            .push((field.name().to_string(), value.to_string(), true));
     }
 }
 
@@ -205,7 +214,9 @@ fn level_name(level: &Level) -> &'static str {
 }
 
 fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -317,7 +328,10 @@ impl RollingState {
                 let _ = std::fs::rename(self.rolled(n), self.rolled(n - excess));
             }
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.written = 0;
         Ok(())
     }
@@ -329,7 +343,10 @@ impl Write for RollingFile {
             .inner
             .lock()
             .map_err(|_| io::Error::other("log file lock poisoned"))?;
-        if state.max_bytes.is_some_and(|max| state.written + buf.len() as u64 > max && state.written > 0) {
+        if state
+            .max_bytes
+            .is_some_and(|max| state.written + buf.len() as u64 > max && state.written > 0)
+        {
             state.roll()?;
         }
         state.file.write_all(buf)?;
@@ -366,20 +383,39 @@ mod tests {
     #[test]
     fn levels_from_env_and_flags() {
         let s = resolve(&[], Flags::default());
-        assert_eq!((s.stdout_level, s.file_level), (LevelFilter::INFO, LevelFilter::INFO));
+        assert_eq!(
+            (s.stdout_level, s.file_level),
+            (LevelFilter::INFO, LevelFilter::INFO)
+        );
         let s = resolve(&[("ECS_LOGLEVEL", "DEBUG")], Flags::default());
-        assert_eq!((s.stdout_level, s.file_level), (LevelFilter::DEBUG, LevelFilter::DEBUG));
+        assert_eq!(
+            (s.stdout_level, s.file_level),
+            (LevelFilter::DEBUG, LevelFilter::DEBUG)
+        );
         let flags = Flags {
             loglevel: Some("warn".into()),
             ..Flags::default()
         };
         let s = resolve(&[("ECS_LOGLEVEL", "debug")], flags);
-        assert_eq!(s.stdout_level, LevelFilter::WARN, "the flag overrides the environment");
-        let s = resolve(&[("ECS_LOGLEVEL", "loud"), ("ECS_LOG_DRIVER", "awslogs")], Flags::default());
+        assert_eq!(
+            s.stdout_level,
+            LevelFilter::WARN,
+            "the flag overrides the environment"
+        );
+        let s = resolve(
+            &[("ECS_LOGLEVEL", "loud"), ("ECS_LOG_DRIVER", "awslogs")],
+            Flags::default(),
+        );
         assert_eq!(s.stdout_level, LevelFilter::INFO);
         assert_eq!(s.file_level, LevelFilter::OFF);
         assert!(!s.warnings.is_empty());
-        let s = resolve(&[("ECS_LOGFILE", "/tmp/x.log"), ("ECS_LOG_OUTPUT_FORMAT", "json")], Flags::default());
+        let s = resolve(
+            &[
+                ("ECS_LOGFILE", "/tmp/x.log"),
+                ("ECS_LOG_OUTPUT_FORMAT", "json"),
+            ],
+            Flags::default(),
+        );
         assert_eq!(s.file, Some(PathBuf::from("/tmp/x.log")));
         assert_eq!(s.format, Format::Json);
     }
@@ -393,8 +429,14 @@ mod tests {
             f.write_all(format!("line{i}xxxx\n").as_bytes()).unwrap();
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "line4xxxx\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("agent.log.2")).unwrap(), "line3xxxx\n");
-        assert_eq!(std::fs::read_to_string(dir.path().join("agent.log.1")).unwrap(), "line2xxxx\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("agent.log.2")).unwrap(),
+            "line3xxxx\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("agent.log.1")).unwrap(),
+            "line2xxxx\n"
+        );
         assert!(!dir.path().join("agent.log.3").exists());
     }
 }

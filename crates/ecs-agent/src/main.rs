@@ -48,7 +48,11 @@ fn main() -> ProcessExit {
     if let Err(e) = logging::init(&log_settings) {
         eprintln!("cannot open the log file: {e}");
     }
-    tracing::info!(version = version::VERSION, commit = version::GIT_HASH, "Starting Amazon ECS Agent");
+    tracing::info!(
+        version = version::VERSION,
+        commit = version::GIT_HASH,
+        "Starting Amazon ECS Agent"
+    );
     tracing::info!("Loading configuration");
     let mut config = match Config::load(&env) {
         Ok(loaded) => {
@@ -78,7 +82,10 @@ fn main() -> ProcessExit {
         return exit(ExitCode::Error);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -118,7 +125,10 @@ fn healthcheck(host: &str) -> ExitCode {
             .ok_or_else(|| std::io::Error::other("no address"))?;
         let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
-        write!(stream, "HEAD /v1/metadata HTTP/1.1\r\nHost: {host}:51678\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "HEAD /v1/metadata HTTP/1.1\r\nHost: {host}:51678\r\nConnection: close\r\n\r\n"
+        )?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head)?;
         if head.starts_with(b"HTTP/") {

@@ -32,7 +32,9 @@ pub struct EcsSink {
 
 impl StateChangeSink for EcsSink {
     async fn submit(&self, change: &TaskStateChange) -> Result<(), ApiError> {
-        self.client.submit_task_state_change(&self.cluster, change).await
+        self.client
+            .submit_task_state_change(&self.cluster, change)
+            .await
     }
 }
 
@@ -52,7 +54,10 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
             Ok((items, corrupt)) => {
                 if !corrupt.is_empty() {
                     let ids: Vec<u64> = corrupt.iter().filter_map(|c| c.key.parse().ok()).collect();
-                    tracing::error!(count = ids.len(), "dropping unreadable state-change records");
+                    tracing::error!(
+                        count = ids.len(),
+                        "dropping unreadable state-change records"
+                    );
                     let _ = store.dequeue(&ids);
                 }
                 items
@@ -71,7 +76,10 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
             if !seen.insert(change.task_arn.clone()) {
                 continue;
             }
-            if waiting.get(&change.task_arn).is_some_and(|(at, _)| *at > now) {
+            if waiting
+                .get(&change.task_arn)
+                .is_some_and(|(at, _)| *at > now)
+            {
                 continue;
             }
             heads.push((id, change));
@@ -80,7 +88,11 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
             }
         }
         if heads.is_empty() {
-            let next_retry = waiting.values().map(|(at, _)| *at).filter(|at| *at > now).min();
+            let next_retry = waiting
+                .values()
+                .map(|(at, _)| *at)
+                .filter(|at| *at > now)
+                .min();
             match next_retry {
                 Some(at) => {
                     tokio::select! {
@@ -103,7 +115,11 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
         for (id, change, result) in results {
             match result {
                 Ok(()) => {
-                    tracing::info!(task = change.task_arn, status = change.status, "reported task state");
+                    tracing::info!(
+                        task = change.task_arn,
+                        status = change.status,
+                        "reported task state"
+                    );
                     waiting.remove(&change.task_arn);
                     if let Err(e) = store.dequeue(&[id]) {
                         tracing::error!(error = %e, "removing a delivered state change failed");
@@ -112,7 +128,12 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
                 Err(ApiError::Rejected { code, message }) => {
                     // The backend will never accept it; keeping it would
                     // block the task's later reports forever.
-                    tracing::error!(task = change.task_arn, code, message, "state change rejected; dropping it");
+                    tracing::error!(
+                        task = change.task_arn,
+                        code,
+                        message,
+                        "state change rejected; dropping it"
+                    );
                     waiting.remove(&change.task_arn);
                     let _ = store.dequeue(&[id]);
                 }
@@ -206,9 +227,21 @@ mod tests {
         task.abort();
         assert!(store.outbox().unwrap().0.is_empty());
         let accepted = sink.accepted.lock().unwrap().clone();
-        let a: Vec<&str> = accepted.iter().filter(|(t, _)| t == "a").map(|(_, s)| s.as_str()).collect();
+        let a: Vec<&str> = accepted
+            .iter()
+            .filter(|(t, _)| t == "a")
+            .map(|(_, s)| s.as_str())
+            .collect();
         assert_eq!(a, ["RUNNING", "STOPPED"], "per-task order survives retries");
-        let b: Vec<&str> = accepted.iter().filter(|(t, _)| t == "b").map(|(_, s)| s.as_str()).collect();
-        assert_eq!(b, ["RUNNING"], "a rejected change is dropped, later ones still go");
+        let b: Vec<&str> = accepted
+            .iter()
+            .filter(|(t, _)| t == "b")
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(
+            b,
+            ["RUNNING"],
+            "a rejected change is dropped, later ones still go"
+        );
     }
 }

@@ -54,6 +54,9 @@ from_redb!(
     redb::CommitError
 );
 
+/// An outbox entry: its id (order of queueing) and the change.
+pub type QueuedChange = (u64, TaskStateChange);
+
 /// One atomic change to the checkpoint.
 #[derive(Debug, Default)]
 pub struct Batch<'a> {
@@ -153,10 +156,9 @@ impl Store {
                 tasks.remove(*arn)?;
             }
             let mut outbox = txn.open_table(OUTBOX)?;
-            let mut next = outbox.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            for change in &batch.enqueue {
-                outbox.insert(next, serde_json::to_vec(change)?.as_slice())?;
-                next += 1;
+            let first = outbox.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            for (id, change) in (first..).zip(&batch.enqueue) {
+                outbox.insert(id, serde_json::to_vec(change)?.as_slice())?;
             }
         }
         txn.commit()?;
@@ -164,7 +166,7 @@ impl Store {
     }
 
     /// The outbox in the order the changes were made.
-    pub fn outbox(&self) -> Result<(Vec<(u64, TaskStateChange)>, Vec<CorruptRecord>), StoreError> {
+    pub fn outbox(&self) -> Result<(Vec<QueuedChange>, Vec<CorruptRecord>), StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
         let mut items = Vec::new();
@@ -238,7 +240,9 @@ mod tests {
         let arn = "arn:aws:ecs:us-east-1:1:task/c/abc";
         {
             let store = Store::open(dir.path()).unwrap();
-            store.put_meta(&[(keys::CONTAINER_INSTANCE_ARN, "ci-arn")]).unwrap();
+            store
+                .put_meta(&[(keys::CONTAINER_INSTANCE_ARN, "ci-arn")])
+                .unwrap();
             let t = task(arn);
             store
                 .commit(Batch {
@@ -250,7 +254,10 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(
-            store.get_meta(keys::CONTAINER_INSTANCE_ARN).unwrap().as_deref(),
+            store
+                .get_meta(keys::CONTAINER_INSTANCE_ARN)
+                .unwrap()
+                .as_deref(),
             Some("ci-arn")
         );
         let (tasks, corrupt) = store.load_tasks().unwrap();

@@ -50,7 +50,10 @@ fn query_escape(text: &str) -> String {
 }
 
 /// `<endpoint>` + `/` if missing + `ws?` + the query with keys sorted.
-pub fn ws_url(endpoint: &str, mut params: Vec<(&str, String)>) -> Result<url::Url, url::ParseError> {
+pub fn ws_url(
+    endpoint: &str,
+    mut params: Vec<(&str, String)>,
+) -> Result<url::Url, url::ParseError> {
     params.sort_by(|a, b| a.0.cmp(b.0));
     let query: Vec<String> = params
         .iter()
@@ -168,8 +171,7 @@ pub async fn connect(
     } else {
         None
     };
-    let attempt =
-        tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
         Err(_) => Err(WsError::Timeout),
         Ok(Ok((stream, _response))) => Ok(stream),
@@ -193,7 +195,11 @@ pub fn close_is_clean(frame: &Option<CloseFrame>) -> Result<(), String> {
         None => Ok(()),
         Some(f) => match f.code {
             CloseCode::Normal | CloseCode::Away | CloseCode::Abnormal | CloseCode::Error => Ok(()),
-            code => Err(format!("closed by server with code {}: {}", u16::from(code), f.reason)),
+            code => Err(format!(
+                "closed by server with code {}: {}",
+                u16::from(code),
+                f.reason
+            )),
         },
     }
 }
@@ -218,7 +224,10 @@ mod tests {
 
     #[test]
     fn query_escaping_is_gos() {
-        assert_eq!(query_escape("DockerVersion: 20.10.24+dfsg1"), "DockerVersion%3A+20.10.24%2Bdfsg1");
+        assert_eq!(
+            query_escape("DockerVersion: 20.10.24+dfsg1"),
+            "DockerVersion%3A+20.10.24%2Bdfsg1"
+        );
         assert_eq!(query_escape("a~b*c"), "a~b%2Ac");
     }
 }

@@ -14,13 +14,21 @@ const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const REGION: &str = "us-east-1";
 
 fn credentials(token: Option<&str>) -> Credentials {
-    Credentials::new(ACCESS_KEY, SECRET_KEY, token.map(str::to_string), None, "golden")
+    Credentials::new(
+        ACCESS_KEY,
+        SECRET_KEY,
+        token.map(str::to_string),
+        None,
+        "golden",
+    )
 }
 
 /// `20261127T201716Z` → SystemTime.
 fn amz_time(text: &str) -> SystemTime {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let t = time::PrimitiveDateTime::parse(text, fmt).unwrap().assume_utc();
+    let t = time::PrimitiveDateTime::parse(text, fmt)
+        .unwrap()
+        .assume_utc();
     SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.unix_timestamp()).unwrap())
 }
 
@@ -55,7 +63,12 @@ impl RecordedUpgrade {
     }
 
     fn url(&self) -> url::Url {
-        url::Url::parse(&format!("http://{}{}", self.header("Host").unwrap(), self.target)).unwrap()
+        url::Url::parse(&format!(
+            "http://{}{}",
+            self.header("Host").unwrap(),
+            self.target
+        ))
+        .unwrap()
     }
 }
 
@@ -66,10 +79,19 @@ fn websocket_upgrade_signatures_match_the_go_agent() {
     };
     for (file, token) in [
         ("acs-upgrade.request.txt", None),
-        ("acs-upgrade.reconnect.request.txt", Some("FAKE-instance-session-token-IQoJb3JpZ2luX2VjEXAMPLE")),
-        ("acs-upgrade.session-token.request.txt", Some("FAKE-instance-session-token-IQoJb3JpZ2luX2VjEXAMPLE")),
+        (
+            "acs-upgrade.reconnect.request.txt",
+            Some("FAKE-instance-session-token-IQoJb3JpZ2luX2VjEXAMPLE"),
+        ),
+        (
+            "acs-upgrade.session-token.request.txt",
+            Some("FAKE-instance-session-token-IQoJb3JpZ2luX2VjEXAMPLE"),
+        ),
         ("tcs-upgrade.request.txt", None),
-        ("tcs-upgrade.session-token.request.txt", Some("FAKE-instance-session-token-IQoJb3JpZ2luX2VjEXAMPLE")),
+        (
+            "tcs-upgrade.session-token.request.txt",
+            Some("FAKE-instance-session-token-IQoJb3JpZ2luX2VjEXAMPLE"),
+        ),
     ] {
         let recorded = RecordedUpgrade::read(&dir, file);
         let token = token.filter(|_| recorded.header("X-Amz-Security-Token").is_some());
@@ -86,7 +108,10 @@ fn websocket_upgrade_signatures_match_the_go_agent() {
             recorded.header("Authorization"),
             "{file}"
         );
-        assert_eq!(signed.security_token.as_deref(), recorded.header("X-Amz-Security-Token"));
+        assert_eq!(
+            signed.security_token.as_deref(),
+            recorded.header("X-Amz-Security-Token")
+        );
     }
 }
 
@@ -96,10 +121,26 @@ fn tcs_frame_header_blocks_match_the_go_agent_byte_for_byte() {
         return;
     };
     let frames = [
-        ("tcs-publish-metrics.idle.frame.txt", "tcs-upgrade.request.txt", None),
-        ("tcs-publish-metrics.frame.txt", "tcs-upgrade.request.txt", None),
-        ("tcs-publish-health.frame.txt", "tcs-upgrade.request.txt", None),
-        ("tcs-instance-status.frame.txt", "tcs-upgrade.request.txt", None),
+        (
+            "tcs-publish-metrics.idle.frame.txt",
+            "tcs-upgrade.request.txt",
+            None,
+        ),
+        (
+            "tcs-publish-metrics.frame.txt",
+            "tcs-upgrade.request.txt",
+            None,
+        ),
+        (
+            "tcs-publish-health.frame.txt",
+            "tcs-upgrade.request.txt",
+            None,
+        ),
+        (
+            "tcs-instance-status.frame.txt",
+            "tcs-upgrade.request.txt",
+            None,
+        ),
         (
             "tcs-publish-metrics.session-token.frame.txt",
             "tcs-upgrade.session-token.request.txt",
@@ -115,8 +156,9 @@ fn tcs_frame_header_blocks_match_the_go_agent_byte_for_byte() {
             .find_map(|l| l.strip_prefix("X-Amz-Date: "))
             .unwrap();
         let url = RecordedUpgrade::read(&dir, upgrade_file).url();
-        let frame = signer::signed_tcs_frame(&url, json, &credentials(token), REGION, amz_time(date))
-            .unwrap();
+        let frame =
+            signer::signed_tcs_frame(&url, json, &credentials(token), REGION, amz_time(date))
+                .unwrap();
         assert_eq!(frame.as_bytes(), recorded.as_slice(), "{frame_file}");
     }
 }

@@ -37,8 +37,8 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| format!("Error reading cfg json data: {e}"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("Error reading cfg json data: {e}"))?;
         let Value::Object(map) = value else {
             return Err("Error reading cfg json data: not a JSON object".to_string());
         };
@@ -171,8 +171,8 @@ mod tests {
 
     #[test]
     fn keys_match_case_insensitively() {
-        let f = FileConfig::parse(r#"{"cluster":"a","TASKCLEANUPWAITDURATION":600000000000}"#)
-            .unwrap();
+        let f =
+            FileConfig::parse(r#"{"cluster":"a","TASKCLEANUPWAITDURATION":600000000000}"#).unwrap();
         assert_eq!(f.string("Cluster").unwrap().as_deref(), Some("a"));
         assert_eq!(
             f.duration("TaskCleanupWaitDuration").unwrap(),
@@ -199,7 +199,10 @@ mod tests {
         .unwrap();
         assert_eq!(f.ports("ReservedPorts").unwrap(), None);
         assert_eq!(f.integer("ReservedMemory").unwrap(), None);
-        assert_eq!(f.plain_bool("TaskIAMRoleEnabledForNetworkHost").unwrap(), None);
+        assert_eq!(
+            f.plain_bool("TaskIAMRoleEnabledForNetworkHost").unwrap(),
+            None
+        );
         assert_eq!(f.bool3("PrivilegedDisabled").unwrap(), Some(false));
     }
 

@@ -335,10 +335,9 @@ impl Config {
             Some(d) => d,
             None => GoDuration(3 * HOUR),
         };
-        let image_cleanup_interval = match l.duration(
-            "ECS_IMAGE_CLEANUP_INTERVAL",
-            "ImageCleanupInterval",
-        ) {
+        let image_cleanup_interval = match l
+            .duration("ECS_IMAGE_CLEANUP_INTERVAL", "ImageCleanupInterval")
+        {
             Some(d) if d.0 < 10 * MINUTE => {
                 l.warn(format!(
                     "Invalid value for image cleanup duration {}ns, will be overridden with the default value: 30m",
@@ -374,15 +373,12 @@ impl Config {
 
         let (task_metadata_steady_state_rate, task_metadata_burst_rate) = l.metadata_rps_limit();
 
-        let polling_metrics_wait = {
-            let raw = l
-                .duration(
-                    "ECS_POLLING_METRICS_WAIT_DURATION",
-                    "PollingMetricsWaitDuration",
-                )
-                .unwrap_or(GoDuration(10 * SECOND));
-            raw
-        };
+        let polling_metrics_wait = l
+            .duration(
+                "ECS_POLLING_METRICS_WAIT_DURATION",
+                "PollingMetricsWaitDuration",
+            )
+            .unwrap_or(GoDuration(10 * SECOND));
         let poll_metrics = l.bool3("ECS_POLL_METRICS", "PollMetrics").unwrap_or(false);
         let polling_metrics_wait = if poll_metrics {
             if polling_metrics_wait.0 < 5 * SECOND {
@@ -558,7 +554,10 @@ impl Config {
                 .bool3("ECS_APPARMOR_CAPABLE", "AppArmorCapable")
                 .unwrap_or(false),
             disable_docker_health_check: l
-                .bool3("ECS_DISABLE_DOCKER_HEALTH_CHECK", "DisableDockerHealthCheck")
+                .bool3(
+                    "ECS_DISABLE_DOCKER_HEALTH_CHECK",
+                    "DisableDockerHealthCheck",
+                )
                 .unwrap_or(false),
             docker_stop_timeout,
             container_start_timeout,
@@ -605,10 +604,7 @@ impl Config {
                 )
                 .unwrap_or(false),
             volume_plugin_capabilities: l
-                .strings(
-                    "ECS_VOLUME_PLUGIN_CAPABILITIES",
-                    "VolumePluginCapabilities",
-                )
+                .strings("ECS_VOLUME_PLUGIN_CAPABILITIES", "VolumePluginCapabilities")
                 .unwrap_or_default(),
             nvidia_runtime: l
                 .string_trimmed("ECS_NVIDIA_RUNTIME", "NvidiaRuntime")
@@ -769,7 +765,7 @@ impl Loader<'_> {
     }
 
     /// Runs a file getter, turning a type error into a fatal error.
-    fn from_file<T>(
+    fn file_value<T>(
         &mut self,
         get: impl FnOnce(&FileConfig) -> Result<Option<T>, file::FileTypeError>,
     ) -> Option<T> {
@@ -783,23 +779,23 @@ impl Loader<'_> {
     }
 
     fn file_string(&mut self, key: &str) -> Option<String> {
-        self.from_file(|f| f.string(key))
+        self.file_value(|f| f.string(key))
     }
 
     fn file_bool3(&mut self, key: &str) -> Option<bool> {
-        self.from_file(|f| f.bool3(key))
+        self.file_value(|f| f.bool3(key))
     }
 
     fn file_plain_bool(&mut self, key: &str) -> bool {
-        self.from_file(|f| f.plain_bool(key)).unwrap_or(false)
+        self.file_value(|f| f.plain_bool(key)).unwrap_or(false)
     }
 
     fn file_integer(&mut self, key: &str) -> Option<i64> {
-        self.from_file(|f| f.integer(key))
+        self.file_value(|f| f.integer(key))
     }
 
     fn file_strings(&mut self, key: &str) -> Option<Vec<String>> {
-        self.from_file(|f| f.strings(key))
+        self.file_value(|f| f.strings(key))
     }
 
     fn string(&mut self, var: &str, key: &str) -> Option<String> {
@@ -847,8 +843,8 @@ impl Loader<'_> {
             .and_then(|raw| value::go_bool(raw.trim()).ok());
         match env_value {
             Some(true) => true,
-            Some(false) => self.from_file(|f| f.plain_bool(key)).unwrap_or(false),
-            None => self.from_file(|f| f.plain_bool(key)).unwrap_or(default),
+            Some(false) => self.file_value(|f| f.plain_bool(key)).unwrap_or(false),
+            None => self.file_value(|f| f.plain_bool(key)).unwrap_or(default),
         }
     }
 
@@ -876,7 +872,7 @@ impl Loader<'_> {
     fn duration(&mut self, var: &str, key: &str) -> Option<GoDuration> {
         match self.env_duration(var) {
             Some(d) => Some(d),
-            None => self.from_file(|f| f.duration(key)),
+            None => self.file_value(|f| f.duration(key)),
         }
     }
 
@@ -894,7 +890,7 @@ impl Loader<'_> {
             other => other,
         };
         from_env
-            .or_else(|| self.from_file(|f| f.duration(key)))
+            .or_else(|| self.file_value(|f| f.duration(key)))
             .unwrap_or(GoDuration(default))
     }
 
@@ -903,17 +899,17 @@ impl Loader<'_> {
             Some(raw) => {
                 let text = if trim { raw.trim() } else { raw };
                 match text.parse::<i64>() {
-                    Ok(0) => self.from_file(|f| f.integer(key)),
+                    Ok(0) => self.file_value(|f| f.integer(key)),
                     Ok(v) => Some(v),
                     Err(e) => {
                         self.warn(format!(
                             "Invalid format for \"{var}\" environment variable; expected integer. err {e}"
                         ));
-                        self.from_file(|f| f.integer(key))
+                        self.file_value(|f| f.integer(key))
                     }
                 }
             }
-            None => self.from_file(|f| f.integer(key)),
+            None => self.file_value(|f| f.integer(key)),
         }
     }
 
@@ -931,7 +927,7 @@ impl Loader<'_> {
             None => None,
         }
         .filter(|l| !l.is_empty());
-        from_env.or_else(|| self.from_file(|f| f.ports(key)))
+        from_env.or_else(|| self.file_value(|f| f.ports(key)))
     }
 
     fn strings(&mut self, var: &str, key: &str) -> Option<Vec<String>> {
@@ -948,7 +944,7 @@ impl Loader<'_> {
             None => None,
         }
         .filter(|l| !l.is_empty());
-        from_env.or_else(|| self.from_file(|f| f.strings(key)))
+        from_env.or_else(|| self.file_value(|f| f.strings(key)))
     }
 
     fn strict_map(&mut self, var: &str, key: &str) -> Option<BTreeMap<String, String>> {
@@ -965,7 +961,7 @@ impl Loader<'_> {
             None => None,
         }
         .filter(|m| !m.is_empty());
-        from_env.or_else(|| self.from_file(|f| f.string_map(key)))
+        from_env.or_else(|| self.file_value(|f| f.string_map(key)))
     }
 
     /// `ECS_TASK_METADATA_RPS_LIMIT` is `rate,burst`; anything unusable
@@ -989,7 +985,11 @@ impl Loader<'_> {
         };
         let parts: Vec<&str> = raw.split(',').collect();
         let parsed = match parts.as_slice() {
-            [rate, burst] => rate.trim().parse::<i64>().ok().zip(burst.trim().parse::<i64>().ok()),
+            [rate, burst] => rate
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .zip(burst.trim().parse::<i64>().ok()),
             _ => None,
         };
         match parsed {

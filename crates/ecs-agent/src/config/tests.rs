@@ -65,7 +65,10 @@ fn readme_variables_are_parsed() {
             ("ECS_DISABLE_METRICS", "1"),
             ("DOCKER_HOST", "unix:///run/docker.sock"),
             ("ECS_ENGINE_AUTH_TYPE", "docker"),
-            ("ECS_ENGINE_AUTH_DATA", r#"{"r":{"username":"u","password":"p"}}"#),
+            (
+                "ECS_ENGINE_AUTH_DATA",
+                r#"{"r":{"username":"u","password":"p"}}"#,
+            ),
             ("ECS_AVAILABLE_LOGGING_DRIVERS", r#"["json-file","syslog"]"#),
             ("ECS_DISABLE_PRIVILEGED", "true"),
             ("ECS_SELINUX_CAPABLE", "T"),
@@ -189,9 +192,21 @@ fn bad_values_warn_and_fall_back_naming_the_variable() {
 fn fatal_values_are_errors_naming_the_variable() {
     for (var, value, needle) in [
         ("ECS_INSTANCE_ATTRIBUTES", "{bad", "ECS_INSTANCE_ATTRIBUTES"),
-        ("ECS_CONTAINER_INSTANCE_TAGS", r#"{"a":1}"#, "ECS_CONTAINER_INSTANCE_TAGS"),
-        ("ECS_AVAILABLE_LOGGING_DRIVERS", r#"["json-file","bogus"]"#, "bogus"),
-        ("ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES", "nope", "ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES"),
+        (
+            "ECS_CONTAINER_INSTANCE_TAGS",
+            r#"{"a":1}"#,
+            "ECS_CONTAINER_INSTANCE_TAGS",
+        ),
+        (
+            "ECS_AVAILABLE_LOGGING_DRIVERS",
+            r#"["json-file","bogus"]"#,
+            "bogus",
+        ),
+        (
+            "ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES",
+            "nope",
+            "ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES",
+        ),
     ] {
         let err = load(&[(var, value)], "").unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");
@@ -233,7 +248,10 @@ fn pull_behavior_and_port_range() {
     );
     let loaded = load(&[("ECS_DYNAMIC_HOST_PORT_RANGE", "x")], "").unwrap();
     assert_eq!(loaded.config.dynamic_host_port_range, (32768, 60999));
-    assert!(loaded.warnings.iter().any(|w| w.contains("dynamicHostPortRange")));
+    assert!(loaded
+        .warnings
+        .iter()
+        .any(|w| w.contains("dynamicHostPortRange")));
 }
 
 #[test]
@@ -246,12 +264,18 @@ fn prometheus_reserves_its_port() {
 fn metadata_rate_limits() {
     let c = config(&[("ECS_TASK_METADATA_RPS_LIMIT", " 10 , 20 ")], "");
     assert_eq!(
-        (c.task_metadata_steady_state_rate, c.task_metadata_burst_rate),
+        (
+            c.task_metadata_steady_state_rate,
+            c.task_metadata_burst_rate
+        ),
         (10, 20)
     );
     let c = config(&[("ECS_TASK_METADATA_RPS_LIMIT", "10")], "");
     assert_eq!(
-        (c.task_metadata_steady_state_rate, c.task_metadata_burst_rate),
+        (
+            c.task_metadata_steady_state_rate,
+            c.task_metadata_burst_rate
+        ),
         (40, 60)
     );
 }
@@ -261,7 +285,10 @@ fn external_mode_needs_region_in_environment() {
     let err = load(&[("ECS_EXTERNAL", "true")], r#"{"AWSRegion":"us-east-1"}"#).unwrap_err();
     assert!(err.to_string().contains("AWS_DEFAULT_REGION"));
     let c = config(
-        &[("ECS_EXTERNAL", "true"), ("AWS_DEFAULT_REGION", "us-east-1")],
+        &[
+            ("ECS_EXTERNAL", "true"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+        ],
         "",
     );
     assert!(c.external && c.no_iid);

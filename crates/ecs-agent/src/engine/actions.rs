@@ -26,13 +26,25 @@ pub struct ActionSettings {
 /// A transition's Docker work, with everything it needs captured.
 #[derive(Debug, Clone)]
 pub enum Work {
-    ResolveManifest { image: String },
-    Pull { image: String },
+    ResolveManifest {
+        image: String,
+    },
+    Pull {
+        image: String,
+    },
     /// The task as it was when the create was planned (names of linked
     /// containers included).
-    Create { task: Box<Task>, index: usize },
-    Start { docker_id: String },
-    Stop { docker_id: String, grace: Duration },
+    Create {
+        task: Box<Task>,
+        index: usize,
+    },
+    Start {
+        docker_id: String,
+    },
+    Stop {
+        docker_id: String,
+        grace: Duration,
+    },
 }
 
 pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Work) -> Outcome {
@@ -41,7 +53,10 @@ pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Wo
         Work::Pull { image } => pull(docker, settings, &image).await,
         Work::Create { task, index } => create(docker, settings, &task, index).await,
         Work::Start { docker_id } => {
-            match docker.start_container(&docker_id, settings.start_timeout).await {
+            match docker
+                .start_container(&docker_id, settings.start_timeout)
+                .await
+            {
                 Ok(()) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
                 Err(e) => failed("CannotStartContainerError", &e),
             }
@@ -74,7 +89,9 @@ fn failed(name: &str, e: &DockerError) -> Outcome {
 /// manager records successful pulls.
 async fn pull_required(docker: &DockerClient, settings: &ActionSettings, image: &str) -> bool {
     match settings.pull_behavior {
-        ImagePullBehavior::PreferCached => !matches!(docker.inspect_image(image).await, Ok(Some(_))),
+        ImagePullBehavior::PreferCached => {
+            !matches!(docker.inspect_image(image).await, Ok(Some(_)))
+        }
         _ => true,
     }
 }
@@ -82,7 +99,11 @@ async fn pull_required(docker: &DockerClient, settings: &ActionSettings, image: 
 /// A digest for the image: the one in the reference, else (when no pull
 /// is needed) the local image's repo digest. Registry lookups come with the
 /// image manager.
-async fn resolve_manifest(docker: &DockerClient, settings: &ActionSettings, image: &str) -> Outcome {
+async fn resolve_manifest(
+    docker: &DockerClient,
+    settings: &ActionSettings,
+    image: &str,
+) -> Outcome {
     if let Some((_, digest)) = image.split_once('@') {
         return Outcome::ManifestResolved {
             digest: Some(digest.to_string()),
@@ -113,19 +134,31 @@ async fn pull(docker: &DockerClient, settings: &ActionSettings, image: &str) -> 
         return Outcome::Pulled;
     }
     match docker
-        .pull_image(image, None, settings.pull_inactivity_timeout, settings.pull_timeout)
+        .pull_image(
+            image,
+            None,
+            settings.pull_inactivity_timeout,
+            settings.pull_timeout,
+        )
         .await
     {
         Ok(()) => Outcome::Pulled,
         Err(DockerError::Timeout(d)) => Outcome::Failed {
-            error: format!("DockerTimeoutError: Could not transition to pulled; timed out after waiting {d:?}"),
+            error: format!(
+                "DockerTimeoutError: Could not transition to pulled; timed out after waiting {d:?}"
+            ),
             gone: false,
         },
         Err(e) => failed("CannotPullContainerError", &e),
     }
 }
 
-async fn create(docker: &DockerClient, settings: &ActionSettings, task: &Task, index: usize) -> Outcome {
+async fn create(
+    docker: &DockerClient,
+    settings: &ActionSettings,
+    task: &Task,
+    index: usize,
+) -> Outcome {
     let container = &task.containers[index];
     let Some(name) = container.docker_name.clone() else {
         return Outcome::Failed {
@@ -158,7 +191,10 @@ async fn create(docker: &DockerClient, settings: &ActionSettings, task: &Task, i
             }
         }
     };
-    match docker.create_container(&name, body, settings.create_timeout).await {
+    match docker
+        .create_container(&name, body, settings.create_timeout)
+        .await
+    {
         Ok(docker_id) => Outcome::Created { docker_id },
         Err(DockerError::Config(message)) => Outcome::Failed {
             error: format!("DockerClientConfigError: {message}"),

@@ -46,7 +46,11 @@ pub fn docker_name(task: &Task, container_name: &str) -> String {
 }
 
 /// Builds the `ContainerCreateBody` JSON for `task.containers[index]`.
-pub fn build(task: &Task, index: usize, ctx: &CreateContext<'_>) -> Result<Value, CreateConfigError> {
+pub fn build(
+    task: &Task,
+    index: usize,
+    ctx: &CreateContext<'_>,
+) -> Result<Value, CreateConfigError> {
     let container = &task.containers[index];
     let spec = &container.spec;
 
@@ -86,7 +90,10 @@ pub fn build(task: &Task, index: usize, ctx: &CreateContext<'_>) -> Result<Value
     }
     config.insert(
         "Env".into(),
-        json!(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()),
+        json!(env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()),
     );
     if !exposed.is_empty() {
         config.insert("ExposedPorts".into(), Value::Object(exposed));
@@ -250,7 +257,11 @@ fn volumes_from(task: &Task, index: usize) -> Result<Vec<String>, CreateConfigEr
         .iter()
         .map(|v| {
             let name = docker_name_of(task, &v.source_container, "volumesFrom")?;
-            Ok(if v.read_only { format!("{name}:ro") } else { name })
+            Ok(if v.read_only {
+                format!("{name}:ro")
+            } else {
+                name
+            })
         })
         .collect()
 }
@@ -268,48 +279,141 @@ enum Shape {
 
 /// Canonical Docker names of the `Config` fields the backend may send.
 const CONFIG_KEYS: &[&str] = &[
-    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
-    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
-    "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled",
-    "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell",
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
 ];
 
 /// Canonical Docker names of the `HostConfig` fields the backend may send.
 const HOST_CONFIG_KEYS: &[&str] = &[
-    "CpuShares", "Memory", "CgroupParent", "BlkioWeight", "BlkioWeightDevice",
-    "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
-    "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus",
-    "CpusetMems", "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemory",
-    "KernelMemoryTCP", "MemoryReservation", "MemorySwap", "MemorySwappiness", "NanoCpus",
-    "OomKillDisable", "Init", "PidsLimit", "Ulimits", "CpuCount", "CpuPercent",
-    "IOMaximumIOps", "IOMaximumBandwidth", "Binds", "ContainerIDFile", "LogConfig",
-    "NetworkMode", "PortBindings", "RestartPolicy", "AutoRemove", "VolumeDriver",
-    "VolumesFrom", "Mounts", "CapAdd", "CapDrop", "CgroupnsMode", "Dns", "DnsOptions",
-    "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode", "Cgroup", "Links", "OomScoreAdj",
-    "PidMode", "Privileged", "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt",
-    "StorageOpt", "Tmpfs", "UTSMode", "UsernsMode", "ShmSize", "Sysctls", "Runtime",
-    "Isolation", "MaskedPaths", "ReadonlyPaths",
+    "CpuShares",
+    "Memory",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "NanoCpus",
+    "OomKillDisable",
+    "Init",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+    "Binds",
+    "ContainerIDFile",
+    "LogConfig",
+    "NetworkMode",
+    "PortBindings",
+    "RestartPolicy",
+    "AutoRemove",
+    "VolumeDriver",
+    "VolumesFrom",
+    "Mounts",
+    "CapAdd",
+    "CapDrop",
+    "CgroupnsMode",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "Cgroup",
+    "Links",
+    "OomScoreAdj",
+    "PidMode",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyRootfs",
+    "SecurityOpt",
+    "StorageOpt",
+    "Tmpfs",
+    "UTSMode",
+    "UsernsMode",
+    "ShmSize",
+    "Sysctls",
+    "Runtime",
+    "Isolation",
+    "MaskedPaths",
+    "ReadonlyPaths",
 ];
 
 /// Field names of the struct-like nested objects.
 const NESTED_KEYS: &[&str] = &[
     // Healthcheck
-    "Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries",
+    "Test",
+    "Interval",
+    "Timeout",
+    "StartPeriod",
+    "StartInterval",
+    "Retries",
     // LogConfig
-    "Type", "Config",
+    "Type",
+    "Config",
     // Ulimit
-    "Name", "Soft", "Hard",
+    "Name",
+    "Soft",
+    "Hard",
     // Device
-    "PathOnHost", "PathInContainer", "CgroupPermissions",
+    "PathOnHost",
+    "PathInContainer",
+    "CgroupPermissions",
     // RestartPolicy
     "MaximumRetryCount",
 ];
 
 const MAP_FIELDS: &[&str] = &[
-    "Labels", "Sysctls", "Tmpfs", "StorageOpt", "ExposedPorts", "Volumes", "PortBindings",
+    "Labels",
+    "Sysctls",
+    "Tmpfs",
+    "StorageOpt",
+    "ExposedPorts",
+    "Volumes",
+    "PortBindings",
 ];
 
-fn canonical<'a>(key: &'a str, shape: Shape) -> &'a str {
+fn canonical(key: &str, shape: Shape) -> &str {
     let table: &[&'static str] = match shape {
         Shape::Config => CONFIG_KEYS,
         Shape::HostConfig => HOST_CONFIG_KEYS,

@@ -119,13 +119,17 @@ impl EngineHandle {
 
     /// Sets known tasks' desired status to STOPPED; unknown ARNs are ignored.
     pub fn stop_tasks(&self, arns: Vec<String>) -> Result<(), EngineStopped> {
-        self.tx.send(Msg::StopTasks { arns }).map_err(|_| EngineStopped)
+        self.tx
+            .send(Msg::StopTasks { arns })
+            .map_err(|_| EngineStopped)
     }
 
     /// A copy of every task, for the local endpoints and tests.
     pub async fn snapshot(&self) -> Result<Vec<Task>, EngineStopped> {
         let (reply, wait) = oneshot::channel();
-        self.tx.send(Msg::Snapshot(reply)).map_err(|_| EngineStopped)?;
+        self.tx
+            .send(Msg::Snapshot(reply))
+            .map_err(|_| EngineStopped)?;
         wait.await.map_err(|_| EngineStopped)
     }
 
@@ -170,14 +174,21 @@ impl TaskEngine {
         let (tx, rx) = mpsc::unbounded_channel();
         let (saved, corrupt) = store.load_tasks()?;
         for record in corrupt {
-            tracing::error!(key = record.key, error = record.error, "skipping unreadable task record");
+            tracing::error!(
+                key = record.key,
+                error = record.error,
+                "skipping unreadable task record"
+            );
         }
         let mut engine = TaskEngine {
             settings: Arc::new(settings),
             docker,
             store,
             reports,
-            tasks: saved.into_iter().map(|t| (t.arn().to_string(), t)).collect(),
+            tasks: saved
+                .into_iter()
+                .map(|t| (t.arn().to_string(), t))
+                .collect(),
             by_docker_id: HashMap::new(),
             cleanups: HashSet::new(),
             tx: tx.clone(),
@@ -305,7 +316,11 @@ impl TaskEngine {
                 if effect.stop_again {
                     if let Some(id) = task.containers[index].docker_id.clone() {
                         let grace = self.stop_grace(&arn, index);
-                        tracing::warn!(task = arn, docker_id = id, "stopped container is running again; stopping it");
+                        tracing::warn!(
+                            task = arn,
+                            docker_id = id,
+                            "stopped container is running again; stopping it"
+                        );
                         let docker = self.docker.clone();
                         tokio::spawn(async move {
                             let _ = docker.stop_container(&id, grace).await;
@@ -322,7 +337,8 @@ impl TaskEngine {
             } => {
                 let stops_task = matches!(
                     self.settings.actions.pull_behavior,
-                    crate::config::ImagePullBehavior::Always | crate::config::ImagePullBehavior::Once
+                    crate::config::ImagePullBehavior::Always
+                        | crate::config::ImagePullBehavior::Once
                 );
                 let Some(task) = self.tasks.get_mut(&arn) else {
                     return;
@@ -389,7 +405,11 @@ impl TaskEngine {
         let now = now_ms();
         let mut task = Task::new(incoming, now);
         if let Err(why) = reconcile::validate_dependencies(&task) {
-            tracing::warn!(task = task.arn(), why, "task dependencies cannot be resolved");
+            tracing::warn!(
+                task = task.arn(),
+                why,
+                "task dependencies cannot be resolved"
+            );
             task.set_terminal_reason(format!(
                 "Task dependencies cannot be resolved, taskArn: {}",
                 task.arn()
@@ -449,7 +469,10 @@ impl TaskEngine {
                         Some(action) => {
                             c.applied_status = Some(step.target);
                             if action == Action::Create && c.docker_name.is_none() {
-                                let name = create_config::docker_name(task, &task.containers[step.container].spec.name);
+                                let name = create_config::docker_name(
+                                    task,
+                                    &task.containers[step.container].spec.name,
+                                );
                                 task.containers[step.container].docker_name = Some(name);
                             }
                             work.push((step.container, step.target, action));
@@ -486,8 +509,7 @@ impl TaskEngine {
         }
         for (i, c) in task.containers.iter().enumerate() {
             if let Some(id) = &c.docker_id {
-                self.by_docker_id
-                    .insert(id.clone(), (arn.to_string(), i));
+                self.by_docker_id.insert(id.clone(), (arn.to_string(), i));
             }
         }
         let stopped = task.known_status == TaskStatus::Stopped;
@@ -530,7 +552,12 @@ impl TaskEngine {
                     None => continue,
                 },
             };
-            tracing::debug!(task = arn, container = c.spec.name, ?target, "starting transition");
+            tracing::debug!(
+                task = arn,
+                container = c.spec.name,
+                ?target,
+                "starting transition"
+            );
             let docker = self.docker.clone();
             let settings = Arc::new(self.settings.actions.clone());
             let tx = self.tx.clone();
@@ -558,7 +585,9 @@ impl TaskEngine {
             0
         };
         let due = stopped_at_ms
-            .saturating_add(i64::try_from(self.settings.cleanup_wait.as_millis()).unwrap_or(i64::MAX))
+            .saturating_add(
+                i64::try_from(self.settings.cleanup_wait.as_millis()).unwrap_or(i64::MAX),
+            )
             .saturating_add(i64::try_from(jitter_ms).unwrap_or(0));
         let delay = Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
         let tx = self.tx.clone();
@@ -652,8 +681,11 @@ impl TaskEngine {
 /// resubscribing (from the last event seen) whenever the stream ends, and
 /// asking for a full re-check after a gap.
 fn spawn_event_watcher(docker: DockerClient, tx: mpsc::UnboundedSender<Msg>) {
+    // The subscription only starts when the stream is first polled; asking
+    // for events since "now" makes Docker replay anything that happens in
+    // between.
+    let mut since = Some(now_ms() / 1000 - 1);
     tokio::spawn(async move {
-        let mut since: Option<i64> = None;
         loop {
             let mut events = Box::pin(docker.container_events(since));
             while let Some(item) = events.next().await {
@@ -674,7 +706,6 @@ fn spawn_event_watcher(docker: DockerClient, tx: mpsc::UnboundedSender<Msg>) {
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            since.get_or_insert(now_ms() / 1000 - 1);
         }
     });
 }

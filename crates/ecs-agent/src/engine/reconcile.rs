@@ -321,9 +321,7 @@ pub fn take_report(task: &mut Task) -> Option<TaskStateChange> {
             ContainerStatus::ResourcesProvisioned => ContainerStatus::Running,
             other => other,
         };
-        if status <= c.reported_status
-            || !container_reportable(status, c.image_digest.is_some())
-        {
+        if status <= c.reported_status || !container_reportable(status, c.image_digest.is_some()) {
             continue;
         }
         c.reported_status = status;
@@ -373,14 +371,21 @@ pub fn take_report(task: &mut Task) -> Option<TaskStateChange> {
 /// How a Docker action ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    ManifestResolved { digest: Option<String> },
+    ManifestResolved {
+        digest: Option<String>,
+    },
     Pulled,
-    Created { docker_id: String },
+    Created {
+        docker_id: String,
+    },
     /// Started or stopped, with what inspect said afterwards if it answered.
     Done(Option<Observation>),
     /// `<ErrorName>: <message>`; `gone` when Docker says the container does
     /// not exist.
-    Failed { error: String, gone: bool },
+    Failed {
+        error: String,
+        gone: bool,
+    },
 }
 
 /// What the engine must do after an outcome or observation was applied.
@@ -436,7 +441,10 @@ pub fn apply_outcome(
             }
             raise_known(task, index, ContainerStatus::Stopped, now_ms);
         }
-        (ContainerStatus::ManifestPulled | ContainerStatus::Pulled, Outcome::Failed { error, .. }) => {
+        (
+            ContainerStatus::ManifestPulled | ContainerStatus::Pulled,
+            Outcome::Failed { error, .. },
+        ) => {
             // Pull failures only stop the task under `always`/`once`; otherwise
             // the cached image (if any) is used, and create fails without one.
             if target == ContainerStatus::Pulled {
@@ -468,7 +476,12 @@ pub fn apply_outcome(
         (target, outcome) => {
             // An outcome that does not belong to the action: keep state, but
             // make the mismatch visible.
-            tracing::warn!(task = task.arn(), ?target, ?outcome, "unexpected action outcome");
+            tracing::warn!(
+                task = task.arn(),
+                ?target,
+                ?outcome,
+                "unexpected action outcome"
+            );
         }
     }
     effect
@@ -514,8 +527,7 @@ pub fn apply_observation(
     let mut effect = Effect::default();
     let Some(o) = observation else {
         let c = &mut task.containers[index];
-        if c.known_status >= ContainerStatus::Created && c.known_status < ContainerStatus::Stopped
-        {
+        if c.known_status >= ContainerStatus::Created && c.known_status < ContainerStatus::Stopped {
             c.set_reason("ContainerVanishedError: No container matching saved ID found");
             raise_known(task, index, ContainerStatus::Stopped, now_ms);
         }

@@ -44,9 +44,7 @@ impl ContainerStatus {
     pub fn task_status(self) -> TaskStatus {
         match self {
             ContainerStatus::None => TaskStatus::None,
-            ContainerStatus::ManifestPulled | ContainerStatus::Pulled => {
-                TaskStatus::ManifestPulled
-            }
+            ContainerStatus::ManifestPulled | ContainerStatus::Pulled => TaskStatus::ManifestPulled,
             ContainerStatus::Created => TaskStatus::Created,
             ContainerStatus::Running => TaskStatus::Running,
             ContainerStatus::ResourcesProvisioned => TaskStatus::Created,
@@ -117,7 +115,15 @@ mod tests {
     #[test]
     fn container_statuses_are_ordered() {
         use ContainerStatus::*;
-        let order = [None, ManifestPulled, Pulled, Created, Running, ResourcesProvisioned, Stopped];
+        let order = [
+            None,
+            ManifestPulled,
+            Pulled,
+            Created,
+            Running,
+            ResourcesProvisioned,
+            Stopped,
+        ];
         assert!(order.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(Created.next(), Running);
         assert_eq!(Running.next(), Stopped);

@@ -228,7 +228,10 @@ fn port(value: i64, what: &str) -> Result<u16, TaskParseError> {
 
 /// A task ARN must end in `task/<id>` or `task/<cluster>/<id>`.
 fn valid_task_arn(arn: &str) -> bool {
-    let Some(resource) = arn.strip_prefix("arn:").and_then(|r| r.splitn(5, ':').nth(4)) else {
+    let Some(resource) = arn
+        .strip_prefix("arn:")
+        .and_then(|r| r.splitn(5, ':').nth(4))
+    else {
         return false;
     };
     let parts: Vec<&str> = resource.split('/').collect();
@@ -244,9 +247,8 @@ impl TryFrom<&acs::Task> for IncomingTask {
             return Err(TaskParseError(format!("invalid task arn {arn:?}")));
         }
         let desired_text = required(&task.desired_status, "desiredStatus")?;
-        let desired_status = TaskStatus::parse_desired(desired_text).ok_or_else(|| {
-            TaskParseError(format!("invalid desiredStatus {desired_text:?}"))
-        })?;
+        let desired_status = TaskStatus::parse_desired(desired_text)
+            .ok_or_else(|| TaskParseError(format!("invalid desiredStatus {desired_text:?}")))?;
         let network_mode = match task.network_mode.as_deref() {
             None | Some("") | Some("bridge") => NetworkMode::Bridge,
             Some("host") => NetworkMode::Host,
@@ -277,7 +279,10 @@ impl TryFrom<&acs::Task> for IncomingTask {
         let mut names = std::collections::BTreeSet::new();
         for c in &containers {
             if !names.insert(c.name.as_str()) {
-                return Err(TaskParseError(format!("duplicate container name {:?}", c.name)));
+                return Err(TaskParseError(format!(
+                    "duplicate container name {:?}",
+                    c.name
+                )));
             }
         }
         let cpu = task.cpu.unwrap_or(0.0);
@@ -362,7 +367,9 @@ fn override_command(value: &serde_json::Value) -> Result<Option<Vec<String>>, Ta
         other => other,
     };
     let serde_json::Value::Object(map) = object else {
-        return Err(TaskParseError("container overrides must be an object".into()));
+        return Err(TaskParseError(
+            "container overrides must be an object".into(),
+        ));
     };
     for key in map.keys() {
         if !key.eq_ignore_ascii_case("command") {
@@ -447,8 +454,7 @@ fn container_spec(c: &acs::Container) -> Result<ContainerSpec, TaskParseError> {
                 }
             };
             Ok(DependencySpec {
-                container_name: required(&d.container_name, "dependsOn containerName")?
-                    .to_string(),
+                container_name: required(&d.container_name, "dependsOn containerName")?.to_string(),
                 condition,
             })
         })

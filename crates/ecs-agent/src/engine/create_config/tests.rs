@@ -33,16 +33,28 @@ fn base_config_from_the_definition() {
     let body = build(&t, 0, &ctx()).unwrap();
     assert_eq!(body["Image"], "busybox");
     assert_eq!(body["Cmd"], serde_json::json!(["sleep", "600"]));
-    let env: Vec<&str> = body["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let env: Vec<&str> = body["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(env.contains(&"A=1") && env.contains(&"AWS_REGION=us-east-1"));
     let host = &body["HostConfig"];
-    assert_eq!(host["Memory"], 4 * 1024 * 1024, "raised to Docker's minimum");
+    assert_eq!(
+        host["Memory"],
+        4 * 1024 * 1024,
+        "raised to Docker's minimum"
+    );
     assert_eq!(host["CpuShares"], 2, "0 shares become 2, not Docker's 1024");
     assert_eq!(host["Binds"], serde_json::json!(["/srv/data:/data:ro"]));
     assert_eq!(host["PortBindings"]["80/tcp"][0]["HostPort"], "8080");
     assert_eq!(host["PortBindings"]["53/udp"][0]["HostPort"], "");
     assert!(body["ExposedPorts"].get("53/udp").is_some());
-    assert_eq!(body["Labels"][labels::TASK_ARN], "arn:aws:ecs:us-east-1:1:task/default/abc");
+    assert_eq!(
+        body["Labels"][labels::TASK_ARN],
+        "arn:aws:ecs:us-east-1:1:task/default/abc"
+    );
     assert_eq!(body["Labels"][labels::CLUSTER], "default");
     assert_eq!(body["Labels"][labels::TASK_DEFINITION_VERSION], "3");
 }
@@ -62,17 +74,26 @@ fn overlay_merges_like_go_decoding() {
     assert_eq!(body["Healthcheck"]["Interval"], 5_000_000_000i64);
     assert_eq!(body["User"], "nobody");
     assert_eq!(body["Labels"]["team"], "a");
-    assert_eq!(body["Labels"][labels::CLUSTER], "default", "agent labels win");
+    assert_eq!(
+        body["Labels"][labels::CLUSTER],
+        "default",
+        "agent labels win"
+    );
     let host = &body["HostConfig"];
     assert_eq!(host["Ulimits"][0]["Name"], "nofile");
     assert_eq!(host["LogConfig"]["Type"], "json-file");
-    assert_eq!(host["LogConfig"]["Config"]["max-size"], "1m", "map keys keep their case");
+    assert_eq!(
+        host["LogConfig"]["Config"]["max-size"], "1m",
+        "map keys keep their case"
+    );
     assert_eq!(host["CpuShares"], 512);
     assert_eq!(host["NetworkMode"], "host");
     // A region in the container environment is not overridden.
     let env = body["Env"].as_array().unwrap();
     assert!(env.iter().any(|e| e == "AWS_REGION=eu-west-1"));
-    assert!(!env.iter().any(|e| e.as_str().unwrap().starts_with("AWS_DEFAULT_REGION")));
+    assert!(!env
+        .iter()
+        .any(|e| e.as_str().unwrap().starts_with("AWS_DEFAULT_REGION")));
     // The merged body is a valid Docker create body.
     let typed: bollard::models::ContainerCreateBody = serde_json::from_value(body).unwrap();
     assert_eq!(typed.host_config.unwrap().cpu_shares, Some(512));
@@ -82,9 +103,16 @@ fn overlay_merges_like_go_decoding() {
 fn bad_overlays_and_mounts_are_errors() {
     let bad_json = task(serde_json::json!({"name": "a", "image": "i",
         "dockerConfig": {"hostConfig": "{not json"}}));
-    assert!(matches!(build(&bad_json, 0, &ctx()), Err(CreateConfigError::Config(_))));
-    let no_health = task(serde_json::json!({"name": "a", "image": "i", "healthCheckType": "docker"}));
-    assert!(matches!(build(&no_health, 0, &ctx()), Err(CreateConfigError::Config(_))));
+    assert!(matches!(
+        build(&bad_json, 0, &ctx()),
+        Err(CreateConfigError::Config(_))
+    ));
+    let no_health =
+        task(serde_json::json!({"name": "a", "image": "i", "healthCheckType": "docker"}));
+    assert!(matches!(
+        build(&no_health, 0, &ctx()),
+        Err(CreateConfigError::Config(_))
+    ));
     let unknown_volume = task(serde_json::json!({"name": "a", "image": "i",
         "mountPoints": [{"sourceVolume": "nope", "containerPath": "/x"}]}));
     let err = build(&unknown_volume, 0, &ctx()).unwrap_err();

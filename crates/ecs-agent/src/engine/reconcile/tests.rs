@@ -41,7 +41,10 @@ fn fresh_task_resolves_manifests_first() {
     let t = two_containers();
     let p = plan(&t, 0);
     assert_eq!(p.steps.len(), 2);
-    assert!(p.steps.iter().all(|s| s.action == Some(Action::ResolveManifest)));
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.action == Some(Action::ResolveManifest)));
 }
 
 #[test]
@@ -58,7 +61,14 @@ fn dependent_waits_for_success_then_fails_on_bad_exit() {
     t.containers[1].known_status = ContainerStatus::Stopped;
     t.containers[1].exit_code = Some(0);
     let p = plan(&t, 0);
-    assert_eq!(p.steps, vec![Step { container: 0, target: ContainerStatus::Pulled, action: Some(Action::Pull) }]);
+    assert_eq!(
+        p.steps,
+        vec![Step {
+            container: 0,
+            target: ContainerStatus::Pulled,
+            action: Some(Action::Pull)
+        }]
+    );
 
     t.containers[1].exit_code = Some(1);
     let p = plan(&t, 0);
@@ -71,16 +81,22 @@ fn cycles_and_unknown_dependencies_are_rejected() {
         {"name": "a", "image": "i", "dependsOn": [{"containerName": "b", "condition": "START"}]},
         {"name": "b", "image": "i", "links": ["a:alias"]}
     ]));
-    assert!(validate_dependencies(&cyclic).unwrap_err().contains("cycle"));
+    assert!(validate_dependencies(&cyclic)
+        .unwrap_err()
+        .contains("cycle"));
     let unknown = task_with(serde_json::json!([
         {"name": "a", "image": "i", "volumesFrom": [{"sourceContainer": "ghost"}]}
     ]));
-    assert!(validate_dependencies(&unknown).unwrap_err().contains("ghost"));
+    assert!(validate_dependencies(&unknown)
+        .unwrap_err()
+        .contains("ghost"));
     let unhealthy = task_with(serde_json::json!([
         {"name": "a", "image": "i", "dependsOn": [{"containerName": "b", "condition": "HEALTHY"}]},
         {"name": "b", "image": "i"}
     ]));
-    assert!(validate_dependencies(&unhealthy).unwrap_err().contains("health check"));
+    assert!(validate_dependencies(&unhealthy)
+        .unwrap_err()
+        .contains("health check"));
     assert!(validate_dependencies(&two_containers()).is_ok());
 }
 
@@ -108,19 +124,42 @@ fn essential_exit_stops_task_after_all_containers_stop() {
     }
     update_known_status(&mut t, 1);
     assert_eq!(t.known_status, TaskStatus::Running);
-    apply_observation(&mut t, 0, Some(&observed(ContainerStatus::Stopped, Some(3))), 5);
+    apply_observation(
+        &mut t,
+        0,
+        Some(&observed(ContainerStatus::Stopped, Some(3))),
+        5,
+    );
     update_desired_status(&mut t);
     assert_eq!(t.desired_status, TaskStatus::Stopped);
     assert!(!update_known_status(&mut t, 6), "waits for side to stop");
     assert_eq!(t.execution_stopped_at_ms, Some(5));
     let p = plan(&t, 6);
-    assert_eq!(p.steps, vec![Step { container: 1, target: ContainerStatus::Stopped, action: Some(Action::Stop) }]);
-    apply_outcome(&mut t, 1, ContainerStatus::Stopped, Outcome::Done(Some(observed(ContainerStatus::Stopped, Some(143)))), false, 7);
+    assert_eq!(
+        p.steps,
+        vec![Step {
+            container: 1,
+            target: ContainerStatus::Stopped,
+            action: Some(Action::Stop)
+        }]
+    );
+    apply_outcome(
+        &mut t,
+        1,
+        ContainerStatus::Stopped,
+        Outcome::Done(Some(observed(ContainerStatus::Stopped, Some(143)))),
+        false,
+        7,
+    );
     assert!(update_known_status(&mut t, 8));
     assert_eq!(t.known_status, TaskStatus::Stopped);
     let report = take_report(&mut t).unwrap();
     assert_eq!(report.status, "STOPPED");
-    let codes: Vec<_> = report.containers.iter().map(|c| (c.container_name.as_str(), c.exit_code)).collect();
+    let codes: Vec<_> = report
+        .containers
+        .iter()
+        .map(|c| (c.container_name.as_str(), c.exit_code))
+        .collect();
     assert_eq!(codes, [("main", Some(3)), ("side", Some(143))]);
     assert!(take_report(&mut t).is_none(), "nothing is reported twice");
 }
@@ -128,25 +167,56 @@ fn essential_exit_stops_task_after_all_containers_stop() {
 #[test]
 fn pull_failure_policy() {
     let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true}]));
-    let failed = || Outcome::Failed { error: "CannotPullContainerError: nope".into(), gone: false };
+    let failed = || Outcome::Failed {
+        error: "CannotPullContainerError: nope".into(),
+        gone: false,
+    };
     apply_outcome(&mut t, 0, ContainerStatus::Pulled, failed(), false, 1);
-    assert_eq!(t.containers[0].known_status, ContainerStatus::Pulled, "default: carry on with the cache");
+    assert_eq!(
+        t.containers[0].known_status,
+        ContainerStatus::Pulled,
+        "default: carry on with the cache"
+    );
     assert_eq!(t.desired_status, TaskStatus::Running);
     let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true}]));
     apply_outcome(&mut t, 0, ContainerStatus::Pulled, failed(), true, 1);
-    assert_eq!(t.desired_status, TaskStatus::Stopped, "always/once: stop the task");
-    assert_eq!(t.terminal_reason.as_deref(), Some("CannotPullContainerError: nope"));
+    assert_eq!(
+        t.desired_status,
+        TaskStatus::Stopped,
+        "always/once: stop the task"
+    );
+    assert_eq!(
+        t.terminal_reason.as_deref(),
+        Some("CannotPullContainerError: nope")
+    );
 }
 
 #[test]
 fn create_failure_stops_essential_task_with_reason() {
     let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true}]));
     t.containers[0].known_status = ContainerStatus::Pulled;
-    apply_outcome(&mut t, 0, ContainerStatus::Created, Outcome::Failed { error: "CannotCreateContainerError: no image".into(), gone: false }, false, 1);
+    apply_outcome(
+        &mut t,
+        0,
+        ContainerStatus::Created,
+        Outcome::Failed {
+            error: "CannotCreateContainerError: no image".into(),
+            gone: false,
+        },
+        false,
+        1,
+    );
     update_desired_status(&mut t);
     assert_eq!(t.desired_status, TaskStatus::Stopped);
     let p = plan(&t, 1);
-    assert_eq!(p.steps, vec![Step { container: 0, target: ContainerStatus::Stopped, action: None }]);
+    assert_eq!(
+        p.steps,
+        vec![Step {
+            container: 0,
+            target: ContainerStatus::Stopped,
+            action: None
+        }]
+    );
 }
 
 #[test]
@@ -155,18 +225,34 @@ fn vanished_container_is_stopped() {
     t.containers[0].known_status = ContainerStatus::Running;
     apply_observation(&mut t, 0, None, 9);
     assert_eq!(t.containers[0].known_status, ContainerStatus::Stopped);
-    assert!(t.containers[0].reason.as_deref().unwrap().starts_with("ContainerVanishedError"));
+    assert!(t.containers[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("ContainerVanishedError"));
 }
 
 #[test]
 fn digest_gives_a_pending_report() {
     let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true}]));
-    apply_outcome(&mut t, 0, ContainerStatus::ManifestPulled, Outcome::ManifestResolved { digest: Some("sha256:abc".into()) }, false, 1);
+    apply_outcome(
+        &mut t,
+        0,
+        ContainerStatus::ManifestPulled,
+        Outcome::ManifestResolved {
+            digest: Some("sha256:abc".into()),
+        },
+        false,
+        1,
+    );
     update_known_status(&mut t, 1);
     let report = take_report(&mut t).unwrap();
     assert_eq!(report.status, "PENDING");
     assert_eq!(report.containers[0].status, "PENDING");
-    assert_eq!(report.containers[0].image_digest.as_deref(), Some("sha256:abc"));
+    assert_eq!(
+        report.containers[0].image_digest.as_deref(),
+        Some("sha256:abc")
+    );
     assert_eq!(report.containers[0].runtime_id, None);
 }
 
@@ -210,7 +296,13 @@ impl Sim {
             {"name": "b", "image": "i", "essential": false},
             {"name": "c", "image": "i", "essential": true}
         ]));
-        Self { task, in_flight: vec![], starts: vec![], reports: vec![], now: 0 }
+        Self {
+            task,
+            in_flight: vec![],
+            starts: vec![],
+            reports: vec![],
+            now: 0,
+        }
     }
 
     fn progress(&mut self) {
@@ -259,14 +351,23 @@ impl Sim {
                 }
                 let (i, target, action) = self.in_flight.remove(nth % self.in_flight.len());
                 let outcome = if !ok {
-                    Outcome::Failed { error: "X: y".into(), gone: false }
+                    Outcome::Failed {
+                        error: "X: y".into(),
+                        gone: false,
+                    }
                 } else {
                     match action {
                         Action::ResolveManifest => Outcome::ManifestResolved { digest: None },
                         Action::Pull => Outcome::Pulled,
-                        Action::Create => Outcome::Created { docker_id: format!("id{i}") },
-                        Action::Start => Outcome::Done(Some(observed(ContainerStatus::Running, None))),
-                        Action::Stop => Outcome::Done(Some(observed(ContainerStatus::Stopped, Some(143)))),
+                        Action::Create => Outcome::Created {
+                            docker_id: format!("id{i}"),
+                        },
+                        Action::Start => {
+                            Outcome::Done(Some(observed(ContainerStatus::Running, None)))
+                        }
+                        Action::Stop => {
+                            Outcome::Done(Some(observed(ContainerStatus::Stopped, Some(143))))
+                        }
                     }
                 };
                 let effect = apply_outcome(&mut self.task, i, target, outcome, false, self.now);
@@ -277,7 +378,12 @@ impl Sim {
             }
             Event::Exit { container, code } => {
                 if self.task.containers[container].docker_id.is_some() {
-                    apply_observation(&mut self.task, container, Some(&observed(ContainerStatus::Stopped, Some(code))), self.now);
+                    apply_observation(
+                        &mut self.task,
+                        container,
+                        Some(&observed(ContainerStatus::Stopped, Some(code))),
+                        self.now,
+                    );
                 }
             }
             Event::Vanish { container } => {

@@ -33,7 +33,10 @@ fn golden_payload_task_parses() {
     assert_eq!(incoming.spec.task_id(), "5b1f0e8c2d3a4f6e9a7b8c9d0e1f2a3b");
     let c = &incoming.spec.containers[0];
     assert_eq!(c.name, "sleeper");
-    assert_eq!(c.command.as_deref(), Some(&["sleep".to_string(), "600".to_string()][..]));
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["sleep".to_string(), "600".to_string()][..])
+    );
     assert!(c.essential && c.docker_health_check);
     assert_eq!(c.memory_mib, 32);
     assert!(c.docker_config.as_deref().unwrap().contains("Healthcheck"));
@@ -50,17 +53,42 @@ fn overrides_replace_command() {
 
 #[test]
 fn bad_tasks_are_rejected_with_a_reason() {
-    let cases: Vec<(fn(&mut serde_json::Value), &str)> = vec![
-        (|t| t["arn"] = serde_json::json!("not-an-arn"), "invalid task arn"),
-        (|t| t["desiredStatus"] = serde_json::json!("EXPLODED"), "desiredStatus"),
-        (|t| t["containers"] = serde_json::json!([]), "no containers"),
-        (|t| t["containers"][0]["image"] = serde_json::json!(""), "missing image"),
-        (|t| t["volumes"] = serde_json::json!([{"name": "v", "type": "ebs"}]), "unknown volume type"),
-        (|t| t["containers"][0]["overrides"] = serde_json::json!(""), "overrides"),
-        (|t| t["containers"][0]["overrides"] = serde_json::json!("{\"cpu\":1}"), "overrides"),
-        (|t| t["containers"][0]["memory"] = serde_json::json!(-1), "memory"),
+    type Mutation = fn(&mut serde_json::Value);
+    let cases: Vec<(Mutation, &str)> = vec![
         (
-            |t| t["containers"][0]["dependsOn"] = serde_json::json!([{"containerName": "x", "condition": "MAYBE"}]),
+            |t| t["arn"] = serde_json::json!("not-an-arn"),
+            "invalid task arn",
+        ),
+        (
+            |t| t["desiredStatus"] = serde_json::json!("EXPLODED"),
+            "desiredStatus",
+        ),
+        (|t| t["containers"] = serde_json::json!([]), "no containers"),
+        (
+            |t| t["containers"][0]["image"] = serde_json::json!(""),
+            "missing image",
+        ),
+        (
+            |t| t["volumes"] = serde_json::json!([{"name": "v", "type": "ebs"}]),
+            "unknown volume type",
+        ),
+        (
+            |t| t["containers"][0]["overrides"] = serde_json::json!(""),
+            "overrides",
+        ),
+        (
+            |t| t["containers"][0]["overrides"] = serde_json::json!("{\"cpu\":1}"),
+            "overrides",
+        ),
+        (
+            |t| t["containers"][0]["memory"] = serde_json::json!(-1),
+            "memory",
+        ),
+        (
+            |t| {
+                t["containers"][0]["dependsOn"] =
+                    serde_json::json!([{"containerName": "x", "condition": "MAYBE"}])
+            },
             "dependsOn",
         ),
         (
@@ -76,7 +104,9 @@ fn bad_tasks_are_rejected_with_a_reason() {
         mutate(&mut t);
         let err = parse(t).unwrap_err();
         assert!(err.0.contains(needle), "{err} should mention {needle}");
-        assert!(err.reason().starts_with("UnrecogniedTaskError: Error loading task - "));
+        assert!(err
+            .reason()
+            .starts_with("UnrecogniedTaskError: Error loading task - "));
     }
 }
 
@@ -98,6 +128,9 @@ fn checkpoint_round_trip_drops_only_applied_status() {
     let json = serde_json::to_vec(&task).unwrap();
     let back: Task = serde_json::from_slice(&json).unwrap();
     assert_eq!(back.containers[0].applied_status, None);
-    assert_eq!(back.containers[0].docker_name.as_deref(), Some("ecs-web-3-app-abc"));
+    assert_eq!(
+        back.containers[0].docker_name.as_deref(),
+        Some("ecs-web-3-app-abc")
+    );
     assert_eq!(back.spec, task.spec);
 }

@@ -1,0 +1,517 @@
+//! The ACS websocket (`GET /acs/ws`): the handshake checks, one live
+//! connection per container instance, heartbeats, and delivery of task
+//! payloads until the agent acks each task's current desired status.
+//!
+//! Delivery is at-least-once without a resend timer: a payload that was not
+//! acked is sent again on the agent's next connection (resending is safe,
+//! acs-tcs.md §5.3), never in a loop on the same one.
+
+use crate::arn;
+use crate::clock;
+use crate::render;
+use crate::store::{State, Store, StoreError, TaskRecord};
+use crate::Context;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State as AxumState};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ecs_model::acs::{self, AcsMessage, HeartbeatMessage, PayloadMessage};
+use ecs_model::ecs_api::VersionInfo;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Close code for connections the plane ends on purpose (replaced by a
+/// newer connection, instance deregistered). It is not 1000/1001/1011, so
+/// the agent backs off instead of reconnecting at once (acs-tcs.md §4.3).
+pub const CLOSE_PUSH_AWAY: u16 = 4000;
+
+/// Close code when the plane shuts down: the agent reconnects when it can.
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// What the hub asks a connection to do.
+#[derive(Debug)]
+enum Outbound {
+    Frame(String),
+    Close(u16, String),
+}
+
+struct Connection {
+    generation: u64,
+    tx: mpsc::UnboundedSender<Outbound>,
+    /// (task id, desired status) already sent on this connection.
+    sent: HashSet<(String, String)>,
+}
+
+/// What an `AckRequest` for a payload confirms.
+#[derive(Debug, Clone)]
+struct PendingAck {
+    task_id: String,
+    desired: String,
+}
+
+#[derive(Default)]
+struct HubState {
+    connections: HashMap<String, Connection>,
+    pending: HashMap<String, PendingAck>,
+}
+
+/// The agents' ACS connections.
+pub struct AcsHub {
+    store: Arc<Store>,
+    state: Mutex<HubState>,
+    /// Serialises payload building, so two deliveries for one instance
+    /// cannot both send the same task.
+    delivery: Mutex<()>,
+    generation: AtomicU64,
+    heartbeat_interval: Duration,
+    first_heartbeat: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here can be left half-updated by a panic.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AcsHub {
+    pub fn new(store: Arc<Store>, heartbeat_interval: Duration, first_heartbeat: Duration) -> Self {
+        Self {
+            store,
+            state: Mutex::new(HubState::default()),
+            delivery: Mutex::new(()),
+            generation: AtomicU64::new(0),
+            heartbeat_interval,
+            first_heartbeat,
+        }
+    }
+
+    /// Makes `tx` the instance's connection; an older one is told to close.
+    fn register(&self, instance_id: &str, tx: mpsc::UnboundedSender<Outbound>) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let old = lock(&self.state).connections.insert(
+            instance_id.to_owned(),
+            Connection {
+                generation,
+                tx,
+                sent: HashSet::new(),
+            },
+        );
+        if let Some(old) = old {
+            tracing::info!(
+                instance = instance_id,
+                "newer ACS connection replaces the older one"
+            );
+            let _ = old.tx.send(Outbound::Close(
+                CLOSE_PUSH_AWAY,
+                "replaced by a newer connection".to_owned(),
+            ));
+        }
+        generation
+    }
+
+    /// Forgets the connection if it is still the current one; returns
+    /// whether it was.
+    fn unregister(&self, instance_id: &str, generation: u64) -> bool {
+        let mut state = lock(&self.state);
+        let current = state
+            .connections
+            .get(instance_id)
+            .is_some_and(|c| c.generation == generation);
+        if current {
+            state.connections.remove(instance_id);
+        }
+        current
+    }
+
+    /// Closes the instance's connection, if any, so that the agent backs off.
+    pub fn disconnect(&self, instance_id: &str, reason: &str) {
+        if let Some(conn) = lock(&self.state).connections.remove(instance_id) {
+            let _ = conn
+                .tx
+                .send(Outbound::Close(CLOSE_PUSH_AWAY, reason.to_owned()));
+        }
+    }
+
+    /// Whether an agent is connected for the instance.
+    pub fn is_connected(&self, instance_id: &str) -> bool {
+        lock(&self.state).connections.contains_key(instance_id)
+    }
+
+    /// Sends a payload for every task on the instance whose current desired
+    /// status the agent has not acked and that this connection has not been
+    /// sent yet. Does nothing when the agent is not connected.
+    pub fn deliver(&self, instance_id: &str) {
+        let _serial = lock(&self.delivery);
+        let Some(already_sent) = lock(&self.state)
+            .connections
+            .get(instance_id)
+            .map(|c| c.sent.clone())
+        else {
+            return;
+        };
+        let payloads = self
+            .store
+            .update(|st| Ok::<_, StoreError>(build_payloads(st, instance_id, &already_sent)));
+        let payloads = match payloads {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(instance = instance_id, error = %e, "cannot record payloads; not sent");
+                return;
+            }
+        };
+        let mut state = lock(&self.state);
+        let HubState {
+            connections,
+            pending,
+        } = &mut *state;
+        let Some(conn) = connections.get_mut(instance_id) else {
+            return;
+        };
+        for p in payloads {
+            tracing::info!(
+                instance = instance_id,
+                task = p.task_arn,
+                desired = p.desired,
+                message_id = p.message_id,
+                "payload sent"
+            );
+            conn.sent.insert((p.task_id.clone(), p.desired.clone()));
+            pending.insert(
+                p.message_id,
+                PendingAck {
+                    task_id: p.task_id,
+                    desired: p.desired,
+                },
+            );
+            let _ = conn.tx.send(Outbound::Frame(p.frame));
+        }
+    }
+
+    /// Records an `AckRequest`: the task's desired status reached the agent.
+    fn acked(&self, message_id: &str) {
+        let Some(ack) = lock(&self.state).pending.remove(message_id) else {
+            tracing::debug!(
+                message_id,
+                "ack for a message that is not a pending payload"
+            );
+            return;
+        };
+        let result = self.store.update(|st| {
+            if let Some(task) = st.tasks.get_mut(&ack.task_id) {
+                // Desired status only moves forward; a late RUNNING ack
+                // must not hide a STOPPED that is still undelivered.
+                let keep_stopped = task.delivered_desired.as_deref() == Some("STOPPED");
+                if !keep_stopped {
+                    task.delivered_desired = Some(ack.desired.clone());
+                }
+            }
+            Ok::<_, StoreError>(())
+        });
+        match result {
+            Ok(()) => tracing::info!(task = ack.task_id, desired = ack.desired, "payload acked"),
+            Err(e) => tracing::error!(error = %e, "cannot record a payload ack"),
+        }
+    }
+}
+
+struct BuiltPayload {
+    task_id: String,
+    task_arn: String,
+    desired: String,
+    message_id: String,
+    frame: String,
+}
+
+/// Seam for task IAM role credentials: when the plane learns to issue
+/// them, payloads carry them here (and `sendCredentials=true` handshakes
+/// get `IAMRoleCredentialsMessage`s). Until then tasks run without a role.
+fn task_credentials(_task: &TaskRecord) -> Option<acs::IAMRoleCredentials> {
+    None
+}
+
+fn build_payloads(
+    st: &mut State,
+    instance_id: &str,
+    already_sent: &HashSet<(String, String)>,
+) -> Vec<BuiltPayload> {
+    let Some(instance) = st.instances.get(instance_id) else {
+        return vec![];
+    };
+    let instance_arn = instance.arn.clone();
+    let Some(cluster_arn) = st.clusters.get(&instance.cluster).map(|c| c.arn.clone()) else {
+        return vec![];
+    };
+    let mut due: Vec<&TaskRecord> = st
+        .tasks_on(instance_id)
+        .filter(|t| t.needs_delivery())
+        .filter(|t| !already_sent.contains(&(t.id.clone(), t.desired_status().to_owned())))
+        .collect();
+    due.sort_by(|a, b| {
+        let at = a.task.created_at.unwrap_or(0.0);
+        let bt = b.task.created_at.unwrap_or(0.0);
+        at.total_cmp(&bt).then_with(|| a.id.cmp(&b.id))
+    });
+    let mut rendered = Vec::new();
+    for task in due {
+        let Some(definition) = st.task_definition(&task.family, task.revision) else {
+            tracing::warn!(
+                task = task.arn(),
+                "task definition missing; task not delivered"
+            );
+            continue;
+        };
+        let mut acs_task = render::task(definition, task);
+        acs_task.role_credentials = task_credentials(task);
+        rendered.push((
+            task.id.clone(),
+            task.arn().to_owned(),
+            task.desired_status().to_owned(),
+            acs_task,
+        ));
+    }
+    let mut out = Vec::new();
+    for (task_id, task_arn, desired, acs_task) in rendered {
+        let seq = st.next_seq();
+        if let Some(t) = st.tasks.get_mut(&task_id) {
+            t.sent = true;
+        }
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let frame = AcsMessage::PayloadMessage(PayloadMessage {
+            cluster_arn: Some(cluster_arn.clone()),
+            container_instance_arn: Some(instance_arn.clone()),
+            generated_at: Some(clock::epoch_millis()),
+            message_id: Some(message_id.clone()),
+            seq_num: Some(seq),
+            tasks: Some(vec![acs_task]),
+            timeline: None,
+        })
+        .encode();
+        out.push(BuiltPayload {
+            task_id,
+            task_arn,
+            desired,
+            message_id,
+            frame,
+        });
+    }
+    out
+}
+
+/// The handshake query, decoded with form semantics (`+` is a space).
+fn query_map(raw: Option<&str>) -> HashMap<String, String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// A refused upgrade, in the one-member error form agents decode
+/// (acs-tcs.md §2.5).
+fn refuse(kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({ kind: message }).to_string();
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /acs/ws`.
+pub(crate) async fn upgrade(
+    AxumState(ctx): AxumState<Arc<Context>>,
+    RawQuery(raw): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let query = query_map(raw.as_deref());
+    let instance_param = query
+        .get("containerInstanceArn")
+        .cloned()
+        .unwrap_or_default();
+    let instance_id = arn::resource_id(&instance_param).to_owned();
+    let cluster = arn::cluster_name(query.get("clusterArn").map(String::as_str));
+    let instance = ctx.store.read(|st| st.instances.get(&instance_id).cloned());
+    let Some(instance) = instance.filter(|_| !instance_id.is_empty()) else {
+        tracing::warn!(
+            instance = instance_param,
+            "ACS handshake for an unknown container instance refused"
+        );
+        return refuse("InvalidInstanceException", "Container instance not found");
+    };
+    if instance.status == "INACTIVE" {
+        tracing::info!(
+            instance = instance_param,
+            "ACS handshake for an inactive container instance refused"
+        );
+        return refuse(
+            "InactiveInstanceException",
+            "Container instance is inactive",
+        );
+    }
+    if instance.cluster != cluster {
+        tracing::warn!(
+            instance = instance_param,
+            cluster,
+            "ACS handshake names another cluster"
+        );
+        return refuse(
+            "InvalidClusterException",
+            "The container instance does not belong to this cluster",
+        );
+    }
+    let version_info = VersionInfo {
+        agent_version: query.get("agentVersion").cloned(),
+        agent_hash: query.get("agentHash").cloned(),
+        docker_version: query
+            .get("dockerVersion")
+            .map(|v| v.strip_prefix("DockerVersion: ").unwrap_or(v).to_owned()),
+    };
+    if query.get("sendCredentials").map(String::as_str) == Some("true") {
+        tracing::debug!(
+            instance = instance_id,
+            "agent asks for task credentials; none are issued yet"
+        );
+    }
+    let shutdown = ctx.shutdown.clone();
+    ws.on_upgrade(move |socket| run(ctx, socket, instance_id, version_info, shutdown))
+}
+
+async fn run(
+    ctx: Arc<Context>,
+    mut socket: WebSocket,
+    instance_id: String,
+    version_info: VersionInfo,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let hub = &ctx.acs;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let generation = hub.register(&instance_id, tx);
+    let connected = ctx.store.update(|st| {
+        if let Some(i) = st.instances.get_mut(&instance_id) {
+            i.agent_connected = true;
+            i.version_info = Some(version_info.clone());
+        }
+        Ok::<_, StoreError>(())
+    });
+    if let Err(e) = connected {
+        tracing::error!(instance = instance_id, error = %e, "cannot record the ACS connection");
+    }
+    tracing::info!(instance = instance_id, generation, "agent connected (ACS)");
+    hub.deliver(&instance_id);
+
+    let start = tokio::time::Instant::now() + hub.first_heartbeat;
+    let mut heartbeat = tokio::time::interval_at(start, hub.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let close = |code: u16, reason: &str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+    loop {
+        tokio::select! {
+            inbound = socket.recv() => match inbound {
+                Some(Ok(Message::Text(text))) => handle_frame(hub, &instance_id, text.as_str()),
+                Some(Ok(Message::Binary(bytes))) => {
+                    tracing::debug!(instance = instance_id, "binary ACS frame treated as text");
+                    handle_frame(hub, &instance_id, &String::from_utf8_lossy(&bytes));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    tracing::debug!(instance = instance_id, error = %e, "ACS read failed");
+                    break;
+                }
+            },
+            outbound = rx.recv() => match outbound {
+                Some(Outbound::Frame(text)) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = socket.send(close(code, &reason)).await;
+                    break;
+                }
+                None => break,
+            },
+            _ = heartbeat.tick() => {
+                let frame = AcsMessage::HeartbeatMessage(HeartbeatMessage {
+                    healthy: Some(true),
+                    message_id: Some(uuid::Uuid::new_v4().to_string()),
+                })
+                .encode();
+                if socket.send(Message::Text(frame.into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = socket.send(close(CLOSE_GOING_AWAY, "ecs-local is shutting down")).await;
+                break;
+            }
+        }
+    }
+    if hub.unregister(&instance_id, generation) {
+        ctx.store.update_volatile(|st| {
+            if let Some(i) = st.instances.get_mut(&instance_id) {
+                i.agent_connected = false;
+            }
+        });
+    }
+    tracing::info!(
+        instance = instance_id,
+        generation,
+        "agent disconnected (ACS)"
+    );
+}
+
+fn handle_frame(hub: &AcsHub, instance_id: &str, text: &str) {
+    match AcsMessage::decode(text) {
+        Ok(AcsMessage::AckRequest(ack)) => {
+            if let Some(id) = ack.message_id.as_deref() {
+                hub.acked(id);
+            }
+        }
+        Ok(AcsMessage::HeartbeatAckRequest(_)) => {}
+        Ok(AcsMessage::IAMRoleCredentialsAckRequest(ack)) => {
+            tracing::info!(
+                instance = instance_id,
+                message_id = ack.message_id.as_deref().unwrap_or_default(),
+                "credentials ack ignored"
+            );
+        }
+        Ok(AcsMessage::NackRequest(nack)) => {
+            tracing::warn!(
+                instance = instance_id,
+                message_id = nack.message_id.as_deref().unwrap_or_default(),
+                reason = nack.reason.as_deref().unwrap_or_default(),
+                "agent nacked a message"
+            );
+        }
+        Ok(other) => {
+            tracing::info!(
+                instance = instance_id,
+                frame_type = other.type_name(),
+                "unexpected ACS frame ignored"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(instance = instance_id, error = %e, "undecodable ACS frame ignored");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_uses_form_decoding() {
+        let q = query_map(Some(
+            "clusterArn=default&containerInstanceArn=arn%3Aaws%3Aecs%3Aus-east-1%3A1%3Acontainer-instance%2Fdefault%2Fabc&dockerVersion=DockerVersion%3A+20.10.24%2Bdfsg1",
+        ));
+        assert_eq!(q["dockerVersion"], "DockerVersion: 20.10.24+dfsg1");
+        assert_eq!(arn::resource_id(&q["containerInstanceArn"]), "abc");
+    }
+}

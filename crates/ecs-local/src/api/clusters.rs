@@ -1,0 +1,159 @@
+//! `CreateCluster`, `ListClusters`, `DescribeClusters`.
+
+use super::{paginate, ApiError};
+use crate::arn;
+use crate::store::{ClusterRecord, State};
+use crate::Context;
+use ecs_model::ecs_api::{
+    Cluster, CreateClusterRequest, CreateClusterResponse, DescribeClustersRequest,
+    DescribeClustersResponse, Failure, ListClustersRequest, ListClustersResponse,
+};
+
+fn valid_cluster_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The API view of a cluster, with counts computed from the state.
+pub(crate) fn view(state: &State, record: &ClusterRecord) -> Cluster {
+    let instances = state
+        .instances
+        .values()
+        .filter(|i| i.cluster == record.name && i.status == "ACTIVE")
+        .count();
+    let tasks: Vec<_> = state
+        .tasks
+        .values()
+        .filter(|t| t.cluster == record.name)
+        .collect();
+    let count = |status: &str| tasks.iter().filter(|t| t.last_status() == status).count();
+    let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    Cluster {
+        cluster_arn: Some(record.arn.clone()),
+        cluster_name: Some(record.name.clone()),
+        status: Some(record.status.clone()),
+        registered_container_instances_count: Some(as_i64(instances)),
+        running_tasks_count: Some(as_i64(count("RUNNING"))),
+        pending_tasks_count: Some(as_i64(count("PENDING"))),
+        active_services_count: Some(0),
+        statistics: Some(vec![]),
+        tags: Some(record.tags.clone().unwrap_or_default()),
+        settings: record.settings.clone(),
+        capacity_providers: Some(vec![]),
+        ..Cluster::default()
+    }
+}
+
+pub(super) fn create(
+    ctx: &Context,
+    req: CreateClusterRequest,
+) -> Result<CreateClusterResponse, ApiError> {
+    let name = req
+        .cluster_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    if !valid_cluster_name(&name) {
+        return Err(ApiError::InvalidParameter(
+            "Cluster name can contain only letters, numbers, hyphens and underscores, up to 255 characters."
+                .to_owned(),
+        ));
+    }
+    let cluster = ctx.store.update(|st| {
+        // Creating a cluster that exists returns it, as ECS does.
+        let record = st
+            .clusters
+            .entry(name.clone())
+            .or_insert_with(|| ClusterRecord {
+                name: name.clone(),
+                arn: ctx.arns.cluster(&name),
+                status: "ACTIVE".to_owned(),
+                tags: req.tags.clone(),
+                settings: req.settings.clone(),
+            })
+            .clone();
+        Ok::<_, ApiError>(view(st, &record))
+    })?;
+    tracing::info!(cluster = %name, "cluster created");
+    Ok(CreateClusterResponse {
+        cluster: Some(cluster),
+    })
+}
+
+pub(super) fn list(
+    ctx: &Context,
+    req: ListClustersRequest,
+) -> Result<ListClustersResponse, ApiError> {
+    let arns: Vec<String> = ctx.store.read(|st| {
+        st.clusters
+            .values()
+            .filter(|c| c.status == "ACTIVE")
+            .map(|c| c.arn.clone())
+            .collect()
+    });
+    let (cluster_arns, next_token) = paginate(arns, req.next_token.as_deref(), req.max_results)?;
+    Ok(ListClustersResponse {
+        cluster_arns,
+        next_token,
+    })
+}
+
+pub(super) fn describe(
+    ctx: &Context,
+    req: DescribeClustersRequest,
+) -> Result<DescribeClustersResponse, ApiError> {
+    let wanted = req.clusters.unwrap_or_else(|| vec!["default".to_owned()]);
+    if wanted.len() > 100 {
+        return Err(ApiError::InvalidParameter(
+            "At most 100 clusters can be described at once.".to_owned(),
+        ));
+    }
+    Ok(ctx.store.read(|st| {
+        let mut out = DescribeClustersResponse::default();
+        for param in &wanted {
+            let name = arn::cluster_name(Some(param));
+            match st.clusters.get(&name) {
+                Some(record) => out.clusters.push(view(st, record)),
+                None => out.failures.push(Failure {
+                    arn: Some(if param.starts_with("arn:") {
+                        param.clone()
+                    } else {
+                        ctx.arns.cluster(&name)
+                    }),
+                    reason: Some("MISSING".to_owned()),
+                    detail: None,
+                }),
+            }
+        }
+        out
+    }))
+}
+
+/// The cluster named by a request parameter, or ClusterNotFoundException.
+pub(crate) fn require<'a>(
+    state: &'a State,
+    param: Option<&str>,
+) -> Result<&'a ClusterRecord, ApiError> {
+    let name = arn::cluster_name(param);
+    state
+        .clusters
+        .get(&name)
+        .filter(|c| c.status == "ACTIVE")
+        .ok_or_else(ApiError::cluster_not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names() {
+        assert!(valid_cluster_name("my_cluster-1"));
+        assert!(!valid_cluster_name(""));
+        assert!(!valid_cluster_name("a b"));
+        assert!(!valid_cluster_name(&"x".repeat(256)));
+    }
+}

@@ -1,0 +1,473 @@
+//! `RegisterTaskDefinition` (with its validation) and `DescribeTaskDefinition`.
+
+use super::ApiError;
+use crate::arn::{self, ACCOUNT_ID};
+use crate::clock;
+use crate::scheduler::{parse_task_cpu, parse_task_memory};
+use crate::store::State;
+use crate::Context;
+use ecs_model::ecs_api::{
+    ContainerDefinition, DescribeTaskDefinitionRequest, DescribeTaskDefinitionResponse,
+    RegisterTaskDefinitionRequest, RegisterTaskDefinitionResponse, TaskDefinition,
+};
+use std::collections::{BTreeSet, HashSet};
+
+fn valid_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn client(message: impl Into<String>) -> ApiError {
+    ApiError::Client(message.into())
+}
+
+/// Whether the definition may run on EC2, where every container needs a
+/// memory limit unless the task has one.
+fn targets_ec2(req: &RegisterTaskDefinitionRequest) -> bool {
+    match &req.requires_compatibilities {
+        None => true,
+        Some(list) if list.is_empty() => true,
+        Some(list) => list.iter().any(|c| c == "EC2" || c == "EXTERNAL"),
+    }
+}
+
+fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (a, b) = text.trim().split_once('-')?;
+    let a: u16 = a.trim().parse().ok()?;
+    let b: u16 = b.trim().parse().ok()?;
+    (a >= 1 && a < b).then_some((a, b))
+}
+
+fn validate_container(
+    c: &ContainerDefinition,
+    names: &HashSet<&str>,
+    volumes: &HashSet<&str>,
+    network_mode: &str,
+    needs_memory: bool,
+    host_ports: &mut BTreeSet<(String, i64)>,
+) -> Result<(), ApiError> {
+    let name = c.name.as_deref().unwrap_or_default();
+    if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        return Err(client("Container.image should not be null or empty."));
+    }
+    let invalid = |what: &str| client(format!("Invalid setting for container '{name}'. {what}"));
+    if c.memory.is_some_and(|m| m <= 0) || c.memory_reservation.is_some_and(|m| m <= 0) {
+        return Err(invalid(
+            "'memory' and 'memoryReservation' must be positive.",
+        ));
+    }
+    if c.cpu.is_some_and(|v| v < 0) {
+        return Err(invalid("'cpu' must not be negative."));
+    }
+    if needs_memory && c.memory.is_none() && c.memory_reservation.is_none() {
+        return Err(invalid(
+            "At least one of 'memory' or 'memoryReservation' must be specified.",
+        ));
+    }
+    if let (Some(hard), Some(soft)) = (c.memory, c.memory_reservation) {
+        if hard < soft {
+            return Err(invalid(
+                "'memory' must be greater than or equal to 'memoryReservation'.",
+            ));
+        }
+    }
+    for pm in c.port_mappings.iter().flatten() {
+        let protocol = pm.protocol.as_deref().unwrap_or("tcp");
+        if protocol != "tcp" && protocol != "udp" {
+            return Err(invalid(&format!(
+                "Port mapping protocol '{protocol}' is not valid; use tcp or udp."
+            )));
+        }
+        match (&pm.container_port_range, pm.container_port) {
+            (Some(range), None) => {
+                if parse_port_range(range).is_none() {
+                    return Err(invalid(&format!(
+                        "containerPortRange '{range}' is not a valid range such as 8000-8010."
+                    )));
+                }
+                if pm.host_port.is_some_and(|p| p != 0) {
+                    return Err(invalid(
+                        "hostPort cannot be set together with containerPortRange.",
+                    ));
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "A port mapping cannot have both containerPort and containerPortRange.",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "A port mapping needs a containerPort or a containerPortRange.",
+                ))
+            }
+            (None, Some(port)) => {
+                if !(1..=65535).contains(&port) {
+                    return Err(invalid(&format!(
+                        "containerPort {port} is not between 1 and 65535."
+                    )));
+                }
+                let host = pm.host_port.unwrap_or(0);
+                if !(0..=65535).contains(&host) {
+                    return Err(invalid(&format!(
+                        "hostPort {host} is not between 0 and 65535."
+                    )));
+                }
+                let same_port_required = network_mode == "host" || network_mode == "awsvpc";
+                if same_port_required && host != 0 && host != port {
+                    return Err(invalid(&format!(
+                        "When networkMode={network_mode}, hostPort must be empty or equal to containerPort."
+                    )));
+                }
+                let static_port = if same_port_required { port } else { host };
+                if static_port != 0 && !host_ports.insert((protocol.to_owned(), static_port)) {
+                    return Err(invalid(&format!(
+                        "Host port {static_port}/{protocol} is used more than once in this task definition."
+                    )));
+                }
+            }
+        }
+    }
+    for dep in c.depends_on.iter().flatten() {
+        let target = dep.container_name.as_deref().unwrap_or_default();
+        if !names.contains(target) {
+            return Err(invalid(&format!(
+                "It depends on container '{target}', which is not defined in this task definition."
+            )));
+        }
+        if target == name {
+            return Err(invalid("A container cannot depend on itself."));
+        }
+        let condition = dep.condition.as_deref().unwrap_or_default();
+        if !["START", "COMPLETE", "SUCCESS", "HEALTHY"].contains(&condition) {
+            return Err(invalid(&format!(
+                "Dependency condition '{condition}' is not valid; use START, COMPLETE, SUCCESS or HEALTHY."
+            )));
+        }
+    }
+    for link in c.links.iter().flatten() {
+        let target = link.split(':').next().unwrap_or_default();
+        if !names.contains(target) {
+            return Err(invalid(&format!(
+                "It links to container '{target}', which is not defined in this task definition."
+            )));
+        }
+    }
+    for vf in c.volumes_from.iter().flatten() {
+        let source = vf.source_container.as_deref().unwrap_or_default();
+        if !names.contains(source) {
+            return Err(invalid(&format!(
+                "volumesFrom names container '{source}', which is not defined in this task definition."
+            )));
+        }
+    }
+    for mp in c.mount_points.iter().flatten() {
+        let source = mp.source_volume.as_deref().unwrap_or_default();
+        if !volumes.contains(source) {
+            return Err(invalid(&format!(
+                "Mount point source volume '{source}' is not defined in the task definition's volumes."
+            )));
+        }
+        if mp.container_path.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid("A mount point needs a containerPath."));
+        }
+    }
+    if let Some(hc) = &c.health_check {
+        if hc.command.as_ref().is_none_or(Vec::is_empty) {
+            return Err(invalid("healthCheck.command must not be empty."));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a registration request the way ECS does, with ECS-style messages.
+pub(crate) fn validate(req: &RegisterTaskDefinitionRequest) -> Result<(), ApiError> {
+    let family = req.family.as_deref().unwrap_or_default();
+    if family.is_empty() {
+        return Err(client("Family must not be empty."));
+    }
+    if !valid_name(family) {
+        return Err(client(
+            "Family contains invalid characters. Up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed.",
+        ));
+    }
+    let network_mode = req.network_mode.as_deref().unwrap_or("bridge");
+    if !["bridge", "host", "awsvpc", "none"].contains(&network_mode) {
+        return Err(client(format!(
+            "Network mode '{network_mode}' is not valid. Valid values: bridge, host, awsvpc, none."
+        )));
+    }
+    if let Some(pid) = req.pid_mode.as_deref() {
+        if pid != "host" && pid != "task" {
+            return Err(client(format!(
+                "pidMode '{pid}' is not valid; use host or task."
+            )));
+        }
+    }
+    if let Some(ipc) = req.ipc_mode.as_deref() {
+        if !["host", "task", "none"].contains(&ipc) {
+            return Err(client(format!(
+                "ipcMode '{ipc}' is not valid; use host, task or none."
+            )));
+        }
+    }
+    if let Some(cpu) = req.cpu.as_deref() {
+        if parse_task_cpu(cpu).is_none_or(|v| v <= 0) {
+            return Err(client(format!("Invalid 'cpu' setting for task: '{cpu}'.")));
+        }
+    }
+    if let Some(memory) = req.memory.as_deref() {
+        if parse_task_memory(memory).is_none_or(|v| v <= 0) {
+            return Err(client(format!(
+                "Invalid 'memory' setting for task: '{memory}'."
+            )));
+        }
+    }
+    let containers = req.container_definitions.as_deref().unwrap_or_default();
+    if containers.is_empty() {
+        return Err(client("Container list cannot be empty."));
+    }
+    let mut names = HashSet::new();
+    for c in containers {
+        let name = c.name.as_deref().unwrap_or_default();
+        if name.is_empty() {
+            return Err(client("Container.name should not be null or empty."));
+        }
+        if !valid_name(name) {
+            return Err(client(format!(
+                "Container name '{name}' is not valid. Up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
+            )));
+        }
+        if !names.insert(name) {
+            return Err(client(format!(
+                "Container names must be unique within a task definition: '{name}' is used more than once."
+            )));
+        }
+    }
+    let mut volumes = HashSet::new();
+    for v in req.volumes.iter().flatten() {
+        let name = v.name.as_deref().unwrap_or_default();
+        if name.is_empty() {
+            return Err(client("Volume.name should not be null or empty."));
+        }
+        if !volumes.insert(name) {
+            return Err(client(format!(
+                "Volume names must be unique within a task definition: '{name}' is used more than once."
+            )));
+        }
+    }
+    let needs_memory = targets_ec2(req) && req.memory.is_none();
+    let mut host_ports = BTreeSet::new();
+    for c in containers {
+        validate_container(
+            c,
+            &names,
+            &volumes,
+            network_mode,
+            needs_memory,
+            &mut host_ports,
+        )?;
+    }
+    if containers.iter().all(|c| c.essential == Some(false)) {
+        return Err(client(
+            "A task definition must have at least one essential container.",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds the defaults ECS fills in on registration (the user's members are
+/// all kept).
+fn with_defaults(mut c: ContainerDefinition, network_mode: &str) -> ContainerDefinition {
+    c.cpu.get_or_insert(0);
+    c.essential.get_or_insert(true);
+    c.environment.get_or_insert_with(Vec::new);
+    c.mount_points.get_or_insert_with(Vec::new);
+    c.volumes_from.get_or_insert_with(Vec::new);
+    for pm in c.port_mappings.get_or_insert_with(Vec::new) {
+        pm.protocol.get_or_insert_with(|| "tcp".to_owned());
+        if network_mode == "host" || network_mode == "awsvpc" {
+            if let Some(port) = pm.container_port {
+                pm.host_port = Some(port);
+            }
+        }
+    }
+    c
+}
+
+pub(super) fn register(
+    ctx: &Context,
+    req: RegisterTaskDefinitionRequest,
+) -> Result<RegisterTaskDefinitionResponse, ApiError> {
+    validate(&req)?;
+    let tags = req.tags.clone();
+    let definition = ctx.store.update(|st| {
+        let family = req.family.clone().unwrap_or_default();
+        let revisions = st.task_definitions.entry(family.clone()).or_default();
+        let revision = i64::try_from(revisions.len()).unwrap_or(i64::MAX - 1) + 1;
+        let network_mode = req.network_mode.as_deref().unwrap_or("bridge").to_owned();
+        let mut compatibilities = vec!["EXTERNAL".to_owned(), "EC2".to_owned()];
+        if req
+            .requires_compatibilities
+            .iter()
+            .flatten()
+            .any(|c| c == "FARGATE")
+        {
+            compatibilities.push("FARGATE".to_owned());
+        }
+        let definition = TaskDefinition {
+            task_definition_arn: Some(ctx.arns.task_definition(&family, revision)),
+            container_definitions: req
+                .container_definitions
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| with_defaults(c, &network_mode))
+                .collect(),
+            family: Some(family),
+            task_role_arn: req.task_role_arn.clone(),
+            execution_role_arn: req.execution_role_arn.clone(),
+            network_mode: req.network_mode.clone(),
+            revision: Some(revision),
+            volumes: Some(req.volumes.clone().unwrap_or_default()),
+            status: Some("ACTIVE".to_owned()),
+            requires_attributes: Some(vec![]),
+            compatibilities: Some(compatibilities),
+            requires_compatibilities: req.requires_compatibilities.clone(),
+            cpu: req.cpu.clone(),
+            memory: req.memory.clone(),
+            pid_mode: req.pid_mode.clone(),
+            ipc_mode: req.ipc_mode.clone(),
+            registered_at: Some(clock::epoch_seconds()),
+            deregistered_at: None,
+            registered_by: Some(format!("arn:aws:iam::{ACCOUNT_ID}:root")),
+            extra: req.extra.clone(),
+        };
+        revisions.push(definition.clone());
+        Ok::<_, ApiError>(definition)
+    })?;
+    tracing::info!(
+        task_definition = definition
+            .task_definition_arn
+            .as_deref()
+            .unwrap_or_default(),
+        "task definition registered"
+    );
+    Ok(RegisterTaskDefinitionResponse {
+        task_definition: Some(definition),
+        tags,
+    })
+}
+
+/// Finds a task definition by `family`, `family:revision` or ARN. A family
+/// alone means its latest ACTIVE revision.
+pub(crate) fn find<'a>(state: &'a State, param: &str) -> Option<&'a TaskDefinition> {
+    let reference = arn::task_definition_ref(param)?;
+    match reference.revision {
+        Some(revision) => state.task_definition(&reference.family, revision),
+        None => state
+            .task_definitions
+            .get(&reference.family)?
+            .iter()
+            .rev()
+            .find(|d| d.status.as_deref() == Some("ACTIVE")),
+    }
+}
+
+pub(super) fn describe(
+    ctx: &Context,
+    req: DescribeTaskDefinitionRequest,
+) -> Result<DescribeTaskDefinitionResponse, ApiError> {
+    let definition = ctx
+        .store
+        .read(|st| find(st, &req.task_definition).cloned())
+        .ok_or_else(|| client("Unable to describe task definition."))?;
+    Ok(DescribeTaskDefinitionResponse {
+        task_definition: Some(definition),
+        tags: Some(vec![]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn req(v: serde_json::Value) -> RegisterTaskDefinitionRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn message(v: serde_json::Value) -> String {
+        match validate(&req(v)) {
+            Err(ApiError::Client(m)) => m,
+            other => panic!("expected a ClientException, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_plain_definition() {
+        validate(&req(serde_json::json!({
+            "family": "web",
+            "containerDefinitions": [
+                {"name": "a", "image": "nginx", "memory": 64,
+                 "portMappings": [{"containerPort": 80, "hostPort": 8080}],
+                 "dependsOn": [{"containerName": "b", "condition": "START"}],
+                 "links": ["b:db"], "mountPoints": [{"sourceVolume": "v", "containerPath": "/v"}]},
+                {"name": "b", "image": "redis", "memoryReservation": 32}
+            ],
+            "volumes": [{"name": "v", "host": {}}]
+        })))
+        .unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_definitions_with_clear_messages() {
+        assert!(
+            message(serde_json::json!({"family": "bad family", "containerDefinitions": []}))
+                .contains("Family")
+        );
+        assert_eq!(
+            message(serde_json::json!({"family": "f", "containerDefinitions": []})),
+            "Container list cannot be empty."
+        );
+        assert_eq!(
+            message(
+                serde_json::json!({"family": "f", "containerDefinitions": [{"name": "a", "memory": 4}]})
+            ),
+            "Container.image should not be null or empty."
+        );
+        assert!(message(serde_json::json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "x"}]}))
+            .contains("At least one of 'memory' or 'memoryReservation'"));
+        assert!(
+            message(serde_json::json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "x", "memory": 4}, {"name": "a", "image": "y", "memory": 4}]}))
+            .contains("unique")
+        );
+        assert!(message(serde_json::json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "x", "memory": 4, "dependsOn": [{"containerName": "zz", "condition": "START"}]}]}))
+            .contains("'zz'"));
+        assert!(
+            message(serde_json::json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "x", "memory": 4, "portMappings": [{"containerPort": 70000}]}]}))
+            .contains("70000")
+        );
+        assert!(message(serde_json::json!({"family": "f", "containerDefinitions": [
+            {"name": "a", "image": "x", "memory": 4, "portMappings": [{"containerPort": 80, "hostPort": 80}]},
+            {"name": "b", "image": "x", "memory": 4, "portMappings": [{"containerPort": 81, "hostPort": 80}]}]}))
+            .contains("more than once"));
+        assert!(message(serde_json::json!({"family": "f", "networkMode": "host", "containerDefinitions": [
+            {"name": "a", "image": "x", "memory": 4, "portMappings": [{"containerPort": 80, "hostPort": 81}]}]}))
+            .contains("networkMode=host"));
+    }
+
+    #[test]
+    fn task_level_memory_satisfies_containers() {
+        validate(&req(serde_json::json!({
+            "family": "f", "memory": "512", "cpu": "256",
+            "containerDefinitions": [{"name": "a", "image": "x"}]
+        })))
+        .unwrap();
+    }
+}

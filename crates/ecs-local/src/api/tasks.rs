@@ -1,0 +1,269 @@
+//! `RunTask` (placement), `StopTask`, `DescribeTasks`, `ListTasks`.
+
+use super::{clusters, paginate, task_definitions, ApiError};
+use crate::arn;
+use crate::clock;
+use crate::lifecycle::{self, TaskSpec};
+use crate::scheduler::{self, Capacity};
+use crate::store::TaskRecord;
+use crate::Context;
+use ecs_model::ecs_api::{
+    DescribeTasksRequest, DescribeTasksResponse, Failure, ListTasksRequest, ListTasksResponse,
+    RunTaskRequest, RunTaskResponse, StopTaskRequest, StopTaskResponse, TaskOverride,
+};
+use std::collections::BTreeSet;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidParameter(message.into())
+}
+
+/// Overrides must not make a task need less than nothing.
+fn validate_overrides(overrides: Option<&TaskOverride>) -> Result<(), ApiError> {
+    let Some(o) = overrides else { return Ok(()) };
+    if let Some(cpu) = o.cpu.as_deref() {
+        if scheduler::parse_task_cpu(cpu).is_none_or(|v| v <= 0) {
+            return Err(invalid(format!("Invalid 'cpu' override: '{cpu}'.")));
+        }
+    }
+    if let Some(memory) = o.memory.as_deref() {
+        if scheduler::parse_task_memory(memory).is_none_or(|v| v <= 0) {
+            return Err(invalid(format!("Invalid 'memory' override: '{memory}'.")));
+        }
+    }
+    for c in o.container_overrides.iter().flatten() {
+        let name = c.name.as_deref().unwrap_or_default();
+        if c.cpu.is_some_and(|v| v < 0)
+            || c.memory.is_some_and(|v| v <= 0)
+            || c.memory_reservation.is_some_and(|v| v <= 0)
+        {
+            return Err(invalid(format!(
+                "Invalid cpu or memory override for container '{name}'."
+            )));
+        }
+        if let (Some(hard), Some(soft)) = (c.memory, c.memory_reservation) {
+            if hard < soft {
+                return Err(invalid(format!(
+                    "Invalid override for container '{name}': memory must be greater than or equal to memoryReservation."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse, ApiError> {
+    let count = req.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(invalid("count must be between 1 and 10."));
+    }
+    if let Some(launch_type) = req.launch_type.as_deref() {
+        if launch_type != "EC2" {
+            return Err(invalid(format!(
+                "Launch type {launch_type} is not supported by ecs-local; use EC2."
+            )));
+        }
+    }
+    if req
+        .capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(invalid(
+            "Capacity provider strategies are not supported by ecs-local.",
+        ));
+    }
+    validate_overrides(req.overrides.as_ref())?;
+    let (response, instances) = ctx.store.update(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let definition = task_definitions::find(st, &req.task_definition)
+            .cloned()
+            .ok_or_else(|| ApiError::Client("TaskDefinition not found.".to_owned()))?;
+        if definition.network_mode.as_deref() == Some("awsvpc") {
+            return Err(invalid(
+                "Tasks with networkMode awsvpc are not supported by ecs-local (no ENIs to attach).",
+            ));
+        }
+        let family = definition.family.clone().unwrap_or_default();
+        let revision = definition.revision.unwrap_or(1);
+        let demand = scheduler::demand(&definition, req.overrides.as_ref());
+        let mut capacities: Vec<Capacity> = st
+            .instances
+            .values()
+            .filter(|i| i.cluster == cluster && i.status == "ACTIVE" && i.agent_connected)
+            .map(|i| Capacity::of(st, i))
+            .collect();
+        if capacities.is_empty() {
+            return Err(invalid(
+                "No Container Instances were found in your cluster.",
+            ));
+        }
+        let now = clock::epoch_seconds();
+        let mut response = RunTaskResponse::default();
+        let mut failures = BTreeSet::new();
+        let mut instances = BTreeSet::new();
+        for _ in 0..count {
+            match scheduler::place(&mut capacities, &demand) {
+                Ok(index) => {
+                    let instance_id = capacities[index].instance_id.clone();
+                    let spec = TaskSpec {
+                        task_arn: ctx.arns.task(&cluster, &arn::new_id()),
+                        cluster: cluster.clone(),
+                        family: family.clone(),
+                        revision,
+                        instance_id: instance_id.clone(),
+                        overrides: req.overrides.clone(),
+                        started_by: req.started_by.clone(),
+                        group: req.group.clone(),
+                        tags: req.tags.clone(),
+                        enable_execute_command: req.enable_execute_command.unwrap_or(false),
+                    };
+                    let record =
+                        lifecycle::new_task(&ctx.arns, st, spec, now).map_err(|e| match e {
+                            lifecycle::SpecError::UnknownOverride(_) => invalid(e.to_string()),
+                            other => ApiError::Server(other.to_string()),
+                        })?;
+                    response.tasks.push(record.task.clone());
+                    st.tasks.insert(record.id.clone(), record);
+                    instances.insert(instance_id);
+                }
+                Err(shortfalls) => {
+                    for (arn, shortfall) in shortfalls {
+                        failures.insert((arn, shortfall.reason()));
+                    }
+                }
+            }
+        }
+        response.failures = failures
+            .into_iter()
+            .map(|(arn, reason)| Failure {
+                arn: Some(arn),
+                reason: Some(reason.to_owned()),
+                detail: None,
+            })
+            .collect();
+        st.prune_stopped_tasks(now);
+        Ok((response, instances))
+    })?;
+    for task in &response.tasks {
+        tracing::info!(
+            task = task.task_arn.as_deref().unwrap_or_default(),
+            container_instance = task.container_instance_arn.as_deref().unwrap_or_default(),
+            "task placed"
+        );
+    }
+    for instance_id in instances {
+        ctx.acs.deliver(&instance_id);
+    }
+    Ok(response)
+}
+
+pub(super) fn stop(ctx: &Context, req: StopTaskRequest) -> Result<StopTaskResponse, ApiError> {
+    let reason = req
+        .reason
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "Task stopped by user".to_owned());
+    let (task, instance_id) = ctx.store.update(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let id = arn::resource_id(&req.task).to_owned();
+        let record = st
+            .tasks
+            .get_mut(&id)
+            .filter(|t| t.cluster == cluster)
+            .ok_or_else(|| invalid("The referenced task was not found."))?;
+        lifecycle::request_stop(record, &reason, clock::epoch_seconds());
+        Ok::<_, ApiError>((record.task.clone(), record.instance_id.clone()))
+    })?;
+    tracing::info!(
+        task = task.task_arn.as_deref().unwrap_or_default(),
+        reason,
+        "task stop requested"
+    );
+    if let Some(instance_id) = instance_id {
+        ctx.acs.deliver(&instance_id);
+    }
+    Ok(StopTaskResponse { task: Some(task) })
+}
+
+pub(super) fn describe(
+    ctx: &Context,
+    req: DescribeTasksRequest,
+) -> Result<DescribeTasksResponse, ApiError> {
+    if req.tasks.is_empty() || req.tasks.len() > 100 {
+        return Err(invalid("tasks must name between 1 and 100 tasks."));
+    }
+    ctx.store.read(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let mut out = DescribeTasksResponse::default();
+        for param in &req.tasks {
+            let id = arn::resource_id(param);
+            match st.tasks.get(id).filter(|t| t.cluster == cluster) {
+                Some(record) => out.tasks.push(record.task.clone()),
+                None => out.failures.push(Failure {
+                    arn: Some(if param.starts_with("arn:") {
+                        param.clone()
+                    } else {
+                        ctx.arns.task(&cluster, id)
+                    }),
+                    reason: Some("MISSING".to_owned()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(out)
+    })
+}
+
+pub(super) fn list(ctx: &Context, req: ListTasksRequest) -> Result<ListTasksResponse, ApiError> {
+    let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
+    if !["RUNNING", "PENDING", "STOPPED"].contains(&desired) {
+        return Err(invalid(format!(
+            "desiredStatus '{desired}' is not valid; use RUNNING, PENDING or STOPPED."
+        )));
+    }
+    let arns = ctx.store.read(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let instance = req.container_instance.as_deref().map(arn::resource_id);
+        let mut tasks: Vec<&TaskRecord> = st
+            .tasks
+            .values()
+            .filter(|t| t.cluster == cluster)
+            .filter(|t| instance.is_none() || t.instance_id.as_deref() == instance)
+            .filter(|t| req.family.as_ref().is_none_or(|f| &t.family == f))
+            .filter(|t| {
+                req.started_by
+                    .as_ref()
+                    .is_none_or(|s| t.task.started_by.as_ref() == Some(s))
+            })
+            .filter(|_| req.service_name.is_none())
+            .filter(|t| {
+                req.launch_type
+                    .as_deref()
+                    .is_none_or(|l| t.task.launch_type.as_deref() == Some(l))
+            })
+            .filter(|t| match desired {
+                "STOPPED" => t.desired_status() == "STOPPED",
+                // ECS lists tasks that are meant to run (desired RUNNING,
+                // including the ones still PENDING) under RUNNING.
+                "RUNNING" => t.desired_status() != "STOPPED",
+                _ => t.desired_status() == "PENDING",
+            })
+            .collect();
+        tasks.sort_by(|a, b| {
+            let at = a.task.created_at.unwrap_or(0.0);
+            let bt = b.task.created_at.unwrap_or(0.0);
+            at.total_cmp(&bt).then_with(|| a.id.cmp(&b.id))
+        });
+        Ok::<_, ApiError>(
+            tasks
+                .into_iter()
+                .map(|t| t.arn().to_owned())
+                .collect::<Vec<_>>(),
+        )
+    })?;
+    let (task_arns, next_token) = paginate(arns, req.next_token.as_deref(), req.max_results)?;
+    Ok(ListTasksResponse {
+        task_arns,
+        next_token,
+    })
+}

@@ -1,0 +1,207 @@
+//! ecs-local: a local Amazon ECS control plane. One HTTP port serves the ECS
+//! JSON 1.1 API (`POST /`) for the AWS CLI, SDKs and agents, and the ACS
+//! (`/acs/ws`) and TCS (`/tcs/ws`) websockets agents connect to.
+//!
+//! Start it in-process with [`Plane::start`] on a bound listener, and stop
+//! it with [`Plane::shutdown`].
+#![forbid(unsafe_code)]
+
+pub mod acs_hub;
+mod api;
+pub mod arn;
+pub mod clock;
+pub mod lifecycle;
+pub mod render;
+pub mod scheduler;
+pub mod store;
+pub mod tcs_hub;
+
+use acs_hub::AcsHub;
+use arn::ArnBuilder;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{ClusterRecord, Store, StoreError};
+use tcs_hub::{InstanceTelemetry, TcsHub};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Largest request body accepted (task definitions are at most 64 KiB in
+/// ECS; agents' registrations are a few KiB).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How the plane runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `state.json` lives.
+    pub data_dir: PathBuf,
+    /// Region in every ARN; the availability zone is this plus `a`.
+    pub region: String,
+    /// Time between ACS and TCS heartbeats (agents need one at least every
+    /// 30 s).
+    pub heartbeat_interval: Duration,
+    /// Delay before the first heartbeat of a connection.
+    pub first_heartbeat: Duration,
+}
+
+impl Config {
+    /// Defaults: region `us-east-1`, heartbeats every 20 s, the first 1 s
+    /// after connecting.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            region: "us-east-1".to_owned(),
+            heartbeat_interval: Duration::from_secs(20),
+            first_heartbeat: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Errors starting or running the plane.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read the listener address: {0}")]
+    Address(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("server task failed: {0}")]
+    Join(tokio::task::JoinError),
+}
+
+/// What every request handler shares.
+pub(crate) struct Context {
+    pub(crate) store: Arc<Store>,
+    pub(crate) arns: ArnBuilder,
+    pub(crate) acs: AcsHub,
+    pub(crate) tcs: TcsHub,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// A running plane.
+pub struct Plane {
+    ctx: Arc<Context>,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<Result<(), PlaneError>>>,
+}
+
+impl Plane {
+    /// Loads the state from `config.data_dir` and serves on `listener`.
+    pub async fn start(listener: TcpListener, config: Config) -> Result<Self, PlaneError> {
+        let local_addr = listener.local_addr().map_err(PlaneError::Address)?;
+        let arns = ArnBuilder::new(&config.region);
+        let default_arn = arns.cluster("default");
+        let store = Arc::new(Store::open(&config.data_dir, || ClusterRecord {
+            name: "default".to_owned(),
+            arn: default_arn,
+            status: "ACTIVE".to_owned(),
+            tags: None,
+            settings: None,
+        })?);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let ctx = Arc::new(Context {
+            acs: AcsHub::new(
+                store.clone(),
+                config.heartbeat_interval,
+                config.first_heartbeat,
+            ),
+            tcs: TcsHub::new(config.heartbeat_interval, config.first_heartbeat),
+            store,
+            arns,
+            local_addr,
+            shutdown: shutdown_rx.clone(),
+        });
+        let app = Router::new()
+            .route("/", post(api::handle))
+            .route("/acs/ws", get(acs_hub::upgrade))
+            .route("/tcs/ws", get(tcs_hub::upgrade))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(ctx.clone());
+        let mut stop = shutdown_rx;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(PlaneError::Serve)
+        });
+        tracing::info!(%local_addr, region = %config.region, data_dir = %config.data_dir.display(), "ecs-local listening");
+        Ok(Self {
+            ctx,
+            shutdown: shutdown_tx,
+            server: Some(server),
+        })
+    }
+
+    /// The address the plane listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.ctx.local_addr
+    }
+
+    /// `http://<address>`, for `--endpoint-url` and SDK `endpoint_url`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.ctx.local_addr)
+    }
+
+    /// The state, for inspection and for tests that seed recorded data.
+    pub fn store(&self) -> &Store {
+        &self.ctx.store
+    }
+
+    /// The ARN builder of the plane's account and region.
+    pub fn arns(&self) -> &ArnBuilder {
+        &self.ctx.arns
+    }
+
+    /// The latest TCS telemetry of a container instance (id or ARN).
+    pub fn telemetry(&self, instance: &str) -> Option<InstanceTelemetry> {
+        self.ctx.tcs.latest(instance)
+    }
+
+    /// Sends pending payloads to an instance's agent (after a test changed
+    /// the state directly).
+    pub fn deliver(&self, instance: &str) {
+        self.ctx.acs.deliver(arn::resource_id(instance));
+    }
+
+    /// Closes the websockets, stops accepting requests and waits for the
+    /// server to finish.
+    pub async fn shutdown(mut self) -> Result<(), PlaneError> {
+        let _ = self.shutdown.send(true);
+        match self.server.take() {
+            Some(server) => server.await.map_err(PlaneError::Join)?,
+            None => Ok(()),
+        }
+    }
+
+    /// Serves until the server stops or `signal` completes, then shuts down.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), PlaneError> {
+        let Some(mut server) = self.server.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            result = &mut server => result.map_err(PlaneError::Join)?,
+            () = signal => {
+                let _ = self.shutdown.send(true);
+                server.await.map_err(PlaneError::Join)?
+            }
+        }
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -1,0 +1,97 @@
+//! The `ecs-local` binary: command-line flags, logging, and running the
+//! plane until SIGINT or SIGTERM.
+#![forbid(unsafe_code)]
+
+use anyhow::Context as _;
+use clap::Parser;
+use ecs_local::{Config, Plane};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A local Amazon ECS control plane: the ECS API for the AWS CLI and SDKs,
+/// and the ACS and TCS websockets for ECS agents, on one port.
+#[derive(Debug, Parser)]
+#[command(name = "ecs-local", version)]
+struct Args {
+    /// Address to listen on, for example 127.0.0.1:8000.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Directory for state.json (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Region used in ARNs and as the availability zone prefix.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Seconds between ACS/TCS heartbeats (1 to 30; agents drop a silent
+    /// connection after 60 s).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30))]
+    heartbeat_interval: u64,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        eprintln!("ecs-local: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if !valid_region(&args.region) {
+        anyhow::bail!(
+            "invalid --region {:?}: expected something like us-east-1",
+            args.region
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut config = Config::new(&args.data_dir);
+    config.region = args.region;
+    config.heartbeat_interval = Duration::from_secs(args.heartbeat_interval);
+    let plane = Plane::start(listener, config)
+        .await
+        .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;
+    println!("ecs-local listening on {}", plane.endpoint_url());
+    plane.run_until(shutdown_signal()).await?;
+    Ok(())
+}

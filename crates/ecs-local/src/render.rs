@@ -1,0 +1,669 @@
+//! Rendering a stored task (its definition plus RunTask overrides) into the
+//! ACS `Task` an agent runs: the payload members the agent reads directly,
+//! and the Docker options pre-rendered into `dockerConfig` JSON strings the
+//! way the ECS backend does (engine.md §6.2–6.5).
+
+use crate::arn::ACCOUNT_ID;
+use crate::scheduler::{parse_task_cpu, parse_task_memory};
+use crate::store::TaskRecord;
+use ecs_model::acs;
+use ecs_model::ecs_api::{ContainerDefinition, ContainerOverride, TaskDefinition, Volume};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Docker API version the rendered `dockerConfig` fragments are written for.
+pub const DOCKER_CONFIG_VERSION: &str = "1.17";
+
+const MIB: i64 = 1024 * 1024;
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// ECS defaults for health check members the user left out (seconds).
+const HEALTH_INTERVAL: i64 = 30;
+const HEALTH_TIMEOUT: i64 = 5;
+const HEALTH_RETRIES: i64 = 3;
+const HEALTH_START_PERIOD: i64 = 0;
+
+/// The payload task for `record`, whose definition is `definition`.
+pub fn task(definition: &TaskDefinition, record: &TaskRecord) -> acs::Task {
+    let overrides = record.task.overrides.as_ref();
+    let network_mode = definition
+        .network_mode
+        .clone()
+        .unwrap_or_else(|| "bridge".to_owned());
+    let task_cpu = overrides
+        .and_then(|o| o.cpu.as_deref())
+        .or(definition.cpu.as_deref())
+        .and_then(parse_task_cpu);
+    let task_memory = overrides
+        .and_then(|o| o.memory.as_deref())
+        .or(definition.memory.as_deref())
+        .and_then(parse_task_memory);
+    let container_override = |name: &str| -> Option<&ContainerOverride> {
+        overrides?
+            .container_overrides
+            .as_ref()?
+            .iter()
+            .find(|o| o.name.as_deref() == Some(name))
+    };
+    let container_arn = |name: &str| {
+        record
+            .task
+            .containers
+            .iter()
+            .flatten()
+            .find(|c| c.name.as_deref() == Some(name))
+            .and_then(|c| c.container_arn.clone())
+    };
+    let containers = definition
+        .container_definitions
+        .iter()
+        .map(|c| {
+            let name = c.name.as_deref().unwrap_or_default();
+            let mut rendered = container(c, container_override(name), definition);
+            rendered.container_arn = container_arn(name);
+            rendered
+        })
+        .collect();
+    acs::Task {
+        arn: Some(record.arn().to_owned()),
+        family: Some(record.family.clone()),
+        version: Some(record.revision.to_string()),
+        desired_status: Some(record.desired_status().to_owned()),
+        network_mode: Some(network_mode),
+        launch_type: Some("EC2".to_owned()),
+        task_definition_account_id: Some(ACCOUNT_ID.to_owned()),
+        group: record.task.group.clone(),
+        cpu: task_cpu.map(|units| units as f64 / 1024.0),
+        memory: task_memory,
+        pid_mode: definition.pid_mode.clone(),
+        ipc_mode: definition.ipc_mode.clone(),
+        volumes: Some(definition.volumes.iter().flatten().map(volume).collect()),
+        containers: Some(containers),
+        ..acs::Task::default()
+    }
+}
+
+/// Converts a member kept untyped in a task definition into its ACS shape,
+/// dropping it if the shapes disagree.
+fn from_extra<T: serde::de::DeserializeOwned>(extra: &Map<String, Value>, key: &str) -> Option<T> {
+    serde_json::from_value(extra.get(key)?.clone()).ok()
+}
+
+fn volume(v: &Volume) -> acs::Volume {
+    let mut out = acs::Volume {
+        name: v.name.clone(),
+        ..acs::Volume::default()
+    };
+    if let Some(docker) = &v.docker_volume_configuration {
+        out.r#type = Some("docker".to_owned());
+        out.docker_volume_configuration = Some(acs::DockerVolumeConfiguration {
+            scope: Some(docker.scope.clone().unwrap_or_else(|| "task".to_owned())),
+            autoprovision: docker.autoprovision,
+            driver: docker.driver.clone(),
+            driver_opts: docker.driver_opts.clone(),
+            labels: docker.labels.clone(),
+        });
+    } else if v.extra.contains_key("efsVolumeConfiguration") {
+        out.r#type = Some("efs".to_owned());
+        out.efs_volume_configuration = from_extra(&v.extra, "efsVolumeConfiguration");
+    } else if v
+        .extra
+        .contains_key("fsxWindowsFileServerVolumeConfiguration")
+    {
+        out.r#type = Some("fsxWindowsFileServer".to_owned());
+        out.fsx_windows_file_server_volume_configuration =
+            from_extra(&v.extra, "fsxWindowsFileServerVolumeConfiguration");
+    } else {
+        // A volume with no configuration is an agent-managed scratch volume.
+        out.r#type = Some("host".to_owned());
+        out.host = Some(acs::HostVolumeProperties {
+            source_path: v.host.as_ref().and_then(|h| h.source_path.clone()),
+        });
+    }
+    out
+}
+
+fn container(
+    c: &ContainerDefinition,
+    ov: Option<&ContainerOverride>,
+    definition: &TaskDefinition,
+) -> acs::Container {
+    let host_mode = definition.network_mode.as_deref() == Some("host");
+    let mut environment: BTreeMap<String, String> = BTreeMap::new();
+    let pairs = c.environment.iter().flatten().chain(
+        ov.and_then(|o| o.environment.as_ref())
+            .into_iter()
+            .flatten(),
+    );
+    for pair in pairs {
+        if let Some(name) = &pair.name {
+            environment.insert(name.clone(), pair.value.clone().unwrap_or_default());
+        }
+    }
+    let port_mappings = c
+        .port_mappings
+        .iter()
+        .flatten()
+        .map(|pm| acs::PortMapping {
+            container_port: pm.container_port,
+            container_port_range: pm.container_port_range.clone(),
+            host_port: pm.container_port.map(|port| {
+                if host_mode {
+                    port
+                } else {
+                    pm.host_port.unwrap_or(0)
+                }
+            }),
+            protocol: Some(pm.protocol.clone().unwrap_or_else(|| "tcp".to_owned())),
+        })
+        .collect();
+    let overrides = match ov.and_then(|o| o.command.as_ref()) {
+        Some(command) => json!({ "command": command }).to_string(),
+        None => "{}".to_owned(),
+    };
+    let memory_reservation = ov
+        .and_then(|o| o.memory_reservation)
+        .or(c.memory_reservation);
+    let memory = ov.and_then(|o| o.memory).or(c.memory);
+    acs::Container {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        cpu: Some(ov.and_then(|o| o.cpu).or(c.cpu).unwrap_or(0)),
+        memory,
+        essential: Some(c.essential.unwrap_or(true)),
+        command: c.command.clone(),
+        entry_point: c.entry_point.clone(),
+        environment: Some(environment),
+        port_mappings: Some(port_mappings),
+        mount_points: Some(
+            c.mount_points
+                .iter()
+                .flatten()
+                .map(|m| acs::MountPoint {
+                    container_path: m.container_path.clone(),
+                    read_only: Some(m.read_only.unwrap_or(false)),
+                    source_volume: m.source_volume.clone(),
+                })
+                .collect(),
+        ),
+        volumes_from: Some(
+            c.volumes_from
+                .iter()
+                .flatten()
+                .map(|v| acs::VolumeFrom {
+                    source_container: v.source_container.clone(),
+                    read_only: Some(v.read_only.unwrap_or(false)),
+                })
+                .collect(),
+        ),
+        links: Some(c.links.clone().unwrap_or_default()),
+        depends_on: c.depends_on.as_ref().map(|deps| {
+            deps.iter()
+                .map(|d| acs::ContainerDependency {
+                    condition: d.condition.clone(),
+                    container_name: d.container_name.clone(),
+                })
+                .collect()
+        }),
+        start_timeout: c.start_timeout,
+        stop_timeout: c.stop_timeout,
+        restart_policy: c.restart_policy.as_ref().map(|p| acs::RestartPolicy {
+            enabled: p.enabled,
+            ignored_exit_codes: p.ignored_exit_codes.clone(),
+            restart_attempt_period: p.restart_attempt_period,
+        }),
+        health_check_type: c.health_check.as_ref().map(|_| "docker".to_owned()),
+        overrides: Some(Value::String(overrides)),
+        docker_config: Some(acs::DockerConfig {
+            version: Some(DOCKER_CONFIG_VERSION.to_owned()),
+            config: Some(Value::Object(docker_config(c)).to_string()),
+            host_config: Some(
+                Value::Object(docker_host_config(
+                    c,
+                    definition,
+                    memory,
+                    memory_reservation,
+                ))
+                .to_string(),
+            ),
+        }),
+        ..acs::Container::default()
+    }
+}
+
+fn put<T: Into<Value>>(map: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        map.insert(key.to_owned(), value.into());
+    }
+}
+
+/// Docker `Config` fields rendered from the container definition.
+pub fn docker_config(c: &ContainerDefinition) -> Map<String, Value> {
+    let mut m = Map::new();
+    put(&mut m, "User", c.user.clone());
+    put(&mut m, "WorkingDir", c.working_directory.clone());
+    put(&mut m, "Hostname", c.hostname.clone());
+    if let Some(labels) = &c.docker_labels {
+        m.insert("Labels".to_owned(), json!(labels));
+    }
+    if let Some(hc) = &c.health_check {
+        m.insert(
+            "Healthcheck".to_owned(),
+            json!({
+                "Test": hc.command.clone().unwrap_or_default(),
+                "Interval": hc.interval.unwrap_or(HEALTH_INTERVAL).saturating_mul(NANOS_PER_SECOND),
+                "Timeout": hc.timeout.unwrap_or(HEALTH_TIMEOUT).saturating_mul(NANOS_PER_SECOND),
+                "Retries": hc.retries.unwrap_or(HEALTH_RETRIES),
+                "StartPeriod": hc.start_period.unwrap_or(HEALTH_START_PERIOD).saturating_mul(NANOS_PER_SECOND),
+            }),
+        );
+    }
+    put(&mut m, "Tty", c.pseudo_terminal);
+    put(&mut m, "OpenStdin", c.interactive);
+    put(&mut m, "NetworkDisabled", c.disable_networking);
+    m
+}
+
+fn cgroup_permissions(permissions: Option<&Vec<String>>) -> String {
+    let Some(list) = permissions.filter(|l| !l.is_empty()) else {
+        return "rwm".to_owned();
+    };
+    let mut out = String::new();
+    for (word, letter) in [("read", 'r'), ("write", 'w'), ("mknod", 'm')] {
+        if list.iter().any(|p| p == word) {
+            out.push(letter);
+        }
+    }
+    out
+}
+
+/// Docker `HostConfig` fields rendered from the container definition and
+/// its task. `memory` and `memory_reservation` are MiB, after overrides.
+pub fn docker_host_config(
+    c: &ContainerDefinition,
+    definition: &TaskDefinition,
+    memory: Option<i64>,
+    memory_reservation: Option<i64>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "NetworkMode".to_owned(),
+        json!(definition.network_mode.as_deref().unwrap_or("bridge")),
+    );
+    put(&mut m, "Privileged", c.privileged);
+    put(&mut m, "ReadonlyRootfs", c.readonly_root_filesystem);
+    put(&mut m, "Dns", c.dns_servers.clone());
+    put(&mut m, "DnsSearch", c.dns_search_domains.clone());
+    if let Some(hosts) = &c.extra_hosts {
+        let entries: Vec<String> = hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}:{}",
+                    h.hostname.as_deref().unwrap_or_default(),
+                    h.ip_address.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        m.insert("ExtraHosts".to_owned(), json!(entries));
+    }
+    put(&mut m, "SecurityOpt", c.docker_security_options.clone());
+    if let Some(ulimits) = &c.ulimits {
+        let entries: Vec<Value> = ulimits
+            .iter()
+            .map(|u| json!({"Name": u.name, "Soft": u.soft_limit, "Hard": u.hard_limit}))
+            .collect();
+        m.insert("Ulimits".to_owned(), Value::Array(entries));
+    }
+    if let Some(log) = &c.log_configuration {
+        m.insert(
+            "LogConfig".to_owned(),
+            json!({"Type": log.log_driver, "Config": log.options.clone().unwrap_or_default()}),
+        );
+    }
+    put(
+        &mut m,
+        "MemoryReservation",
+        memory_reservation.map(|mib| mib.saturating_mul(MIB)),
+    );
+    if let Some(lp) = &c.linux_parameters {
+        if let Some(caps) = &lp.capabilities {
+            put(&mut m, "CapAdd", caps.add.clone());
+            put(&mut m, "CapDrop", caps.drop.clone());
+        }
+        if let Some(devices) = &lp.devices {
+            let entries: Vec<Value> = devices
+                .iter()
+                .map(|d| {
+                    json!({
+                        "PathOnHost": d.host_path,
+                        "PathInContainer": d.container_path.clone().or_else(|| d.host_path.clone()),
+                        "CgroupPermissions": cgroup_permissions(d.permissions.as_ref()),
+                    })
+                })
+                .collect();
+            m.insert("Devices".to_owned(), Value::Array(entries));
+        }
+        put(&mut m, "Init", lp.init_process_enabled);
+        put(
+            &mut m,
+            "ShmSize",
+            lp.shared_memory_size.map(|mib| mib.saturating_mul(MIB)),
+        );
+        if let Some(tmpfs) = &lp.tmpfs {
+            let mut mounts = Map::new();
+            for t in tmpfs {
+                let mut spec = format!("size={}m", t.size.unwrap_or(0));
+                for opt in t.mount_options.iter().flatten() {
+                    spec.push(',');
+                    spec.push_str(opt);
+                }
+                mounts.insert(t.container_path.clone().unwrap_or_default(), json!(spec));
+            }
+            m.insert("Tmpfs".to_owned(), Value::Object(mounts));
+        }
+        if let Some(swap) = lp.max_swap {
+            // Docker's MemorySwap is memory plus swap; without a hard limit
+            // Docker cannot apply it, so it is left to the instance default.
+            if let Some(hard) = memory {
+                let total = if swap < 0 {
+                    -1
+                } else {
+                    hard.saturating_add(swap).saturating_mul(MIB)
+                };
+                m.insert("MemorySwap".to_owned(), json!(total));
+            }
+            m.insert(
+                "MemorySwappiness".to_owned(),
+                json!(lp.swappiness.unwrap_or(60)),
+            );
+        } else {
+            put(&mut m, "MemorySwappiness", lp.swappiness);
+        }
+    }
+    if let Some(controls) = &c.system_controls {
+        let mut sysctls = Map::new();
+        for s in controls {
+            if let Some(ns) = &s.namespace {
+                sysctls.insert(ns.clone(), json!(s.value.clone().unwrap_or_default()));
+            }
+        }
+        m.insert("Sysctls".to_owned(), Value::Object(sysctls));
+    }
+    // `task` namespaces need the agent's pause container; the agent does
+    // that from the task's pidMode/ipcMode, so only the Docker-native
+    // values are rendered here.
+    if let Some(pid) = definition.pid_mode.as_deref().filter(|p| *p == "host") {
+        m.insert("PidMode".to_owned(), json!(pid));
+    }
+    if let Some(ipc) = definition
+        .ipc_mode
+        .as_deref()
+        .filter(|p| *p == "host" || *p == "none")
+    {
+        m.insert("IpcMode".to_owned(), json!(ipc));
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::arn::ArnBuilder;
+    use crate::lifecycle::{new_task, TaskSpec};
+    use crate::store::{InstanceRecord, State};
+    use ecs_model::ecs_api::{KeyValuePair, TaskOverride};
+
+    fn definition(v: Value) -> TaskDefinition {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn record_for(def: &TaskDefinition, overrides: Option<TaskOverride>) -> TaskRecord {
+        let arns = ArnBuilder::new("us-east-1");
+        let mut st = State::default();
+        let family = def.family.clone().unwrap();
+        st.task_definitions
+            .insert(family.clone(), vec![def.clone()]);
+        st.instances.insert(
+            "i1".into(),
+            InstanceRecord {
+                id: "i1".into(),
+                arn: arns.container_instance("default", "i1"),
+                cluster: "default".into(),
+                ec2_instance_id: None,
+                attributes: vec![],
+                registered_resources: vec![],
+                status: "ACTIVE".into(),
+                agent_connected: true,
+                version_info: None,
+                registered_at: 0.0,
+                version: 1,
+                tags: None,
+            },
+        );
+        let spec = TaskSpec {
+            task_arn: arns.task("default", "0123"),
+            cluster: "default".into(),
+            family,
+            revision: 1,
+            instance_id: "i1".into(),
+            overrides,
+            ..Default::default()
+        };
+        new_task(&arns, &st, spec, 1.0).unwrap()
+    }
+
+    fn parse(text: &Option<String>) -> Value {
+        serde_json::from_str(text.as_deref().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn renders_the_task_level_members() {
+        let def = definition(json!({
+            "family": "web", "revision": 1, "cpu": "256", "memory": "512",
+            "pidMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "nginx"}],
+            "volumes": [
+                {"name": "data", "host": {"sourcePath": "/srv/data"}},
+                {"name": "scratch", "host": {}},
+                {"name": "bare"},
+                {"name": "named", "dockerVolumeConfiguration": {"driver": "local", "autoprovision": true, "scope": "shared", "labels": {"a": "b"}}}
+            ]
+        }));
+        let record = record_for(&def, None);
+        let t = task(&def, &record);
+        assert_eq!(
+            t.arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:000000000000:task/default/0123")
+        );
+        assert_eq!(t.version.as_deref(), Some("1"));
+        assert_eq!(t.desired_status.as_deref(), Some("RUNNING"));
+        assert_eq!(t.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(t.launch_type.as_deref(), Some("EC2"));
+        assert_eq!(
+            t.task_definition_account_id.as_deref(),
+            Some("000000000000")
+        );
+        assert_eq!(t.cpu, Some(0.25));
+        assert_eq!(t.memory, Some(512));
+        let volumes = serde_json::to_value(t.volumes.unwrap()).unwrap();
+        assert_eq!(
+            volumes,
+            json!([
+                {"name": "data", "type": "host", "host": {"sourcePath": "/srv/data"}},
+                {"name": "scratch", "type": "host", "host": {}},
+                {"name": "bare", "type": "host", "host": {}},
+                {"name": "named", "type": "docker", "dockerVolumeConfiguration": {
+                    "scope": "shared", "autoprovision": true, "driver": "local", "labels": {"a": "b"}}}
+            ])
+        );
+        let c = &t.containers.unwrap()[0];
+        assert_eq!(
+            parse(&c.docker_config.as_ref().unwrap().host_config)["PidMode"],
+            "host"
+        );
+        assert!(c
+            .container_arn
+            .as_deref()
+            .unwrap()
+            .contains(":container/default/0123/"));
+    }
+
+    #[test]
+    fn renders_container_members_and_overrides() {
+        let def = definition(json!({
+            "family": "web", "revision": 1,
+            "containerDefinitions": [{
+                "name": "app", "image": "nginx", "cpu": 128, "memoryReservation": 64,
+                "command": ["nginx"], "entryPoint": ["/entry"],
+                "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                "portMappings": [
+                    {"containerPort": 80, "hostPort": 8080},
+                    {"containerPort": 81},
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "udp"},
+                    {"containerPortRange": "9000-9010"}
+                ],
+                "dependsOn": [{"containerName": "side", "condition": "START"}],
+                "links": ["side:s"], "stopTimeout": 5,
+                "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 10}
+            }, {"name": "side", "image": "busybox", "memory": 32, "essential": false}]
+        }));
+        let overrides = TaskOverride {
+            container_overrides: Some(vec![ContainerOverride {
+                name: Some("app".into()),
+                command: Some(vec!["sh".into(), "-c".into(), "sleep 1".into()]),
+                environment: Some(vec![KeyValuePair {
+                    name: Some("B".into()),
+                    value: Some("override".into()),
+                }]),
+                memory: Some(100),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let record = record_for(&def, Some(overrides));
+        let t = task(&def, &record);
+        let containers = t.containers.unwrap();
+        let app = serde_json::to_value(&containers[0]).unwrap();
+        assert_eq!(app["cpu"], 128);
+        assert_eq!(app["memory"], 100);
+        assert_eq!(app["essential"], true);
+        assert_eq!(app["command"], json!(["nginx"]));
+        assert_eq!(app["entryPoint"], json!(["/entry"]));
+        assert_eq!(app["environment"], json!({"A": "1", "B": "override"}));
+        assert_eq!(
+            app["portMappings"],
+            json!([
+                {"containerPort": 80, "hostPort": 8080, "protocol": "tcp"},
+                {"containerPort": 81, "hostPort": 0, "protocol": "tcp"},
+                {"containerPort": 53, "hostPort": 5353, "protocol": "udp"},
+                {"containerPortRange": "9000-9010", "protocol": "tcp"}
+            ])
+        );
+        assert_eq!(
+            app["dependsOn"],
+            json!([{"condition": "START", "containerName": "side"}])
+        );
+        assert_eq!(app["links"], json!(["side:s"]));
+        assert_eq!(app["stopTimeout"], 5);
+        assert_eq!(app["healthCheckType"], "docker");
+        let overrides: Value = serde_json::from_str(app["overrides"].as_str().unwrap()).unwrap();
+        assert_eq!(overrides, json!({"command": ["sh", "-c", "sleep 1"]}));
+        assert_eq!(app["dockerConfig"]["version"], "1.17");
+        let config: Value =
+            serde_json::from_str(app["dockerConfig"]["config"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            config["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "true"], "Interval": 10_000_000_000_i64,
+                   "Timeout": 5_000_000_000_i64, "Retries": 3, "StartPeriod": 0})
+        );
+        let host: Value =
+            serde_json::from_str(app["dockerConfig"]["hostConfig"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            host,
+            json!({"NetworkMode": "bridge", "MemoryReservation": 64 * MIB})
+        );
+
+        let side = serde_json::to_value(&containers[1]).unwrap();
+        assert_eq!(side["essential"], false);
+        assert_eq!(side["overrides"], "{}");
+        assert_eq!(side["memory"], 32);
+        assert!(side.get("healthCheckType").is_none());
+        assert_eq!(side["dockerConfig"]["config"], "{}");
+    }
+
+    #[test]
+    fn host_network_mode_uses_container_ports_as_host_ports() {
+        let def = definition(json!({
+            "family": "web", "revision": 1, "networkMode": "host",
+            "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 64,
+                "portMappings": [{"containerPort": 80}]}]
+        }));
+        let t = task(&def, &record_for(&def, None));
+        let app = serde_json::to_value(&t.containers.unwrap()[0]).unwrap();
+        assert_eq!(app["portMappings"][0]["hostPort"], 80);
+        let host: Value =
+            serde_json::from_str(app["dockerConfig"]["hostConfig"].as_str().unwrap()).unwrap();
+        assert_eq!(host["NetworkMode"], "host");
+    }
+
+    #[test]
+    fn renders_docker_options() {
+        let c: ContainerDefinition = serde_json::from_value(json!({
+            "name": "app", "image": "x", "memory": 256,
+            "user": "1000:1000", "workingDirectory": "/w", "hostname": "h",
+            "dockerLabels": {"l": "v"}, "pseudoTerminal": true, "interactive": true,
+            "disableNetworking": false, "privileged": true, "readonlyRootFilesystem": true,
+            "dnsServers": ["1.1.1.1"], "dnsSearchDomains": ["example.com"],
+            "extraHosts": [{"hostname": "db", "ipAddress": "10.0.0.2"}],
+            "dockerSecurityOptions": ["no-new-privileges"],
+            "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}],
+            "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "10m"}},
+            "systemControls": [{"namespace": "net.core.somaxconn", "value": "1024"}],
+            "linuxParameters": {
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]},
+                "devices": [{"hostPath": "/dev/fuse", "permissions": ["read", "write"]}],
+                "initProcessEnabled": true, "sharedMemorySize": 64,
+                "tmpfs": [{"containerPath": "/run", "size": 16, "mountOptions": ["noexec"]}],
+                "maxSwap": 128, "swappiness": 10
+            }
+        }))
+        .unwrap();
+        let def = definition(json!({"family": "f", "ipcMode": "host", "containerDefinitions": []}));
+        assert_eq!(
+            Value::Object(docker_config(&c)),
+            json!({"User": "1000:1000", "WorkingDir": "/w", "Hostname": "h", "Labels": {"l": "v"},
+                   "Tty": true, "OpenStdin": true, "NetworkDisabled": false})
+        );
+        assert_eq!(
+            Value::Object(docker_host_config(&c, &def, Some(256), None)),
+            json!({
+                "NetworkMode": "bridge", "Privileged": true, "ReadonlyRootfs": true,
+                "Dns": ["1.1.1.1"], "DnsSearch": ["example.com"], "ExtraHosts": ["db:10.0.0.2"],
+                "SecurityOpt": ["no-new-privileges"],
+                "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}},
+                "CapAdd": ["NET_ADMIN"], "CapDrop": ["MKNOD"],
+                "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rw"}],
+                "Init": true, "ShmSize": 64 * MIB, "Tmpfs": {"/run": "size=16m,noexec"},
+                "MemorySwap": (256 + 128) * MIB, "MemorySwappiness": 10,
+                "Sysctls": {"net.core.somaxconn": "1024"}, "IpcMode": "host"
+            })
+        );
+    }
+
+    #[test]
+    fn stop_payload_carries_the_same_body_with_desired_stopped() {
+        let def = definition(json!({
+            "family": "web", "revision": 1,
+            "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 64}]
+        }));
+        let mut record = record_for(&def, None);
+        let running = task(&def, &record);
+        record.task.desired_status = Some("STOPPED".into());
+        let stopping = task(&def, &record);
+        assert_eq!(stopping.desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(stopping.containers, running.containers);
+    }
+}

@@ -1,0 +1,395 @@
+//! Task placement: what a task needs (CPU, memory, static host ports), what
+//! each container instance has left, and which instance gets the task.
+
+use crate::store::{InstanceRecord, State};
+use ecs_model::ecs_api::{Resource, TaskDefinition, TaskOverride};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// What a task holds on its instance while it is not STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Demand {
+    /// CPU units (1024 = one vCPU).
+    pub cpu: i64,
+    /// MiB.
+    pub memory: i64,
+    #[serde(default)]
+    pub tcp_ports: Vec<u16>,
+    #[serde(default)]
+    pub udp_ports: Vec<u16>,
+}
+
+/// Why a task does not fit on an instance; the text is the `reason` of a
+/// RunTask failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortfall {
+    Cpu,
+    Memory,
+    Ports,
+}
+
+impl Shortfall {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Shortfall::Cpu => "RESOURCE:CPU",
+            Shortfall::Memory => "RESOURCE:MEMORY",
+            Shortfall::Ports => "RESOURCE:PORTS",
+        }
+    }
+}
+
+/// What one instance has left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacity {
+    pub instance_id: String,
+    pub instance_arn: String,
+    pub cpu: i64,
+    pub memory: i64,
+    pub tcp_taken: BTreeSet<u16>,
+    pub udp_taken: BTreeSet<u16>,
+}
+
+impl Capacity {
+    /// Registered resources minus what the non-STOPPED tasks on it hold.
+    pub fn of(state: &State, instance: &InstanceRecord) -> Self {
+        let mut capacity = Capacity {
+            instance_id: instance.id.clone(),
+            instance_arn: instance.arn.clone(),
+            cpu: integer_resource(&instance.registered_resources, "CPU"),
+            memory: integer_resource(&instance.registered_resources, "MEMORY"),
+            tcp_taken: port_resource(&instance.registered_resources, "PORTS"),
+            udp_taken: port_resource(&instance.registered_resources, "PORTS_UDP"),
+        };
+        for task in state.tasks_on(&instance.id).filter(|t| !t.is_stopped()) {
+            capacity.take(&task.demand);
+        }
+        capacity
+    }
+
+    fn shortfall(&self, demand: &Demand) -> Option<Shortfall> {
+        if demand.cpu > self.cpu {
+            return Some(Shortfall::Cpu);
+        }
+        if demand.memory > self.memory {
+            return Some(Shortfall::Memory);
+        }
+        let tcp_clash = demand.tcp_ports.iter().any(|p| self.tcp_taken.contains(p));
+        let udp_clash = demand.udp_ports.iter().any(|p| self.udp_taken.contains(p));
+        if tcp_clash || udp_clash {
+            return Some(Shortfall::Ports);
+        }
+        None
+    }
+
+    fn take(&mut self, demand: &Demand) {
+        self.cpu = self.cpu.saturating_sub(demand.cpu);
+        self.memory = self.memory.saturating_sub(demand.memory);
+        self.tcp_taken.extend(demand.tcp_ports.iter().copied());
+        self.udp_taken.extend(demand.udp_ports.iter().copied());
+    }
+
+    /// The remaining resources in the shape of the registered ones.
+    pub fn remaining_resources(&self, registered: &[Resource]) -> Vec<Resource> {
+        let ports = |set: &BTreeSet<u16>| Some(set.iter().map(u16::to_string).collect());
+        let mut out: Vec<Resource> = registered
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                match r.name.as_deref() {
+                    Some("CPU") => r.integer_value = Some(self.cpu),
+                    Some("MEMORY") => r.integer_value = Some(self.memory),
+                    Some("PORTS") => r.string_set_value = ports(&self.tcp_taken),
+                    Some("PORTS_UDP") => r.string_set_value = ports(&self.udp_taken),
+                    _ => {}
+                }
+                r
+            })
+            .collect();
+        for (name, set) in [("PORTS", &self.tcp_taken), ("PORTS_UDP", &self.udp_taken)] {
+            let present = out.iter().any(|r| r.name.as_deref() == Some(name));
+            if !present && !set.is_empty() {
+                out.push(Resource {
+                    name: Some(name.to_owned()),
+                    resource_type: Some("STRINGSET".to_owned()),
+                    string_set_value: ports(set),
+                    ..Resource::default()
+                });
+            }
+        }
+        out
+    }
+}
+
+fn integer_resource(resources: &[Resource], name: &str) -> i64 {
+    resources
+        .iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| {
+            r.integer_value
+                .or(r.long_value)
+                .or(r.double_value.map(|d| d as i64))
+        })
+        .unwrap_or(0)
+}
+
+fn port_resource(resources: &[Resource], name: &str) -> BTreeSet<u16> {
+    resources
+        .iter()
+        .filter(|r| r.name.as_deref() == Some(name))
+        .flat_map(|r| r.string_set_value.iter().flatten())
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// Places one task. Among the instances it fits on, the one with the most
+/// memory left wins (spreading load; ties go to the first), and its
+/// capacity is reduced by the demand. Otherwise every instance's shortfall
+/// is returned.
+pub fn place(
+    capacities: &mut [Capacity],
+    demand: &Demand,
+) -> Result<usize, Vec<(String, Shortfall)>> {
+    let mut best: Option<usize> = None;
+    let mut shortfalls = Vec::new();
+    for (index, capacity) in capacities.iter().enumerate() {
+        match capacity.shortfall(demand) {
+            Some(shortfall) => shortfalls.push((capacity.instance_arn.clone(), shortfall)),
+            None => {
+                if best.is_none_or(|b| capacities[b].memory < capacity.memory) {
+                    best = Some(index);
+                }
+            }
+        }
+    }
+    match best {
+        Some(index) => {
+            capacities[index].take(demand);
+            Ok(index)
+        }
+        None => Err(shortfalls),
+    }
+}
+
+/// Task-level CPU as units: `"256"`, `"1 vCPU"`, `".5 vcpu"`.
+pub fn parse_task_cpu(text: &str) -> Option<i64> {
+    parse_with_unit(text, &[("vcpu", 1024.0)])
+}
+
+/// Task-level memory as MiB: `"512"`, `"1 GB"`, `"2gb"`, `"512 MiB"`.
+pub fn parse_task_memory(text: &str) -> Option<i64> {
+    parse_with_unit(
+        text,
+        &[("gib", 1024.0), ("gb", 1024.0), ("mib", 1.0), ("mb", 1.0)],
+    )
+}
+
+fn parse_with_unit(text: &str, units: &[(&str, f64)]) -> Option<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    if let Ok(plain) = lower.parse::<i64>() {
+        return (plain >= 0).then_some(plain);
+    }
+    for (unit, factor) in units {
+        if let Some(number) = lower.strip_suffix(unit) {
+            let value: f64 = number.trim().parse().ok()?;
+            if !value.is_finite() || value < 0.0 {
+                return None;
+            }
+            return Some((value * factor).round() as i64);
+        }
+    }
+    None
+}
+
+/// What a task of `definition` with `overrides` needs: the task-level CPU
+/// and memory when set, else the sum over its containers (memory, or
+/// memoryReservation when there is no hard limit); plus its static host
+/// ports (host network mode: every container port).
+pub fn demand(definition: &TaskDefinition, overrides: Option<&TaskOverride>) -> Demand {
+    let container_override = |name: Option<&str>| {
+        overrides
+            .and_then(|o| o.container_overrides.as_ref())
+            .and_then(|list| {
+                list.iter()
+                    .find(|c| c.name.as_deref() == name && name.is_some())
+            })
+    };
+    let host_mode = definition.network_mode.as_deref() == Some("host");
+    let mut demand = Demand::default();
+    let mut container_cpu = 0;
+    let mut container_memory = 0;
+    for container in &definition.container_definitions {
+        let ov = container_override(container.name.as_deref());
+        container_cpu = i64::saturating_add(
+            container_cpu,
+            ov.and_then(|o| o.cpu).or(container.cpu).unwrap_or(0),
+        );
+        let hard = ov.and_then(|o| o.memory).or(container.memory);
+        let soft = ov
+            .and_then(|o| o.memory_reservation)
+            .or(container.memory_reservation);
+        container_memory = i64::saturating_add(container_memory, hard.or(soft).unwrap_or(0));
+        for mapping in container.port_mappings.iter().flatten() {
+            let static_port = if host_mode {
+                mapping.container_port
+            } else {
+                mapping.host_port.filter(|p| *p > 0)
+            };
+            let Some(port) = static_port.and_then(|p| u16::try_from(p).ok()) else {
+                continue;
+            };
+            if mapping.protocol.as_deref() == Some("udp") {
+                demand.udp_ports.push(port);
+            } else {
+                demand.tcp_ports.push(port);
+            }
+        }
+    }
+    let task_cpu = overrides
+        .and_then(|o| o.cpu.as_deref())
+        .or(definition.cpu.as_deref())
+        .and_then(parse_task_cpu);
+    let task_memory = overrides
+        .and_then(|o| o.memory.as_deref())
+        .or(definition.memory.as_deref())
+        .and_then(parse_task_memory);
+    demand.cpu = task_cpu.unwrap_or(container_cpu);
+    demand.memory = task_memory.unwrap_or(container_memory);
+    demand
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ecs_model::ecs_api::{ContainerDefinition, ContainerOverride, PortMapping};
+
+    fn capacity(id: &str, cpu: i64, memory: i64, tcp: &[u16]) -> Capacity {
+        Capacity {
+            instance_id: id.into(),
+            instance_arn: format!("arn:{id}"),
+            cpu,
+            memory,
+            tcp_taken: tcp.iter().copied().collect(),
+            udp_taken: BTreeSet::new(),
+        }
+    }
+
+    fn need(cpu: i64, memory: i64, tcp: &[u16]) -> Demand {
+        Demand {
+            cpu,
+            memory,
+            tcp_ports: tcp.to_vec(),
+            udp_ports: vec![],
+        }
+    }
+
+    #[test]
+    fn places_on_the_instance_with_most_memory_and_takes_capacity() {
+        let mut caps = vec![
+            capacity("a", 1024, 512, &[]),
+            capacity("b", 1024, 1024, &[]),
+        ];
+        assert_eq!(place(&mut caps, &need(100, 600, &[])), Ok(1));
+        assert_eq!(caps[1].memory, 424);
+        assert_eq!(place(&mut caps, &need(100, 500, &[])), Ok(0));
+        let err = place(&mut caps, &need(100, 500, &[])).unwrap_err();
+        assert_eq!(err.len(), 2);
+        assert!(err.iter().all(|(_, s)| *s == Shortfall::Memory));
+    }
+
+    #[test]
+    fn reports_cpu_and_port_shortfalls() {
+        let mut caps = vec![capacity("a", 100, 4096, &[22, 8080])];
+        assert_eq!(
+            place(&mut caps, &need(200, 1, &[])).unwrap_err()[0].1,
+            Shortfall::Cpu
+        );
+        assert_eq!(
+            place(&mut caps, &need(10, 1, &[8080])).unwrap_err()[0].1,
+            Shortfall::Ports
+        );
+        assert_eq!(place(&mut caps, &need(10, 1, &[8081])), Ok(0));
+        assert_eq!(
+            place(&mut caps, &need(10, 1, &[8081])).unwrap_err()[0].1,
+            Shortfall::Ports
+        );
+    }
+
+    #[test]
+    fn parses_task_sizes() {
+        assert_eq!(parse_task_cpu("256"), Some(256));
+        assert_eq!(parse_task_cpu("1 vCPU"), Some(1024));
+        assert_eq!(parse_task_cpu(".5 vcpu"), Some(512));
+        assert_eq!(parse_task_cpu("lots"), None);
+        assert_eq!(parse_task_memory("512"), Some(512));
+        assert_eq!(parse_task_memory("2 GB"), Some(2048));
+        assert_eq!(parse_task_memory("-1"), None);
+    }
+
+    #[test]
+    fn demand_sums_containers_and_honours_overrides() {
+        let def = TaskDefinition {
+            container_definitions: vec![
+                ContainerDefinition {
+                    name: Some("a".into()),
+                    cpu: Some(128),
+                    memory: Some(256),
+                    port_mappings: Some(vec![
+                        PortMapping {
+                            container_port: Some(80),
+                            host_port: Some(8080),
+                            ..Default::default()
+                        },
+                        PortMapping {
+                            container_port: Some(81),
+                            host_port: Some(0),
+                            ..Default::default()
+                        },
+                        PortMapping {
+                            container_port: Some(53),
+                            host_port: Some(53),
+                            protocol: Some("udp".into()),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                },
+                ContainerDefinition {
+                    name: Some("b".into()),
+                    memory_reservation: Some(64),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            demand(&def, None),
+            Demand {
+                cpu: 128,
+                memory: 320,
+                tcp_ports: vec![8080],
+                udp_ports: vec![53]
+            }
+        );
+        let overrides = TaskOverride {
+            container_overrides: Some(vec![ContainerOverride {
+                name: Some("b".into()),
+                memory: Some(100),
+                cpu: Some(10),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let d = demand(&def, Some(&overrides));
+        assert_eq!((d.cpu, d.memory), (138, 356));
+
+        let mut task_level = def.clone();
+        task_level.cpu = Some("1 vCPU".into());
+        task_level.memory = Some("1024".into());
+        task_level.network_mode = Some("host".into());
+        let d = demand(&task_level, None);
+        assert_eq!((d.cpu, d.memory), (1024, 1024));
+        assert_eq!(d.tcp_ports, vec![80, 81]);
+    }
+}
