@@ -266,6 +266,8 @@ pub struct AgentOptions {
     pub cluster: String,
     pub data_dir: PathBuf,
     pub extra_env: Vec<(String, String)>,
+    /// Variables of the default test environment to leave out.
+    pub removed_env: Vec<String>,
 }
 
 impl AgentOptions {
@@ -274,7 +276,13 @@ impl AgentOptions {
             cluster: "default".into(),
             data_dir: data_dir.to_path_buf(),
             extra_env: Vec::new(),
+            removed_env: Vec::new(),
         }
+    }
+
+    pub fn without(mut self, key: &str) -> Self {
+        self.removed_env.push(key.into());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -311,6 +319,9 @@ impl Agent {
                 "ECS_AGENT_CONFIG_FILE_PATH",
                 options.data_dir.join("no-config.json"),
             );
+        for k in &options.removed_env {
+            cmd.env_remove(k);
+        }
         for (k, v) in &options.extra_env {
             cmd.env(k, v);
         }

@@ -133,29 +133,55 @@ impl Intercept for AgentRequests {
         request
             .headers_mut()
             .insert("user-agent", self.user_agent.clone());
-        let extra = match operation_name(cfg).as_deref() {
-            Some("RegisterContainerInstance") => cfg
-                .load::<ClientToken>()
-                .map(|t| ("clientToken", serde_json::Value::String(t.0.clone()))),
-            Some("DiscoverPollEndpoint") => {
-                Some(("zoneId", serde_json::Value::String(String::new())))
-            }
-            _ => None,
-        };
-        let Some((member, value)) = extra else {
+        let operation = operation_name(cfg);
+        if !matches!(
+            operation.as_deref(),
+            Some("RegisterContainerInstance" | "DiscoverPollEndpoint")
+        ) {
             return Ok(());
-        };
+        }
         let Some(bytes) = request.body().bytes() else {
             return Ok(());
         };
         let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)?;
-        body.entry(member).or_insert(value);
+        if operation.as_deref() == Some("RegisterContainerInstance") {
+            if let Some(token) = cfg.load::<ClientToken>() {
+                body.entry("clientToken")
+                    .or_insert_with(|| serde_json::Value::String(token.0.clone()));
+            }
+            trim_resource_values(&mut body);
+        } else {
+            body.entry("zoneId")
+                .or_insert_with(|| serde_json::Value::String(String::new()));
+        }
         let bytes = serde_json::to_vec(&body)?;
         request
             .headers_mut()
             .insert("content-length", bytes.len().to_string());
         *request.body_mut() = aws_smithy_types::body::SdkBody::from(bytes);
         Ok(())
+    }
+}
+
+/// The SDK writes every numeric member of a resource (`doubleValue: 0.0`,
+/// `longValue: 0`, …); the agent sends only the one its type uses, as the
+/// Go agent does.
+fn trim_resource_values(body: &mut serde_json::Map<String, serde_json::Value>) {
+    let Some(serde_json::Value::Array(resources)) = body.get_mut("totalResources") else {
+        return;
+    };
+    for resource in resources {
+        let Some(fields) = resource.as_object_mut() else {
+            continue;
+        };
+        let keep = match fields.get("type").and_then(|t| t.as_str()) {
+            Some("INTEGER") => "integerValue",
+            Some("LONG") => "longValue",
+            Some("DOUBLE") => "doubleValue",
+            Some("STRINGSET") => "stringSetValue",
+            _ => continue,
+        };
+        fields.retain(|k, _| !k.ends_with("Value") || k == keep);
     }
 }
 

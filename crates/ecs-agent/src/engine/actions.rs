@@ -131,8 +131,11 @@ async fn resolve_manifest(
 
 async fn pull(docker: &DockerClient, settings: &ActionSettings, image: &str) -> Outcome {
     if !pull_required(docker, settings, image).await {
-        return Outcome::Pulled;
+        return Outcome::Pulled {
+            pull_started_ms: None,
+        };
     }
+    let started = super::now_ms();
     match docker
         .pull_image(
             image,
@@ -142,7 +145,9 @@ async fn pull(docker: &DockerClient, settings: &ActionSettings, image: &str) -> 
         )
         .await
     {
-        Ok(()) => Outcome::Pulled,
+        Ok(()) => Outcome::Pulled {
+            pull_started_ms: Some(started),
+        },
         Err(DockerError::Timeout(d)) => Outcome::Failed {
             error: format!(
                 "DockerTimeoutError: Could not transition to pulled; timed out after waiting {d:?}"

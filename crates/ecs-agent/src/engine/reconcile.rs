@@ -374,7 +374,11 @@ pub enum Outcome {
     ManifestResolved {
         digest: Option<String>,
     },
-    Pulled,
+    /// The image is available; `pull_started_ms` is set when a pull was
+    /// actually made (a cached image under `prefer-cached` needs none).
+    Pulled {
+        pull_started_ms: Option<i64>,
+    },
     Created {
         docker_id: String,
     },
@@ -419,9 +423,11 @@ pub fn apply_outcome(
             }
             raise_known(task, index, ContainerStatus::ManifestPulled, now_ms);
         }
-        (ContainerStatus::Pulled, Outcome::Pulled) => {
-            task.pull_started_at_ms.get_or_insert(now_ms);
-            task.pull_stopped_at_ms = Some(now_ms);
+        (ContainerStatus::Pulled, Outcome::Pulled { pull_started_ms }) => {
+            if let Some(started) = pull_started_ms {
+                task.pull_started_at_ms.get_or_insert(started);
+                task.pull_stopped_at_ms = Some(now_ms);
+            }
             raise_known(task, index, ContainerStatus::Pulled, now_ms);
         }
         (ContainerStatus::Created, Outcome::Created { docker_id }) => {

@@ -358,7 +358,9 @@ impl Sim {
                 } else {
                     match action {
                         Action::ResolveManifest => Outcome::ManifestResolved { digest: None },
-                        Action::Pull => Outcome::Pulled,
+                        Action::Pull => Outcome::Pulled {
+                            pull_started_ms: Some(self.now),
+                        },
                         Action::Create => Outcome::Created {
                             docker_id: format!("id{i}"),
                         },
