@@ -134,3 +134,68 @@ fn checkpoint_round_trip_drops_only_applied_status() {
     );
     assert_eq!(back.spec, task.spec);
 }
+
+/// Arbitrary JSON, biased toward the members a task payload has.
+fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(serde_json::Value::from),
+        "[a-zA-Z0-9:/{}\"-]{0,12}".prop_map(serde_json::Value::from),
+        prop_oneof![
+            Just("RUNNING"),
+            Just("STOPPED"),
+            Just("host"),
+            Just("docker"),
+            Just("{}")
+        ]
+        .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let key = prop_oneof![
+            Just("arn".to_string()),
+            Just("desiredStatus".to_string()),
+            Just("containers".to_string()),
+            Just("name".to_string()),
+            Just("image".to_string()),
+            Just("volumes".to_string()),
+            Just("dependsOn".to_string()),
+            Just("overrides".to_string()),
+            Just("portMappings".to_string()),
+            Just("containerPort".to_string()),
+            Just("links".to_string()),
+            Just("volumesFrom".to_string()),
+            Just("memory".to_string()),
+            Just("cpu".to_string()),
+            "[a-z]{1,6}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map(key, inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    /// Whatever the backend sends, parsing and planning never panic: a task
+    /// is accepted or rejected with a reason.
+    #[test]
+    fn arbitrary_payload_tasks_never_panic(value in json_value()) {
+        let Ok(task) = serde_json::from_value::<acs::Task>(value) else { return Ok(()) };
+        match IncomingTask::try_from(&task) {
+            Ok(incoming) => {
+                let mut task = Task::new(incoming, 0);
+                let _ = crate::engine::reconcile::validate_dependencies(&task);
+                let _ = crate::engine::reconcile::plan(&task, 0);
+                crate::engine::reconcile::update_known_status(&mut task, 0);
+                let _ = crate::engine::reconcile::take_report(&mut task);
+            }
+            Err(e) => proptest::prop_assert!(!e.0.is_empty()),
+        }
+    }
+}
