@@ -332,3 +332,22 @@ async fn sdk_drives_the_same_path() {
     tokio::task::block_in_place(|| cli.wait_task_status("default", &arn, "STOPPED", START))
         .unwrap();
 }
+
+#[test]
+fn stopped_task_containers_are_removed_after_the_cleanup_wait() {
+    let (dir, plane) = setup();
+    let options = AgentOptions::new(&dir.path().join("agent"))
+        .env("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "2s");
+    let _agent = Agent::start(&plane, &options).unwrap();
+    let cli = plane.cli();
+    cli.wait_connected_instance("default", CONNECT).unwrap();
+    cli.register_simple("brief", &["sh", "-c", "exit 0"]).unwrap();
+    let arn = cli.run_task("default", "brief").unwrap();
+    cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    e2e::wait_for("the task's container to be removed", START, || {
+        Ok(docker_ids_with_label("com.amazonaws.ecs.task-arn", &arn, true)
+            .is_empty()
+            .then_some(()))
+    })
+    .unwrap();
+}
