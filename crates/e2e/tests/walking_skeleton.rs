@@ -341,13 +341,17 @@ fn stopped_task_containers_are_removed_after_the_cleanup_wait() {
     let _agent = Agent::start(&plane, &options).unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", CONNECT).unwrap();
-    cli.register_simple("brief", &["sh", "-c", "exit 0"]).unwrap();
+    cli.register_simple("brief", &["sh", "-c", "exit 0"])
+        .unwrap();
     let arn = cli.run_task("default", "brief").unwrap();
-    cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    cli.wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     e2e::wait_for("the task's container to be removed", START, || {
-        Ok(docker_ids_with_label("com.amazonaws.ecs.task-arn", &arn, true)
-            .is_empty()
-            .then_some(()))
+        Ok(
+            docker_ids_with_label("com.amazonaws.ecs.task-arn", &arn, true)
+                .is_empty()
+                .then_some(()),
+        )
     })
     .unwrap();
 }

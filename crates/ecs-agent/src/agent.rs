@@ -31,7 +31,7 @@ pub enum StartError {
     Docker(#[from] crate::docker::DockerError),
     #[error("Docker API version {0} is older than the minimum 1.21")]
     DockerTooOld(String),
-    #[error("Configuration key not set, key: AWSRegion")]
+    #[error("Configuration key not set, key: AWSRegion (set AWS_DEFAULT_REGION, or enable instance metadata)")]
     NoRegion,
     #[error("state: {0}")]
     Store(#[from] crate::store::StoreError),

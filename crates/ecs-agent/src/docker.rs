@@ -30,7 +30,7 @@ pub enum DockerError {
     Api(#[from] bollard::errors::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error("unsupported Docker endpoint {0:?}")]
+    #[error("unsupported Docker endpoint {0:?} (DOCKER_HOST must be unix:// or tcp://)")]
     Endpoint(String),
     #[error("{0}")]
     Config(String),

@@ -19,7 +19,7 @@ pub enum HostError {
     },
     #[error("cannot parse {0}")]
     Parse(&'static str),
-    #[error("reserved memory ({reserved} MiB) exceeds the host's memory ({total} MiB)")]
+    #[error("ECS_RESERVED_MEMORY ({reserved} MiB) exceeds the host's memory ({total} MiB)")]
     ReservedMemory { reserved: u16, total: i64 },
 }
 

@@ -59,29 +59,42 @@ impl LogSettings {
     /// table: unlike the Go agent, `crit` or `DEBUG` do not break logging.
     pub fn resolve(env: &Env, flags: &Flags) -> Self {
         let mut warnings = Vec::new();
-        let mut level = |text: Option<&str>, what: &str, current: LevelFilter| match text {
+        // `source` names the variable or flag, so a bad value is easy to find.
+        let mut level = |text: Option<&str>, source: &str, current: LevelFilter| {
+            match text {
             None => current,
             Some(t) => parse_level(t).unwrap_or_else(|| {
-                warnings.push(format!("{what} log level mapping not found for {t:?}"));
+                warnings.push(format!(
+                    "{source}: log level mapping not found for {t:?} (use debug, info, warn, error, crit or none)"
+                ));
                 current
             }),
+        }
         };
         let env_level = env.get("ECS_LOGLEVEL");
-        let mut stdout_level = level(env_level, "Driver", LevelFilter::INFO);
+        let mut stdout_level = level(env_level, "ECS_LOGLEVEL", LevelFilter::INFO);
         let mut file_level = if env.get("ECS_LOG_DRIVER").is_some() {
             LevelFilter::OFF
         } else {
-            level(env_level, "Instance", LevelFilter::INFO)
+            env_level.and_then(parse_level).unwrap_or(LevelFilter::INFO)
         };
-        file_level = level(env.get("ECS_LOGLEVEL_ON_INSTANCE"), "Instance", file_level);
+        file_level = level(
+            env.get("ECS_LOGLEVEL_ON_INSTANCE"),
+            "ECS_LOGLEVEL_ON_INSTANCE",
+            file_level,
+        );
         if let Some(l) = flags.loglevel.as_deref().filter(|l| !l.is_empty()) {
-            stdout_level = level(Some(l), "Driver", stdout_level);
-            file_level = level(Some(l), "Instance", file_level);
+            stdout_level = level(Some(l), "-loglevel", stdout_level);
+            file_level = parse_level(l).unwrap_or(file_level);
         } else {
-            stdout_level = level(flags.loglevel_driver.as_deref(), "Driver", stdout_level);
+            stdout_level = level(
+                flags.loglevel_driver.as_deref(),
+                "-loglevel-driver",
+                stdout_level,
+            );
             file_level = level(
                 flags.loglevel_on_instance.as_deref(),
-                "Instance",
+                "-loglevel-on-instance",
                 file_level,
             );
         }
@@ -408,7 +421,13 @@ mod tests {
         );
         assert_eq!(s.stdout_level, LevelFilter::INFO);
         assert_eq!(s.file_level, LevelFilter::OFF);
-        assert!(!s.warnings.is_empty());
+        assert_eq!(
+            s.warnings.len(),
+            1,
+            "one warning per bad value: {:?}",
+            s.warnings
+        );
+        assert!(s.warnings[0].starts_with("ECS_LOGLEVEL:"));
         let s = resolve(
             &[
                 ("ECS_LOGFILE", "/tmp/x.log"),

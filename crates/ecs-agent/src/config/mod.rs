@@ -318,7 +318,10 @@ impl Config {
             .filter(|d| !KNOWN_LOGGING_DRIVERS.contains(d))
             .collect();
         if !unknown.is_empty() {
-            l.fatal(format!("Invalid logging drivers: {}", unknown.join(", ")));
+            l.fatal(format!(
+                "Invalid logging drivers: {} (ECS_AVAILABLE_LOGGING_DRIVERS)",
+                unknown.join(", ")
+            ));
         }
 
         let task_cleanup_wait = match l.duration(
@@ -834,13 +837,22 @@ impl Loader<'_> {
         }
     }
 
-    /// Plain bools: an invalid value silently means the default, and a
-    /// `false` from the environment lets the file's `true` win.
+    /// Plain bools: an invalid value means the default (the Go agent says
+    /// nothing; a warning helps), and a `false` from the environment lets
+    /// the file's `true` win.
     fn plain_bool(&mut self, var: &str, key: &str, default: bool) -> bool {
-        let env_value = self
-            .env
-            .get(var)
-            .and_then(|raw| value::go_bool(raw.trim()).ok());
+        let env_value = match self.env.get(var) {
+            None => None,
+            Some(raw) => match value::go_bool(raw.trim()) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.warn(format!(
+                        "Invalid format for \"{var}\", expected a boolean; using the default"
+                    ));
+                    None
+                }
+            },
+        };
         match env_value {
             Some(true) => true,
             Some(false) => self.file_value(|f| f.plain_bool(key)).unwrap_or(false),

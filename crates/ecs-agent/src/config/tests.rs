@@ -164,6 +164,7 @@ fn bad_values_warn_and_fall_back_naming_the_variable() {
             ("ECS_NUM_IMAGES_DELETE_PER_CYCLE", "-3"),
             ("ECS_IMAGE_CLEANUP_INTERVAL", "1m"),
             ("ECS_CONTAINER_STOP_TIMEOUT", "10ms"),
+            ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "maybe"),
         ],
         "",
     )
@@ -183,6 +184,7 @@ fn bad_values_warn_and_fall_back_naming_the_variable() {
         "ECS_RESERVED_MEMORY",
         "ECS_RESERVED_PORTS",
         "ECS_CONTAINER_STOP_TIMEOUT",
+        "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST",
     ] {
         assert!(all.contains(var), "no warning names {var}: {all}");
     }
@@ -200,7 +202,7 @@ fn fatal_values_are_errors_naming_the_variable() {
         (
             "ECS_AVAILABLE_LOGGING_DRIVERS",
             r#"["json-file","bogus"]"#,
-            "bogus",
+            "bogus (ECS_AVAILABLE_LOGGING_DRIVERS)",
         ),
         (
             "ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES",
