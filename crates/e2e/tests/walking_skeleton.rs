@@ -355,3 +355,34 @@ fn stopped_task_containers_are_removed_after_the_cleanup_wait() {
     })
     .unwrap();
 }
+
+#[test]
+fn stop_sends_sigterm_before_sigkill() {
+    let (dir, plane) = setup();
+    let options =
+        AgentOptions::new(&dir.path().join("agent")).env("ECS_CONTAINER_STOP_TIMEOUT", "30s");
+    let _agent = Agent::start(&plane, &options).unwrap();
+    let cli = plane.cli();
+    cli.wait_connected_instance("default", CONNECT).unwrap();
+    // A container that exits 42 on SIGTERM: its exit code proves which
+    // signal came first, and the stop takes far less than the 30 s timeout.
+    cli.register_simple(
+        "graceful",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 0.2; done",
+        ],
+    )
+    .unwrap();
+    let arn = cli.run_task("default", "graceful").unwrap();
+    cli.wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
+    let started = std::time::Instant::now();
+    cli.ecs(&["stop-task", "--task", &arn]).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
+    assert_eq!(task_container(&task)["exitCode"], 42, "{task}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
