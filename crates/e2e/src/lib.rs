@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod fake_backend;
+pub mod registry;
+
 /// The image every test runs; `scripts/setup` builds it with `docker import`.
 pub const TEST_IMAGE: &str = "ecs-test/busybox:latest";
 
@@ -299,12 +302,17 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(plane: &Plane, options: &AgentOptions) -> Result<Agent> {
+        Self::start_at(&plane.url(), options)
+    }
+
+    /// Starts an agent whose ECS endpoint is `backend` (a plane, or a fake).
+    pub fn start_at(backend: &str, options: &AgentOptions) -> Result<Agent> {
         std::fs::create_dir_all(&options.data_dir)?;
         let log = options.data_dir.join("ecs-agent.log");
         let mut cmd = Command::new(&binaries().agent);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ECS_BACKEND_HOST", plane.url())
+            .env("ECS_BACKEND_HOST", backend)
             .env("ECS_CLUSTER", &options.cluster)
             .env("AWS_DEFAULT_REGION", REGION)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)

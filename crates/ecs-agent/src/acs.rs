@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use ecs_model::acs::{self, AcsMessage};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,6 +40,9 @@ pub struct AcsContext {
     pub engine: EngineHandle,
     pub store: Arc<Store>,
     pub accept_insecure_cert: bool,
+    /// Poked on every heartbeat: the instance health checks TCS reports run
+    /// then (§4.2, §6.8).
+    pub heartbeats: Arc<Notify>,
 }
 
 /// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>` (§1.2).
@@ -245,6 +248,7 @@ fn send(out: &mpsc::UnboundedSender<Message>, message: AcsMessage) {
 fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Message>) {
     match message {
         AcsMessage::HeartbeatMessage(hb) => {
+            ctx.heartbeats.notify_one();
             send(
                 out,
                 AcsMessage::HeartbeatAckRequest(acs::HeartbeatAckRequest {

@@ -1,7 +1,7 @@
 //! Start-up and shutdown of the whole agent (spec engine.md §1,
 //! endpoints-config.md §7): Docker, instance metadata, the checkpoint,
-//! registration, then the engine, the reporter and the ACS session, until a
-//! termination signal arrives.
+//! registration, then the engine, the reporter and the ACS and TCS
+//! sessions, until a termination signal arrives.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +19,11 @@ use crate::engine::{EngineSettings, TaskEngine};
 use crate::exit::ExitCode;
 use crate::flags::Flags;
 use crate::host;
+use crate::images::{EngineAuth, ImageManager, ImageSettings};
 use crate::imds::{self, InstanceMetadata};
 use crate::reporter::{self, EcsSink};
 use crate::store::{keys, Store};
+use crate::tcs::{self, AgentTcsHost, TcsContext, TcsSettings};
 use crate::version;
 
 /// Why the agent stopped before running, and what the supervisor should do.
@@ -189,6 +191,12 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         "Instance registration completed successfully"
     );
 
+    let images = ImageManager::new(
+        docker.clone(),
+        store.clone(),
+        ImageSettings::from_config(&config),
+        EngineAuth::from_config(&config),
+    )?;
     let wake_reporter = Arc::new(Notify::new());
     let engine = TaskEngine::start(
         EngineSettings {
@@ -196,20 +204,28 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 cluster: configured_cluster.clone(),
                 region: region.clone(),
                 pull_behavior: config.image_pull_behavior,
-                pull_inactivity_timeout: config.image_pull_inactivity_timeout.to_std(),
-                pull_timeout: config.image_pull_timeout.to_std(),
+                images: images.clone(),
                 create_timeout: config.container_create_timeout.to_std(),
                 start_timeout: config.container_start_timeout.to_std(),
                 default_stop_timeout: config.docker_stop_timeout.to_std(),
+                privileged_disabled: config.privileged_disabled,
+                logging_drivers: config.available_logging_drivers.clone(),
             },
             cleanup_wait: config.task_cleanup_wait.to_std(),
             cleanup_jitter: config.task_cleanup_wait_jitter.to_std(),
+            dynamic_host_port_range: config.dynamic_host_port_range,
+            reserved_ports: config.reserved_ports.clone(),
+            reserved_ports_udp: config.reserved_ports_udp.clone(),
+            exclude_ipv6_port_binding: config.exclude_ipv6_port_binding,
         },
         docker.clone(),
         store.clone(),
         wake_reporter.clone(),
     )
     .await?;
+    // After the engine start-up, so references are restored before any
+    // cycle; the cycles end with the process.
+    images.spawn_periodic_cleanup();
     let reporter = tokio::spawn(reporter::run(
         store.clone(),
         Arc::new(EcsSink {
@@ -217,6 +233,32 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             cluster: configured_cluster.clone(),
         }),
         wake_reporter,
+    ));
+
+    let docker_version = Some(engine_version.version).filter(|v| !v.is_empty());
+    let acs_heartbeats = Arc::new(Notify::new());
+    let tcs = tokio::spawn(tcs::run(
+        Arc::new(TcsContext {
+            host: Arc::new(AgentTcsHost {
+                ecs: ecs.clone(),
+                cluster: configured_cluster.clone(),
+                instance_arn: instance_arn.clone(),
+                engine: engine.clone(),
+                docker: docker.clone(),
+            }),
+            credentials: credentials.clone(),
+            region: region.clone(),
+            cluster: configured_cluster.clone(),
+            instance_arn: instance_arn.clone(),
+            agent_version: version::VERSION.to_string(),
+            agent_hash: version::GIT_HASH.to_string(),
+            docker_version: docker_version.clone(),
+            accept_insecure_cert: config.accept_insecure_cert,
+            disable_metrics: config.disable_metrics,
+            acs_heartbeats: acs_heartbeats.clone(),
+            settings: TcsSettings::default(),
+        }),
+        stop_rx.clone(),
     ));
 
     tracing::info!("Beginning Polling for updates");
@@ -229,15 +271,17 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             instance_arn,
             agent_version: version::VERSION.to_string(),
             agent_hash: version::GIT_HASH.to_string(),
-            docker_version: Some(engine_version.version).filter(|v| !v.is_empty()),
+            docker_version,
             engine: engine.clone(),
             store: store.clone(),
             accept_insecure_cert: config.accept_insecure_cert,
+            heartbeats: acs_heartbeats,
         }),
         stop_rx,
     ));
 
     let _ = acs.await;
+    let _ = tcs.await;
     // Every change is already saved as it happens; the engine only has to
     // stop taking new work (spec endpoints-config.md §7.1, 5 s budget).
     if tokio::time::timeout(Duration::from_secs(5), engine.shutdown())

@@ -19,6 +19,10 @@ use crate::engine::task::{PortBinding, Protocol};
 /// Inspect calls get 30 s everywhere (spec engine.md §6.11).
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// `docker rmi` gets 3 min (the Go agent's RemoveImageTimeout).
+const REMOVE_IMAGE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Volume create/inspect/remove calls (spec engine.md §6.5).
+const VOLUME_TIMEOUT: Duration = Duration::from_secs(300);
 /// No first progress message within this long counts as a stuck pull.
 const PULL_BEGIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The client-wide limit; each call applies its own, shorter, limit.
@@ -102,13 +106,19 @@ pub struct ContainerEvent {
     pub exit_code: Option<i64>,
 }
 
-/// Credentials for one registry, sent as `X-Registry-Auth`.
-#[derive(Debug, Clone, Default)]
+/// Credentials for one registry, sent as `X-Registry-Auth`; never printed.
+#[derive(Clone, Default)]
 pub struct RegistryAuth {
     pub username: Option<String>,
     pub password: Option<String>,
     pub email: Option<String>,
     pub server_address: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryAuth([redacted])")
+    }
 }
 
 #[derive(Clone)]
@@ -153,6 +163,7 @@ impl DockerClient {
             Ok(info) => Ok(Some(ImageInfo {
                 id: info.id.unwrap_or_default(),
                 repo_digests: info.repo_digests.unwrap_or_default(),
+                size: info.size.unwrap_or_default(),
                 env: info.config.and_then(|c| c.env).unwrap_or_default(),
             })),
             Err(e) if e.is_not_found() => Ok(None),
@@ -234,6 +245,21 @@ impl DockerClient {
         .await
     }
 
+    /// `docker rmi <name or ID>` without force: a name is untagged, and the
+    /// image goes once no name is left and no container uses it.
+    pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+            .force(false)
+            .noprune(false)
+            .build();
+        within(
+            REMOVE_IMAGE_TIMEOUT,
+            self.docker.remove_image(image, Some(options), None),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
         let options = RemoveContainerOptionsBuilder::default()
             .v(true)
@@ -244,6 +270,47 @@ impl DockerClient {
             self.docker.remove_container(id, Some(options)),
         )
         .await
+    }
+
+    /// Creates a Docker volume; returns its name.
+    pub async fn create_volume(&self, spec: &VolumeInfo) -> Result<String, DockerError> {
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            driver: Some(spec.driver.clone()),
+            driver_opts: Some(spec.driver_opts.clone().into_iter().collect()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let created = within(VOLUME_TIMEOUT, self.docker.create_volume(request)).await?;
+        Ok(created.name)
+    }
+
+    /// `None` when no volume has that name.
+    pub async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>, DockerError> {
+        match within(VOLUME_TIMEOUT, self.docker.inspect_volume(name)).await {
+            Ok(v) => Ok(Some(VolumeInfo {
+                name: v.name,
+                driver: v.driver,
+                driver_opts: v.options.into_iter().collect(),
+                labels: v.labels.into_iter().collect(),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removing a volume that is already gone is not an error.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        match within(
+            VOLUME_TIMEOUT,
+            self.docker
+                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>),
+        )
+        .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
     }
 
     /// `None` when no such container exists.
@@ -313,12 +380,22 @@ impl DockerClient {
     }
 }
 
+/// A Docker volume as the agent creates or finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub driver_opts: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 /// What the engine needs from `docker image inspect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     pub id: String,
     pub repo_digests: Vec<String>,
     pub env: Vec<String>,
+    pub size: i64,
 }
 
 /// Splits `repo[:tag]` (ports in registry hosts are not tags) into

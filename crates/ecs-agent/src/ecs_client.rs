@@ -384,8 +384,10 @@ impl EcsClient {
                     .map(|b| {
                         ecs::NetworkBinding::builder()
                             .bind_ip(&b.bind_ip)
-                            .container_port(i32::from(b.container_port))
-                            .host_port(i32::from(b.host_port))
+                            .set_container_port(b.container_port.map(i32::from))
+                            .set_host_port(b.host_port.map(i32::from))
+                            .set_container_port_range(b.container_port_range.clone())
+                            .set_host_port_range(b.host_port_range.clone())
                             .protocol(ecs::TransportProtocol::from(b.protocol.as_str()))
                             .build()
                     })

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::task::PortBinding;
+use crate::engine::task::Protocol;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,7 +29,20 @@ pub struct ContainerStateChange {
     pub exit_code: Option<i64>,
     pub reason: Option<String>,
     pub image_digest: Option<String>,
-    pub network_bindings: Vec<PortBinding>,
+    pub network_bindings: Vec<NetworkBinding>,
+}
+
+/// A port binding as reported: one container port, or a whole
+/// `containerPortRange` consolidated into one entry (spec engine.md §9.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkBinding {
+    pub bind_ip: String,
+    pub protocol: Protocol,
+    pub container_port: Option<u16>,
+    pub host_port: Option<u16>,
+    pub container_port_range: Option<String>,
+    pub host_port_range: Option<String>,
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary; the backend

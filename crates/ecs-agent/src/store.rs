@@ -1,7 +1,7 @@
 //! The agent's checkpoint: an embedded transactional database (`agent.db`
 //! in `ECS_DATADIR`) holding instance metadata, every task with its
-//! containers, and the outbox of state changes not yet accepted by the
-//! backend. A task's new state and the report it owes are written in one
+//! containers, the image states, and the outbox of state changes not yet
+//! accepted by the backend. A task's new state and the report it owes are written in one
 //! transaction, so a crash leaves either "not yet happened" or "happened and
 //! queued", never "happened and forgotten".
 //!
@@ -13,11 +13,14 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::engine::task::Task;
+use crate::images::ImageRecord;
 use crate::state_change::TaskStateChange;
 
 const METADATA: TableDefinition<&str, &str> = TableDefinition::new("metadata");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Image states by image ID (spec engine.md §12.2 `images`).
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 
 /// Metadata keys (the Go agent's names, kept for familiarity).
 pub mod keys {
@@ -101,6 +104,7 @@ impl Store {
         txn.open_table(METADATA)?;
         txn.open_table(TASKS)?;
         txn.open_table(OUTBOX)?;
+        txn.open_table(IMAGES)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -193,6 +197,44 @@ impl Store {
             .any(|(_, change)| change.task_arn == task_arn))
     }
 
+    /// Every saved image state; undecodable records are returned separately.
+    pub fn load_images(&self) -> Result<(Vec<ImageRecord>, Vec<CorruptRecord>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IMAGES)?;
+        let mut images = Vec::new();
+        let mut corrupt = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            match serde_json::from_slice::<ImageRecord>(v.value()) {
+                Ok(image) => images.push(image),
+                Err(e) => corrupt.push(CorruptRecord {
+                    key: k.value().to_string(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        Ok((images, corrupt))
+    }
+
+    /// Saves and deletes image states in one transaction.
+    pub fn save_images(&self, put: &[&ImageRecord], delete: &[&str]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(IMAGES)?;
+            for image in put {
+                table.insert(
+                    image.image_id.as_str(),
+                    serde_json::to_vec(image)?.as_slice(),
+                )?;
+            }
+            for id in delete {
+                table.remove(*id)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Removes delivered (or undeliverable) reports.
     pub fn dequeue(&self, ids: &[u64]) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
@@ -280,6 +322,28 @@ mod tests {
         let (outbox, _) = store.outbox().unwrap();
         assert_eq!(outbox.last().unwrap().1.status, "X");
         assert!(outbox[0].0 < outbox[1].0);
+    }
+
+    #[test]
+    fn image_states_survive_reopening_and_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = |id: &str| ImageRecord {
+            image_id: id.into(),
+            names: vec![format!("{id}:1")],
+            size: 7,
+            pulled_at_ms: 1,
+            last_used_at_ms: 2,
+            pull_succeeded: true,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.save_images(&[&image("a"), &image("b")], &[]).unwrap();
+            store.save_images(&[], &["a"]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (images, corrupt) = store.load_images().unwrap();
+        assert_eq!(images, [image("b")]);
+        assert!(corrupt.is_empty());
     }
 
     #[test]

@@ -112,7 +112,11 @@ impl Plane {
                 config.heartbeat_interval,
                 config.first_heartbeat,
             ),
-            tcs: TcsHub::new(config.heartbeat_interval, config.first_heartbeat),
+            tcs: TcsHub::new(
+                store.clone(),
+                config.heartbeat_interval,
+                config.first_heartbeat,
+            ),
             store,
             arns,
             local_addr,

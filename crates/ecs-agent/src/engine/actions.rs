@@ -9,6 +9,7 @@ use super::reconcile::Outcome;
 use super::task::Task;
 use crate::config::ImagePullBehavior;
 use crate::docker::{DockerClient, DockerError};
+use crate::images::{ContainerRef, ImageManager};
 
 /// Settings the actions need, fixed for the agent's lifetime.
 #[derive(Debug, Clone)]
@@ -16,11 +17,16 @@ pub struct ActionSettings {
     pub cluster: String,
     pub region: String,
     pub pull_behavior: ImagePullBehavior,
-    pub pull_inactivity_timeout: Duration,
-    pub pull_timeout: Duration,
+    /// Pulls (with their credentials, retries and timeouts) and image
+    /// tracking go through it.
+    pub images: ImageManager,
     pub create_timeout: Duration,
     pub start_timeout: Duration,
     pub default_stop_timeout: Duration,
+    /// `ECS_DISABLE_PRIVILEGED`: privileged containers are refused.
+    pub privileged_disabled: bool,
+    /// `ECS_AVAILABLE_LOGGING_DRIVERS`: the log drivers containers may use.
+    pub logging_drivers: Vec<String>,
 }
 
 /// A transition's Docker work, with everything it needs captured.
@@ -31,6 +37,8 @@ pub enum Work {
     },
     Pull {
         image: String,
+        /// The container the image is for, recorded as its user.
+        user: ContainerRef,
     },
     /// The task as it was when the create was planned (names of linked
     /// containers included).
@@ -50,7 +58,7 @@ pub enum Work {
 pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Work) -> Outcome {
     match work {
         Work::ResolveManifest { image } => resolve_manifest(docker, settings, &image).await,
-        Work::Pull { image } => pull(docker, settings, &image).await,
+        Work::Pull { image, user } => pull(settings, &image, &user).await,
         Work::Create { task, index } => create(docker, settings, &task, index).await,
         Work::Start { docker_id } => {
             match docker
@@ -84,18 +92,6 @@ fn failed(name: &str, e: &DockerError) -> Outcome {
     }
 }
 
-/// Whether the image must be pulled under the configured behaviour
-/// (spec engine.md §7.1). `once` is treated like `default` until the image
-/// manager records successful pulls.
-async fn pull_required(docker: &DockerClient, settings: &ActionSettings, image: &str) -> bool {
-    match settings.pull_behavior {
-        ImagePullBehavior::PreferCached => {
-            !matches!(docker.inspect_image(image).await, Ok(Some(_)))
-        }
-        _ => true,
-    }
-}
-
 /// A digest for the image: the one in the reference, else (when no pull
 /// is needed) the local image's repo digest. Registry lookups come with the
 /// image manager.
@@ -109,7 +105,7 @@ async fn resolve_manifest(
             digest: Some(digest.to_string()),
         };
     }
-    if pull_required(docker, settings, image).await {
+    if settings.images.pull_required(image).await {
         return Outcome::ManifestResolved { digest: None };
     }
     match docker.inspect_image(image).await {
@@ -129,32 +125,15 @@ async fn resolve_manifest(
     }
 }
 
-async fn pull(docker: &DockerClient, settings: &ActionSettings, image: &str) -> Outcome {
-    if !pull_required(docker, settings, image).await {
-        return Outcome::Pulled {
-            pull_started_ms: None,
-        };
-    }
-    let started = super::now_ms();
-    match docker
-        .pull_image(
-            image,
-            None,
-            settings.pull_inactivity_timeout,
-            settings.pull_timeout,
-        )
-        .await
-    {
-        Ok(()) => Outcome::Pulled {
-            pull_started_ms: Some(started),
-        },
-        Err(DockerError::Timeout(d)) => Outcome::Failed {
-            error: format!(
-                "DockerTimeoutError: Could not transition to pulled; timed out after waiting {d:?}"
-            ),
+/// Pulls when the behaviour requires (spec engine.md §7.1, §7.3) and
+/// records the container as the image's user.
+async fn pull(settings: &ActionSettings, image: &str, user: &ContainerRef) -> Outcome {
+    match settings.images.pull_for(image, user).await {
+        Ok(pull_started_ms) => Outcome::Pulled { pull_started_ms },
+        Err(e) => Outcome::Failed {
+            error: e.to_string(),
             gone: false,
         },
-        Err(e) => failed("CannotPullContainerError", &e),
     }
 }
 
@@ -186,6 +165,8 @@ async fn create(
         cluster: &settings.cluster,
         region: &settings.region,
         image_env: &image_env,
+        privileged_disabled: settings.privileged_disabled,
+        logging_drivers: &settings.logging_drivers,
     };
     let body = match create_config::build(task, index, &ctx) {
         Ok(body) => body,
@@ -207,4 +188,39 @@ async fn create(
         },
         Err(e) => failed("CannotCreateContainerError", &e),
     }
+}
+
+/// Makes a task volume exist (spec engine.md §6.5): task-scoped and scratch
+/// volumes are created; a shared volume must exist, or is created when it
+/// is autoprovisioned. The error text becomes the task's stop reason.
+pub async fn provision_volume(
+    docker: &DockerClient,
+    volume: &super::task::VolumeResource,
+) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| {
+        format!(
+            "ResourceInitializationError: failed to set up volume {:?}: {e}",
+            volume.name
+        )
+    };
+    if volume.shared {
+        match docker.inspect_volume(&volume.docker_name).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if !volume.autoprovision => {
+                return Err(fail(&format!(
+                    "shared volume {:?} does not exist and autoprovision is off",
+                    volume.docker_name
+                )))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(fail(&e)),
+        }
+    }
+    let info = crate::docker::VolumeInfo {
+        name: volume.docker_name.clone(),
+        driver: volume.driver.clone(),
+        driver_opts: volume.driver_opts.clone(),
+        labels: volume.labels.clone(),
+    };
+    docker.create_volume(&info).await.map(|_| ()).map_err(|e| fail(&e))
 }

@@ -26,6 +26,10 @@ pub struct CreateContext<'a> {
     pub region: &'a str,
     /// Env entries (`K=V`) of the image, to avoid overriding its region.
     pub image_env: &'a [String],
+    /// `ECS_DISABLE_PRIVILEGED=true`: refuse privileged containers.
+    pub privileged_disabled: bool,
+    /// `ECS_AVAILABLE_LOGGING_DRIVERS`: the only log drivers allowed.
+    pub logging_drivers: &'a [String],
 }
 
 /// Docker name for a container: `ecs-<family>-<version>-<name>-<20 hex>`.
@@ -66,17 +70,30 @@ pub fn build(
 
     let mut exposed = Map::new();
     let mut port_bindings = Map::new();
-    for p in &spec.port_mappings {
-        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+    let mut bind = |container_port: u16, protocol: &str, host_port: Option<u16>| {
+        let key = format!("{container_port}/{protocol}");
         exposed.insert(key.clone(), json!({}));
-        let host_port = if p.host_port == 0 {
-            String::new()
-        } else {
-            p.host_port.to_string()
-        };
-        let entry = port_bindings.entry(key).or_insert_with(|| json!([]));
-        if let Value::Array(list) = entry {
+        let host_port = host_port.map(|p| p.to_string()).unwrap_or_default();
+        if let Value::Array(list) = port_bindings.entry(key).or_insert_with(|| json!([])) {
             list.push(json!({ "HostPort": host_port }));
+        }
+    };
+    for p in spec.port_mappings.iter().filter(|p| p.container_port_range.is_none()) {
+        // Dynamic ports were chosen by the agent before the create.
+        let host_port = if p.host_port != 0 {
+            Some(p.host_port)
+        } else {
+            container
+                .assigned_ports
+                .iter()
+                .find(|a| a.container_port == p.container_port && a.protocol == p.protocol)
+                .map(|a| a.host_port)
+        };
+        bind(p.container_port, p.protocol.as_str(), host_port);
+    }
+    for r in &container.assigned_ranges {
+        for port in r.container_start..=r.container_end {
+            bind(port, r.protocol.as_str(), Some(r.host_port(port)));
         }
     }
 
@@ -137,6 +154,26 @@ pub fn build(
     if let Some(text) = &spec.docker_host_config {
         let overlay = parse_overlay(text, "hostConfig")?;
         merge(&mut host, overlay, Shape::HostConfig);
+    }
+    if ctx.privileged_disabled && host.get("Privileged") == Some(&Value::Bool(true)) {
+        return Err(CreateConfigError::Config(format!(
+            "container {:?} is privileged, but privileged containers are disabled on this instance (ECS_DISABLE_PRIVILEGED=true)",
+            spec.name
+        )));
+    }
+    if let Some(driver) = host
+        .get("LogConfig")
+        .and_then(|l| l.get("Type"))
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+    {
+        if !ctx.logging_drivers.iter().any(|d| d == driver) {
+            return Err(CreateConfigError::Config(format!(
+                "container {:?} uses log driver {driver:?}, which this instance does not offer (ECS_AVAILABLE_LOGGING_DRIVERS: {})",
+                spec.name,
+                ctx.logging_drivers.join(", ")
+            )));
+        }
     }
     if spec.docker_health_check && config.get("Healthcheck").is_none_or(Value::is_null) {
         return Err(CreateConfigError::Config(format!(
@@ -199,17 +236,16 @@ fn binds(task: &Task, index: usize) -> Result<Vec<String>, CreateConfigError> {
                     m.source_volume, spec.name
                 ))
             })?;
-        let source = match volume {
-            VolumeSpec::Host {
-                source_path: Some(path),
-                ..
-            } => path.clone(),
-            VolumeSpec::Docker {
-                name,
-                scope: Some(scope),
-                ..
-            } if scope == "shared" => name.clone(),
-            other => {
+        let source = match (volume, task.volume(&m.source_volume)) {
+            (
+                VolumeSpec::Host {
+                    source_path: Some(path),
+                    ..
+                },
+                _,
+            ) => path.clone(),
+            (_, Some(resource)) => resource.docker_name.clone(),
+            (other, None) => {
                 return Err(CreateConfigError::HostConfig(format!(
                     "volume {:?}: this kind of volume is not supported yet",
                     other.name()

@@ -11,6 +11,7 @@
 pub mod actions;
 pub mod create_config;
 pub mod labels;
+pub mod ports;
 pub mod reconcile;
 pub mod status;
 pub mod task;
@@ -46,6 +47,12 @@ pub struct EngineSettings {
     pub actions: ActionSettings,
     pub cleanup_wait: Duration,
     pub cleanup_jitter: Duration,
+    /// `ECS_DYNAMIC_HOST_PORT_RANGE` (or the kernel's range).
+    pub dynamic_host_port_range: (u16, u16),
+    pub reserved_ports: Vec<u16>,
+    pub reserved_ports_udp: Vec<u16>,
+    /// `ECS_EXCLUDE_IPV6_PORTBINDING`: leave `::` bindings out of reports.
+    pub exclude_ipv6_port_binding: bool,
 }
 
 /// The engine has shut down; nothing more can be done.
@@ -81,6 +88,16 @@ enum Msg {
     RetryStop {
         arn: String,
         index: usize,
+    },
+    VolumeDone {
+        arn: String,
+        index: usize,
+        result: Result<(), String>,
+    },
+    RestartFailed {
+        arn: String,
+        index: usize,
+        observation: Observation,
     },
     Cleanup {
         arn: String,
@@ -151,6 +168,7 @@ pub struct TaskEngine {
     tasks: BTreeMap<String, Task>,
     by_docker_id: HashMap<String, (String, usize)>,
     cleanups: HashSet<String>,
+    ports: ports::PortAllocator,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
@@ -180,7 +198,13 @@ impl TaskEngine {
                 "skipping unreadable task record"
             );
         }
+        let ports = ports::PortAllocator::new(
+            settings.dynamic_host_port_range,
+            settings.reserved_ports.clone(),
+            settings.reserved_ports_udp.clone(),
+        );
         let mut engine = TaskEngine {
+            ports,
             settings: Arc::new(settings),
             docker,
             store,
@@ -197,6 +221,12 @@ impl TaskEngine {
         // missed.
         spawn_event_watcher(engine.docker.clone(), tx.clone());
         engine.reconcile_with_docker().await;
+        // Which container uses which image is not saved; rebuild it (spec
+        // engine.md §7.5).
+        let images = engine.settings.actions.images.clone();
+        images
+            .restore_references(crate::images::image_users(engine.tasks.values()))
+            .await;
         let arns: Vec<String> = engine.tasks.keys().cloned().collect();
         for arn in arns {
             engine.progress(&arn);
@@ -311,8 +341,27 @@ impl TaskEngine {
                 if index >= task.containers.len() {
                     return;
                 }
+                let now = now_ms();
+                if let Some(o) = observation.as_ref().filter(|o| {
+                    o.status == ContainerStatus::Stopped
+                        && reconcile::should_restart(&task.containers[index], o.exit_code, now)
+                }) {
+                    let c = &mut task.containers[index];
+                    c.restart_count += 1;
+                    c.last_restart_at_ms = Some(now);
+                    tracing::info!(
+                        task = arn,
+                        container = c.spec.name,
+                        exit_code = o.exit_code,
+                        restarts = c.restart_count,
+                        "restarting container under its restart policy"
+                    );
+                    self.spawn_restart(arn.clone(), index, o.clone());
+                    self.progress(&arn);
+                    return;
+                }
                 let effect =
-                    reconcile::apply_observation(task, index, observation.as_ref(), now_ms());
+                    reconcile::apply_observation(task, index, observation.as_ref(), now);
                 if effect.stop_again {
                     if let Some(id) = task.containers[index].docker_id.clone() {
                         let grace = self.stop_grace(&arn, index);
@@ -371,6 +420,36 @@ impl TaskEngine {
                 }
                 self.progress(&arn);
             }
+            Msg::VolumeDone { arn, index, result } => {
+                let Some(task) = self.tasks.get_mut(&arn) else {
+                    return;
+                };
+                let Some(volume) = task.volumes.get_mut(index) else {
+                    return;
+                };
+                volume.in_flight = false;
+                match result {
+                    Ok(()) => volume.status = task::ResourceStatus::Created,
+                    Err(reason) => {
+                        tracing::warn!(task = arn, reason, "task volume could not be set up");
+                        task.set_terminal_reason(reason);
+                        task.raise_desired_status(TaskStatus::Stopped);
+                    }
+                }
+                self.progress(&arn);
+            }
+            Msg::RestartFailed {
+                arn,
+                index,
+                observation,
+            } => {
+                if let Some(task) = self.tasks.get_mut(&arn) {
+                    if index < task.containers.len() {
+                        reconcile::apply_observation(task, index, Some(&observation), now_ms());
+                        self.progress(&arn);
+                    }
+                }
+            }
             Msg::Cleanup { arn } => self.cleanup(arn),
             Msg::Resync => {
                 let targets: Vec<(String, usize, String)> = self
@@ -404,7 +483,11 @@ impl TaskEngine {
         }
         let now = now_ms();
         let mut task = Task::new(incoming, now);
-        if let Err(why) = reconcile::validate_dependencies(&task) {
+        if let Err(why) = reconcile::validate_volumes(&task) {
+            tracing::warn!(task = task.arn(), why, "task volumes cannot be set up");
+            task.set_terminal_reason(format!("ResourceInitializationError: {why}"));
+            task.raise_desired_status(TaskStatus::Stopped);
+        } else if let Err(why) = reconcile::validate_dependencies(&task) {
             tracing::warn!(
                 task = task.arn(),
                 why,
@@ -437,6 +520,7 @@ impl TaskEngine {
     /// saves the task with the report it owes, then launches Docker work.
     fn progress(&mut self, arn: &str) {
         let mut work = Vec::new();
+        let mut volumes = Vec::new();
         {
             let Some(task) = self.tasks.get_mut(arn) else {
                 return;
@@ -446,6 +530,10 @@ impl TaskEngine {
                 reconcile::update_known_status(task, now);
                 reconcile::update_desired_status(task);
                 let plan = reconcile::plan(task, now);
+                for index in &plan.volumes {
+                    task.volumes[*index].in_flight = true;
+                    volumes.push((*index, task.volumes[*index].clone()));
+                }
                 let mut changed = false;
                 for (index, why) in &plan.dependency_failures {
                     let c = &mut task.containers[*index];
@@ -466,17 +554,28 @@ impl TaskEngine {
                                 changed = true;
                             }
                         }
-                        Some(action) => {
-                            c.applied_status = Some(step.target);
-                            if action == Action::Create && c.docker_name.is_none() {
-                                let name = create_config::docker_name(
+                        Some(Action::Create)
+                            if task.spec.network_mode == task::NetworkMode::Bridge =>
+                        {
+                            if let Err(e) = self.ports.assign(c) {
+                                // No port, no container: a create failure.
+                                reconcile::apply_outcome(
                                     task,
-                                    &task.containers[step.container].spec.name,
+                                    step.container,
+                                    step.target,
+                                    Outcome::Failed {
+                                        error: format!("CannotCreateContainerError: {e}"),
+                                        gone: false,
+                                    },
+                                    false,
+                                    now,
                                 );
-                                task.containers[step.container].docker_name = Some(name);
+                                changed = true;
+                                continue;
                             }
-                            work.push((step.container, step.target, action));
+                            Self::start_step(task, step, Action::Create, &mut work);
                         }
+                        Some(action) => Self::start_step(task, step, action, &mut work),
                     }
                 }
                 if !changed {
@@ -485,10 +584,38 @@ impl TaskEngine {
             }
             reconcile::update_known_status(task, now_ms());
         }
+        self.finish_progress(arn, work, volumes);
+    }
+
+    /// Marks a step's action as in flight; a create gets its container
+    /// name reserved first, so a restart finds the container.
+    fn start_step(
+        task: &mut Task,
+        step: &reconcile::Step,
+        action: Action,
+        work: &mut Vec<(usize, ContainerStatus, Action)>,
+    ) {
+        let c = &mut task.containers[step.container];
+        c.applied_status = Some(step.target);
+        if action == Action::Create && c.docker_name.is_none() {
+            let name = create_config::docker_name(task, &task.containers[step.container].spec.name);
+            task.containers[step.container].docker_name = Some(name);
+        }
+        work.push((step.container, step.target, action));
+    }
+
+    /// Saves the task with the report it owes, then launches the Docker
+    /// work planned for it.
+    fn finish_progress(
+        &mut self,
+        arn: &str,
+        work: Vec<(usize, ContainerStatus, Action)>,
+        volumes: Vec<(usize, task::VolumeResource)>,
+    ) {
         let Some(task) = self.tasks.get_mut(arn) else {
             return;
         };
-        let report = reconcile::take_report(task);
+        let report = reconcile::take_report(task, self.settings.exclude_ipv6_port_binding);
         let batch = Batch {
             put_tasks: vec![&*task],
             delete_tasks: Vec::new(),
@@ -526,6 +653,7 @@ impl TaskEngine {
                 },
                 Action::Pull => Work::Pull {
                     image: c.spec.image.clone(),
+                    user: crate::images::ContainerRef::new(arn, &c.spec.name),
                 },
                 Action::Create => match &snapshot {
                     Some(task) => Work::Create {
@@ -570,6 +698,15 @@ impl TaskEngine {
                     target,
                     outcome,
                 });
+            });
+        }
+        for (index, volume) in volumes {
+            let docker = self.docker.clone();
+            let tx = self.tx.clone();
+            let arn = arn.to_string();
+            tokio::spawn(async move {
+                let result = actions::provision_volume(&docker, &volume).await;
+                let _ = tx.send(Msg::VolumeDone { arn, index, result });
             });
         }
         if stopped && self.cleanups.insert(arn.to_string()) {
@@ -631,6 +768,18 @@ impl TaskEngine {
             .iter()
             .filter_map(|c| c.docker_id.clone())
             .collect();
+        let task_volumes: Vec<String> = task
+            .volumes
+            .iter()
+            .filter(|v| !v.shared && v.status == task::ResourceStatus::Created)
+            .map(|v| v.docker_name.clone())
+            .collect();
+        let image_users: Vec<crate::images::ContainerRef> = task
+            .containers
+            .iter()
+            .map(|c| crate::images::ContainerRef::new(&arn, &c.spec.name))
+            .collect();
+        let images = self.settings.actions.images.clone();
         tracing::info!(task = arn, "cleaning up stopped task");
         for id in &ids {
             self.by_docker_id.remove(id);
@@ -645,6 +794,34 @@ impl TaskEngine {
                         tracing::warn!(docker_id = id, error = %e, "removing container failed");
                     }
                 }
+            }
+            // Only now are the images free for image cleanup.
+            for user in &image_users {
+                images.remove_reference(user);
+            }
+            // Volumes go after the containers that used them.
+            for name in task_volumes {
+                if let Err(e) = docker.remove_volume(&name).await {
+                    tracing::warn!(volume = name, error = %e, "removing task volume failed");
+                }
+            }
+        });
+    }
+
+    /// Starts an exited container again; if Docker refuses, the exit that
+    /// triggered the restart is applied after all.
+    fn spawn_restart(&self, arn: String, index: usize, exited: Observation) {
+        let docker = self.docker.clone();
+        let tx = self.tx.clone();
+        let timeout = self.settings.actions.start_timeout;
+        tokio::spawn(async move {
+            if let Err(e) = docker.start_container(&exited.docker_id, timeout).await {
+                tracing::warn!(docker_id = exited.docker_id, error = %e, "restart failed; the container stays stopped");
+                let _ = tx.send(Msg::RestartFailed {
+                    arn,
+                    index,
+                    observation: exited,
+                });
             }
         });
     }

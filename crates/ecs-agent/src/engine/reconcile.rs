@@ -5,9 +5,9 @@
 //! tested with generated inputs.
 
 use super::status::{ContainerStatus, HealthStatus, TaskStatus};
-use super::task::{DependencyCondition, DependencySpec, Task};
+use super::task::{DependencyCondition, DependencySpec, ResourceStatus, Task};
 use crate::docker::Observation;
-use crate::state_change::{ContainerStateChange, TaskStateChange};
+use crate::state_change::{ContainerStateChange, NetworkBinding, TaskStateChange};
 
 /// The Docker work behind a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +35,11 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Containers that can never start because of a dependency, with why.
     pub dependency_failures: Vec<(usize, String)>,
-    /// Some container waits on another container's progress.
+    /// Some container waits on another container's progress, or on a
+    /// volume being provisioned.
     pub blocked: bool,
+    /// Task volumes to provision now (indices into `task.volumes`).
+    pub volumes: Vec<usize>,
 }
 
 /// Every dependency of container `index`: its `dependsOn`, plus those that
@@ -200,6 +203,15 @@ fn has_running_dependents(task: &Task, index: usize) -> bool {
 /// The next transitions for every container of `task` (spec §4.4).
 pub fn plan(task: &Task, now_ms: i64) -> Plan {
     let mut plan = Plan::default();
+    if task.desired_status < TaskStatus::Stopped {
+        plan.volumes = task
+            .volumes
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.status == ResourceStatus::None && !v.in_flight)
+            .map(|(i, _)| i)
+            .collect();
+    }
     for (i, c) in task.containers.iter().enumerate() {
         if c.applied_status.is_some() || c.known_status >= c.desired_status {
             continue;
@@ -246,6 +258,12 @@ pub fn plan(task: &Task, now_ms: i64) -> Plan {
                 continue;
             }
         }
+        // The volumes a container mounts exist before its image is pulled
+        // (the transition dependency of spec §5.3).
+        if target == ContainerStatus::Pulled && !mounted_volumes_ready(task, i) {
+            plan.blocked = true;
+            continue;
+        }
         let action = match target {
             ContainerStatus::ManifestPulled => Action::ResolveManifest,
             ContainerStatus::Pulled => Action::Pull,
@@ -259,6 +277,50 @@ pub fn plan(task: &Task, now_ms: i64) -> Plan {
         });
     }
     plan
+}
+
+/// Whether a container that just exited with `exit_code` should be
+/// restarted in place under its restart policy (spec §5.6): the policy is
+/// on, the container is not being stopped, the code is not ignored, and
+/// the container ran for at least `restartAttemptPeriod` since it last
+/// (re)started.
+pub fn should_restart(c: &super::task::Container, exit_code: Option<i64>, now_ms: i64) -> bool {
+    let Some(policy) = c.spec.restart_policy.as_ref().filter(|p| p.enabled) else {
+        return false;
+    };
+    let Some(code) = exit_code else {
+        return false;
+    };
+    if c.desired_status == ContainerStatus::Stopped
+        || c.known_status != ContainerStatus::Running
+        || policy.ignored_exit_codes.contains(&code)
+    {
+        return false;
+    }
+    let since = c.last_restart_at_ms.max(c.started_at_ms).unwrap_or(0);
+    let period_ms = i64::try_from(policy.restart_attempt_period_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX);
+    now_ms.saturating_sub(since) >= period_ms
+}
+
+/// Whether every agent-provisioned volume container `index` mounts exists.
+fn mounted_volumes_ready(task: &Task, index: usize) -> bool {
+    task.containers[index].spec.mount_points.iter().all(|m| {
+        task.volume(&m.source_volume)
+            .is_none_or(|v| v.status == ResourceStatus::Created)
+    })
+}
+
+/// Checks, when a task is first added, that its volumes can be set up
+/// (spec §6.5): a task-scoped Docker volume cannot be autoprovisioned.
+pub fn validate_volumes(task: &Task) -> Result<(), String> {
+    match task.volumes.iter().find(|v| !v.shared && v.autoprovision) {
+        Some(v) => Err(format!(
+            "task scoped volume {:?} could not be autoprovisioned",
+            v.name
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Raises the task's known status from its containers (spec §4.3); returns
@@ -302,6 +364,56 @@ pub fn update_desired_status(task: &mut Task) {
     }
 }
 
+/// The bindings to report for a container: single ports as they are,
+/// ports of a `containerPortRange` merged into one entry per range, bind
+/// address and protocol; `::` bindings left out when `exclude_ipv6`.
+pub fn network_bindings(c: &super::task::Container, exclude_ipv6: bool) -> Vec<NetworkBinding> {
+    let mut singles = Vec::new();
+    // (range index, bind ip, protocol) → (lowest, highest) host port seen.
+    let mut ranges: Vec<(usize, String, super::task::Protocol, u16, u16)> = Vec::new();
+    for b in &c.port_bindings {
+        if exclude_ipv6 && b.bind_ip == "::" {
+            continue;
+        }
+        match c
+            .assigned_ranges
+            .iter()
+            .position(|r| r.contains(b.container_port, b.protocol))
+        {
+            None => singles.push(NetworkBinding {
+                bind_ip: b.bind_ip.clone(),
+                protocol: b.protocol,
+                container_port: Some(b.container_port),
+                host_port: Some(b.host_port),
+                container_port_range: None,
+                host_port_range: None,
+            }),
+            Some(i) => match ranges
+                .iter_mut()
+                .find(|(ri, ip, proto, _, _)| *ri == i && *ip == b.bind_ip && *proto == b.protocol)
+            {
+                Some(entry) => {
+                    entry.3 = entry.3.min(b.host_port);
+                    entry.4 = entry.4.max(b.host_port);
+                }
+                None => ranges.push((i, b.bind_ip.clone(), b.protocol, b.host_port, b.host_port)),
+            },
+        }
+    }
+    for (i, bind_ip, protocol, low, high) in ranges {
+        let r = &c.assigned_ranges[i];
+        singles.push(NetworkBinding {
+            bind_ip,
+            protocol,
+            container_port: None,
+            host_port: None,
+            container_port_range: Some(format!("{}-{}", r.container_start, r.container_end)),
+            host_port_range: Some(format!("{low}-{high}")),
+        });
+    }
+    singles
+}
+
 /// Whether a container change is worth telling the backend (spec §9.2).
 fn container_reportable(status: ContainerStatus, has_digest: bool) -> bool {
     matches!(status, ContainerStatus::Running | ContainerStatus::Stopped)
@@ -311,7 +423,7 @@ fn container_reportable(status: ContainerStatus, has_digest: bool) -> bool {
 /// The report the task owes the backend now, if any, marking what it
 /// covers as reported. The caller stores the report in the same
 /// transaction as the task.
-pub fn take_report(task: &mut Task) -> Option<TaskStateChange> {
+pub fn take_report(task: &mut Task, exclude_ipv6: bool) -> Option<TaskStateChange> {
     let mut containers = Vec::new();
     for c in &mut task.containers {
         let status = match c.known_status {
@@ -336,7 +448,7 @@ pub fn take_report(task: &mut Task) -> Option<TaskStateChange> {
             },
             reason: c.reason.clone(),
             image_digest: c.image_digest.clone(),
-            network_bindings: c.port_bindings.clone(),
+            network_bindings: network_bindings(c, exclude_ipv6),
         });
     }
     let any_digest = task.containers.iter().any(|c| c.image_digest.is_some());
@@ -554,8 +666,9 @@ pub fn apply_observation(
             c.port_bindings = o.port_bindings.clone();
         }
         if c.spec.docker_health_check {
-            if let Some(h) = o.health {
+            if let Some(h) = o.health.filter(|h| *h != c.health) {
                 c.health = h;
+                c.health_since_ms = Some(now_ms);
             }
         }
         if o.status == ContainerStatus::Running && c.known_status == ContainerStatus::Stopped {

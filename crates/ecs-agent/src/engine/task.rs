@@ -525,9 +525,24 @@ pub struct Container {
     /// `<ErrorName>: <message>` of the first failure, reported as `reason`.
     pub reason: Option<String>,
     pub port_bindings: Vec<PortBinding>,
+    /// Host ports the agent chose for dynamic mappings, kept so a re-create
+    /// after a restart asks for the same ones.
+    #[serde(default)]
+    pub assigned_ports: Vec<super::ports::AssignedPort>,
+    /// Host port blocks chosen for `containerPortRange` mappings.
+    #[serde(default)]
+    pub assigned_ranges: Vec<super::ports::AssignedRange>,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// Restarts made under the container's restart policy.
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub last_restart_at_ms: Option<i64>,
     pub health: HealthStatus,
+    /// When `health` last changed (ms since the epoch): TCS `statusSince`.
+    #[serde(default)]
+    pub health_since_ms: Option<i64>,
 }
 
 impl Container {
@@ -544,9 +559,14 @@ impl Container {
             exit_code: None,
             reason: None,
             port_bindings: Vec::new(),
+            assigned_ports: Vec::new(),
+            assigned_ranges: Vec::new(),
             started_at_ms: None,
             finished_at_ms: None,
+            restart_count: 0,
+            last_restart_at_ms: None,
             health: HealthStatus::Unknown,
+            health_since_ms: None,
         }
     }
 
@@ -579,6 +599,99 @@ pub struct Task {
     pub execution_stopped_at_ms: Option<i64>,
     /// Why the task stopped, when the agent knows better than its containers.
     pub terminal_reason: Option<String>,
+    /// Docker volumes the agent provisions for this task.
+    #[serde(default)]
+    pub volumes: Vec<VolumeResource>,
+}
+
+/// Lifecycle of a task resource (spec engine.md §6.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResourceStatus {
+    #[default]
+    None,
+    Created,
+    Removed,
+}
+
+/// A Docker volume the agent creates (or, for shared volumes, finds) before
+/// the containers that mount it can start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeResource {
+    /// The task volume's name, as mount points refer to it.
+    pub name: String,
+    /// The Docker volume's name.
+    pub docker_name: String,
+    /// Shared volumes outlive the task; task volumes are removed with it.
+    pub shared: bool,
+    pub autoprovision: bool,
+    pub driver: String,
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub status: ResourceStatus,
+    /// A provisioning call is in flight; not persisted, so a restart retries.
+    #[serde(skip)]
+    pub in_flight: bool,
+}
+
+impl VolumeResource {
+    /// The Docker volumes a task needs: scratch (host volumes without a
+    /// path) and task-scoped Docker volumes get a generated name
+    /// `ecs-<family>-<version>-<volume>-<20 hex>`; shared ones use their name.
+    fn for_task(spec: &TaskSpec) -> Vec<VolumeResource> {
+        let generated = |volume: &str| {
+            let suffix: [u8; 10] = rand::random();
+            format!(
+                "ecs-{}-{}-{}-{}",
+                spec.family,
+                spec.version,
+                volume,
+                hex::encode(suffix)
+            )
+        };
+        spec.volumes
+            .iter()
+            .filter_map(|v| match v {
+                VolumeSpec::Host {
+                    name,
+                    source_path: None,
+                } => Some(VolumeResource {
+                    docker_name: generated(name),
+                    name: name.clone(),
+                    shared: false,
+                    autoprovision: false,
+                    driver: "local".into(),
+                    driver_opts: BTreeMap::new(),
+                    labels: BTreeMap::new(),
+                    status: ResourceStatus::None,
+                    in_flight: false,
+                }),
+                VolumeSpec::Docker {
+                    name,
+                    scope,
+                    autoprovision,
+                    driver,
+                    driver_opts,
+                    labels,
+                } => {
+                    let shared = scope.as_deref() == Some("shared");
+                    Some(VolumeResource {
+                        docker_name: if shared { name.clone() } else { generated(name) },
+                        name: name.clone(),
+                        shared,
+                        autoprovision: *autoprovision,
+                        driver: driver.clone().unwrap_or_else(|| "local".into()),
+                        driver_opts: driver_opts.clone(),
+                        labels: labels.clone(),
+                        status: ResourceStatus::None,
+                        in_flight: false,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl Task {
@@ -590,6 +703,7 @@ impl Task {
             .cloned()
             .map(Container::new)
             .collect();
+        let volumes = VolumeResource::for_task(&incoming.spec);
         let mut task = Self {
             spec: incoming.spec,
             containers,
@@ -601,6 +715,7 @@ impl Task {
             pull_stopped_at_ms: None,
             execution_stopped_at_ms: None,
             terminal_reason: None,
+            volumes,
         };
         task.raise_desired_status(incoming.desired_status);
         task
@@ -629,6 +744,10 @@ impl Task {
         if self.terminal_reason.is_none() {
             self.terminal_reason = Some(reason.into());
         }
+    }
+
+    pub fn volume(&self, name: &str) -> Option<&VolumeResource> {
+        self.volumes.iter().find(|v| v.name == name)
     }
 
     pub fn container_index(&self, name: &str) -> Option<usize> {

@@ -19,6 +19,8 @@ fn ctx() -> CreateContext<'static> {
         cluster: "default",
         region: "us-east-1",
         image_env: &[],
+        privileged_disabled: false,
+        logging_drivers: Box::leak(Box::new(["json-file".to_string(), "none".to_string()])),
     }
 }
 
@@ -127,4 +129,48 @@ fn docker_names_follow_the_go_pattern() {
     assert_eq!(prefix, "ecs-web-3-myapp1");
     assert_eq!(suffix.len(), 20);
     assert!(suffix.chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn privileged_and_log_drivers_follow_the_instance_settings() {
+    let privileged = task(serde_json::json!({"name": "p", "image": "i",
+        "dockerConfig": {"hostConfig": "{\"Privileged\":true}"}}));
+    assert!(build(&privileged, 0, &ctx()).is_ok());
+    let refused = CreateContext {
+        privileged_disabled: true,
+        ..ctx()
+    };
+    let err = build(&privileged, 0, &refused).unwrap_err();
+    assert!(err.to_string().contains("ECS_DISABLE_PRIVILEGED"), "{err}");
+
+    let syslog = task(serde_json::json!({"name": "l", "image": "i",
+        "dockerConfig": {"hostConfig": "{\"LogConfig\":{\"Type\":\"syslog\"}}"}}));
+    let err = build(&syslog, 0, &ctx()).unwrap_err();
+    assert!(err.to_string().contains("ECS_AVAILABLE_LOGGING_DRIVERS"), "{err}");
+}
+
+#[test]
+fn dynamic_ports_and_ranges_use_the_assigned_host_ports() {
+    let mut t = task(serde_json::json!({"name": "web", "image": "i",
+        "portMappings": [
+            {"containerPort": 80, "hostPort": 0},
+            {"containerPortRange": "9000-9002", "protocol": "udp"}
+        ]}));
+    t.containers[0].assigned_ports = vec![crate::engine::ports::AssignedPort {
+        container_port: 80,
+        host_port: 40001,
+        protocol: crate::engine::task::Protocol::Tcp,
+    }];
+    t.containers[0].assigned_ranges = vec![crate::engine::ports::AssignedRange {
+        container_start: 9000,
+        container_end: 9002,
+        host_start: 41000,
+        protocol: crate::engine::task::Protocol::Udp,
+    }];
+    let body = build(&t, 0, &ctx()).unwrap();
+    let bindings = &body["HostConfig"]["PortBindings"];
+    assert_eq!(bindings["80/tcp"][0]["HostPort"], "40001");
+    assert_eq!(bindings["9001/udp"][0]["HostPort"], "41001");
+    assert!(body["ExposedPorts"].get("9002/udp").is_some());
+    assert!(bindings.get("0/tcp").is_none(), "a range mapping has no single port");
 }

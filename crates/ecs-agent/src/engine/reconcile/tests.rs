@@ -153,7 +153,7 @@ fn essential_exit_stops_task_after_all_containers_stop() {
     );
     assert!(update_known_status(&mut t, 8));
     assert_eq!(t.known_status, TaskStatus::Stopped);
-    let report = take_report(&mut t).unwrap();
+    let report = take_report(&mut t, true).unwrap();
     assert_eq!(report.status, "STOPPED");
     let codes: Vec<_> = report
         .containers
@@ -161,7 +161,7 @@ fn essential_exit_stops_task_after_all_containers_stop() {
         .map(|c| (c.container_name.as_str(), c.exit_code))
         .collect();
     assert_eq!(codes, [("main", Some(3)), ("side", Some(143))]);
-    assert!(take_report(&mut t).is_none(), "nothing is reported twice");
+    assert!(take_report(&mut t, true).is_none(), "nothing is reported twice");
 }
 
 #[test]
@@ -233,6 +233,30 @@ fn vanished_container_is_stopped() {
 }
 
 #[test]
+fn health_since_moves_only_when_health_changes() {
+    let mut t = task_with(serde_json::json!([
+        {"name": "a", "image": "i", "essential": true, "healthCheckType": "docker"},
+        {"name": "b", "image": "i"}
+    ]));
+    let healthy = |h| Observation {
+        health: Some(h),
+        ..observed(ContainerStatus::Running, None)
+    };
+    let starting = observed(ContainerStatus::Running, None);
+    apply_observation(&mut t, 0, Some(&starting), 5);
+    assert_eq!(t.containers[0].health_since_ms, None, "still starting");
+    apply_observation(&mut t, 0, Some(&healthy(HealthStatus::Healthy)), 10);
+    apply_observation(&mut t, 0, Some(&healthy(HealthStatus::Healthy)), 20);
+    assert_eq!(t.containers[0].health, HealthStatus::Healthy);
+    assert_eq!(t.containers[0].health_since_ms, Some(10));
+    apply_observation(&mut t, 0, Some(&healthy(HealthStatus::Unhealthy)), 30);
+    assert_eq!(t.containers[0].health_since_ms, Some(30));
+    // Without a health check in the task, Docker's status is not taken.
+    apply_observation(&mut t, 1, Some(&healthy(HealthStatus::Healthy)), 40);
+    assert_eq!(t.containers[1].health_since_ms, None);
+}
+
+#[test]
 fn digest_gives_a_pending_report() {
     let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true}]));
     apply_outcome(
@@ -246,7 +270,7 @@ fn digest_gives_a_pending_report() {
         1,
     );
     update_known_status(&mut t, 1);
-    let report = take_report(&mut t).unwrap();
+    let report = take_report(&mut t, true).unwrap();
     assert_eq!(report.status, "PENDING");
     assert_eq!(report.containers[0].status, "PENDING");
     assert_eq!(
@@ -333,7 +357,7 @@ impl Sim {
                 }
             }
             update_known_status(&mut self.task, self.now);
-            if let Some(r) = take_report(&mut self.task) {
+            if let Some(r) = take_report(&mut self.task, true) {
                 self.reports.push(r);
             }
             if !immediate && p.dependency_failures.is_empty() {
@@ -440,4 +464,52 @@ proptest! {
             prop_assert_eq!(c.reported_status, ContainerStatus::Stopped);
         }
     }
+}
+
+#[test]
+fn network_bindings_consolidate_ranges_and_drop_ipv6() {
+    use crate::engine::task::{PortBinding, Protocol};
+    let mut t = task_with(serde_json::json!([{"name": "a", "image": "i"}]));
+    let c = &mut t.containers[0];
+    c.assigned_ranges = vec![crate::engine::ports::AssignedRange {
+        container_start: 9000,
+        container_end: 9001,
+        host_start: 41000,
+        protocol: Protocol::Tcp,
+    }];
+    let b = |container_port, host_port, ip: &str| PortBinding {
+        container_port,
+        host_port,
+        bind_ip: ip.into(),
+        protocol: Protocol::Tcp,
+    };
+    c.port_bindings = vec![
+        b(80, 32768, "0.0.0.0"),
+        b(80, 32768, "::"),
+        b(9000, 41000, "0.0.0.0"),
+        b(9001, 41001, "0.0.0.0"),
+    ];
+    let reported = network_bindings(c, true);
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert_eq!(reported[0].container_port, Some(80));
+    assert_eq!(reported[1].container_port_range.as_deref(), Some("9000-9001"));
+    assert_eq!(reported[1].host_port_range.as_deref(), Some("41000-41001"));
+    assert_eq!(network_bindings(c, false).len(), 3, "IPv6 kept when asked");
+}
+
+#[test]
+fn restart_policy_decisions() {
+    let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true,
+        "restartPolicy": {"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 10}}]));
+    let c = &mut t.containers[0];
+    c.known_status = ContainerStatus::Running;
+    c.started_at_ms = Some(0);
+    assert!(!should_restart(c, Some(1), 5_000), "ran less than the attempt period");
+    assert!(should_restart(c, Some(1), 10_000));
+    assert!(!should_restart(c, Some(0), 10_000), "ignored exit code");
+    assert!(!should_restart(c, None, 10_000), "no exit code");
+    c.last_restart_at_ms = Some(9_000);
+    assert!(!should_restart(c, Some(1), 10_000), "counted from the last restart");
+    c.desired_status = ContainerStatus::Stopped;
+    assert!(!should_restart(c, Some(1), 60_000), "not while stopping");
 }

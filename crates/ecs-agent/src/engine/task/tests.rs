@@ -193,7 +193,7 @@ proptest::proptest! {
                 let _ = crate::engine::reconcile::validate_dependencies(&task);
                 let _ = crate::engine::reconcile::plan(&task, 0);
                 crate::engine::reconcile::update_known_status(&mut task, 0);
-                let _ = crate::engine::reconcile::take_report(&mut task);
+                let _ = crate::engine::reconcile::take_report(&mut task, true);
             }
             Err(e) => proptest::prop_assert!(!e.0.is_empty()),
         }

@@ -1,0 +1,346 @@
+//! What the TCS publisher sends every tick, built from the engine's task
+//! snapshot (spec acs-tcs.md §6.3, §6.5, §6.6): the idle metrics request,
+//! container health in batches of 10 tasks, and the queue of 15 ticks that
+//! hands them to the connection.
+//!
+//! Container utilisation (cgroup metrics) is not collected yet: while tasks
+//! are tracked, no `PublishMetricsRequest` is built, exactly as the Go agent
+//! behaves while no container has usable samples.
+
+use ecs_model::tcs::{
+    ContainerHealth, HealthMetadata, MetricsMetadata, PublishHealthRequest, PublishMetricsRequest,
+    TaskHealth, TcsMessage,
+};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
+
+use super::{health_status_string, ids, tcs_time, TcsContext};
+use crate::engine::now_ms;
+use crate::engine::status::{ContainerStatus, TaskStatus};
+use crate::engine::task::Task;
+
+/// At most this many tasks per request (§6.5, §6.6).
+pub const TASKS_PER_REQUEST: usize = 10;
+
+/// One tick's output: every request of its metrics collection and of its
+/// health collection. The queue holds whole ticks, so "drop this tick's
+/// message" drops both together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collection {
+    pub metrics: Vec<PublishMetricsRequest>,
+    pub health: Vec<PublishHealthRequest>,
+}
+
+impl Collection {
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty() && self.health.is_empty()
+    }
+
+    /// The frames to send, metrics first.
+    pub fn into_messages(self) -> impl Iterator<Item = TcsMessage> {
+        self.metrics
+            .into_iter()
+            .map(TcsMessage::PublishMetricsRequest)
+            .chain(
+                self.health
+                    .into_iter()
+                    .map(TcsMessage::PublishHealthRequest),
+            )
+    }
+}
+
+/// Sets the request's `timestamp` to the time it is sent, as the Go agent
+/// does when it turns a collection into requests.
+pub fn stamp(message: &mut TcsMessage, now_ms: i64) {
+    let at = Some(tcs_time(now_ms));
+    match message {
+        TcsMessage::PublishMetricsRequest(m) => m.timestamp = at,
+        TcsMessage::PublishHealthRequest(m) => m.timestamp = at,
+        TcsMessage::PublishInstanceStatusRequest(m) => m.timestamp = at,
+        _ => {}
+    }
+}
+
+/// A container the stats engine would track: running, in a task that is
+/// not stopped and has an ARN and a family (§6.3).
+fn tracked_containers(task: &Task) -> impl Iterator<Item = &crate::engine::task::Container> {
+    let task_tracked = task.known_status < TaskStatus::Stopped
+        && !task.spec.arn.is_empty()
+        && !task.spec.family.is_empty();
+    task.containers.iter().filter(move |c| {
+        task_tracked
+            && matches!(
+                c.known_status,
+                ContainerStatus::Running | ContainerStatus::ResourcesProvisioned
+            )
+    })
+}
+
+/// The instance is idle when no container of any task is tracked.
+pub fn is_idle(tasks: &[Task]) -> bool {
+    tasks.iter().all(|t| tracked_containers(t).next().is_none())
+}
+
+/// The metrics collection of one tick: the single idle request when the
+/// instance is idle (or metrics are disabled, §6.7), else nothing until
+/// container metrics exist.
+pub fn metrics_collection(
+    tasks: &[Task],
+    disable_metrics: bool,
+    cluster: &str,
+    instance_arn: &str,
+    message_id: &str,
+) -> Vec<PublishMetricsRequest> {
+    if !(disable_metrics || is_idle(tasks)) {
+        return Vec::new();
+    }
+    vec![PublishMetricsRequest {
+        metadata: Some(MetricsMetadata {
+            cluster: Some(cluster.to_string()),
+            container_instance: Some(instance_arn.to_string()),
+            fin: Some(true),
+            idle: Some(true),
+            message_id: Some(message_id.to_string()),
+        }),
+        ..PublishMetricsRequest::default()
+    }]
+}
+
+/// The health of one task's tracked containers that have a Docker health
+/// check; `None` when it has none (§6.6). A container whose status never
+/// changed yet reports `now` as `statusSince`.
+pub fn task_health(task: &Task, now_ms: i64) -> Option<TaskHealth> {
+    let containers: Vec<ContainerHealth> = tracked_containers(task)
+        .filter(|c| c.spec.docker_health_check)
+        .map(|c| ContainerHealth {
+            container_name: Some(c.spec.name.clone()),
+            health_status: Some(health_status_string(c.health).to_string()),
+            status_since: Some(tcs_time(c.health_since_ms.unwrap_or(now_ms))),
+            status_message: None,
+        })
+        .collect();
+    if containers.is_empty() {
+        return None;
+    }
+    Some(TaskHealth {
+        cluster_arn: None,
+        containers: Some(containers),
+        task_arn: Some(task.spec.arn.clone()),
+        task_definition_family: Some(task.spec.family.clone()),
+        task_definition_version: Some(task.spec.version.clone()),
+    })
+}
+
+/// The health collection of one tick: batches of at most 10 tasks sharing
+/// `message_id`, `fin:true` only on the last. Empty when no container has a
+/// status to report.
+pub fn health_collection(
+    tasks: &[Task],
+    now_ms: i64,
+    cluster: &str,
+    instance_arn: &str,
+    message_id: &str,
+) -> Vec<PublishHealthRequest> {
+    let healths: Vec<TaskHealth> = tasks
+        .iter()
+        .filter_map(|t| task_health(t, now_ms))
+        .collect();
+    let batches: Vec<&[TaskHealth]> = healths.chunks(TASKS_PER_REQUEST).collect();
+    let last = batches.len().saturating_sub(1);
+    batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, batch)| PublishHealthRequest {
+            metadata: Some(HealthMetadata {
+                cluster: Some(cluster.to_string()),
+                container_instance: Some(instance_arn.to_string()),
+                fin: Some(i == last),
+                message_id: Some(message_id.to_string()),
+            }),
+            tasks: Some(batch.to_vec()),
+            timestamp: None,
+        })
+        .collect()
+}
+
+/// One tick: a fresh `messageId` for each collection (§6.5).
+pub fn collect(
+    tasks: &[Task],
+    disable_metrics: bool,
+    cluster: &str,
+    instance_arn: &str,
+) -> Collection {
+    let now = now_ms();
+    Collection {
+        metrics: metrics_collection(
+            tasks,
+            disable_metrics,
+            cluster,
+            instance_arn,
+            &uuid::Uuid::new_v4().to_string(),
+        ),
+        health: health_collection(
+            tasks,
+            now,
+            cluster,
+            instance_arn,
+            &uuid::Uuid::new_v4().to_string(),
+        ),
+    }
+}
+
+/// Every `publish_interval`, starting at once: collects and queues. A full
+/// queue (TCS down for 15 ticks) gets `queue_full_wait` to drain, then this
+/// tick is dropped (§6.3).
+pub async fn publish_loop(ctx: &TcsContext, queue: mpsc::Sender<Collection>) {
+    let mut ticks = tokio::time::interval(ctx.settings.publish_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (cluster, instance_arn) = ids(ctx);
+    loop {
+        ticks.tick().await;
+        // `None`: the engine is shutting down, and so is the agent.
+        let Some(tasks) = ctx.host.tasks().await else {
+            continue;
+        };
+        let collection = collect(&tasks, ctx.disable_metrics, &cluster, &instance_arn);
+        if collection.is_empty() {
+            continue;
+        }
+        match queue
+            .send_timeout(collection, ctx.settings.queue_full_wait)
+            .await
+        {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => {
+                tracing::warn!("TCS publish queue is full; dropping this tick's telemetry");
+            }
+            Err(SendTimeoutError::Closed(_)) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::engine::status::HealthStatus;
+    use crate::engine::task::IncomingTask;
+
+    fn task(n: usize, containers: serde_json::Value) -> Task {
+        let acs: ecs_model::acs::Task = serde_json::from_value(serde_json::json!({
+            "arn": format!("arn:aws:ecs:us-east-1:123456789012:task/default/t{n:03}"),
+            "family": "web", "version": "3", "desiredStatus": "RUNNING",
+            "containers": containers,
+        }))
+        .unwrap();
+        let mut t = Task::new(IncomingTask::try_from(&acs).unwrap(), 0);
+        t.known_status = TaskStatus::Running;
+        for c in &mut t.containers {
+            c.known_status = ContainerStatus::Running;
+        }
+        t
+    }
+
+    fn checked(n: usize) -> Task {
+        task(
+            n,
+            serde_json::json!([
+                {"name": "app", "image": "busybox", "essential": true, "healthCheckType": "docker"},
+                {"name": "side", "image": "busybox"}
+            ]),
+        )
+    }
+
+    #[test]
+    fn idle_instance_sends_one_idle_request_and_busy_instance_none() {
+        let idle = metrics_collection(&[], false, "default", "arn:ci", "m-1");
+        assert_eq!(idle.len(), 1);
+        let meta = idle[0].metadata.as_ref().unwrap();
+        assert_eq!((meta.idle, meta.fin), (Some(true), Some(true)));
+        assert!(idle[0].task_metrics.is_none());
+        assert!(metrics_collection(&[checked(1)], false, "c", "i", "m").is_empty());
+        // ECS_DISABLE_METRICS: idle whatever runs.
+        assert_eq!(
+            metrics_collection(&[checked(1)], true, "c", "i", "m").len(),
+            1
+        );
+        // A stopped task is not tracked.
+        let mut stopped = checked(2);
+        stopped.known_status = TaskStatus::Stopped;
+        assert!(is_idle(&[stopped]));
+    }
+
+    #[test]
+    fn health_is_batched_by_ten_tasks_with_one_message_id() {
+        let tasks: Vec<Task> = (0..23).map(checked).collect();
+        let requests = health_collection(&tasks, 1_000, "default", "arn:ci", "m-7");
+        let sizes: Vec<usize> = requests
+            .iter()
+            .map(|r| r.tasks.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [10, 10, 3]);
+        let fins: Vec<Option<bool>> = requests
+            .iter()
+            .map(|r| r.metadata.as_ref().unwrap().fin)
+            .collect();
+        assert_eq!(fins, [Some(false), Some(false), Some(true)]);
+        assert!(requests
+            .iter()
+            .all(|r| r.metadata.as_ref().unwrap().message_id.as_deref() == Some("m-7")));
+        // Every task appears once, in order.
+        let arns: Vec<String> = requests
+            .iter()
+            .flat_map(|r| r.tasks.clone().unwrap())
+            .map(|t| t.task_arn.unwrap())
+            .collect();
+        assert_eq!(arns.len(), 23);
+        assert!(arns.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            health_collection(&tasks[..10], 0, "c", "i", "m").len(),
+            1,
+            "exactly ten tasks fit one request"
+        );
+    }
+
+    #[test]
+    fn health_reports_only_checked_running_containers() {
+        let mut t = checked(1);
+        t.containers[0].health = HealthStatus::Unhealthy;
+        t.containers[0].health_since_ms = Some(1_795_810_655_444);
+        let h = task_health(&t, 5_000).unwrap();
+        let containers = h.containers.unwrap();
+        assert_eq!(
+            containers.len(),
+            1,
+            "the container without a check is left out"
+        );
+        assert_eq!(containers[0].container_name.as_deref(), Some("app"));
+        assert_eq!(containers[0].health_status.as_deref(), Some("UNHEALTHY"));
+        assert_eq!(containers[0].status_since, Some(1_795_810_655.444));
+        assert_eq!(h.task_definition_family.as_deref(), Some("web"));
+        assert_eq!(h.task_definition_version.as_deref(), Some("3"));
+
+        // Unknown yet: UNKNOWN since now.
+        let fresh = task_health(&checked(2), 7_000).unwrap();
+        let c = &fresh.containers.unwrap()[0];
+        assert_eq!(c.health_status.as_deref(), Some("UNKNOWN"));
+        assert_eq!(c.status_since, Some(7.0));
+
+        // Not running: nothing to report, and no request at all.
+        let mut created = checked(3);
+        created.containers[0].known_status = ContainerStatus::Created;
+        assert!(task_health(&created, 0).is_none());
+        assert!(health_collection(&[created], 0, "c", "i", "m").is_empty());
+    }
+
+    #[test]
+    fn requests_are_stamped_when_sent() {
+        let mut m = TcsMessage::PublishHealthRequest(PublishHealthRequest::default());
+        stamp(&mut m, 1_795_810_656_746);
+        assert!(
+            m.encode().ends_with(r#""timestamp":1795810656.746}}"#),
+            "{}",
+            m.encode()
+        );
+    }
+}
