@@ -13,6 +13,8 @@ use serde_json::Value;
 
 const CONNECT: Duration = Duration::from_secs(60);
 const START: Duration = Duration::from_secs(30);
+/// A failing pull is tried five times with backoff (about 15 s) first.
+const PULL_RETRIES: Duration = Duration::from_secs(90);
 
 fn setup() -> (tempfile::TempDir, Plane) {
     require_docker();
@@ -257,7 +259,7 @@ fn failed_pull_falls_back_to_the_cached_image() {
     cli.register("cached", &defs).unwrap();
     let arn = cli.run_task("default", "cached").unwrap();
     let task = cli
-        .wait_task_status("default", &arn, "RUNNING", START)
+        .wait_task_status("default", &arn, "RUNNING", PULL_RETRIES)
         .unwrap();
     let reason = task_container(&task)["reason"]
         .as_str()
@@ -282,7 +284,7 @@ fn missing_image_stops_the_task_with_a_reason() {
     cli.register("ghost", &defs).unwrap();
     let arn = cli.run_task("default", "ghost").unwrap();
     let task = cli
-        .wait_task_status("default", &arn, "STOPPED", START)
+        .wait_task_status("default", &arn, "STOPPED", PULL_RETRIES)
         .unwrap();
     let reason = task_container(&task)["reason"]
         .as_str()

@@ -141,11 +141,11 @@ async fn cleanup_removes_unused_images_least_recently_used_first() {
     tick().await;
 
     let report = m.cleanup_once().await;
-    assert_eq!(report.removed, [first.clone()], "one image per cycle");
+    assert_eq!(report.removed, vec![first.clone()], "one image per cycle");
     assert!(!present(&docker, &first).await);
     assert!(present(&docker, &second).await);
     let report = m.cleanup_once().await;
-    assert_eq!(report.removed, [second.clone()]);
+    assert_eq!(report.removed, vec![second.clone()]);
     assert!(!present(&docker, &second).await);
     let report = m.cleanup_once().await;
     assert!(
@@ -216,7 +216,7 @@ async fn cleanup_waits_for_running_pulls() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(report.removed, [image.clone()]);
+    assert_eq!(report.removed, vec![image.clone()]);
     assert!(!present(&docker, &image).await);
 }
 
@@ -273,7 +273,7 @@ async fn image_states_survive_a_restart_and_references_come_back_from_tasks() {
     let m = manager(Arc::new(Store::open(dir.path()).unwrap()), once).await;
     let tracked = m.tracked();
     assert_eq!(tracked.len(), 1);
-    assert_eq!(tracked[0].0.names, [image.clone()]);
+    assert_eq!(tracked[0].0.names, vec![image.clone()]);
     assert!(tracked[0].0.pull_succeeded);
     assert!(tracked[0].1.is_empty(), "references are not saved");
     assert!(!m.pull_required(&image).await, "once: the record survives");
@@ -287,7 +287,7 @@ async fn image_states_survive_a_restart_and_references_come_back_from_tasks() {
     assert!(present(&docker, &image).await);
     m.remove_reference(&user("t", "c"));
     tick().await;
-    assert_eq!(m.cleanup_once().await.removed, [image.clone()]);
+    assert_eq!(m.cleanup_once().await.removed, vec![image.clone()]);
     assert!(m.tracked().is_empty());
 }
 
@@ -314,7 +314,7 @@ async fn a_failed_pull_times_out_overall_and_still_records_the_cached_image() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let tracked = m.tracked();
     assert_eq!(tracked.len(), 1);
-    assert_eq!(tracked[0].0.names, [image.clone()]);
+    assert_eq!(tracked[0].0.names, vec![image.clone()]);
     assert!(!tracked[0].0.pull_succeeded);
     assert_eq!(tracked[0].1, [user("t", "c")]);
     assert!(present(&docker, &image).await);
