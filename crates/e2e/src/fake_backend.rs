@@ -120,7 +120,12 @@ impl FakeBackend {
     }
 
     /// Waits until a state change for the task has `status`; returns it.
-    pub async fn wait_task_status(&self, task_arn: &str, status: &str, timeout: Duration) -> Option<Value> {
+    pub async fn wait_task_status(
+        &self,
+        task_arn: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Option<Value> {
         let wait = async {
             loop {
                 let found = self
@@ -171,7 +176,10 @@ async fn read_http_request(stream: &mut TcpStream) -> Option<(Vec<(String, Strin
     let headers: Vec<(String, String)> = head
         .split("\r\n")
         .skip(1)
-        .filter_map(|l| l.split_once(": ").map(|(n, v)| (n.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once(": ")
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+        })
         .collect();
     let length: usize = headers
         .iter()
@@ -210,7 +218,8 @@ async fn serve_api(listener: TcpListener, acs_port: u16, recorded: Arc<Mutex<Rec
                     .push(request);
                 let response = if target.ends_with("RegisterContainerInstance") {
                     let mut attributes = body["attributes"].as_array().cloned().unwrap_or_default();
-                    attributes.push(json!({"name": "ecs.availability-zone", "value": "us-east-1a"}));
+                    attributes
+                        .push(json!({"name": "ecs.availability-zone", "value": "us-east-1a"}));
                     json!({"containerInstance": {"containerInstanceArn": INSTANCE_ARN, "status": "ACTIVE", "attributes": attributes}})
                 } else if target.ends_with("DiscoverPollEndpoint") {
                     json!({"endpoint": format!("http://127.0.0.1:{acs_port}"),
@@ -273,13 +282,18 @@ async fn serve_acs(
         };
         let capture = recorded.clone();
         #[allow(clippy::result_large_err)]
-        let accept = tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, resp: Response| {
-            record_upgrade(&capture, req, resp)
-        });
+        let accept =
+            tokio_tungstenite::accept_hdr_async(stream, move |req: &Request, resp: Response| {
+                record_upgrade(&capture, req, resp)
+            });
         let Ok(ws) = accept.await else { continue };
         let (mut sink, mut source) = ws.split();
         let heartbeat = json!({"type": "HeartbeatMessage", "message": {"healthy": true, "messageId": "hb-fake"}});
-        if sink.send(Message::Text(heartbeat.to_string().into())).await.is_err() {
+        if sink
+            .send(Message::Text(heartbeat.to_string().into()))
+            .await
+            .is_err()
+        {
             continue;
         }
         for frame in pending.drain(..) {

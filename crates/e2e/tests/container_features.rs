@@ -27,7 +27,10 @@ fn setup(env: &[(&str, &str)]) -> Setup {
         options = options.env(k, v);
     }
     let agent = Agent::start(&plane, &options).unwrap();
-    plane.cli().wait_connected_instance("default", CONNECT).unwrap();
+    plane
+        .cli()
+        .wait_connected_instance("default", CONNECT)
+        .unwrap();
     Setup {
         _dir: dir,
         plane,
@@ -45,7 +48,10 @@ fn container<'a>(task: &'a Value, name: &str) -> &'a Value {
 }
 
 fn runtime_id(task: &Value, name: &str) -> String {
-    container(task, name)["runtimeId"].as_str().unwrap().to_string()
+    container(task, name)["runtimeId"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Registers `family` with these container definitions (and task-level
@@ -63,7 +69,9 @@ fn run(s: &Setup, family: &str, defs: Value, extra: &[&str]) -> (String, Value) 
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     cli.ecs(&refs).unwrap();
     let arn = cli.run_task("default", family).unwrap();
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
     (arn, task)
 }
 
@@ -116,32 +124,73 @@ fn container_definition_fields_reach_docker() {
     let (config, host) = (&i["Config"], &i["HostConfig"]);
     assert_eq!(config["Entrypoint"], json!(["sh", "-c"]), "entryPoint");
     assert_eq!(config["Cmd"], json!(["echo started; sleep 600"]), "command");
-    assert!(config["Env"].as_array().unwrap().contains(&json!("GREETING=hello")), "environment");
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("GREETING=hello")),
+        "environment"
+    );
     assert_eq!(config["WorkingDir"], "/tmp", "workingDirectory");
     assert_eq!(config["User"], "nobody", "user");
     assert_eq!(config["Hostname"], "app-host", "hostname");
     assert_eq!(config["Labels"]["team"], "platform", "dockerLabels");
-    assert_eq!(config["Labels"]["com.amazonaws.ecs.container-name"], "app", "agent labels");
+    assert_eq!(
+        config["Labels"]["com.amazonaws.ecs.container-name"], "app",
+        "agent labels"
+    );
     assert_eq!(host["CpuShares"], 128, "cpu");
     assert_eq!(host["Memory"], 64 * 1024 * 1024, "memory");
-    assert_eq!(host["MemoryReservation"], 32 * 1024 * 1024, "memoryReservation");
-    assert_eq!(host["Ulimits"][0], json!({"Name": "nofile", "Soft": 1024, "Hard": 2048}), "ulimits");
+    assert_eq!(
+        host["MemoryReservation"],
+        32 * 1024 * 1024,
+        "memoryReservation"
+    );
+    assert_eq!(
+        host["Ulimits"][0],
+        json!({"Name": "nofile", "Soft": 1024, "Hard": 2048}),
+        "ulimits"
+    );
     assert_eq!(host["ReadonlyRootfs"], true, "readonlyRootFilesystem");
     assert_eq!(host["Dns"], json!(["127.0.0.1"]), "dnsServers");
-    assert_eq!(host["DnsSearch"], json!(["example.internal"]), "dnsSearchDomains");
-    assert_eq!(host["ExtraHosts"], json!(["db.local:10.0.0.5"]), "extraHosts");
+    assert_eq!(
+        host["DnsSearch"],
+        json!(["example.internal"]),
+        "dnsSearchDomains"
+    );
+    assert_eq!(
+        host["ExtraHosts"],
+        json!(["db.local:10.0.0.5"]),
+        "extraHosts"
+    );
     assert_eq!(host["CapAdd"], json!(["NET_ADMIN"]), "capabilities.add");
     assert_eq!(host["CapDrop"], json!(["MKNOD"]), "capabilities.drop");
     assert_eq!(host["Init"], true, "initProcessEnabled");
     assert_eq!(host["ShmSize"], 64 * 1024 * 1024, "sharedMemorySize");
-    assert!(host["Tmpfs"]["/scratch"].as_str().unwrap().contains("size=16m"), "tmpfs");
-    assert_eq!(host["Devices"][0]["PathInContainer"], "/dev/mynull", "devices");
-    assert_eq!(host["LogConfig"], json!({"Type": "json-file", "Config": {"max-size": "1m"}}), "logConfiguration");
+    assert!(
+        host["Tmpfs"]["/scratch"]
+            .as_str()
+            .unwrap()
+            .contains("size=16m"),
+        "tmpfs"
+    );
+    assert_eq!(
+        host["Devices"][0]["PathInContainer"], "/dev/mynull",
+        "devices"
+    );
+    assert_eq!(
+        host["LogConfig"],
+        json!({"Type": "json-file", "Config": {"max-size": "1m"}}),
+        "logConfiguration"
+    );
     // And they hold inside the running container.
     assert_eq!(exec(&id, &["id", "-un"]).1.trim(), "nobody");
     assert_eq!(exec(&id, &["hostname"]).1.trim(), "app-host");
     assert!(exec(&id, &["cat", "/etc/hosts"]).1.contains("db.local"));
-    assert!(!exec(&id, &["touch", "/cannot-write"]).0, "root filesystem is read-only");
+    assert!(
+        !exec(&id, &["touch", "/cannot-write"]).0,
+        "root filesystem is read-only"
+    );
     assert!(exec(&id, &["sh", "-c", "ulimit -n"]).1.trim() == "1024");
 }
 
@@ -155,14 +204,25 @@ fn run_task_overrides_apply() {
     let overrides = json!({"containerOverrides": [{"name": "app", "command": ["sleep", "601"],
         "environment": [{"name": "B", "value": "2"}]}]});
     let v = cli
-        .ecs(&["run-task", "--task-definition", "overridden", "--overrides", &overrides.to_string()])
+        .ecs(&[
+            "run-task",
+            "--task-definition",
+            "overridden",
+            "--overrides",
+            &overrides.to_string(),
+        ])
         .unwrap();
     let arn = v["tasks"][0]["taskArn"].as_str().unwrap().to_string();
-    let task = cli.wait_task_status("default", &arn, "RUNNING", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", START)
+        .unwrap();
     let i = docker_inspect(&runtime_id(&task, "app")).unwrap();
     assert_eq!(i["Config"]["Cmd"], json!(["sleep", "601"]));
     let env = i["Config"]["Env"].as_array().unwrap();
-    assert!(env.contains(&json!("A=1")) && env.contains(&json!("B=2")), "{env:?}");
+    assert!(
+        env.contains(&json!("A=1")) && env.contains(&json!("B=2")),
+        "{env:?}"
+    );
 }
 
 #[test]
@@ -181,13 +241,18 @@ fn privileged_runs_unless_disabled() {
         Ok(container(&t, "p")["runtimeId"].is_string().then_some(t))
     })
     .unwrap();
-    assert_eq!(docker_inspect(&runtime_id(&task, "p")).unwrap()["HostConfig"]["Privileged"], true);
+    assert_eq!(
+        docker_inspect(&runtime_id(&task, "p")).unwrap()["HostConfig"]["Privileged"],
+        true
+    );
 
     let refused = setup(&[("ECS_DISABLE_PRIVILEGED", "true")]);
     let cli = refused.plane.cli();
     cli.register("priv", &defs).unwrap();
     let arn = cli.run_task("default", "priv").unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     let reason = container(&task, "p")["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("ECS_DISABLE_PRIVILEGED"), "{task}");
 }
@@ -200,7 +265,9 @@ fn log_drivers_are_limited_to_the_available_ones() {
                        "logConfiguration": {"logDriver": "syslog"}, "essential": true}]);
     cli.register("syslogged", &defs).unwrap();
     let arn = cli.run_task("default", "syslogged").unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     let reason = container(&task, "l")["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("ECS_AVAILABLE_LOGGING_DRIVERS"), "{task}");
 }
@@ -209,7 +276,8 @@ fn log_drivers_are_limited_to_the_available_ones() {
 fn network_modes() {
     let s = setup(&[]);
     for mode in ["host", "none", "bridge"] {
-        let defs = json!([{"name": "n", "image": TEST_IMAGE, "command": ["sleep", "600"], "memory": 32}]);
+        let defs =
+            json!([{"name": "n", "image": TEST_IMAGE, "command": ["sleep", "600"], "memory": 32}]);
         let family = format!("net-{mode}");
         let (_, task) = run(&s, &family, defs, &["--network-mode", mode]);
         let i = docker_inspect(&runtime_id(&task, "n")).unwrap();
@@ -219,8 +287,11 @@ fn network_modes() {
 
 fn http_get(port: u64) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap())).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap())).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     let _ = stream.read_to_string(&mut body);
@@ -242,12 +313,21 @@ fn port_mappings_static_dynamic_udp_and_ranges() {
         ]
     }]);
     let (_, task) = run(&s, "ports", defs, &[]);
-    let bindings = container(&task, "web")["networkBindings"].as_array().unwrap().clone();
+    let bindings = container(&task, "web")["networkBindings"]
+        .as_array()
+        .unwrap()
+        .clone();
     let find = |pred: &dyn Fn(&Value) -> bool| bindings.iter().find(|b| pred(b)).cloned();
     let dynamic = find(&|b| b["containerPort"] == 80).unwrap();
     let host_port = dynamic["hostPort"].as_u64().unwrap();
-    assert!((45100..=45199).contains(&host_port), "chosen from the configured range: {dynamic}");
-    assert!(http_get(host_port).contains("hello from ecs-test/busybox"), "httpd reached on the dynamic port");
+    assert!(
+        (45100..=45199).contains(&host_port),
+        "chosen from the configured range: {dynamic}"
+    );
+    assert!(
+        http_get(host_port).contains("hello from ecs-test/busybox"),
+        "httpd reached on the dynamic port"
+    );
     let fixed = find(&|b| b["containerPort"] == 8080).unwrap();
     assert_eq!(fixed["hostPort"], static_port);
     let udp = find(&|b| b["containerPort"] == 53).unwrap();
@@ -258,7 +338,10 @@ fn port_mappings_static_dynamic_udp_and_ranges() {
     let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
     assert_eq!(b - a, 2, "contiguous: {range}");
     assert!((45100..=45199).contains(&a));
-    assert!(bindings.iter().all(|b| b["bindIP"] != "::"), "IPv6 bindings are excluded by default");
+    assert!(
+        bindings.iter().all(|b| b["bindIP"] != "::"),
+        "IPv6 bindings are excluded by default"
+    );
 }
 
 #[test]
@@ -295,12 +378,29 @@ fn volumes_host_scratch_docker_and_volumes_from() {
         Ok(exec(&reader, &["cat", "/taskvol/f"]).0.then_some(()))
     })
     .unwrap();
-    assert_eq!(exec(&writer, &["cat", "/host/input.txt"]).1, "from the host", "host volume");
-    assert!(!exec(&writer, &["touch", "/host/x"]).0, "readOnly mount point");
-    assert_eq!(exec(&reader, &["cat", "/scratch/f"]).1.trim(), "scratch-data", "volumesFrom sees scratch");
+    assert_eq!(
+        exec(&writer, &["cat", "/host/input.txt"]).1,
+        "from the host",
+        "host volume"
+    );
+    assert!(
+        !exec(&writer, &["touch", "/host/x"]).0,
+        "readOnly mount point"
+    );
+    assert_eq!(
+        exec(&reader, &["cat", "/scratch/f"]).1.trim(),
+        "scratch-data",
+        "volumesFrom sees scratch"
+    );
     assert_eq!(exec(&reader, &["cat", "/shared/f"]).1.trim(), "shared-data");
-    assert!(!exec(&reader, &["touch", "/scratch/y"]).0, "volumesFrom readOnly");
-    let mounts = docker_inspect(&writer).unwrap()["Mounts"].as_array().unwrap().clone();
+    assert!(
+        !exec(&reader, &["touch", "/scratch/y"]).0,
+        "volumesFrom readOnly"
+    );
+    let mounts = docker_inspect(&writer).unwrap()["Mounts"]
+        .as_array()
+        .unwrap()
+        .clone();
     let task_volume = mounts
         .iter()
         .find(|m| m["Destination"] == "/taskvol")
@@ -308,11 +408,15 @@ fn volumes_host_scratch_docker_and_volumes_from() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(task_volume.starts_with("ecs-volumes-1-taskvol-"), "{task_volume}");
+    assert!(
+        task_volume.starts_with("ecs-volumes-1-taskvol-"),
+        "{task_volume}"
+    );
 
     let cli = s.plane.cli();
     cli.ecs(&["stop-task", "--task", &arn]).unwrap();
-    cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    cli.wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     let volume_exists = |name: &str| {
         std::process::Command::new("docker")
             .args(["volume", "inspect", name])
@@ -325,8 +429,13 @@ fn volumes_host_scratch_docker_and_volumes_from() {
         Ok((!volume_exists(&task_volume)).then_some(()))
     })
     .unwrap();
-    assert!(volume_exists(&shared_name), "shared volumes outlive the task");
-    let _ = std::process::Command::new("docker").args(["volume", "rm", &shared_name]).output();
+    assert!(
+        volume_exists(&shared_name),
+        "shared volumes outlive the task"
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["volume", "rm", &shared_name])
+        .output();
 }
 
 #[test]
@@ -353,7 +462,12 @@ fn per_container_stop_timeout() {
     let started = std::time::Instant::now();
     let cli = s.plane.cli();
     cli.ecs(&["stop-task", "--task", &arn]).unwrap();
-    let task = cli.wait_task_status("default", &arn, "STOPPED", START).unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
     assert_eq!(container(&task, "stubborn")["exitCode"], 137);
-    assert!(started.elapsed() < Duration::from_secs(30), "killed after 2 s, not 60 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "killed after 2 s, not 60 s"
+    );
 }

@@ -77,13 +77,22 @@ async fn agent_traffic_matches_the_recorded_go_agent() {
     };
     backend.send(String::from_utf8(sample(&spec, "acs-heartbeat.json")).unwrap());
     let heartbeat_ack = String::from_utf8(sample(&spec, "acs-heartbeat-ack.json")).unwrap();
-    backend.wait_frame(&heartbeat_ack, Duration::from_secs(60)).await.expect("heartbeat acked");
+    backend
+        .wait_frame(&heartbeat_ack, Duration::from_secs(60))
+        .await
+        .expect("heartbeat acked");
     backend.send(with_test_image("acs-payload.json"));
     let task_arn = sample_json(&spec, "acs-payload.json")["message"]["tasks"][0]["arn"].clone();
     let arn = task_arn.as_str().unwrap();
-    backend.wait_task_status(arn, "RUNNING", Duration::from_secs(60)).await.expect("RUNNING reported");
+    backend
+        .wait_task_status(arn, "RUNNING", Duration::from_secs(60))
+        .await
+        .expect("RUNNING reported");
     backend.send(with_test_image("acs-payload-stop.json"));
-    backend.wait_task_status(arn, "STOPPED", Duration::from_secs(60)).await.expect("STOPPED reported");
+    backend
+        .wait_task_status(arn, "STOPPED", Duration::from_secs(60))
+        .await
+        .expect("STOPPED reported");
     agent.kill();
     e2e::remove_task_containers(&[arn.to_string()]);
 

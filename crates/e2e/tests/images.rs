@@ -71,20 +71,19 @@ fn base64(text: &str) -> String {
     out
 }
 
-fn start(options: impl FnOnce(AgentOptions) -> AgentOptions) -> (tempfile::TempDir, Plane, Agent) {
+fn start(
+    options: impl FnOnce(AgentOptions) -> AgentOptions,
+) -> (tempfile::TempDir, Plane, Agent, AgentOptions) {
     require_docker();
     let dir = tempfile::tempdir().unwrap();
     let plane = Plane::start(&dir.path().join("plane")).unwrap();
-    let agent = Agent::start(
-        &plane,
-        &options(AgentOptions::new(&dir.path().join("agent"))),
-    )
-    .unwrap();
+    let options = options(AgentOptions::new(&dir.path().join("agent")));
+    let agent = Agent::start(&plane, &options).unwrap();
     plane
         .cli()
         .wait_connected_instance("default", CONNECT)
         .unwrap();
-    (dir, plane, agent)
+    (dir, plane, agent, options)
 }
 
 /// Registers a one-container task definition for `image` and runs it.
@@ -123,7 +122,7 @@ fn private_image_runs(auth_type: &str, auth_data: impl FnOnce(&Registry, &str) -
     let _images = LocalImages(vec![image.clone()]);
     assert!(!present_locally(&image), "the task must really pull");
     let data = auth_data(&registry, &password).to_string();
-    let (_dir, plane, agent) = start(|o| {
+    let (_dir, plane, agent, _) = start(|o| {
         o.env("ECS_IMAGE_PULL_BEHAVIOR", "always")
             .env("ECS_ENGINE_AUTH_TYPE", auth_type)
             .env("ECS_ENGINE_AUTH_DATA", &data)
@@ -173,7 +172,7 @@ fn wrong_credentials_stop_the_task_with_cannot_pull_container_error() {
     let _images = LocalImages(vec![image.clone()]);
     let wrong = unique("wrong-password");
     let data = json!({registry.host(): {"username": USER, "password": wrong}}).to_string();
-    let (_dir, plane, agent) = start(|o| {
+    let (_dir, plane, agent, _) = start(|o| {
         o.env("ECS_IMAGE_PULL_BEHAVIOR", "always")
             .env("ECS_ENGINE_AUTH_TYPE", "docker")
             .env("ECS_ENGINE_AUTH_DATA", &data)
@@ -215,7 +214,7 @@ fn always_with_an_unreachable_registry_stops_the_task() {
         .unwrap();
     assert!(tagged.success());
     let _images = LocalImages(vec![image.clone()]);
-    let (_dir, plane, agent) = start(|o| o.env("ECS_IMAGE_PULL_BEHAVIOR", "always"));
+    let (_dir, plane, agent, _) = start(|o| o.env("ECS_IMAGE_PULL_BEHAVIOR", "always"));
     let cli = plane.cli();
     let arn = run_image(&cli, "always", &image);
     let task = cli
@@ -245,7 +244,7 @@ fn once_pulls_the_first_time_and_not_the_second() {
         .unwrap();
     let _images = LocalImages(vec![image.clone()]);
     let data = json!({registry.host(): {"username": USER, "password": password}}).to_string();
-    let (_dir, plane, agent) = start(|o| {
+    let (_dir, plane, agent, options) = start(|o| {
         o.env("ECS_IMAGE_PULL_BEHAVIOR", "once")
             .env("ECS_ENGINE_AUTH_TYPE", "docker")
             .env("ECS_ENGINE_AUTH_DATA", &data)
@@ -270,6 +269,20 @@ fn once_pulls_the_first_time_and_not_the_second() {
         "the second task does not pull"
     );
     assert!(task["pullStartedAt"].is_null(), "{task}");
+
+    // The record of the successful pull survives a restart.
+    agent.kill();
+    let agent = Agent::start(&plane, &options).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    cli.wait_connected_instance("default", CONNECT).unwrap();
+    let third = cli.run_task("default", "once").unwrap();
+    cli.wait_task_status("default", &third, "RUNNING", SETTLE)
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent.log_text()));
+    assert_eq!(
+        registry.manifest_requests(&repository),
+        after_first,
+        "nor does a task after a restart"
+    );
 }
 
 #[test]
@@ -286,7 +299,7 @@ fn prefer_cached_never_pulls_a_present_image() {
         .unwrap();
     let _images = LocalImages(vec![cached.clone(), missing.clone()]);
     let data = json!({registry.host(): {"username": USER, "password": password}}).to_string();
-    let (_dir, plane, agent) = start(|o| {
+    let (_dir, plane, agent, _) = start(|o| {
         o.env("ECS_IMAGE_PULL_BEHAVIOR", "prefer-cached")
             .env("ECS_ENGINE_AUTH_TYPE", "docker")
             .env("ECS_ENGINE_AUTH_DATA", &data)

@@ -39,11 +39,20 @@ const WAIT: Duration = Duration::from_secs(5);
 struct FakeHost {
     endpoint: String,
     tasks: Mutex<Vec<Task>>,
+    /// Discovery fails this many more times.
+    unreachable_for: Mutex<usize>,
 }
 
 impl TcsHost for FakeHost {
     fn telemetry_endpoint(&self) -> BoxFuture<'_, Result<String, TcsError>> {
-        Box::pin(async move { Ok(self.endpoint.clone()) })
+        Box::pin(async move {
+            let mut failures = self.unreachable_for.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(TcsError::NoEndpoint);
+            }
+            Ok(self.endpoint.clone())
+        })
     }
 
     fn tasks(&self) -> BoxFuture<'_, Option<Vec<Task>>> {
@@ -153,6 +162,16 @@ fn settings() -> TcsSettings {
 }
 
 async fn start(tasks: Vec<Task>, disable_metrics: bool, settings: TcsSettings) -> Session {
+    start_after(0, tasks, disable_metrics, settings).await
+}
+
+/// Starts the session with discovery failing `failures` times first.
+async fn start_after(
+    failures: usize,
+    tasks: Vec<Task>,
+    disable_metrics: bool,
+    settings: TcsSettings,
+) -> Session {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (events_tx, events) = mpsc::unbounded_channel();
@@ -164,6 +183,7 @@ async fn start(tasks: Vec<Task>, disable_metrics: bool, settings: TcsSettings) -
             // With a trailing slash, as the recorded DiscoverPollEndpoint.
             endpoint: format!("http://127.0.0.1:{port}/"),
             tasks: Mutex::new(tasks),
+            unreachable_for: Mutex::new(failures),
         }),
         credentials: SharedCredentialsProvider::new(Credentials::new(
             ACCESS_KEY, SECRET_KEY, None, None, "test",
@@ -509,4 +529,25 @@ async fn silent_server_is_left_with_close_1000_and_heartbeats_keep_it() {
     assert_eq!(close.reason, "ConnectionExpired: Reconnect to continue");
     let (_, at, _reply) = s.connected().await;
     assert!(at - closed_at < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn ticks_queued_while_disconnected_are_sent_after_connecting() {
+    // Discovery fails once: 1.5–1.8 s of backoff, five or six ticks.
+    let mut s = start_after(1, Vec::new(), false, settings()).await;
+    let (_, connected_at, _reply) = s.connected().await;
+    let mut ids = BTreeSet::new();
+    while ids.len() < 4 {
+        let (json, message) = s.frame_of("PublishMetricsRequest").await;
+        let TcsMessage::PublishMetricsRequest(m) = message else {
+            unreachable!()
+        };
+        ids.insert(m.metadata.unwrap().message_id.unwrap());
+        assert!(json["message"]["timestamp"].is_f64());
+    }
+    let burst = Instant::now() - connected_at;
+    assert!(
+        burst < Duration::from_millis(250),
+        "four queued ticks took {burst:?}: they were not waiting in the queue"
+    );
 }

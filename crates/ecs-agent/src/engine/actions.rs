@@ -222,5 +222,9 @@ pub async fn provision_volume(
         driver_opts: volume.driver_opts.clone(),
         labels: volume.labels.clone(),
     };
-    docker.create_volume(&info).await.map(|_| ()).map_err(|e| fail(&e))
+    docker
+        .create_volume(&info)
+        .await
+        .map(|_| ())
+        .map_err(|e| fail(&e))
 }

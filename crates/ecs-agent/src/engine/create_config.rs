@@ -78,7 +78,11 @@ pub fn build(
             list.push(json!({ "HostPort": host_port }));
         }
     };
-    for p in spec.port_mappings.iter().filter(|p| p.container_port_range.is_none()) {
+    for p in spec
+        .port_mappings
+        .iter()
+        .filter(|p| p.container_port_range.is_none())
+    {
         // Dynamic ports were chosen by the agent before the create.
         let host_port = if p.host_port != 0 {
             Some(p.host_port)

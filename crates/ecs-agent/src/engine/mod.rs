@@ -38,6 +38,8 @@ const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 const STOP_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// How often cleanup checks again whether STOPPED was delivered.
 const CLEANUP_RECHECK: Duration = Duration::from_secs(30);
+/// How soon a task blocked on a dependency looks again.
+const RECHECK_DELAY: Duration = Duration::from_secs(1);
 /// Exit code given to a container that can never start (spec §5.4).
 const DEPENDENCY_EXIT_CODE: i64 = 143;
 
@@ -103,6 +105,11 @@ enum Msg {
         arn: String,
     },
     Resync,
+    /// A task waiting on a dependency looks again (start timeouts expire
+    /// without any event to wake the task).
+    Recheck {
+        arn: String,
+    },
     Snapshot(oneshot::Sender<Vec<Task>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -168,6 +175,8 @@ pub struct TaskEngine {
     tasks: BTreeMap<String, Task>,
     by_docker_id: HashMap<String, (String, usize)>,
     cleanups: HashSet<String>,
+    /// Tasks with a re-check scheduled.
+    rechecks: HashSet<String>,
     ports: ports::PortAllocator,
     tx: mpsc::UnboundedSender<Msg>,
 }
@@ -215,6 +224,7 @@ impl TaskEngine {
                 .collect(),
             by_docker_id: HashMap::new(),
             cleanups: HashSet::new(),
+            rechecks: HashSet::new(),
             tx: tx.clone(),
         };
         // Subscribe before inspecting, so nothing that happens meanwhile is
@@ -360,8 +370,7 @@ impl TaskEngine {
                     self.progress(&arn);
                     return;
                 }
-                let effect =
-                    reconcile::apply_observation(task, index, observation.as_ref(), now);
+                let effect = reconcile::apply_observation(task, index, observation.as_ref(), now);
                 if effect.stop_again {
                     if let Some(id) = task.containers[index].docker_id.clone() {
                         let grace = self.stop_grace(&arn, index);
@@ -450,6 +459,10 @@ impl TaskEngine {
                     }
                 }
             }
+            Msg::Recheck { arn } => {
+                self.rechecks.remove(&arn);
+                self.progress(&arn);
+            }
             Msg::Cleanup { arn } => self.cleanup(arn),
             Msg::Resync => {
                 let targets: Vec<(String, usize, String)> = self
@@ -521,6 +534,7 @@ impl TaskEngine {
     fn progress(&mut self, arn: &str) {
         let mut work = Vec::new();
         let mut volumes = Vec::new();
+        let mut blocked = false;
         {
             let Some(task) = self.tasks.get_mut(arn) else {
                 return;
@@ -530,6 +544,7 @@ impl TaskEngine {
                 reconcile::update_known_status(task, now);
                 reconcile::update_desired_status(task);
                 let plan = reconcile::plan(task, now);
+                blocked = plan.blocked;
                 for index in &plan.volumes {
                     task.volumes[*index].in_flight = true;
                     volumes.push((*index, task.volumes[*index].clone()));
@@ -583,6 +598,14 @@ impl TaskEngine {
                 }
             }
             reconcile::update_known_status(task, now_ms());
+        }
+        if blocked && self.rechecks.insert(arn.to_string()) {
+            let tx = self.tx.clone();
+            let arn = arn.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(RECHECK_DELAY).await;
+                let _ = tx.send(Msg::Recheck { arn });
+            });
         }
         self.finish_progress(arn, work, volumes);
     }

@@ -130,9 +130,14 @@ impl<P: PortProbe> PortAllocator<P> {
             Some(last) if last < self.end => last + 1,
             _ => self.start,
         };
-        let found = self
-            .scan(begin, self.end, protocol, count)
-            .or_else(|| self.scan(self.start, begin.saturating_sub(1).max(self.start), protocol, count));
+        let found = self.scan(begin, self.end, protocol, count).or_else(|| {
+            self.scan(
+                self.start,
+                begin.saturating_sub(1).max(self.start),
+                protocol,
+                count,
+            )
+        });
         match found {
             Some(first) => {
                 self.last = Some(first + u16::try_from(count - 1).unwrap_or(0));
@@ -206,7 +211,12 @@ mod tests {
     }
 
     fn allocator(busy: &[u16]) -> PortAllocator<Busy> {
-        PortAllocator::with_probe((100, 110), vec![105], vec![], Busy(busy.iter().copied().collect()))
+        PortAllocator::with_probe(
+            (100, 110),
+            vec![105],
+            vec![],
+            Busy(busy.iter().copied().collect()),
+        )
     }
 
     #[test]
@@ -228,7 +238,10 @@ mod tests {
         let mut a = allocator(&[102]);
         // 102 is busy and 105 is reserved for TCP.
         assert_eq!(a.pick(Protocol::Tcp, 3).unwrap(), 106);
-        assert_eq!(a.pick(Protocol::Tcp, 5).unwrap_err(), PortError::NoContiguousRange(5));
+        assert_eq!(
+            a.pick(Protocol::Tcp, 5).unwrap_err(),
+            PortError::NoContiguousRange(5)
+        );
         // UDP has no reserved ports here.
         assert_eq!(a.pick(Protocol::Udp, 3).unwrap(), 103);
     }
@@ -236,7 +249,10 @@ mod tests {
     #[test]
     fn exhausted_range_is_an_error() {
         let mut a = allocator(&(100..=110).collect::<Vec<_>>());
-        assert_eq!(a.pick(Protocol::Tcp, 1).unwrap_err(), PortError::Unavailable);
+        assert_eq!(
+            a.pick(Protocol::Tcp, 1).unwrap_err(),
+            PortError::Unavailable
+        );
     }
 
     #[test]

@@ -187,13 +187,17 @@ fn check_dependency(task: &Task, dep: &DependencySpec, now_ms: i64) -> Dependenc
     }
 }
 
-/// Whether some other, still running, container depends on `index`: a
-/// container stops only after those that depend on it (reverse start order).
+/// Whether some other container that exists in Docker (or is being
+/// created) and has not stopped depends on `index`: a container stops only
+/// after those that depend on it (reverse start order). Containers that
+/// were never created impose no order, so tasks stopped before they ran
+/// (a dependency cycle, say) stop at once.
 fn has_running_dependents(task: &Task, index: usize) -> bool {
     let name = &task.containers[index].spec.name;
     task.containers.iter().enumerate().any(|(i, c)| {
         i != index
             && c.known_status < ContainerStatus::Stopped
+            && (c.known_status >= ContainerStatus::Created || c.applied_status.is_some())
             && dependencies(task, i)
                 .iter()
                 .any(|d| &d.container_name == name)
@@ -298,8 +302,8 @@ pub fn should_restart(c: &super::task::Container, exit_code: Option<i64>, now_ms
         return false;
     }
     let since = c.last_restart_at_ms.max(c.started_at_ms).unwrap_or(0);
-    let period_ms = i64::try_from(policy.restart_attempt_period_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
+    let period_ms =
+        i64::try_from(policy.restart_attempt_period_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     now_ms.saturating_sub(since) >= period_ms
 }
 

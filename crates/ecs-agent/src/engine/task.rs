@@ -677,7 +677,11 @@ impl VolumeResource {
                 } => {
                     let shared = scope.as_deref() == Some("shared");
                     Some(VolumeResource {
-                        docker_name: if shared { name.clone() } else { generated(name) },
+                        docker_name: if shared {
+                            name.clone()
+                        } else {
+                            generated(name)
+                        },
                         name: name.clone(),
                         shared,
                         autoprovision: *autoprovision,

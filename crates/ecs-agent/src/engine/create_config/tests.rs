@@ -146,16 +146,19 @@ fn privileged_and_log_drivers_follow_the_instance_settings() {
     let syslog = task(serde_json::json!({"name": "l", "image": "i",
         "dockerConfig": {"hostConfig": "{\"LogConfig\":{\"Type\":\"syslog\"}}"}}));
     let err = build(&syslog, 0, &ctx()).unwrap_err();
-    assert!(err.to_string().contains("ECS_AVAILABLE_LOGGING_DRIVERS"), "{err}");
+    assert!(
+        err.to_string().contains("ECS_AVAILABLE_LOGGING_DRIVERS"),
+        "{err}"
+    );
 }
 
 #[test]
 fn dynamic_ports_and_ranges_use_the_assigned_host_ports() {
     let mut t = task(serde_json::json!({"name": "web", "image": "i",
-        "portMappings": [
-            {"containerPort": 80, "hostPort": 0},
-            {"containerPortRange": "9000-9002", "protocol": "udp"}
-        ]}));
+    "portMappings": [
+        {"containerPort": 80, "hostPort": 0},
+        {"containerPortRange": "9000-9002", "protocol": "udp"}
+    ]}));
     t.containers[0].assigned_ports = vec![crate::engine::ports::AssignedPort {
         container_port: 80,
         host_port: 40001,
@@ -172,5 +175,8 @@ fn dynamic_ports_and_ranges_use_the_assigned_host_ports() {
     assert_eq!(bindings["80/tcp"][0]["HostPort"], "40001");
     assert_eq!(bindings["9001/udp"][0]["HostPort"], "41001");
     assert!(body["ExposedPorts"].get("9002/udp").is_some());
-    assert!(bindings.get("0/tcp").is_none(), "a range mapping has no single port");
+    assert!(
+        bindings.get("0/tcp").is_none(),
+        "a range mapping has no single port"
+    );
 }

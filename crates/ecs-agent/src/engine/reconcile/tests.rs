@@ -161,7 +161,10 @@ fn essential_exit_stops_task_after_all_containers_stop() {
         .map(|c| (c.container_name.as_str(), c.exit_code))
         .collect();
     assert_eq!(codes, [("main", Some(3)), ("side", Some(143))]);
-    assert!(take_report(&mut t, true).is_none(), "nothing is reported twice");
+    assert!(
+        take_report(&mut t, true).is_none(),
+        "nothing is reported twice"
+    );
 }
 
 #[test]
@@ -492,24 +495,50 @@ fn network_bindings_consolidate_ranges_and_drop_ipv6() {
     let reported = network_bindings(c, true);
     assert_eq!(reported.len(), 2, "{reported:?}");
     assert_eq!(reported[0].container_port, Some(80));
-    assert_eq!(reported[1].container_port_range.as_deref(), Some("9000-9001"));
+    assert_eq!(
+        reported[1].container_port_range.as_deref(),
+        Some("9000-9001")
+    );
     assert_eq!(reported[1].host_port_range.as_deref(), Some("41000-41001"));
     assert_eq!(network_bindings(c, false).len(), 3, "IPv6 kept when asked");
 }
 
 #[test]
 fn restart_policy_decisions() {
-    let mut t = task_with(serde_json::json!([{"name": "a", "image": "i", "essential": true,
-        "restartPolicy": {"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 10}}]));
+    let mut t = task_with(
+        serde_json::json!([{"name": "a", "image": "i", "essential": true,
+        "restartPolicy": {"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 10}}]),
+    );
     let c = &mut t.containers[0];
     c.known_status = ContainerStatus::Running;
     c.started_at_ms = Some(0);
-    assert!(!should_restart(c, Some(1), 5_000), "ran less than the attempt period");
+    assert!(
+        !should_restart(c, Some(1), 5_000),
+        "ran less than the attempt period"
+    );
     assert!(should_restart(c, Some(1), 10_000));
     assert!(!should_restart(c, Some(0), 10_000), "ignored exit code");
     assert!(!should_restart(c, None, 10_000), "no exit code");
     c.last_restart_at_ms = Some(9_000);
-    assert!(!should_restart(c, Some(1), 10_000), "counted from the last restart");
+    assert!(
+        !should_restart(c, Some(1), 10_000),
+        "counted from the last restart"
+    );
     c.desired_status = ContainerStatus::Stopped;
     assert!(!should_restart(c, Some(1), 60_000), "not while stopping");
+}
+
+#[test]
+fn a_task_stopped_before_it_ran_stops_at_once_even_with_a_cycle() {
+    let mut t = task_with(serde_json::json!([
+        {"name": "a", "image": "i", "dependsOn": [{"containerName": "b", "condition": "START"}]},
+        {"name": "b", "image": "i", "dependsOn": [{"containerName": "a", "condition": "START"}]}
+    ]));
+    t.raise_desired_status(TaskStatus::Stopped);
+    let p = plan(&t, 0);
+    assert_eq!(p.steps.len(), 2, "{p:?}");
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.action.is_none() && s.target == ContainerStatus::Stopped));
 }
