@@ -471,3 +471,39 @@ fn per_container_stop_timeout() {
         "killed after 2 s, not 60 s"
     );
 }
+
+#[test]
+fn terminal_security_sysctl_swap_and_network_fields() {
+    let s = setup(&[]);
+    let defs = json!([{
+        "name": "misc", "image": TEST_IMAGE, "command": ["sleep", "600"], "essential": true,
+        "memory": 64,
+        "interactive": true,
+        "pseudoTerminal": true,
+        "disableNetworking": true,
+        "dockerSecurityOptions": ["no-new-privileges"],
+        "systemControls": [{"namespace": "kernel.shm_rmid_forced", "value": "1"}],
+        "linuxParameters": {"maxSwap": 64, "swappiness": 10}
+    }]);
+    let (_, task) = run(&s, "misc", defs, &[]);
+    let i = docker_inspect(&runtime_id(&task, "misc")).unwrap();
+    let (config, host) = (&i["Config"], &i["HostConfig"]);
+    assert_eq!(config["OpenStdin"], true, "interactive");
+    assert_eq!(config["Tty"], true, "pseudoTerminal");
+    assert_eq!(config["NetworkDisabled"], true, "disableNetworking");
+    assert_eq!(
+        host["SecurityOpt"],
+        json!(["no-new-privileges"]),
+        "dockerSecurityOptions"
+    );
+    assert_eq!(
+        host["Sysctls"]["kernel.shm_rmid_forced"], "1",
+        "systemControls"
+    );
+    assert_eq!(
+        host["MemorySwap"],
+        128 * 1024 * 1024,
+        "maxSwap (memory + swap)"
+    );
+    assert_eq!(host["MemorySwappiness"], 10, "swappiness");
+}

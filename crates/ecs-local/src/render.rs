@@ -210,7 +210,8 @@ fn container(
         restart_policy: c.restart_policy.as_ref().map(|p| acs::RestartPolicy {
             enabled: p.enabled,
             ignored_exit_codes: p.ignored_exit_codes.clone(),
-            restart_attempt_period: p.restart_attempt_period,
+            // ECS's default when the definition gives none.
+            restart_attempt_period: p.restart_attempt_period.or(Some(300)),
         }),
         health_check_type: c.health_check.as_ref().map(|_| "docker".to_owned()),
         overrides: Some(Value::String(overrides)),

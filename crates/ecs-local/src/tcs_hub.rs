@@ -81,7 +81,7 @@ impl TcsHub {
                 Ok::<_, StoreError>(())
             });
             if let Err(e) = written {
-                tracing::warn!(instance = instance_id, error = %e, "saving container health failed");
+                tracing::warn!(instance = instance_id, error = %e, "saving health failed");
             }
         }
         let mut latest = self.lock();

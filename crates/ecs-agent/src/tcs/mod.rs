@@ -277,8 +277,9 @@ struct Connection<'a> {
 
 impl Connection<'_> {
     /// Signs and writes one message. `Ok(false)` when the frame could not be
-    /// signed (logged, connection kept); `Err` when the write failed.
-    async fn publish(&mut self, mut message: TcsMessage) -> Result<bool, TcsError> {
+    /// signed (logged, connection kept); `Err` with how the connection ended
+    /// when the write failed.
+    async fn publish(&mut self, mut message: TcsMessage) -> Result<bool, Ended> {
         publish::stamp(&mut message, now_ms());
         let frame = match self.sign(&message).await {
             Ok(frame) => frame,
@@ -293,8 +294,10 @@ impl Connection<'_> {
         };
         match tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(Message::Text(frame.into()))).await
         {
-            Err(_) => Err(TcsError::WriteTimeout(WRITE_TIMEOUT)),
-            Ok(Err(e)) => Err(TcsError::Write(e.to_string())),
+            Err(_) => Err(Ended::Failed(TcsError::WriteTimeout(WRITE_TIMEOUT))),
+            // The server closed first: its close frame decides, as on a read.
+            Ok(Err(e)) if websocket::read_error_is_clean(&e) => Err(Ended::Clean),
+            Ok(Err(e)) => Err(Ended::Failed(TcsError::Write(e.to_string()))),
             Ok(Ok(())) => {
                 tracing::debug!(message_type = message.type_name(), "TCS frame sent");
                 Ok(true)
@@ -384,38 +387,36 @@ async fn session(
     );
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    let written = loop {
+    loop {
         tokio::select! {
             () = &mut heartbeat => {
                 tracing::info!("no heartbeat or ack from TCS in time; reconnecting");
                 conn.expire().await;
-                break Ok(());
+                return Ended::Clean;
             }
             () = &mut max_age => {
+                tracing::info!("TCS connection reached its maximum age; reconnecting");
                 conn.expire().await;
-                break Ok(());
+                return Ended::Clean;
             }
             _ = status_tick.tick() => {
-                if let Some((generation, request)) = board.pending(&ctx.cluster, &ctx.instance_arn) {
-                    match conn.publish(TcsMessage::PublishInstanceStatusRequest(request)).await {
+                let pending = board.pending(&ctx.cluster, &ctx.instance_arn);
+                if let Some((generation, request)) = pending {
+                    let message = TcsMessage::PublishInstanceStatusRequest(request);
+                    match conn.publish(message).await {
                         Ok(true) => board.mark_published(generation),
                         Ok(false) => {}
-                        Err(e) => break Err(e),
+                        Err(ended) => return ended,
                     }
                 }
             }
             collection = queue.recv() => {
                 // The publisher never closes the queue while the session runs.
-                let Some(collection) = collection else { break Ok(()) };
-                let mut failed = None;
+                let Some(collection) = collection else { return Ended::Clean };
                 for message in collection.into_messages() {
-                    if let Err(e) = conn.publish(message).await {
-                        failed = Some(e);
-                        break;
+                    if let Err(ended) = conn.publish(message).await {
+                        return ended;
                     }
-                }
-                if let Some(e) = failed {
-                    break Err(e);
                 }
             }
             frame = source.next() => {
@@ -438,16 +439,11 @@ async fn session(
                     Some(Ok(_)) => continue,
                 };
                 if keeps_alive(&text) {
-                    heartbeat
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + jittered(s.heartbeat_timeout, s.heartbeat_jitter));
+                    let timeout = jittered(s.heartbeat_timeout, s.heartbeat_jitter);
+                    heartbeat.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
             }
         }
-    };
-    match written {
-        Ok(()) => Ended::Clean,
-        Err(e) => Ended::Failed(e),
     }
 }
 

@@ -174,6 +174,17 @@ fn validate_container(
             return Err(invalid("A mount point needs a containerPath."));
         }
     }
+    if let Some(period) = c
+        .restart_policy
+        .as_ref()
+        .and_then(|p| p.restart_attempt_period)
+    {
+        if !(60..=1800).contains(&period) {
+            return Err(invalid(
+                "restartPolicy.restartAttemptPeriod must be between 60 and 1800 seconds.",
+            ));
+        }
+    }
     if let Some(hc) = &c.health_check {
         if hc.command.as_ref().is_none_or(Vec::is_empty) {
             return Err(invalid("healthCheck.command must not be empty."));
@@ -460,6 +471,23 @@ mod tests {
         assert!(message(serde_json::json!({"family": "f", "networkMode": "host", "containerDefinitions": [
             {"name": "a", "image": "x", "memory": 4, "portMappings": [{"containerPort": 80, "hostPort": 81}]}]}))
             .contains("networkMode=host"));
+    }
+
+    #[test]
+    fn restart_attempt_period_is_within_ecs_limits() {
+        let with_period = |period: i64| {
+            message(serde_json::json!({"family": "f", "containerDefinitions": [{
+                "name": "c", "image": "i", "memory": 32,
+                "restartPolicy": {"enabled": true, "restartAttemptPeriod": period}}]}))
+        };
+        assert!(with_period(59).contains("between 60 and 1800"));
+        assert!(with_period(1801).contains("between 60 and 1800"));
+        validate(&req(
+            serde_json::json!({"family": "f", "containerDefinitions": [{
+            "name": "c", "image": "i", "memory": 32,
+            "restartPolicy": {"enabled": true, "restartAttemptPeriod": 60}}]}),
+        ))
+        .unwrap();
     }
 
     #[test]
