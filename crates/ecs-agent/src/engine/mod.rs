@@ -861,7 +861,9 @@ impl TaskEngine {
                         observation,
                     });
                 }
-                Err(e) => tracing::warn!(docker_id, error = %e, "inspect failed; will check again"),
+                // The event watcher re-checks everything once Docker answers
+                // again, and the periodic re-check catches the rest.
+                Err(e) => tracing::warn!(docker_id, error = %e, "inspect failed"),
             }
         });
     }
@@ -886,7 +888,18 @@ fn spawn_event_watcher(docker: DockerClient, tx: mpsc::UnboundedSender<Msg>) {
     // between.
     let mut since = Some(now_ms() / 1000 - 1);
     tokio::spawn(async move {
+        let mut after_gap = false;
         loop {
+            if after_gap {
+                // A re-check while the daemon is down (restarting, say)
+                // learns nothing, and nothing would ask again: wait until it
+                // answers. The new subscription replays from `since`, so
+                // nothing that happens during the re-check is missed.
+                wait_for_daemon(&docker).await;
+                if tx.send(Msg::Resync).is_err() {
+                    return;
+                }
+            }
             let mut events = Box::pin(docker.container_events(since));
             while let Some(item) = events.next().await {
                 match item {
@@ -902,10 +915,22 @@ fn spawn_event_watcher(docker: DockerClient, tx: mpsc::UnboundedSender<Msg>) {
                     }
                 }
             }
-            if tx.send(Msg::Resync).is_err() {
-                return;
-            }
+            after_gap = true;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+}
+
+async fn wait_for_daemon(docker: &DockerClient) {
+    let mut logged = false;
+    while let Err(e) = docker.ping(Duration::from_secs(5)).await {
+        if !logged {
+            tracing::warn!(error = %e, "Docker does not answer; waiting for it");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if logged {
+        tracing::info!("Docker answers again; re-checking every container");
+    }
 }
