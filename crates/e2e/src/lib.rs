@@ -135,6 +135,7 @@ pub struct Plane {
     pub port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    killed: bool,
 }
 
 impl Plane {
@@ -166,6 +167,7 @@ impl Plane {
             port,
             data_dir: data_dir.to_path_buf(),
             log,
+            killed: false,
         };
         wait_for("ecs-local to listen", Duration::from_secs(20), || {
             Ok(std::net::TcpStream::connect(("127.0.0.1", port))
@@ -199,13 +201,19 @@ impl Plane {
         aws_sdk_ecs::Client::from_conf(config)
     }
 
-    pub fn kill(self) {
-        drop(self);
+    /// Kills the plane and leaves its tasks' containers running, as a
+    /// crash would; a plane started again on the same data dir cleans up.
+    pub fn kill(mut self) {
+        self.process.signal("-KILL");
+        self.killed = true;
     }
 }
 
 impl Drop for Plane {
     fn drop(&mut self) {
+        if self.killed {
+            return;
+        }
         // Remove what the tests' tasks left in Docker.
         if let Ok(tasks) = self.cli().all_task_arns() {
             remove_task_containers(&tasks);
