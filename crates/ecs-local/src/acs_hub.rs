@@ -5,9 +5,19 @@
 //! Delivery is at-least-once without a resend timer: a payload that was not
 //! acked is sent again on the agent's next connection (resending is safe,
 //! acs-tcs.md §5.3), never in a loop on the same one.
+//!
+//! Task IAM role credentials (see [`crate::credentials`]) ride in the
+//! payloads (`roleCredentials`, `executionRoleCredentials`) and in
+//! `IAMRoleCredentialsMessage`s (acs-tcs.md §4.6): one per role of every
+//! live task of the instance when the agent connects with
+//! `sendCredentials=true`, one per refreshed set, and, on any other
+//! connection, one per set the agent has not acked yet. An
+//! `IAMRoleCredentialsAckRequest` marks the set with that `credentialsId`
+//! and `expiration` acked.
 
 use crate::arn;
 use crate::clock;
+use crate::credentials::RoleType;
 use crate::render;
 use crate::store::{State, Store, StoreError, TaskRecord};
 use crate::Context;
@@ -15,7 +25,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State as AxumState};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ecs_model::acs::{self, AcsMessage, HeartbeatMessage, PayloadMessage};
+use ecs_model::acs::{
+    AcsMessage, HeartbeatMessage, IAMRoleCredentialsAckRequest, IAMRoleCredentialsMessage,
+    PayloadMessage,
+};
 use ecs_model::ecs_api::VersionInfo;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,16 +71,22 @@ struct HubState {
     pending: HashMap<String, PendingAck>,
 }
 
+/// Both roles, in the order their messages are sent.
+const ROLES: [RoleType; 2] = [RoleType::TaskApplication, RoleType::TaskExecution];
+
 /// The agents' ACS connections.
 pub struct AcsHub {
     store: Arc<Store>,
     state: Mutex<HubState>,
-    /// Serialises payload building, so two deliveries for one instance
-    /// cannot both send the same task.
+    /// Serialises payload and credentials building, so two deliveries for
+    /// one instance cannot both send the same task, and credentials reach
+    /// an agent in the order they were minted.
     delivery: Mutex<()>,
     generation: AtomicU64,
     heartbeat_interval: Duration,
     first_heartbeat: Duration,
+    /// Lifetime of refreshed credentials.
+    credentials_ttl: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,7 +95,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AcsHub {
-    pub fn new(store: Arc<Store>, heartbeat_interval: Duration, first_heartbeat: Duration) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        heartbeat_interval: Duration,
+        first_heartbeat: Duration,
+        credentials_ttl: Duration,
+    ) -> Self {
         Self {
             store,
             state: Mutex::new(HubState::default()),
@@ -84,6 +108,7 @@ impl AcsHub {
             generation: AtomicU64::new(0),
             heartbeat_interval,
             first_heartbeat,
+            credentials_ttl,
         }
     }
 
@@ -165,6 +190,7 @@ impl AcsHub {
         let HubState {
             connections,
             pending,
+            ..
         } = &mut *state;
         let Some(conn) = connections.get_mut(instance_id) else {
             return;
@@ -214,6 +240,182 @@ impl AcsHub {
             Err(e) => tracing::error!(error = %e, "cannot record a payload ack"),
         }
     }
+
+    /// Sends an `IAMRoleCredentialsMessage` for each role of every task on
+    /// the instance that is not STOPPED: all of them when `everything`
+    /// (a `sendCredentials=true` handshake), else only the sets the agent
+    /// has not acked. Does nothing when the agent is not connected.
+    pub fn push_credentials(&self, instance_id: &str, everything: bool) {
+        let _serial = lock(&self.delivery);
+        let built = self.store.read(|st| {
+            let mut out = Vec::new();
+            for task in st.tasks_on(instance_id).filter(|t| !t.is_stopped()) {
+                for role in ROLES {
+                    let due = task
+                        .credentials(role)
+                        .is_some_and(|c| everything || !c.acked);
+                    if due {
+                        out.extend(credentials_message(st, task, role));
+                    }
+                }
+            }
+            out
+        });
+        let why = if everything {
+            "sendCredentials"
+        } else {
+            "not acked"
+        };
+        self.send_credentials(built, why);
+    }
+
+    /// Refreshes every credential set of a task that is not STOPPED and is
+    /// half-way through its life (new keys, same `credentialsId`), and
+    /// pushes the new sets to the connected agents. Returns how many sets
+    /// were refreshed.
+    pub fn refresh_credentials(&self, now: f64) -> usize {
+        let _serial = lock(&self.delivery);
+        let ttl = self.credentials_ttl;
+        let refreshed = self.store.update(|st| {
+            let mut refreshed = Vec::new();
+            for task in st.tasks.values_mut().filter(|t| !t.is_stopped()) {
+                for role in ROLES {
+                    if let Some(c) = task.credentials_mut(role).filter(|c| c.refresh_due(now)) {
+                        c.rotate(now, ttl);
+                        refreshed.push((task.id.clone(), role));
+                    }
+                }
+            }
+            let built: Vec<BuiltCredentials> = refreshed
+                .iter()
+                .filter_map(|(id, role)| credentials_message(st, st.tasks.get(id)?, *role))
+                .collect();
+            Ok::<_, StoreError>(built)
+        });
+        match refreshed {
+            Ok(built) => {
+                let count = built.len();
+                self.send_credentials(built, "refresh");
+                count
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record refreshed credentials; kept the old ones");
+                0
+            }
+        }
+    }
+
+    /// Sends built credentials messages to the agents that are connected.
+    fn send_credentials(&self, built: Vec<BuiltCredentials>, why: &str) {
+        let state = lock(&self.state);
+        for b in built {
+            let Some(conn) = b
+                .instance_id
+                .as_ref()
+                .and_then(|i| state.connections.get(i))
+            else {
+                continue;
+            };
+            // Never the keys: the task, the role and the message id.
+            tracing::info!(
+                instance = b.instance_id.as_deref().unwrap_or_default(),
+                task = b.task_arn,
+                role_type = b.role.as_str(),
+                message_id = b.message_id,
+                why,
+                "credentials sent"
+            );
+            let _ = conn.tx.send(Outbound::Frame(b.frame));
+        }
+    }
+
+    /// Records an `IAMRoleCredentialsAckRequest` (for a credentials message
+    /// or for credentials in a payload, whose id it then carries): the set
+    /// with that `credentialsId` and `expiration` reached the agent. Acks
+    /// are matched by those two, not by message id, so an ack of keys that
+    /// were refreshed since counts for nothing.
+    fn credentials_acked(&self, instance_id: &str, ack: &IAMRoleCredentialsAckRequest) {
+        let message_id = ack.message_id.as_deref().unwrap_or_default();
+        let credentials_id = ack.credentials_id.as_deref().unwrap_or_default();
+        let expiration = ack.expiration.as_deref().unwrap_or_default();
+        let result = self.store.update(|st| {
+            let mut found = None;
+            for task in st.tasks.values_mut() {
+                if task.instance_id.as_deref() != Some(instance_id) {
+                    continue;
+                }
+                for role in ROLES {
+                    let Some(c) = task.credentials_mut(role) else {
+                        continue;
+                    };
+                    if c.credentials_id() != credentials_id {
+                        continue;
+                    }
+                    let current = c.matches_ack(credentials_id, expiration);
+                    if current {
+                        c.acked = true;
+                    }
+                    found = Some((
+                        task.task.task_arn.clone().unwrap_or_default(),
+                        role,
+                        current,
+                    ));
+                }
+            }
+            Ok::<_, StoreError>(found)
+        });
+        match result {
+            Ok(Some((task, role, current))) => tracing::debug!(
+                instance = instance_id,
+                task,
+                role_type = role.as_str(),
+                message_id,
+                current,
+                "credentials acked"
+            ),
+            Ok(None) => tracing::debug!(
+                instance = instance_id,
+                message_id,
+                "credentials ack names no credentials of this instance"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot record a credentials ack"),
+        }
+    }
+}
+
+/// An `IAMRoleCredentialsMessage` ready to send.
+struct BuiltCredentials {
+    instance_id: Option<String>,
+    task_arn: String,
+    role: RoleType,
+    message_id: String,
+    frame: String,
+}
+
+/// The message carrying the current credentials of one role of a task.
+fn credentials_message(st: &State, task: &TaskRecord, role: RoleType) -> Option<BuiltCredentials> {
+    let credentials = task.credentials(role)?.credentials.clone();
+    let cluster_arn = task
+        .task
+        .cluster_arn
+        .clone()
+        .or_else(|| st.clusters.get(&task.cluster).map(|c| c.arn.clone()));
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let frame = AcsMessage::IAMRoleCredentialsMessage(IAMRoleCredentialsMessage {
+        message_id: Some(message_id.clone()),
+        role_credentials: Some(credentials),
+        role_type: Some(role.as_str().to_owned()),
+        task_arn: Some(task.arn().to_owned()),
+        task_cluster_arn: cluster_arn,
+    })
+    .encode();
+    Some(BuiltCredentials {
+        instance_id: task.instance_id.clone(),
+        task_arn: task.arn().to_owned(),
+        role,
+        message_id,
+        frame,
+    })
 }
 
 struct BuiltPayload {
@@ -224,11 +426,15 @@ struct BuiltPayload {
     frame: String,
 }
 
-/// Seam for task IAM role credentials: when the plane learns to issue
-/// them, payloads carry them here (and `sendCredentials=true` handshakes
-/// get `IAMRoleCredentialsMessage`s). Until then tasks run without a role.
-fn task_credentials(_task: &TaskRecord) -> Option<acs::IAMRoleCredentials> {
-    None
+/// The credentials a payload for `task` carries: the current set of each
+/// role, unless the task is already STOPPED.
+fn set_task_credentials(acs_task: &mut ecs_model::acs::Task, task: &TaskRecord) {
+    if task.is_stopped() {
+        return;
+    }
+    let current = |role| task.credentials(role).map(|c| c.credentials.clone());
+    acs_task.role_credentials = current(RoleType::TaskApplication);
+    acs_task.execution_role_credentials = current(RoleType::TaskExecution);
 }
 
 fn build_payloads(
@@ -263,7 +469,7 @@ fn build_payloads(
             continue;
         };
         let mut acs_task = render::task(definition, task);
-        acs_task.role_credentials = task_credentials(task);
+        set_task_credentials(&mut acs_task, task);
         rendered.push((
             task.id.clone(),
             task.arn().to_owned(),
@@ -367,14 +573,18 @@ pub(crate) async fn upgrade(
             .get("dockerVersion")
             .map(|v| v.strip_prefix("DockerVersion: ").unwrap_or(v).to_owned()),
     };
-    if query.get("sendCredentials").map(String::as_str) == Some("true") {
-        tracing::debug!(
-            instance = instance_id,
-            "agent asks for task credentials; none are issued yet"
-        );
-    }
+    let send_credentials = query.get("sendCredentials").map(String::as_str) == Some("true");
     let shutdown = ctx.shutdown.clone();
-    ws.on_upgrade(move |socket| run(ctx, socket, instance_id, version_info, shutdown))
+    ws.on_upgrade(move |socket| {
+        run(
+            ctx,
+            socket,
+            instance_id,
+            version_info,
+            send_credentials,
+            shutdown,
+        )
+    })
 }
 
 async fn run(
@@ -382,6 +592,7 @@ async fn run(
     mut socket: WebSocket,
     instance_id: String,
     version_info: VersionInfo,
+    send_credentials: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hub = &ctx.acs;
@@ -397,8 +608,14 @@ async fn run(
     if let Err(e) = connected {
         tracing::error!(instance = instance_id, error = %e, "cannot record the ACS connection");
     }
-    tracing::info!(instance = instance_id, generation, "agent connected (ACS)");
+    tracing::info!(
+        instance = instance_id,
+        generation,
+        send_credentials,
+        "agent connected (ACS)"
+    );
     hub.deliver(&instance_id);
+    hub.push_credentials(&instance_id, send_credentials);
 
     let start = tokio::time::Instant::now() + hub.first_heartbeat;
     let mut heartbeat = tokio::time::interval_at(start, hub.heartbeat_interval);
@@ -475,11 +692,7 @@ fn handle_frame(hub: &AcsHub, instance_id: &str, text: &str) {
         }
         Ok(AcsMessage::HeartbeatAckRequest(_)) => {}
         Ok(AcsMessage::IAMRoleCredentialsAckRequest(ack)) => {
-            tracing::info!(
-                instance = instance_id,
-                message_id = ack.message_id.as_deref().unwrap_or_default(),
-                "credentials ack ignored"
-            );
+            hub.credentials_acked(instance_id, &ack);
         }
         Ok(AcsMessage::NackRequest(nack)) => {
             tracing::warn!(

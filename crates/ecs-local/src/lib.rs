@@ -1,6 +1,8 @@
 //! ecs-local: a local Amazon ECS control plane. One HTTP port serves the ECS
-//! JSON 1.1 API (`POST /`) for the AWS CLI, SDKs and agents, and the ACS
-//! (`/acs/ws`) and TCS (`/tcs/ws`) websockets agents connect to.
+//! JSON 1.1 API (`POST /`) for the AWS CLI, SDKs and agents, the ACS
+//! (`/acs/ws`) and TCS (`/tcs/ws`) websockets agents connect to, and a few
+//! local-only routes under `/_local/` (see [`local_api`]), such as the task
+//! IAM role credentials the plane issued (see [`credentials`]).
 //!
 //! Start it in-process with [`Plane::start`] on a bound listener, and stop
 //! it with [`Plane::shutdown`].
@@ -10,7 +12,9 @@ pub mod acs_hub;
 mod api;
 pub mod arn;
 pub mod clock;
+pub mod credentials;
 pub mod lifecycle;
+pub mod local_api;
 pub mod render;
 pub mod scheduler;
 pub mod store;
@@ -47,17 +51,22 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Delay before the first heartbeat of a connection.
     pub first_heartbeat: Duration,
+    /// Lifetime of the task IAM role credentials the plane issues; they are
+    /// refreshed at half of it. The binary reads it from
+    /// `ECS_LOCAL_CREDENTIALS_TTL` (seconds).
+    pub credentials_ttl: Duration,
 }
 
 impl Config {
     /// Defaults: region `us-east-1`, heartbeats every 20 s, the first 1 s
-    /// after connecting.
+    /// after connecting, credentials valid for one hour.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             region: "us-east-1".to_owned(),
             heartbeat_interval: Duration::from_secs(20),
             first_heartbeat: Duration::from_secs(1),
+            credentials_ttl: credentials::DEFAULT_TTL,
         }
     }
 }
@@ -83,6 +92,7 @@ pub(crate) struct Context {
     pub(crate) tcs: TcsHub,
     pub(crate) local_addr: SocketAddr,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) credentials_ttl: Duration,
 }
 
 /// A running plane.
@@ -111,6 +121,7 @@ impl Plane {
                 store.clone(),
                 config.heartbeat_interval,
                 config.first_heartbeat,
+                config.credentials_ttl,
             ),
             tcs: TcsHub::new(
                 store.clone(),
@@ -121,21 +132,33 @@ impl Plane {
             arns,
             local_addr,
             shutdown: shutdown_rx.clone(),
+            credentials_ttl: config.credentials_ttl,
         });
         let app = Router::new()
             .route("/", post(api::handle))
             .route("/acs/ws", get(acs_hub::upgrade))
             .route("/tcs/ws", get(tcs_hub::upgrade))
+            .route(
+                local_api::TASK_CREDENTIALS_PATH,
+                get(local_api::task_credentials),
+            )
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(ctx.clone());
+        spawn_credentials_refresher(
+            ctx.clone(),
+            credentials::refresh_tick(config.credentials_ttl),
+        );
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(PlaneError::Serve)
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(PlaneError::Serve)
         });
         tracing::info!(%local_addr, region = %config.region, data_dir = %config.data_dir.display(), "ecs-local listening");
         Ok(Self {
@@ -170,6 +193,14 @@ impl Plane {
         self.ctx.tcs.latest(instance)
     }
 
+    /// Refreshes the credentials that are due at `now` (epoch seconds) and
+    /// pushes them to the connected agents, as the plane does on its own
+    /// every tenth of the credentials lifetime; returns how many sets were
+    /// refreshed.
+    pub fn refresh_credentials(&self, now: f64) -> usize {
+        self.ctx.acs.refresh_credentials(now)
+    }
+
     /// Sends pending payloads to an instance's agent (after a test changed
     /// the state directly).
     pub fn deliver(&self, instance: &str) {
@@ -202,6 +233,24 @@ impl Plane {
             }
         }
     }
+}
+
+/// Refreshes credentials half-way through their life, every `tick`, until
+/// the plane shuts down.
+fn spawn_credentials_refresher(ctx: Arc<Context>, tick: Duration) {
+    let mut stop = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    ctx.acs.refresh_credentials(clock::epoch_seconds());
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    });
 }
 
 impl Drop for Plane {

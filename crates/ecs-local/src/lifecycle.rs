@@ -3,12 +3,14 @@
 //! functions over [`State`]; the API modules call them inside a store update.
 
 use crate::arn::{self, ArnBuilder};
+use crate::credentials::IssuedCredentials;
 use crate::scheduler::{self, Demand};
 use crate::store::{State, TaskRecord};
 use ecs_model::ecs_api::{
     Container, ContainerOverride, ContainerStateChange, SubmitContainerStateChangeRequest,
-    SubmitTaskStateChangeRequest, Tag, Task, TaskOverride,
+    SubmitTaskStateChangeRequest, Tag, Task, TaskDefinition, TaskOverride,
 };
+use std::time::Duration;
 
 /// What a new task is made of. The caller picks the ARN, so the same path
 /// serves RunTask (fresh ids) and tests that replay recorded traffic.
@@ -119,6 +121,7 @@ pub fn new_task(
             })
         })
         .collect();
+    let (task_role_arn, execution_role_arn) = effective_roles(definition, spec.overrides.as_ref());
     let mut overrides = spec.overrides.clone().unwrap_or_default();
     overrides.container_overrides = Some(container_overrides);
     overrides
@@ -163,7 +166,48 @@ pub fn new_task(
         sent: false,
         delivered_desired: None,
         stopped_by_user: false,
+        task_role_arn,
+        execution_role_arn,
+        task_role_credentials: None,
+        execution_role_credentials: None,
     })
+}
+
+/// The task role and execution role a task runs with: RunTask's overrides
+/// win over the task definition; empty strings count as none.
+pub fn effective_roles(
+    definition: &TaskDefinition,
+    overrides: Option<&TaskOverride>,
+) -> (Option<String>, Option<String>) {
+    let pick = |over: Option<&String>, def: Option<&String>| {
+        over.filter(|v| !v.is_empty())
+            .or(def.filter(|v| !v.is_empty()))
+            .cloned()
+    };
+    (
+        pick(
+            overrides.and_then(|o| o.task_role_arn.as_ref()),
+            definition.task_role_arn.as_ref(),
+        ),
+        pick(
+            overrides.and_then(|o| o.execution_role_arn.as_ref()),
+            definition.execution_role_arn.as_ref(),
+        ),
+    )
+}
+
+/// Mints credentials for each role of the task that has none yet.
+pub fn issue_credentials(task: &mut TaskRecord, now: f64, ttl: Duration) {
+    if task.task_role_credentials.is_none() {
+        if let Some(role) = &task.task_role_arn {
+            task.task_role_credentials = Some(IssuedCredentials::mint(role, now, ttl));
+        }
+    }
+    if task.execution_role_credentials.is_none() {
+        if let Some(role) = &task.execution_role_arn {
+            task.execution_role_credentials = Some(IssuedCredentials::mint(role, now, ttl));
+        }
+    }
 }
 
 /// Order of task and container statuses; state only moves forward.

@@ -4,13 +4,18 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use ecs_local::{Config, Plane};
+use ecs_local::{credentials, Config, Plane};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// A local Amazon ECS control plane: the ECS API for the AWS CLI and SDKs,
 /// and the ACS and TCS websockets for ECS agents, on one port.
+///
+/// Tasks with a taskRoleArn or executionRoleArn get fake IAM role
+/// credentials, valid for ECS_LOCAL_CREDENTIALS_TTL seconds (default 3600)
+/// and refreshed at half of that; GET /_local/v1/task-credentials?task=ARN
+/// (from this host only) shows them.
 #[derive(Debug, Parser)]
 #[command(name = "ecs-local", version)]
 struct Args {
@@ -85,9 +90,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let ttl_env = std::env::var(credentials::TTL_ENV).ok();
+    let credentials_ttl = credentials::ttl_from(ttl_env.as_deref()).map_err(anyhow::Error::msg)?;
     let mut config = Config::new(&args.data_dir);
     config.region = args.region;
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_interval);
+    config.credentials_ttl = credentials_ttl;
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;

@@ -1,6 +1,8 @@
-//! Task placement: what a task needs (CPU, memory, static host ports), what
-//! each container instance has left, and which instance gets the task.
+//! Task placement: what a task needs (CPU, memory, static host ports,
+//! instance attributes), what each container instance has left, and which
+//! instance gets the task.
 
+use crate::credentials::{TASK_IAM_ROLE_ATTRIBUTE, TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE};
 use crate::store::{InstanceRecord, State};
 use ecs_model::ecs_api::{Resource, TaskDefinition, TaskOverride};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,9 @@ pub struct Demand {
 /// RunTask failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shortfall {
+    /// The instance lacks an attribute the task needs (its name). Checked
+    /// before resources, as ECS filters instances by attributes first.
+    Attribute(&'static str),
     Cpu,
     Memory,
     Ports,
@@ -32,11 +37,34 @@ pub enum Shortfall {
 impl Shortfall {
     pub fn reason(self) -> &'static str {
         match self {
+            Shortfall::Attribute(_) => "ATTRIBUTE",
             Shortfall::Cpu => "RESOURCE:CPU",
             Shortfall::Memory => "RESOURCE:MEMORY",
             Shortfall::Ports => "RESOURCE:PORTS",
         }
     }
+
+    /// The `detail` of the RunTask failure: the missing attribute's name.
+    pub fn detail(self) -> Option<String> {
+        match self {
+            Shortfall::Attribute(name) => Some(format!("Missing attribute: {name}")),
+            _ => None,
+        }
+    }
+}
+
+/// The instance attributes a task needs: `task-iam-role` for a task role,
+/// plus `task-iam-role-network-host` when it also uses the `host` network
+/// mode.
+pub fn required_attributes(has_task_role: bool, network_mode: Option<&str>) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if has_task_role {
+        out.push(TASK_IAM_ROLE_ATTRIBUTE);
+        if network_mode == Some("host") {
+            out.push(TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE);
+        }
+    }
+    out
 }
 
 /// What one instance has left.
@@ -48,6 +76,8 @@ pub struct Capacity {
     pub memory: i64,
     pub tcp_taken: BTreeSet<u16>,
     pub udp_taken: BTreeSet<u16>,
+    /// Names of the instance's attributes.
+    pub attributes: BTreeSet<String>,
 }
 
 impl Capacity {
@@ -60,6 +90,7 @@ impl Capacity {
             memory: integer_resource(&instance.registered_resources, "MEMORY"),
             tcp_taken: port_resource(&instance.registered_resources, "PORTS"),
             udp_taken: port_resource(&instance.registered_resources, "PORTS_UDP"),
+            attributes: instance.attributes.iter().map(|a| a.name.clone()).collect(),
         };
         for task in state.tasks_on(&instance.id).filter(|t| !t.is_stopped()) {
             capacity.take(&task.demand);
@@ -67,7 +98,10 @@ impl Capacity {
         capacity
     }
 
-    fn shortfall(&self, demand: &Demand) -> Option<Shortfall> {
+    fn shortfall(&self, demand: &Demand, required: &[&'static str]) -> Option<Shortfall> {
+        if let Some(missing) = required.iter().find(|a| !self.attributes.contains(**a)) {
+            return Some(Shortfall::Attribute(missing));
+        }
         if demand.cpu > self.cpu {
             return Some(Shortfall::Cpu);
         }
@@ -142,18 +176,19 @@ fn port_resource(resources: &[Resource], name: &str) -> BTreeSet<u16> {
         .collect()
 }
 
-/// Places one task. Among the instances it fits on, the one with the most
-/// memory left wins (spreading load; ties go to the first), and its
-/// capacity is reduced by the demand. Otherwise every instance's shortfall
-/// is returned.
+/// Places one task. Among the instances that have the `required`
+/// attributes and that it fits on, the one with the most memory left wins
+/// (spreading load; ties go to the first), and its capacity is reduced by
+/// the demand. Otherwise every instance's shortfall is returned.
 pub fn place(
     capacities: &mut [Capacity],
     demand: &Demand,
+    required: &[&'static str],
 ) -> Result<usize, Vec<(String, Shortfall)>> {
     let mut best: Option<usize> = None;
     let mut shortfalls = Vec::new();
     for (index, capacity) in capacities.iter().enumerate() {
-        match capacity.shortfall(demand) {
+        match capacity.shortfall(demand, required) {
             Some(shortfall) => shortfalls.push((capacity.instance_arn.clone(), shortfall)),
             None => {
                 if best.is_none_or(|b| capacities[b].memory < capacity.memory) {
@@ -272,8 +307,11 @@ mod tests {
             memory,
             tcp_taken: tcp.iter().copied().collect(),
             udp_taken: BTreeSet::new(),
+            attributes: BTreeSet::new(),
         }
     }
+
+    const NONE: &[&str] = &[];
 
     fn need(cpu: i64, memory: i64, tcp: &[u16]) -> Demand {
         Demand {
@@ -290,10 +328,10 @@ mod tests {
             capacity("a", 1024, 512, &[]),
             capacity("b", 1024, 1024, &[]),
         ];
-        assert_eq!(place(&mut caps, &need(100, 600, &[])), Ok(1));
+        assert_eq!(place(&mut caps, &need(100, 600, &[]), NONE), Ok(1));
         assert_eq!(caps[1].memory, 424);
-        assert_eq!(place(&mut caps, &need(100, 500, &[])), Ok(0));
-        let err = place(&mut caps, &need(100, 500, &[])).unwrap_err();
+        assert_eq!(place(&mut caps, &need(100, 500, &[]), NONE), Ok(0));
+        let err = place(&mut caps, &need(100, 500, &[]), NONE).unwrap_err();
         assert_eq!(err.len(), 2);
         assert!(err.iter().all(|(_, s)| *s == Shortfall::Memory));
     }
@@ -302,18 +340,71 @@ mod tests {
     fn reports_cpu_and_port_shortfalls() {
         let mut caps = vec![capacity("a", 100, 4096, &[22, 8080])];
         assert_eq!(
-            place(&mut caps, &need(200, 1, &[])).unwrap_err()[0].1,
+            place(&mut caps, &need(200, 1, &[]), NONE).unwrap_err()[0].1,
             Shortfall::Cpu
         );
         assert_eq!(
-            place(&mut caps, &need(10, 1, &[8080])).unwrap_err()[0].1,
+            place(&mut caps, &need(10, 1, &[8080]), NONE).unwrap_err()[0].1,
             Shortfall::Ports
         );
-        assert_eq!(place(&mut caps, &need(10, 1, &[8081])), Ok(0));
+        assert_eq!(place(&mut caps, &need(10, 1, &[8081]), NONE), Ok(0));
         assert_eq!(
-            place(&mut caps, &need(10, 1, &[8081])).unwrap_err()[0].1,
+            place(&mut caps, &need(10, 1, &[8081]), NONE).unwrap_err()[0].1,
             Shortfall::Ports
         );
+    }
+
+    #[test]
+    fn task_roles_need_the_iam_attributes_before_resources() {
+        assert!(required_attributes(false, Some("host")).is_empty());
+        assert_eq!(
+            required_attributes(true, Some("bridge")),
+            vec![TASK_IAM_ROLE_ATTRIBUTE]
+        );
+        let host = required_attributes(true, Some("host"));
+        assert_eq!(
+            host,
+            vec![
+                TASK_IAM_ROLE_ATTRIBUTE,
+                TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE
+            ]
+        );
+
+        let mut plain = capacity("plain", 4096, 4096, &[]);
+        let mut role = capacity("role", 1024, 1024, &[]);
+        role.attributes.insert(TASK_IAM_ROLE_ATTRIBUTE.to_owned());
+        // No instance has the attributes: ATTRIBUTE, even where resources
+        // are short too.
+        let mut caps = vec![plain.clone()];
+        let err = place(&mut caps, &need(8192, 1, &[]), &host).unwrap_err();
+        assert_eq!(
+            err,
+            vec![(
+                "arn:plain".to_owned(),
+                Shortfall::Attribute(TASK_IAM_ROLE_ATTRIBUTE)
+            )]
+        );
+        assert_eq!(err[0].1.reason(), "ATTRIBUTE");
+        assert_eq!(
+            err[0].1.detail().as_deref(),
+            Some("Missing attribute: com.amazonaws.ecs.capability.task-iam-role")
+        );
+        // The instance with the attribute wins over one with more memory.
+        let mut caps = vec![plain.clone(), role.clone()];
+        let bridge = required_attributes(true, Some("bridge"));
+        assert_eq!(place(&mut caps, &need(1, 1, &[]), &bridge), Ok(1));
+        let err = place(&mut caps, &need(1, 1, &[]), &host).unwrap_err();
+        assert_eq!(
+            err[1].1,
+            Shortfall::Attribute(TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE)
+        );
+        role.attributes
+            .insert(TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE.to_owned());
+        plain.attributes.insert(TASK_IAM_ROLE_ATTRIBUTE.to_owned());
+        let mut caps = vec![plain, role];
+        assert_eq!(place(&mut caps, &need(1, 1, &[]), &host), Ok(1));
+        // Without a role, the most memory wins as before.
+        assert_eq!(place(&mut caps, &need(1, 1, &[]), NONE), Ok(0));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! memory and disk at the previous state. The lock is a plain mutex and is
 //! never held across an `.await`.
 
+use crate::credentials::{IssuedCredentials, RoleType};
 use crate::scheduler::Demand;
 use ecs_model::ecs_api::{
     Attribute, ClusterSetting, Resource, Tag, Task, TaskDefinition, VersionInfo,
@@ -125,6 +126,19 @@ pub struct TaskRecord {
     /// StopTask was called for it.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// The task role in effect: RunTask's `overrides.taskRoleArn`, else the
+    /// task definition's `taskRoleArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// The execution role in effect, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// Credentials issued for the task role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_credentials: Option<IssuedCredentials>,
+    /// Credentials issued for the execution role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_credentials: Option<IssuedCredentials>,
 }
 
 impl TaskRecord {
@@ -147,6 +161,21 @@ impl TaskRecord {
     /// The agent still has to learn this task's current desired status.
     pub fn needs_delivery(&self) -> bool {
         self.delivered_desired.as_deref() != Some(self.desired_status())
+    }
+
+    /// The credentials issued for one of the task's roles.
+    pub fn credentials(&self, role: RoleType) -> Option<&IssuedCredentials> {
+        match role {
+            RoleType::TaskApplication => self.task_role_credentials.as_ref(),
+            RoleType::TaskExecution => self.execution_role_credentials.as_ref(),
+        }
+    }
+
+    pub fn credentials_mut(&mut self, role: RoleType) -> Option<&mut IssuedCredentials> {
+        match role {
+            RoleType::TaskApplication => self.task_role_credentials.as_mut(),
+            RoleType::TaskExecution => self.execution_role_credentials.as_mut(),
+        }
     }
 
     /// Bumps the API `version`, as ECS does on every change of a task.
@@ -290,7 +319,24 @@ fn persist(path: &Path, state: &State) -> Result<(), StoreError> {
         path: path.to_owned(),
         error,
     };
-    let mut file = fs::File::create(&tmp).map_err(write_err)?;
+    // The state holds the secret keys of issued task credentials: only the
+    // owner may read it.
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(write_err)?;
+    #[cfg(unix)]
+    {
+        // `mode` applies only when the file is created; a temp file left
+        // over by a crash keeps its mode otherwise.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(write_err)?;
+    }
     file.write_all(&bytes).map_err(write_err)?;
     file.sync_all().map_err(write_err)?;
     drop(file);

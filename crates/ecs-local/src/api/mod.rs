@@ -5,6 +5,7 @@
 mod agent;
 mod clusters;
 mod container_instances;
+mod tags;
 mod task_definitions;
 mod tasks;
 
@@ -33,6 +34,8 @@ pub enum ApiError {
     #[error("{0}")]
     UnknownOperation(String),
     #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("{0}")]
     Server(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::Client(_) => "ClientException",
             ApiError::Serialization(_) => "SerializationException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
+            ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
             ApiError::Server(_) | ApiError::Store(_) => "ServerException",
         }
     }
@@ -107,6 +111,9 @@ fn run_action(
         "StopTask" => encode(&tasks::stop(ctx, decode(body)?)?),
         "DescribeTasks" => encode(&tasks::describe(ctx, decode(body)?)?),
         "ListTasks" => encode(&tasks::list(ctx, decode(body)?)?),
+        "ListTagsForResource" => encode(&tags::list(ctx, decode(body)?)?),
+        "TagResource" => encode(&tags::tag(ctx, decode(body)?)?),
+        "UntagResource" => encode(&tags::untag(ctx, decode(body)?)?),
         "SubmitTaskStateChange" => encode(&agent::submit_task_state_change(ctx, decode(body)?)?),
         "SubmitContainerStateChange" => {
             encode(&agent::submit_container_state_change(ctx, decode(body)?)?)

@@ -3,11 +3,11 @@
 use super::ApiError;
 use crate::arn::{self, ACCOUNT_ID};
 use crate::clock;
-use crate::scheduler::{parse_task_cpu, parse_task_memory};
+use crate::scheduler::{self, parse_task_cpu, parse_task_memory};
 use crate::store::State;
 use crate::Context;
 use ecs_model::ecs_api::{
-    ContainerDefinition, DescribeTaskDefinitionRequest, DescribeTaskDefinitionResponse,
+    Attribute, ContainerDefinition, DescribeTaskDefinitionRequest, DescribeTaskDefinitionResponse,
     RegisterTaskDefinitionRequest, RegisterTaskDefinitionResponse, TaskDefinition,
 };
 use std::collections::{BTreeSet, HashSet};
@@ -308,6 +308,19 @@ fn with_defaults(mut c: ContainerDefinition, network_mode: &str) -> ContainerDef
     c
 }
 
+/// The instance attributes ECS lists in `requiresAttributes` for what this
+/// ecs-local understands: the task-role capabilities.
+fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<Attribute> {
+    let has_task_role = req.task_role_arn.as_deref().is_some_and(|r| !r.is_empty());
+    scheduler::required_attributes(has_task_role, req.network_mode.as_deref())
+        .into_iter()
+        .map(|name| Attribute {
+            name: name.to_owned(),
+            ..Attribute::default()
+        })
+        .collect()
+}
+
 pub(super) fn register(
     ctx: &Context,
     req: RegisterTaskDefinitionRequest,
@@ -344,7 +357,7 @@ pub(super) fn register(
             revision: Some(revision),
             volumes: Some(req.volumes.clone().unwrap_or_default()),
             status: Some("ACTIVE".to_owned()),
-            requires_attributes: Some(vec![]),
+            requires_attributes: Some(requires_attributes(&req)),
             compatibilities: Some(compatibilities),
             requires_compatibilities: req.requires_compatibilities.clone(),
             cpu: req.cpu.clone(),

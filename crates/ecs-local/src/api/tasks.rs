@@ -86,6 +86,9 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
         let family = definition.family.clone().unwrap_or_default();
         let revision = definition.revision.unwrap_or(1);
         let demand = scheduler::demand(&definition, req.overrides.as_ref());
+        let (task_role, _) = lifecycle::effective_roles(&definition, req.overrides.as_ref());
+        let required =
+            scheduler::required_attributes(task_role.is_some(), definition.network_mode.as_deref());
         let mut capacities: Vec<Capacity> = st
             .instances
             .values()
@@ -102,7 +105,7 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
         let mut failures = BTreeSet::new();
         let mut instances = BTreeSet::new();
         for _ in 0..count {
-            match scheduler::place(&mut capacities, &demand) {
+            match scheduler::place(&mut capacities, &demand, &required) {
                 Ok(index) => {
                     let instance_id = capacities[index].instance_id.clone();
                     let spec = TaskSpec {
@@ -117,28 +120,29 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
                         tags: req.tags.clone(),
                         enable_execute_command: req.enable_execute_command.unwrap_or(false),
                     };
-                    let record =
+                    let mut record =
                         lifecycle::new_task(&ctx.arns, st, spec, now).map_err(|e| match e {
                             lifecycle::SpecError::UnknownOverride(_) => invalid(e.to_string()),
                             other => ApiError::Server(other.to_string()),
                         })?;
+                    lifecycle::issue_credentials(&mut record, now, ctx.credentials_ttl);
                     response.tasks.push(record.task.clone());
                     st.tasks.insert(record.id.clone(), record);
                     instances.insert(instance_id);
                 }
                 Err(shortfalls) => {
                     for (arn, shortfall) in shortfalls {
-                        failures.insert((arn, shortfall.reason()));
+                        failures.insert((arn, shortfall.reason(), shortfall.detail()));
                     }
                 }
             }
         }
         response.failures = failures
             .into_iter()
-            .map(|(arn, reason)| Failure {
+            .map(|(arn, reason, detail)| Failure {
                 arn: Some(arn),
                 reason: Some(reason.to_owned()),
-                detail: None,
+                detail,
             })
             .collect();
         st.prune_stopped_tasks(now);
