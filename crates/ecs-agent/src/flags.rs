@@ -1,6 +1,8 @@
 //! Command-line flags, parsed the way Go's `flag` package does: one or two
 //! leading dashes, `-name=value` or `-name value`, bool flags only as `-name`
 //! or `-name=true|false`, and parsing stops at the first non-flag argument.
+//! That argument is ignored, as Go ignores it, unless it names one of the
+//! agent's own commands (`host-setup`, `host-teardown`).
 
 /// What the command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -15,6 +17,32 @@ pub struct Flags {
     pub blackhole_ec2_metadata: bool,
     pub ecs_attributes: bool,
     pub windows_service: bool,
+    /// A command to run instead of the agent.
+    pub command: Option<Subcommand>,
+}
+
+/// Commands the Go agent does not have; they replace ecs-init's host duties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subcommand {
+    /// Sysctls and iptables rules for the local endpoints (ecs-init pre-start).
+    HostSetup,
+    /// Undoes `HostSetup` (ecs-init post-stop).
+    HostTeardown,
+}
+
+impl Subcommand {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subcommand::HostSetup => "host-setup",
+            Subcommand::HostTeardown => "host-teardown",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Subcommand::HostSetup, Subcommand::HostTeardown]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
 }
 
 /// A command line the agent cannot run with; it exits 5 after printing usage.
@@ -28,6 +56,8 @@ pub enum FlagError {
     InvalidBool { name: String, value: String },
     #[error("help requested")]
     Help,
+    #[error("{command} takes no arguments, got {argument:?}")]
+    CommandArgument { command: String, argument: String },
 }
 
 pub const USAGE: &str = "Usage of ecs-agent:
@@ -50,6 +80,11 @@ pub const USAGE: &str = "Usage of ecs-agent:
     \tPrint the agent version, then exit
   -windows-service
     \tRun as a Windows service (not supported on Linux)
+Commands (after the flags; each runs instead of the agent, then exits):
+  host-setup
+    \tSet up this host's sysctls and iptables rules for the agent's endpoints, as ecs-init does
+  host-teardown
+    \tRemove what host-setup set up
 ";
 
 enum Kind {
@@ -86,7 +121,18 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, FlagError
             .or_else(|| arg.strip_prefix('-'))
             .filter(|b| !b.is_empty() && !b.starts_with('-') && !b.starts_with('='))
         else {
-            break; // first non-flag argument: the rest is ignored
+            // The first non-flag argument: the rest is ignored, unless it
+            // names a command.
+            if let Some(command) = Subcommand::from_name(&arg) {
+                if let Some(extra) = args.next() {
+                    return Err(FlagError::CommandArgument {
+                        command: arg,
+                        argument: extra,
+                    });
+                }
+                flags.command = Some(command);
+            }
+            break;
         };
         let (name, inline) = match body.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
@@ -147,6 +193,25 @@ mod tests {
     fn stops_at_first_non_flag() {
         let f = p(&["-k", "run", "-version"]).unwrap();
         assert!(f.accept_insecure_cert && !f.version);
+    }
+
+    #[test]
+    fn commands_after_flags() {
+        let f = p(&["host-setup"]).unwrap();
+        assert_eq!(f.command, Some(Subcommand::HostSetup));
+        let f = p(&["-k", "--loglevel=debug", "host-teardown"]).unwrap();
+        assert_eq!(f.command, Some(Subcommand::HostTeardown));
+        assert!(f.accept_insecure_cert);
+        assert_eq!(f.loglevel.as_deref(), Some("debug"));
+        // Other words are ignored, as Go ignores them; so is a command
+        // after `--` or after another word.
+        assert_eq!(p(&["run"]).unwrap().command, None);
+        assert_eq!(p(&["--", "host-setup"]).unwrap().command, None);
+        assert_eq!(p(&["run", "host-setup"]).unwrap().command, None);
+        assert!(matches!(
+            p(&["host-setup", "-k"]),
+            Err(FlagError::CommandArgument { .. })
+        ));
     }
 
     #[test]

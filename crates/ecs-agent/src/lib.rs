@@ -14,6 +14,7 @@ pub mod engine;
 pub mod exit;
 pub mod flags;
 pub mod host;
+pub mod host_setup;
 pub mod images;
 pub mod imds;
 pub mod logging;

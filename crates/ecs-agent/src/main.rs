@@ -9,7 +9,7 @@ use ecs_agent::config::{Config, Env};
 use ecs_agent::exit::ExitCode;
 use ecs_agent::flags::{self, FlagError};
 use ecs_agent::logging::{self, LogSettings};
-use ecs_agent::{agent, version};
+use ecs_agent::{agent, host_setup, version};
 
 const LICENSE: &str = include_str!("../../../LICENSE");
 
@@ -42,6 +42,9 @@ fn main() -> ProcessExit {
     if flags.healthcheck {
         let host = env.get("ECS_AGENT_HEALTHCHECK_HOST").unwrap_or("localhost");
         return exit(healthcheck(host));
+    }
+    if let Some(command) = flags.command {
+        return exit(host_setup::main(command));
     }
 
     let log_settings = LogSettings::resolve(&env, &flags);
