@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backoff::Backoff;
+use crate::credentials::{CredentialsStore, RolePolicy};
 use crate::ecs_client::EcsClient;
 use crate::engine::status::TaskStatus;
 use crate::engine::task::IncomingTask;
@@ -43,6 +44,9 @@ pub struct AcsContext {
     /// Poked on every heartbeat: the instance health checks TCS reports run
     /// then (§4.2, §6.8).
     pub heartbeats: Arc<Notify>,
+    /// Task role credentials, as payloads and refreshes deliver them.
+    pub role_credentials: Arc<CredentialsStore>,
+    pub role_policy: RolePolicy,
 }
 
 /// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>` (§1.2).
@@ -259,10 +263,43 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
         AcsMessage::PayloadMessage(payload) => {
             let engine = ctx.engine.clone();
             let store = ctx.store.clone();
+            let roles = Roles {
+                store: ctx.role_credentials.clone(),
+                policy: ctx.role_policy,
+            };
             let out = out.clone();
             tokio::spawn(async move {
-                if let Some(ack) = handle_payload(&engine, &store, payload).await {
+                let (ack, credential_acks) = handle_payload(&engine, &store, &roles, payload).await;
+                for ack in credential_acks {
+                    send(&out, AcsMessage::IAMRoleCredentialsAckRequest(ack));
+                }
+                if let Some(ack) = ack {
                     send(&out, AcsMessage::AckRequest(ack));
+                }
+            });
+        }
+        AcsMessage::IAMRoleCredentialsMessage(message) => {
+            let engine = ctx.engine.clone();
+            let roles = ctx.role_credentials.clone();
+            let out = out.clone();
+            tokio::spawn(async move {
+                match roles.take_refresh(&message) {
+                    Err(e) => tracing::warn!(error = %e, "ignoring credentials message"),
+                    Ok((task_arn, ack)) => {
+                        let known = engine
+                            .snapshot()
+                            .await
+                            .is_ok_and(|tasks| tasks.iter().any(|t| t.arn() == task_arn));
+                        if known {
+                            tracing::info!(task = task_arn, "task credentials refreshed");
+                            send(&out, AcsMessage::IAMRoleCredentialsAckRequest(ack));
+                        } else {
+                            tracing::warn!(
+                                task = task_arn,
+                                "credentials for a task this agent does not know; not acked"
+                            );
+                        }
+                    }
                 }
             });
         }
@@ -275,32 +312,59 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
     }
 }
 
+/// The task-role side of payload handling.
+struct Roles {
+    store: Arc<CredentialsStore>,
+    policy: RolePolicy,
+}
+
 /// Processes one payload (§5.3); returns the ack to send when every task
-/// in it was accepted.
+/// in it was accepted, and the credential acks of the accepted tasks.
 async fn handle_payload(
     engine: &EngineHandle,
     store: &Store,
+    roles: &Roles,
     payload: acs::PayloadMessage,
-) -> Option<acs::AckRequest> {
+) -> (
+    Option<acs::AckRequest>,
+    Vec<acs::IAMRoleCredentialsAckRequest>,
+) {
     let non_empty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
     if !non_empty(&payload.message_id)
         || !non_empty(&payload.cluster_arn)
         || !non_empty(&payload.container_instance_arn)
     {
         tracing::warn!("ignoring payload without messageId, clusterArn or containerInstanceArn");
-        return None;
+        return (None, Vec::new());
     }
+    let message_id = payload.message_id.clone().unwrap_or_default();
     let mut all_ok = true;
     let mut accepted = Vec::new();
+    let mut credential_acks = Vec::new();
     for task in payload.tasks.iter().flatten() {
-        match IncomingTask::try_from(task) {
-            Ok(incoming) => accepted.push(incoming),
-            Err(e) => {
+        let parsed = IncomingTask::try_from(task)
+            .map_err(|e| e.reason())
+            .and_then(|incoming| match roles.policy.refusal(task) {
+                Some(why) => Err(why),
+                None => Ok(incoming),
+            });
+        match parsed {
+            Ok(incoming) => {
+                // Stored before the task can start, so its containers find
+                // them at once.
+                credential_acks.extend(roles.store.take_from_payload(task, &message_id));
+                accepted.push(incoming);
+            }
+            Err(reason) => {
                 all_ok = false;
-                tracing::warn!(task = task.arn.as_deref().unwrap_or(""), error = %e, "rejecting task from payload");
+                tracing::warn!(
+                    task = task.arn.as_deref().unwrap_or(""),
+                    reason,
+                    "rejecting task from payload"
+                );
                 if let Some(arn) = task.arn.clone().filter(|a| !a.is_empty()) {
-                    if engine.reject_task(arn, e.reason()).await.is_err() {
-                        return None;
+                    if engine.reject_task(arn, reason).await.is_err() {
+                        return (None, Vec::new());
                     }
                 }
             }
@@ -309,16 +373,17 @@ async fn handle_payload(
     // Stops first, so their resources are free for the starts.
     accepted.sort_by_key(|t| t.desired_status != TaskStatus::Stopped);
     if engine.add_tasks(accepted).await.is_err() {
-        return None;
+        return (None, Vec::new());
     }
     if let Some(seq) = payload.seq_num {
         raise_latest_seq(store, seq);
     }
-    all_ok.then_some(acs::AckRequest {
+    let ack = all_ok.then_some(acs::AckRequest {
         cluster: payload.cluster_arn,
         container_instance: payload.container_instance_arn,
         message_id: payload.message_id,
-    })
+    });
+    (ack, credential_acks)
 }
 
 /// The task-manifest high-water mark only moves up, and survives restarts

@@ -12,16 +12,21 @@ use crate::acs::{self, AcsContext};
 use crate::backoff::Backoff;
 use crate::capabilities;
 use crate::config::{Config, Env, DEFAULT_CLUSTER};
+use crate::credentials::{CredentialsStore, RolePolicy};
 use crate::docker::DockerClient;
 use crate::ecs_client::{ApiError, EcsClient, RegistrationRequest};
+use crate::endpoints::audit::AuditLog;
+use crate::endpoints::tmds::{self, throttle::Throttle};
+use crate::endpoints::{introspection, AgentView, TaskEndpointDeps, TaskSource};
 use crate::engine::actions::ActionSettings;
-use crate::engine::{EngineSettings, TaskEngine};
+use crate::engine::{EngineHandle, EngineSettings, TaskEngine};
 use crate::exit::ExitCode;
 use crate::flags::Flags;
 use crate::host;
 use crate::images::{EngineAuth, ImageManager, ImageSettings};
 use crate::imds::{self, InstanceMetadata};
 use crate::reporter::{self, EcsSink};
+use crate::stats::StatsBoard;
 use crate::store::{keys, Store};
 use crate::tcs::{self, AgentTcsHost, TcsContext, TcsSettings};
 use crate::version;
@@ -198,6 +203,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         EngineAuth::from_config(&config),
     )?;
     let wake_reporter = Arc::new(Notify::new());
+    let role_credentials = Arc::new(CredentialsStore::new());
     let engine = TaskEngine::start(
         EngineSettings {
             actions: ActionSettings {
@@ -217,6 +223,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             reserved_ports: config.reserved_ports.clone(),
             reserved_ports_udp: config.reserved_ports_udp.clone(),
             exclude_ipv6_port_binding: config.exclude_ipv6_port_binding,
+            credentials: role_credentials.clone(),
         },
         docker.clone(),
         store.clone(),
@@ -234,6 +241,22 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         }),
         wake_reporter,
     ));
+
+    let log_settings = crate::logging::LogSettings::resolve(env, flags);
+    spawn_endpoints(
+        &config,
+        &log_settings,
+        EndpointIdentity {
+            cluster: configured_cluster.clone(),
+            instance_arn: instance_arn.clone(),
+            availability_zone: registration.availability_zone.clone(),
+        },
+        &engine,
+        &docker,
+        &ecs,
+        &role_credentials,
+        &stop_rx,
+    );
 
     let docker_version = Some(engine_version.version).filter(|v| !v.is_empty());
     let acs_heartbeats = Arc::new(Notify::new());
@@ -276,6 +299,12 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             store: store.clone(),
             accept_insecure_cert: config.accept_insecure_cert,
             heartbeats: acs_heartbeats,
+            role_credentials,
+            role_policy: RolePolicy {
+                task_roles: config.task_iam_role_enabled,
+                host_network: config.task_iam_role_enabled
+                    && config.task_iam_role_enabled_for_network_host,
+            },
         }),
         stop_rx,
     ));
@@ -296,6 +325,66 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     reporter.abort();
     signals.abort();
     Ok(ExitCode::Success)
+}
+
+/// Who the instance is, as the endpoints show it.
+struct EndpointIdentity {
+    cluster: String,
+    instance_arn: String,
+    availability_zone: Option<String>,
+}
+
+/// Starts introspection, the task endpoint and the stats feeds; they run
+/// until `stop` (spec endpoints-config.md §2.1, §3.1: only after
+/// registration).
+#[allow(clippy::too_many_arguments)]
+fn spawn_endpoints(
+    config: &Config,
+    log_settings: &crate::logging::LogSettings,
+    identity: EndpointIdentity,
+    engine: &EngineHandle,
+    docker: &DockerClient,
+    ecs: &EcsClient,
+    role_credentials: &Arc<CredentialsStore>,
+    stop: &watch::Receiver<bool>,
+) {
+    let view = AgentView {
+        cluster: identity.cluster.clone(),
+        instance_arn: identity.instance_arn.clone(),
+        availability_zone: identity.availability_zone,
+        tasks: TaskSource::Engine(engine.clone()),
+    };
+    tokio::spawn(introspection::run(
+        view.clone(),
+        Some(docker.clone()),
+        stop.clone(),
+    ));
+    let stats = Arc::new(StatsBoard::default());
+    crate::stats::spawn_collector(docker.clone(), view.tasks.clone(), stats.clone());
+    let audit_file = (!config.credentials_audit_log_disabled)
+        .then(|| std::path::PathBuf::from(&config.credentials_audit_log_file));
+    let audit = AuditLog::new(
+        audit_file,
+        // The audit log rolls like the main log (by size; spec §3.7).
+        log_settings.max_file_bytes,
+        log_settings.max_roll_count,
+        &identity.cluster,
+        &identity.instance_arn,
+    );
+    let deps = TaskEndpointDeps {
+        view,
+        credentials: role_credentials.clone(),
+        docker: Some(docker.clone()),
+        ecs: Some(ecs.clone()),
+        stats,
+        audit: Arc::new(audit),
+        throttle: Arc::new(Throttle::new(
+            config.task_metadata_steady_state_rate,
+            config.task_metadata_burst_rate,
+        )),
+        az_disabled: config.task_metadata_az_disabled,
+    };
+    tokio::spawn(tmds::run(deps, stop.clone()));
 }
 
 async fn wait_for_signal(stop: watch::Sender<bool>) {

@@ -127,6 +127,14 @@ pub fn attributes(
     if has((1, 24)) && !config.disable_docker_health_check {
         attrs.push(Attribute::flag(format!("{ECS_CAP}container-health-check")));
     }
+    // Task role credentials are served on the task endpoint (spec
+    // endpoints-config.md §3.6: Docker API 1.19 for host network mode).
+    if config.task_iam_role_enabled {
+        attrs.push(Attribute::flag(format!("{CAP}task-iam-role")));
+        if config.task_iam_role_enabled_for_network_host && has((1, 19)) {
+            attrs.push(Attribute::flag(format!("{CAP}task-iam-role-network-host")));
+        }
+    }
     attrs.push(Attribute::valued("ecs.os-type", "linux"));
     attrs.push(Attribute::valued("ecs.os-family", "LINUX"));
     attrs.push(Attribute::valued(
@@ -159,6 +167,23 @@ mod tests {
 
     fn names(attrs: &[Attribute]) -> Vec<&str> {
         attrs.iter().map(|a| a.name.as_str()).collect()
+    }
+
+    #[test]
+    fn task_role_capabilities_follow_the_two_settings() {
+        let has = |env: &[(&str, &str)], name: &str| {
+            names(&attributes(&config(env), (1, 41), true))
+                .contains(&format!("com.amazonaws.ecs.capability.{name}").as_str())
+        };
+        assert!(!has(&[], "task-iam-role"));
+        let roles = [("ECS_ENABLE_TASK_IAM_ROLE", "true")];
+        assert!(has(&roles, "task-iam-role"));
+        assert!(!has(&roles, "task-iam-role-network-host"));
+        let both = [
+            ("ECS_ENABLE_TASK_IAM_ROLE", "true"),
+            ("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", "true"),
+        ];
+        assert!(has(&both, "task-iam-role-network-host"));
     }
 
     #[test]

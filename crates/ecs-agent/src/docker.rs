@@ -567,3 +567,140 @@ mod tests {
         assert_eq!(o.port_bindings[0].host_port, 32768);
     }
 }
+
+/// What the local endpoints and the metadata file show about a container
+/// beyond what the engine tracks; read live from `docker inspect`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerDetails {
+    /// Docker's name, with its leading `/`.
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub created_at_ms: Option<i64>,
+    pub running: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub network_mode: String,
+    /// One per Docker network the container is attached to, by name.
+    pub networks: Vec<NetworkDetails>,
+    pub mounts: Vec<MountDetails>,
+    pub log_driver: String,
+    pub log_options: std::collections::BTreeMap<String, String>,
+    pub health: Option<HealthDetails>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkDetails {
+    pub name: String,
+    pub ipv4: String,
+    pub ipv6: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MountDetails {
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthDetails {
+    /// `healthy`, `unhealthy` or `starting`.
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub output: String,
+    pub since: Option<String>,
+}
+
+impl DockerClient {
+    /// `None` when the container does not exist.
+    pub async fn container_details(
+        &self,
+        id: &str,
+    ) -> Result<Option<ContainerDetails>, DockerError> {
+        match within(
+            INSPECT_TIMEOUT,
+            self.docker.inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            ),
+        )
+        .await
+        {
+            Ok(info) => Ok(Some(details(info))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn details(info: ContainerInspectResponse) -> ContainerDetails {
+    let config = info.config.unwrap_or_default();
+    let host_config = info.host_config.unwrap_or_default();
+    let state = info.state.unwrap_or_default();
+    let mut networks: Vec<NetworkDetails> = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, endpoint)| NetworkDetails {
+            name,
+            ipv4: endpoint.ip_address.unwrap_or_default(),
+            ipv6: endpoint.global_ipv6_address.unwrap_or_default(),
+        })
+        .collect();
+    networks.sort_by(|a, b| a.name.cmp(&b.name));
+    let mounts = info
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| MountDetails {
+            name: m.name.unwrap_or_default(),
+            source: m.source.unwrap_or_default(),
+            destination: m.destination.unwrap_or_default(),
+        })
+        .collect();
+    let log = host_config.log_config.unwrap_or_default();
+    let health = state.health.map(|h| {
+        let last = h.log.unwrap_or_default().pop();
+        HealthDetails {
+            status: h.status.map(|s| s.to_string()).unwrap_or_default(),
+            exit_code: last.as_ref().and_then(|l| l.exit_code),
+            output: last
+                .as_ref()
+                .and_then(|l| l.output.clone())
+                .unwrap_or_default(),
+            since: last.and_then(|l| l.end),
+        }
+    });
+    ContainerDetails {
+        name: info.name.unwrap_or_default(),
+        image: config.image.unwrap_or_default(),
+        image_id: info.image.unwrap_or_default(),
+        created_at_ms: rfc3339_ms(info.created.as_deref()),
+        running: state.running.unwrap_or(false),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        network_mode: host_config.network_mode.unwrap_or_default(),
+        networks,
+        mounts,
+        log_driver: log.typ.unwrap_or_default(),
+        log_options: log.config.unwrap_or_default().into_iter().collect(),
+        health,
+    }
+}
+
+impl DockerClient {
+    /// The container's stats feed (one sample a second), each sample in
+    /// Docker's own JSON form.
+    pub fn stats_feed(
+        &self,
+        id: &str,
+    ) -> impl Stream<Item = Result<serde_json::Value, DockerError>> + use<> {
+        let options = bollard::query_parameters::StatsOptionsBuilder::default()
+            .stream(true)
+            .build();
+        self.docker.stats(id, Some(options)).map(|item| {
+            item.map_err(DockerError::from)
+                .map(|sample| serde_json::to_value(sample).unwrap_or(serde_json::Value::Null))
+        })
+    }
+}

@@ -27,6 +27,15 @@ pub struct PollEndpoints {
     pub tcs: Option<String>,
 }
 
+/// A failed ListTagsForResource, as task metadata v4 reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TagsError {
+    pub code: String,
+    pub message: String,
+    pub status: Option<u16>,
+    pub request_id: String,
+}
+
 /// A failed ECS API call, classified by what the agent does next.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -328,6 +337,44 @@ impl EcsClient {
             .await
             .map(|_| ())
             .map_err(ApiError::from_sdk)
+    }
+
+    /// ListTagsForResource, for the task metadata `...WithTags` routes;
+    /// the error keeps the AWS code, message, HTTP status and request ID.
+    pub async fn list_tags(
+        &self,
+        resource_arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, TagsError> {
+        let call = self
+            .client
+            .list_tags_for_resource()
+            .resource_arn(resource_arn)
+            .send();
+        match tokio::time::timeout(std::time::Duration::from_secs(4), call).await {
+            Err(_) => Err(TagsError {
+                message: "timed out".into(),
+                ..TagsError::default()
+            }),
+            Ok(Ok(out)) => Ok(out
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect()),
+            Ok(Err(e)) => {
+                use aws_sdk_ecs::operation::RequestId;
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let request_id = e.request_id().unwrap_or_default().to_string();
+                Err(TagsError {
+                    code: e.code().unwrap_or_default().to_string(),
+                    message: e.message().map_or_else(
+                        || aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                        str::to_string,
+                    ),
+                    status,
+                    request_id,
+                })
+            }
+        }
     }
 
     /// The ACS/TCS endpoints, from cache when younger than 12 hours; an

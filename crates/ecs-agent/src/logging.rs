@@ -286,7 +286,7 @@ where
 /// A log file that rolls by size: `<file>.1`, `<file>.2`, … with the
 /// highest number the newest, keeping at most `max_rolls` of them.
 #[derive(Clone)]
-struct RollingFile {
+pub(crate) struct RollingFile {
     inner: Arc<Mutex<RollingState>>,
 }
 
@@ -299,7 +299,11 @@ struct RollingState {
 }
 
 impl RollingFile {
-    fn open(path: PathBuf, max_bytes: Option<u64>, max_rolls: usize) -> io::Result<Self> {
+    pub(crate) fn open(
+        path: PathBuf,
+        max_bytes: Option<u64>,
+        max_rolls: usize,
+    ) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }

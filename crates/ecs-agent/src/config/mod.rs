@@ -701,7 +701,9 @@ impl Config {
                 .unwrap_or(false),
             credentials_audit_log_file: l
                 .string("ECS_AUDIT_LOGFILE", "CredentialsAuditLogFile")
-                .unwrap_or_else(|| "/log/audit.log".to_string()),
+                // The Go agent's `/log/audit.log` is this file seen from
+                // inside its container; this agent runs on the host.
+                .unwrap_or_else(|| "/var/log/ecs/audit.log".to_string()),
             credentials_audit_log_disabled: l.plain_bool(
                 "ECS_AUDIT_LOGFILE_DISABLED",
                 "CredentialsAuditLogDisabled",

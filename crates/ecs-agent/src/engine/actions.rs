@@ -167,6 +167,8 @@ async fn create(
         image_env: &image_env,
         privileged_disabled: settings.privileged_disabled,
         logging_drivers: &settings.logging_drivers,
+        extra_env: &[],
+        extra_binds: &[],
     };
     let body = match create_config::build(task, index, &ctx) {
         Ok(body) => body,

@@ -30,7 +30,15 @@ pub struct CreateContext<'a> {
     pub privileged_disabled: bool,
     /// `ECS_AVAILABLE_LOGGING_DRIVERS`: the only log drivers allowed.
     pub logging_drivers: &'a [String],
+    /// Variables the agent adds last (the metadata file's path).
+    pub extra_env: &'a [(String, String)],
+    /// Host bind mounts the agent adds (`host:container[:opts]`).
+    pub extra_binds: &'a [String],
 }
+
+/// Where containers reach the agent's task endpoints (through the host's
+/// NAT rules).
+pub const TASK_ENDPOINT_HOST: &str = "169.254.170.2";
 
 /// Docker name for a container: `ecs-<family>-<version>-<name>-<20 hex>`.
 pub fn docker_name(task: &Task, container_name: &str) -> String {
@@ -66,6 +74,28 @@ pub fn build(
     if !region_set && !ctx.region.is_empty() {
         env.insert("AWS_REGION".into(), ctx.region.into());
         env.insert("AWS_DEFAULT_REGION".into(), ctx.region.into());
+    }
+    // Task metadata and credentials (spec endpoints-config.md §4.1, §3.5):
+    // these win over whatever the task definition says.
+    let endpoint = format!("http://{TASK_ENDPOINT_HOST}");
+    let id = &container.endpoint_id;
+    env.insert(
+        "ECS_CONTAINER_METADATA_URI".into(),
+        format!("{endpoint}/v3/{id}"),
+    );
+    env.insert(
+        "ECS_CONTAINER_METADATA_URI_V4".into(),
+        format!("{endpoint}/v4/{id}"),
+    );
+    env.insert("ECS_AGENT_URI".into(), format!("{endpoint}/api/{id}"));
+    if let Some(creds) = &task.spec.task_role_credentials_id {
+        env.insert(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".into(),
+            format!("/v2/credentials/{creds}"),
+        );
+    }
+    for (k, v) in ctx.extra_env {
+        env.insert(k.clone(), v.clone());
     }
 
     let mut exposed = Map::new();
@@ -122,7 +152,9 @@ pub fn build(
     config.insert("Labels".into(), json!({}));
 
     let mut host = Map::new();
-    host.insert("Binds".into(), json!(binds(task, index)?));
+    let mut all_binds = binds(task, index)?;
+    all_binds.extend(ctx.extra_binds.iter().cloned());
+    host.insert("Binds".into(), json!(all_binds));
     if !port_bindings.is_empty() {
         host.insert("PortBindings".into(), Value::Object(port_bindings));
     }

@@ -55,6 +55,8 @@ pub struct EngineSettings {
     pub reserved_ports_udp: Vec<u16>,
     /// `ECS_EXCLUDE_IPV6_PORTBINDING`: leave `::` bindings out of reports.
     pub exclude_ipv6_port_binding: bool,
+    /// Role credentials the engine drops as its tasks stop and go.
+    pub credentials: Arc<crate::credentials::CredentialsStore>,
 }
 
 /// The engine has shut down; nothing more can be done.
@@ -227,6 +229,27 @@ impl TaskEngine {
             rechecks: HashSet::new(),
             tx: tx.clone(),
         };
+        // Saved tasks' credentials come again from ACS; until then their
+        // IDs answer "not yet" rather than "unknown".
+        for task in engine.tasks.values() {
+            let arn = task.arn();
+            if let Some(id) = &task.spec.task_role_credentials_id {
+                if task.known_status < TaskStatus::Stopped {
+                    engine.settings.credentials.expect(
+                        id,
+                        arn,
+                        crate::credentials::RoleType::TaskApplication,
+                    );
+                }
+            }
+            if let Some(id) = &task.spec.execution_role_credentials_id {
+                engine.settings.credentials.expect(
+                    id,
+                    arn,
+                    crate::credentials::RoleType::TaskExecution,
+                );
+            }
+        }
         // Subscribe before inspecting, so nothing that happens meanwhile is
         // missed.
         spawn_event_watcher(engine.docker.clone(), tx.clone());
@@ -732,6 +755,14 @@ impl TaskEngine {
                 let _ = tx.send(Msg::VolumeDone { arn, index, result });
             });
         }
+        if stopped {
+            // The task role's credentials end with the task (spec
+            // endpoints-config.md §3.5); the execution role's last until
+            // cleanup, for log drivers.
+            self.settings
+                .credentials
+                .remove(arn, crate::credentials::RoleType::TaskApplication);
+        }
         if stopped && self.cleanups.insert(arn.to_string()) {
             self.schedule_cleanup(arn.to_string(), known_time);
         }
@@ -804,6 +835,9 @@ impl TaskEngine {
             .collect();
         let images = self.settings.actions.images.clone();
         tracing::info!(task = arn, "cleaning up stopped task");
+        self.settings
+            .credentials
+            .remove(&arn, crate::credentials::RoleType::TaskExecution);
         for id in &ids {
             self.by_docker_id.remove(id);
         }

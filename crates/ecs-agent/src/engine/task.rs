@@ -187,6 +187,13 @@ pub struct TaskSpec {
     pub pid_mode: Option<String>,
     pub ipc_mode: Option<String>,
     pub containers: Vec<ContainerSpec>,
+    /// `credentialsId` of the task role's credentials, as the payload gave
+    /// it; containers learn it through `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`.
+    #[serde(default)]
+    pub task_role_credentials_id: Option<String>,
+    /// `credentialsId` of the execution role's credentials (never injected).
+    #[serde(default)]
+    pub execution_role_credentials_id: Option<String>,
 }
 
 impl TaskSpec {
@@ -306,10 +313,18 @@ impl TryFrom<&acs::Task> for IncomingTask {
                 pid_mode: task.pid_mode.clone(),
                 ipc_mode: task.ipc_mode.clone(),
                 containers,
+                task_role_credentials_id: credentials_id(task.role_credentials.as_ref()),
+                execution_role_credentials_id: credentials_id(
+                    task.execution_role_credentials.as_ref(),
+                ),
             },
             desired_status,
         })
     }
+}
+
+fn credentials_id(creds: Option<&acs::IAMRoleCredentials>) -> Option<String> {
+    creds?.credentials_id.clone().filter(|id| !id.is_empty())
 }
 
 /// Task-level overrides are ignored, but must at least be JSON.
@@ -543,6 +558,15 @@ pub struct Container {
     /// When `health` last changed (ms since the epoch): TCS `statusSince`.
     #[serde(default)]
     pub health_since_ms: Option<i64>,
+    /// The random ID in this container's task metadata URIs (spec
+    /// endpoints-config.md §4.1); kept across restarts.
+    #[serde(default = "new_endpoint_id")]
+    pub endpoint_id: String,
+}
+
+/// A fresh task metadata endpoint ID: a random (version 4) UUID.
+pub fn new_endpoint_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 impl Container {
@@ -567,6 +591,7 @@ impl Container {
             last_restart_at_ms: None,
             health: HealthStatus::Unknown,
             health_since_ms: None,
+            endpoint_id: new_endpoint_id(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::engine::task::{IncomingTask, Task};
+use ecs_model::acs;
 
 fn task(container: serde_json::Value) -> Task {
     let acs: ecs_model::acs::Task = serde_json::from_value(serde_json::json!({
@@ -21,7 +22,49 @@ fn ctx() -> CreateContext<'static> {
         image_env: &[],
         privileged_disabled: false,
         logging_drivers: Box::leak(Box::new(["json-file".to_string(), "none".to_string()])),
+        extra_env: &[],
+        extra_binds: &[],
     }
+}
+
+#[test]
+fn metadata_and_credentials_uris_are_injected_and_win() {
+    let acs: acs::Task = serde_json::from_value(serde_json::json!({
+        "arn": "arn:aws:ecs:us-east-1:1:task/default/abc",
+        "family": "f", "version": "1", "desiredStatus": "RUNNING",
+        "roleCredentials": {"credentialsId": "cred-1", "accessKeyId": "AK"},
+        "containers": [{"name": "app", "image": "busybox",
+            "environment": {"ECS_CONTAINER_METADATA_URI": "mine",
+                            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "mine"}}]
+    }))
+    .unwrap();
+    let t = Task::new(IncomingTask::try_from(&acs).unwrap(), 0);
+    let id = t.containers[0].endpoint_id.clone();
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    let body = build(&t, 0, &ctx()).unwrap();
+    let env: Vec<&str> = body["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for expected in [
+        format!("ECS_CONTAINER_METADATA_URI=http://169.254.170.2/v3/{id}"),
+        format!("ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/{id}"),
+        format!("ECS_AGENT_URI=http://169.254.170.2/api/{id}"),
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/cred-1".to_string(),
+    ] {
+        assert!(
+            env.contains(&expected.as_str()),
+            "{expected} not in {env:?}"
+        );
+    }
+    // Without a task role there is no credentials URI.
+    let plain = task(serde_json::json!({"name": "p", "image": "i"}));
+    let body = build(&plain, 0, &ctx()).unwrap();
+    assert!(!body["Env"]
+        .to_string()
+        .contains("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"));
 }
 
 #[test]
