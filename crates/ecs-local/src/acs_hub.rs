@@ -717,7 +717,184 @@ fn handle_frame(hub: &AcsHub, instance_id: &str, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::credentials::IssuedCredentials;
+    use crate::store::ClusterRecord;
+
+    const TTL: Duration = Duration::from_secs(600);
+
+    /// A hub over a store with three tasks on instance `i1`: `both` has a
+    /// task and an execution role, `plain` none, and `stopped` a task role
+    /// but is STOPPED. Credentials were issued at t=1000.
+    fn hub() -> (tempfile::TempDir, AcsHub) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(dir.path(), || ClusterRecord {
+                name: "default".into(),
+                arn: "arn:aws:ecs:us-east-1:000000000000:cluster/default".into(),
+                status: "ACTIVE".into(),
+                tags: None,
+                settings: None,
+            })
+            .unwrap(),
+        );
+        let task = |id: &str, last: &str| -> TaskRecord {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "cluster": "default", "instanceId": "i1", "family": "f",
+                "revision": 1, "demand": {"cpu": 0, "memory": 0},
+                "task": {"taskArn": format!("arn:aws:ecs:us-east-1:000000000000:task/default/{id}"),
+                         "lastStatus": last}
+            }))
+            .unwrap()
+        };
+        let role = |name: &str| {
+            IssuedCredentials::mint(
+                &format!("arn:aws:iam::000000000000:role/{name}"),
+                1000.0,
+                TTL,
+            )
+        };
+        store
+            .update(|st| {
+                let mut both = task("both", "RUNNING");
+                both.task_role_credentials = Some(role("app"));
+                both.execution_role_credentials = Some(role("exec"));
+                let mut stopped = task("stopped", "STOPPED");
+                stopped.task_role_credentials = Some(role("app"));
+                st.tasks.insert("both".into(), both);
+                st.tasks.insert("plain".into(), task("plain", "RUNNING"));
+                st.tasks.insert("stopped".into(), stopped);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let hub = AcsHub::new(store, Duration::from_secs(20), Duration::from_secs(1), TTL);
+        (dir, hub)
+    }
+
+    fn issued(hub: &AcsHub, id: &str, role: RoleType) -> Option<IssuedCredentials> {
+        hub.store.read(|st| st.tasks[id].credentials(role).cloned())
+    }
+
+    #[test]
+    fn credentials_are_refreshed_at_half_life_until_the_task_stops() {
+        let (_dir, hub) = hub();
+        let before = issued(&hub, "both", RoleType::TaskApplication).unwrap();
+        let stopped_before = issued(&hub, "stopped", RoleType::TaskApplication);
+        assert_eq!(hub.refresh_credentials(1299.0), 0, "not yet half-way");
+        assert_eq!(
+            hub.refresh_credentials(1300.0),
+            2,
+            "both roles of the live task"
+        );
+        let after = issued(&hub, "both", RoleType::TaskApplication).unwrap();
+        assert_eq!(after.credentials_id(), before.credentials_id());
+        assert_ne!(
+            after.credentials.access_key_id,
+            before.credentials.access_key_id
+        );
+        assert_eq!(after.issued_at, 1300.0);
+        assert_eq!(after.expires_at, 1900.0);
+        assert!(!after.acked);
+        // The next refresh is due half-way through the new lifetime.
+        assert_eq!(hub.refresh_credentials(1599.0), 0);
+        assert_eq!(hub.refresh_credentials(1600.0), 2);
+        // The STOPPED task's credentials were never touched.
+        assert_eq!(
+            issued(&hub, "stopped", RoleType::TaskApplication),
+            stopped_before
+        );
+    }
+
+    #[test]
+    fn acks_count_only_for_the_current_keys_of_that_instance() {
+        let (_dir, hub) = hub();
+        let old = issued(&hub, "both", RoleType::TaskApplication).unwrap();
+        let ack = |c: &IssuedCredentials| IAMRoleCredentialsAckRequest {
+            credentials_id: Some(c.credentials_id().to_owned()),
+            expiration: c.credentials.expiration.clone(),
+            message_id: Some("m1".into()),
+        };
+        hub.credentials_acked("other-instance", &ack(&old));
+        assert!(
+            !issued(&hub, "both", RoleType::TaskApplication)
+                .unwrap()
+                .acked
+        );
+        hub.credentials_acked("i1", &ack(&old));
+        assert!(
+            issued(&hub, "both", RoleType::TaskApplication)
+                .unwrap()
+                .acked
+        );
+        assert!(!issued(&hub, "both", RoleType::TaskExecution).unwrap().acked);
+
+        hub.refresh_credentials(1300.0);
+        let new = issued(&hub, "both", RoleType::TaskApplication).unwrap();
+        // A late ack of the old keys does not cover the new ones.
+        hub.credentials_acked("i1", &ack(&old));
+        assert!(
+            !issued(&hub, "both", RoleType::TaskApplication)
+                .unwrap()
+                .acked
+        );
+        hub.credentials_acked("i1", &ack(&new));
+        assert!(
+            issued(&hub, "both", RoleType::TaskApplication)
+                .unwrap()
+                .acked
+        );
+    }
+
+    #[test]
+    fn payloads_carry_the_current_credentials_of_live_tasks() {
+        let (_dir, hub) = hub();
+        hub.store.read(|st| {
+            let mut acs_task = ecs_model::acs::Task::default();
+            set_task_credentials(&mut acs_task, &st.tasks["both"]);
+            let app = st.tasks["both"].task_role_credentials.as_ref().unwrap();
+            assert_eq!(acs_task.role_credentials.as_ref(), Some(&app.credentials));
+            assert!(acs_task.execution_role_credentials.is_some());
+            let mut acs_task = ecs_model::acs::Task::default();
+            set_task_credentials(&mut acs_task, &st.tasks["plain"]);
+            assert!(acs_task.role_credentials.is_none());
+            assert!(acs_task.execution_role_credentials.is_none());
+            let mut acs_task = ecs_model::acs::Task::default();
+            set_task_credentials(&mut acs_task, &st.tasks["stopped"]);
+            assert!(acs_task.role_credentials.is_none());
+        });
+    }
+
+    #[test]
+    fn credentials_messages_name_the_task_role_and_cluster() {
+        let (_dir, hub) = hub();
+        let built = hub.store.read(|st| {
+            credentials_message(st, &st.tasks["both"], RoleType::TaskExecution).unwrap()
+        });
+        let AcsMessage::IAMRoleCredentialsMessage(m) = AcsMessage::decode(&built.frame).unwrap()
+        else {
+            panic!("not a credentials message: {}", built.frame);
+        };
+        assert_eq!(m.role_type.as_deref(), Some("TaskExecution"));
+        assert_eq!(
+            m.task_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:000000000000:task/default/both")
+        );
+        assert_eq!(
+            m.task_cluster_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:000000000000:cluster/default")
+        );
+        assert_eq!(m.message_id.as_deref(), Some(built.message_id.as_str()));
+        assert_eq!(
+            m.role_credentials.unwrap().role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/exec")
+        );
+        assert_eq!(built.instance_id.as_deref(), Some("i1"));
+        let none = hub.store.read(|st| {
+            credentials_message(st, &st.tasks["plain"], RoleType::TaskApplication).is_none()
+        });
+        assert!(none);
+    }
 
     #[test]
     fn query_uses_form_decoding() {

@@ -547,6 +547,69 @@ mod tests {
     }
 
     #[test]
+    fn roles_come_from_overrides_then_the_definition_and_get_credentials() {
+        let (arns, mut st) = state();
+        let def = &mut st.task_definitions.get_mut("web").unwrap()[0];
+        def.task_role_arn = Some("arn:aws:iam::000000000000:role/def-task".into());
+        def.execution_role_arn = Some("arn:aws:iam::000000000000:role/def-exec".into());
+        let t = new_task(&arns, &st, spec(&arns), 10.0).unwrap();
+        assert_eq!(
+            t.task_role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/def-task")
+        );
+        assert_eq!(
+            t.execution_role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/def-exec")
+        );
+        assert_eq!(t.task_role_credentials, None, "minted by the caller");
+
+        let mut s = spec(&arns);
+        s.overrides = Some(TaskOverride {
+            task_role_arn: Some("arn:aws:iam::000000000000:role/override".into()),
+            execution_role_arn: Some(String::new()),
+            ..Default::default()
+        });
+        let mut t = new_task(&arns, &st, s, 10.0).unwrap();
+        assert_eq!(
+            t.task_role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/override")
+        );
+        // An empty override does not remove the definition's role.
+        assert_eq!(
+            t.execution_role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/def-exec")
+        );
+        // DescribeTasks shows the override.
+        assert_eq!(
+            t.task.overrides.as_ref().unwrap().task_role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/override")
+        );
+
+        issue_credentials(&mut t, 10.0, Duration::from_secs(3600));
+        let task_creds = t.task_role_credentials.clone().unwrap();
+        let exec_creds = t.execution_role_credentials.clone().unwrap();
+        assert_eq!(
+            task_creds.credentials.role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/override")
+        );
+        assert_eq!(
+            exec_creds.credentials.role_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:role/def-exec")
+        );
+        assert_ne!(task_creds.credentials_id(), exec_creds.credentials_id());
+        // Issuing again keeps what was issued.
+        issue_credentials(&mut t, 20.0, Duration::from_secs(3600));
+        assert_eq!(t.task_role_credentials, Some(task_creds));
+
+        let (arns, st) = state();
+        let mut plain = new_task(&arns, &st, spec(&arns), 10.0).unwrap();
+        issue_credentials(&mut plain, 10.0, Duration::from_secs(3600));
+        assert_eq!(plain.task_role_arn, None);
+        assert_eq!(plain.task_role_credentials, None);
+        assert_eq!(plain.execution_role_credentials, None);
+    }
+
+    #[test]
     fn unknown_override_is_refused() {
         let (arns, st) = state();
         let mut s = spec(&arns);

@@ -408,6 +408,61 @@ mod tests {
     }
 
     #[test]
+    fn issued_credentials_survive_a_reopen_in_an_owner_only_file() {
+        use crate::credentials::IssuedCredentials;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        let issued = IssuedCredentials::mint(
+            "arn:aws:iam::000000000000:role/web",
+            100.0,
+            std::time::Duration::from_secs(60),
+        );
+        let task: TaskRecord = serde_json::from_value(serde_json::json!({
+            "id": "t1", "cluster": "default", "family": "web", "revision": 1,
+            "demand": {"cpu": 0, "memory": 0}, "task": {},
+            "taskRoleArn": "arn:aws:iam::000000000000:role/web",
+        }))
+        .unwrap();
+        store
+            .update(|st| {
+                let mut task = task.clone();
+                task.task_role_credentials = Some(issued.clone());
+                st.tasks.insert("t1".into(), task);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        drop(store);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(STATE_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "state.json holds secrets");
+        }
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        store.read(|st| {
+            let t = &st.tasks["t1"];
+            assert_eq!(t.task_role_credentials.as_ref(), Some(&issued));
+            assert_eq!(t.credentials(RoleType::TaskApplication), Some(&issued));
+            assert_eq!(t.credentials(RoleType::TaskExecution), None);
+            assert_eq!(
+                t.task_role_arn.as_deref(),
+                Some("arn:aws:iam::000000000000:role/web")
+            );
+        });
+        // A state file from before credentials existed still loads.
+        let old: TaskRecord = serde_json::from_value(serde_json::json!({
+            "id": "t2", "cluster": "default", "family": "web", "revision": 1,
+            "demand": {"cpu": 0, "memory": 0}, "task": {}
+        }))
+        .unwrap();
+        assert_eq!(old.task_role_credentials, None);
+        assert_eq!(old.task_role_arn, None);
+    }
+
+    #[test]
     fn failed_update_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), default_cluster).unwrap();

@@ -30,6 +30,27 @@ impl Harness {
         Self { plane, dir }
     }
 
+    /// Starts with the test configuration changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = start_in_with(dir.path().join("data"), configure).await;
+        Self { plane, dir }
+    }
+
+    /// A plain HTTP GET of `path` (with its query); status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect(self.addr()).await.unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let (status, _, body) = split_response(&response);
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -71,10 +92,15 @@ impl Harness {
 }
 
 pub async fn start_in(data_dir: PathBuf) -> Plane {
+    start_in_with(data_dir, |_| {}).await
+}
+
+pub async fn start_in_with(data_dir: PathBuf, configure: impl FnOnce(&mut Config)) -> Plane {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = Config::new(data_dir);
     config.heartbeat_interval = Duration::from_millis(500);
     config.first_heartbeat = Duration::from_millis(100);
+    configure(&mut config);
     Plane::start(listener, config).await.unwrap()
 }
 
@@ -243,6 +269,62 @@ pub fn registration(cluster: &str, cpu: i64, memory: i64) -> Value {
             {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []}
         ]
     })
+}
+
+/// Registers an instance with extra attributes (names only); returns its
+/// ARN.
+pub async fn register_instance(h: &Harness, cluster: &str, attributes: &[&str]) -> String {
+    let mut body = registration(cluster, 4096, 8192);
+    let list = body["attributes"].as_array_mut().unwrap();
+    for name in attributes {
+        list.push(serde_json::json!({ "name": name }));
+    }
+    let (status, body) = h
+        .call("RegisterContainerInstance", body.to_string().as_bytes())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Connects an agent's ACS socket for a registered instance, as a Go agent
+/// does (`sendCredentials=true` only on its first connection), and waits
+/// until the plane sees it connected.
+pub async fn connect_agent(h: &Harness, cluster: &str, arn: &str, send_credentials: bool) -> Ws {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("agentHash", "abc")
+        .append_pair("agentVersion", "1.105.1")
+        .append_pair("clusterArn", cluster)
+        .append_pair("containerInstanceArn", arn)
+        .append_pair("dockerVersion", "DockerVersion: 25.0.8")
+        .append_pair("protocolVersion", "2")
+        .append_pair("sendCredentials", &send_credentials.to_string())
+        .append_pair("seqNum", "1")
+        .finish();
+    let ws = h.acs(&query).await;
+    let id = arn.rsplit('/').next().unwrap().to_owned();
+    eventually(&h.plane, "agent connected", |st| {
+        st.instances[&id].agent_connected
+    })
+    .await;
+    ws
+}
+
+/// Every frame of a `type` that arrives within `within`.
+pub async fn frames_within(ws: &mut Ws, frame_type: &str, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["type"] == frame_type {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 /// Registers an instance and connects an agent for it; returns its ARN and
