@@ -560,3 +560,105 @@ impl Cli {
         })
     }
 }
+
+/// The name of the lock file, in the temp directory, that every test
+/// changing this host's ECS routing (sysctls, iptables) holds.
+pub const HOST_ROUTING_LOCK_FILE: &str = "ecs-agent-host-routing.lock";
+
+/// Exclusive use of this host's ECS routing: a process-wide mutex, so
+/// threads of one test binary take turns, and an exclusive `flock` on
+/// [`HOST_ROUTING_LOCK_FILE`], so test binaries and other processes do too.
+/// Both are released when this is dropped. Not re-entrant: a thread that
+/// already holds one must not ask for another.
+pub struct HostRoutingLock {
+    // Fields drop in this order: the file lock first, then the mutex.
+    _file: std::fs::File,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Waits for, and takes, [`HostRoutingLock`].
+pub fn host_routing_lock() -> Result<HostRoutingLock> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = std::env::temp_dir().join(HOST_ROUTING_LOCK_FILE);
+    let file = std::fs::File::options()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(HostRoutingLock {
+        _file: file,
+        _guard: guard,
+    })
+}
+
+/// Runs `ecs-agent <command>` (`host-setup` or `host-teardown`) with only
+/// `PATH` and `env` in its environment, and no JSON config file; returns
+/// its stdout, or an error holding both outputs when it does not exit 0.
+/// Callers hold a [`HostRoutingLock`].
+pub fn agent_host_command(command: &str, env: &[(&str, &str)]) -> Result<String> {
+    let mut cmd = Command::new(&binaries().agent);
+    cmd.arg(command)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "ECS_AGENT_CONFIG_FILE_PATH",
+            std::env::temp_dir().join("ecs-agent-host-routing-no-config.json"),
+        );
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running ecs-agent {command}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "ecs-agent {command} exited with {}:\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// This host set up as ecs-init would (`ecs-agent host-setup`): containers
+/// reach `169.254.170.2:80` as `127.0.0.1:51679`, and so does the host.
+/// Holds the [`HostRoutingLock`]; dropping it runs `ecs-agent
+/// host-teardown`, then releases the lock.
+pub struct HostRouting {
+    /// What `host-setup` printed.
+    pub setup_output: String,
+    _lock: HostRoutingLock,
+}
+
+/// Takes the [`HostRoutingLock`] and runs `ecs-agent host-setup` with the
+/// default configuration. A failed set-up is torn down before the error is
+/// returned.
+pub fn host_routing() -> Result<HostRouting> {
+    let lock = host_routing_lock()?;
+    match agent_host_command("host-setup", &[]) {
+        Ok(setup_output) => Ok(HostRouting {
+            setup_output,
+            _lock: lock,
+        }),
+        Err(e) => {
+            let _ = agent_host_command("host-teardown", &[]);
+            Err(e)
+        }
+    }
+}
+
+impl Drop for HostRouting {
+    fn drop(&mut self) {
+        if let Err(e) = agent_host_command("host-teardown", &[]) {
+            eprintln!("host-teardown after the test failed: {e:#}");
+        }
+    }
+}

@@ -73,7 +73,10 @@ pub enum HostSetupError {
         status: String,
         output: String,
     },
-    #[error("`{command}` still finds the rule after {} deletions", MAX_DELETES_PER_RULE)]
+    #[error(
+        "`{command}` still finds the rule after {} deletions",
+        MAX_DELETES_PER_RULE
+    )]
     RuleStuck { command: String },
     #[error("cannot read {path}: {source}")]
     ReadSysctl {
@@ -239,18 +242,25 @@ impl Rule {
     }
 }
 
-/// Shown as the command that adds the rule, without `-w`.
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
+impl Rule {
+    /// The command that does `action` (`-A`, `-I`, `-D`) with this rule,
+    /// as a person would type it (without `-w`).
+    pub fn command(&self, action: &str) -> String {
+        format!(
             "{} -t {} {} {} {}",
             self.family.program(),
             self.table,
-            self.add_action(),
+            action,
             self.chain,
             self.spec.join(" ")
         )
+    }
+}
+
+/// Shown as the command that adds the rule, without `-w`.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.command(self.add_action()))
     }
 }
 
@@ -441,9 +451,11 @@ impl fmt::Display for RuleOutcome {
     }
 }
 
-fn report(out: &mut dyn Write, outcome: RuleOutcome, rule: &Rule) {
+/// One line per rule: set-up shows the command that adds it, tear-down the
+/// one that deletes it.
+fn report(out: &mut dyn Write, outcome: RuleOutcome, rule: &Rule, action: &str) {
     // A closed stdout must not turn a done set-up into a failure.
-    let _ = writeln!(out, "{outcome}: {rule}");
+    let _ = writeln!(out, "{outcome}: {}", rule.command(action));
 }
 
 /// Adds every rule of the plan that is not there yet, stopping at the first
@@ -477,7 +489,7 @@ pub fn apply_setup(
             table.add(rule)?;
             RuleOutcome::Added
         };
-        report(out, outcome, rule);
+        report(out, outcome, rule, rule.add_action());
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -511,7 +523,7 @@ pub fn apply_teardown(
             if rule.family == Family::V4 {
                 return Err(HostSetupError::MissingTool("iptables"));
             }
-            report(out, RuleOutcome::Skipped, rule);
+            report(out, RuleOutcome::Skipped, rule, "-D");
             outcomes.push(RuleOutcome::Skipped);
             continue;
         }
@@ -522,7 +534,7 @@ pub fn apply_teardown(
                 } else {
                     RuleOutcome::Removed(n)
                 };
-                report(out, outcome, rule);
+                report(out, outcome, rule, "-D");
                 outcomes.push(outcome);
             }
             Err(e) => errors.push(e),
@@ -682,12 +694,10 @@ impl ProcSys {
 
     pub fn write(&self, key: &str, value: i64) -> Result<(), HostSetupError> {
         let path = self.path(key);
-        std::fs::write(&path, format!("{value}\n")).map_err(|source| {
-            HostSetupError::WriteSysctl {
-                path: path.display().to_string(),
-                value: value.to_string(),
-                source,
-            }
+        std::fs::write(&path, format!("{value}\n")).map_err(|source| HostSetupError::WriteSysctl {
+            path: path.display().to_string(),
+            value: value.to_string(),
+            source,
         })
     }
 
@@ -711,7 +721,10 @@ pub fn setup_sysctls(sys: &ProcSys, out: &mut dyn Write) -> Result<(), HostSetup
     if sys.exists(DOCKER0_ACCEPT_RA) {
         sys.set(DOCKER0_ACCEPT_RA, 0, out)?;
     } else {
-        let _ = writeln!(out, "absent: sysctl {DOCKER0_ACCEPT_RA} (no docker0; skipped)");
+        let _ = writeln!(
+            out,
+            "absent: sysctl {DOCKER0_ACCEPT_RA} (no docker0; skipped)"
+        );
     }
     Ok(())
 }
@@ -771,9 +784,7 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
         let value = value.trim();
         let unquoted = ['"', '\'']
             .iter()
-            .find_map(|q| {
-                value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))
-            })
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
             .unwrap_or(value);
         vars.insert(key.to_string(), unquoted.to_string());
     }
@@ -879,7 +890,6 @@ pub fn main(command: Subcommand) -> ExitCode {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -910,8 +920,10 @@ mod tests {
     const DROP_V4: &str = "iptables -t filter -I INPUT -p tcp --dport 51678 ! -i lo -j DROP";
     const ACCEPT_V4: &str = "iptables -t filter -I INPUT -p tcp --dport 51678 -i docker0 -j ACCEPT";
     const DROP_V6: &str = "ip6tables -t filter -I INPUT -p tcp --dport 51678 ! -i lo -j DROP";
-    const ACCEPT_V6: &str = "ip6tables -t filter -I INPUT -p tcp --dport 51678 -i docker0 -j ACCEPT";
-    const OUTPUT: &str = "iptables -t nat -A OUTPUT -p tcp -d 169.254.170.2 --dport 80 -j REDIRECT --to-ports 51679";
+    const ACCEPT_V6: &str =
+        "ip6tables -t filter -I INPUT -p tcp --dport 51678 -i docker0 -j ACCEPT";
+    const OUTPUT: &str =
+        "iptables -t nat -A OUTPUT -p tcp -d 169.254.170.2 --dport 80 -j REDIRECT --to-ports 51679";
 
     #[test]
     fn default_plan_follows_ecs_init_order() {
@@ -1070,7 +1082,10 @@ mod tests {
             Some(file),
         );
         assert_eq!(env.get("ECS_SKIP_LOCALHOST_TRAFFIC_FILTER"), Some("false"));
-        assert_eq!(env.get("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS"), Some("true"));
+        assert_eq!(
+            env.get("ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS"),
+            Some("true")
+        );
         assert_eq!(env.get("ECS_CLUSTER"), Some("staging"), "empty is unset");
         assert_eq!(
             merged_env([("A".to_string(), "1".to_string())], None).get("A"),
@@ -1200,7 +1215,10 @@ mod tests {
         };
         let err = apply_setup(&plan, &mut table, &mut Vec::new()).unwrap_err();
         assert!(matches!(err, HostSetupError::MissingTool("iptables")));
-        assert!(err.to_string().contains("iptables is not installed"), "{err}");
+        assert!(
+            err.to_string().contains("iptables is not installed"),
+            "{err}"
+        );
         let err = apply_teardown(&plan, &mut table, &mut Vec::new()).unwrap_err();
         assert!(matches!(err, HostSetupError::MissingTool("iptables")));
     }
@@ -1224,18 +1242,27 @@ mod tests {
         let mut out = Vec::new();
         let outcomes = apply_teardown(&teardown, &mut table, &mut out).unwrap();
         assert_eq!(outcomes[0], RuleOutcome::Removed(2));
-        assert!(outcomes[1..]
-            .iter()
-            .all(|o| *o == RuleOutcome::Removed(1)));
-        assert_eq!(lines(&out)[0], format!("removed (2 copies): {PREROUTING}"));
-        assert_eq!(lines(&out)[1], format!("removed: {LOCALHOST_FILTER}"));
+        assert!(outcomes[1..].iter().all(|o| *o == RuleOutcome::Removed(1)));
+        let deleting = |shown: &str| {
+            shown
+                .replacen(" -A ", " -D ", 1)
+                .replacen(" -I ", " -D ", 1)
+        };
+        assert_eq!(
+            lines(&out)[0],
+            format!("removed (2 copies): {}", deleting(PREROUTING))
+        );
+        assert_eq!(
+            lines(&out)[1],
+            "removed: iptables -t filter -D INPUT --dst 127.0.0.0/8 ! --src 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+        );
         assert_eq!(table.total(), 1);
         assert_eq!(table.count(&foreign), 1);
 
         let mut out = Vec::new();
         let outcomes = apply_teardown(&teardown, &mut table, &mut out).unwrap();
         assert_eq!(outcomes, vec![RuleOutcome::Absent; 7]);
-        assert_eq!(lines(&out)[6], format!("absent: {OUTPUT}"));
+        assert_eq!(lines(&out)[6], format!("absent: {}", deleting(OUTPUT)));
     }
 
     #[test]
@@ -1244,9 +1271,12 @@ mod tests {
         let plan = Plan::setup(&Settings::default(), &f);
         let mut table = FakeTable::default();
         table.add(&plan.rules[0]).unwrap();
-        let outcomes =
-            apply_teardown(&Plan::teardown(&Settings::default(), &f), &mut table, &mut Vec::new())
-                .unwrap();
+        let outcomes = apply_teardown(
+            &Plan::teardown(&Settings::default(), &f),
+            &mut table,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(outcomes[0], RuleOutcome::Removed(1));
         assert!(outcomes[1..].iter().all(|o| *o == RuleOutcome::Absent));
         assert_eq!(table.total(), 0);
@@ -1257,10 +1287,7 @@ mod tests {
         let sys = ProcSys {
             root: dir.path().to_path_buf(),
         };
-        for (key, value) in [
-            (ROUTE_LOCALNET_ALL, all),
-            (ROUTE_LOCALNET_DEFAULT, default),
-        ] {
+        for (key, value) in [(ROUTE_LOCALNET_ALL, all), (ROUTE_LOCALNET_DEFAULT, default)] {
             std::fs::create_dir_all(sys.path(key).parent().unwrap()).unwrap();
             std::fs::write(sys.path(key), value).unwrap();
         }
@@ -1327,7 +1354,11 @@ mod tests {
     fn host_facts_from_sysfs() {
         let dir = tempfile::tempdir().unwrap();
         let net = dir.path().join("net");
-        for (name, flags) in [("eth0", "0x1003\n"), ("loop9", "0x9\n"), ("docker0", "0x1003")] {
+        for (name, flags) in [
+            ("eth0", "0x1003\n"),
+            ("loop9", "0x9\n"),
+            ("docker0", "0x1003"),
+        ] {
             std::fs::create_dir_all(net.join(name)).unwrap();
             std::fs::write(net.join(name).join("flags"), flags).unwrap();
         }
