@@ -25,6 +25,7 @@ use crate::flags::Flags;
 use crate::host;
 use crate::images::{EngineAuth, ImageManager, ImageSettings};
 use crate::imds::{self, InstanceMetadata};
+use crate::metadata_file::MetadataFiles;
 use crate::reporter::{self, EcsSink};
 use crate::stats::StatsBoard;
 use crate::store::{keys, Store};
@@ -216,6 +217,14 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 default_stop_timeout: config.docker_stop_timeout.to_std(),
                 privileged_disabled: config.privileged_disabled,
                 logging_drivers: config.available_logging_drivers.clone(),
+                metadata_files: config.container_metadata_enabled.then(|| {
+                    Arc::new(MetadataFiles {
+                        data_dir: config.data_dir.clone(),
+                        cluster: configured_cluster.clone(),
+                        instance_arn: instance_arn.clone(),
+                        availability_zone: registration.availability_zone.clone(),
+                    })
+                }),
             },
             cleanup_wait: config.task_cleanup_wait.to_std(),
             cleanup_jitter: config.task_cleanup_wait_jitter.to_std(),

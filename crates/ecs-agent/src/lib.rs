@@ -20,6 +20,7 @@ pub mod host_setup;
 pub mod images;
 pub mod imds;
 pub mod logging;
+pub mod metadata_file;
 pub mod reporter;
 pub mod signer;
 pub mod state_change;

@@ -11,8 +11,6 @@ use ecs_agent::flags::{self, FlagError};
 use ecs_agent::logging::{self, LogSettings};
 use ecs_agent::{agent, host_setup, version};
 
-const LICENSE: &str = include_str!("../../../LICENSE");
-
 fn exit(code: ExitCode) -> ProcessExit {
     ProcessExit::from(u8::try_from(code.code()).unwrap_or(1))
 }
@@ -31,7 +29,7 @@ fn main() -> ProcessExit {
         }
     };
     if flags.license {
-        print!("{LICENSE}");
+        print!("{}", ecs_agent::endpoints::introspection::license_text());
         return exit(ExitCode::Success);
     }
     if flags.version {

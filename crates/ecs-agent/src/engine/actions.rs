@@ -10,6 +10,7 @@ use super::task::Task;
 use crate::config::ImagePullBehavior;
 use crate::docker::{DockerClient, DockerError};
 use crate::images::{ContainerRef, ImageManager};
+use crate::metadata_file::{MetadataFiles, Subject};
 
 /// Settings the actions need, fixed for the agent's lifetime.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct ActionSettings {
     pub privileged_disabled: bool,
     /// `ECS_AVAILABLE_LOGGING_DRIVERS`: the log drivers containers may use.
     pub logging_drivers: Vec<String>,
+    /// `ECS_ENABLE_CONTAINER_METADATA=true`: each container gets its file.
+    pub metadata_files: Option<Arc<MetadataFiles>>,
 }
 
 /// A transition's Docker work, with everything it needs captured.
@@ -48,6 +51,8 @@ pub enum Work {
     },
     Start {
         docker_id: String,
+        /// Whose metadata file to complete once it runs.
+        subject: Subject,
     },
     Stop {
         docker_id: String,
@@ -60,12 +65,15 @@ pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Wo
         Work::ResolveManifest { image } => resolve_manifest(docker, settings, &image).await,
         Work::Pull { image, user } => pull(settings, &image, &user).await,
         Work::Create { task, index } => create(docker, settings, &task, index).await,
-        Work::Start { docker_id } => {
+        Work::Start { docker_id, subject } => {
             match docker
                 .start_container(&docker_id, settings.start_timeout)
                 .await
             {
-                Ok(()) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
+                Ok(()) => {
+                    spawn_metadata_update(docker, settings, subject, &docker_id);
+                    Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten())
+                }
                 Err(e) => failed("CannotStartContainerError", &e),
             }
         }
@@ -79,6 +87,26 @@ pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Wo
             Err(e) => failed("CannotStopContainerError", &e),
         },
     }
+}
+
+/// Completes a running container's metadata file in the background
+/// (spec endpoints-config.md §5.2); a failure costs only the file.
+pub fn spawn_metadata_update(
+    docker: &DockerClient,
+    settings: &ActionSettings,
+    subject: Subject,
+    docker_id: &str,
+) {
+    let Some(files) = settings.metadata_files.clone() else {
+        return;
+    };
+    let docker = docker.clone();
+    let docker_id = docker_id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = files.update(&docker, &subject, &docker_id).await {
+            tracing::warn!(docker_id, error = %e, "updating the container metadata file failed");
+        }
+    });
 }
 
 fn failed(name: &str, e: &DockerError) -> Outcome {
@@ -161,14 +189,25 @@ async fn create(
         Ok(Some(info)) => info.env,
         _ => Vec::new(),
     };
+    let (extra_env, extra_binds) = match &settings.metadata_files {
+        None => (Vec::new(), Vec::new()),
+        Some(files) => match files.prepare(&Subject::of(task, index)) {
+            Ok(mount) => (vec![mount.env], vec![mount.bind]),
+            // The container is still created, without its file (§5.2).
+            Err(e) => {
+                tracing::warn!(task = task.arn(), container = container.spec.name, error = %e, "preparing the container metadata file failed");
+                (Vec::new(), Vec::new())
+            }
+        },
+    };
     let ctx = CreateContext {
         cluster: &settings.cluster,
         region: &settings.region,
         image_env: &image_env,
         privileged_disabled: settings.privileged_disabled,
         logging_drivers: &settings.logging_drivers,
-        extra_env: &[],
-        extra_binds: &[],
+        extra_env: &extra_env,
+        extra_binds: &extra_binds,
     };
     let body = match create_config::build(task, index, &ctx) {
         Ok(body) => body,

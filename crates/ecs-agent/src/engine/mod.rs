@@ -260,6 +260,20 @@ impl TaskEngine {
         images
             .restore_references(crate::images::image_users(engine.tasks.values()))
             .await;
+        // Files of containers that started while the agent was down, or
+        // whose update the restart cut short, are completed again.
+        for task in engine.tasks.values() {
+            for (index, c) in task.containers.iter().enumerate() {
+                if let (ContainerStatus::Running, Some(id)) = (c.known_status, &c.docker_id) {
+                    actions::spawn_metadata_update(
+                        &engine.docker,
+                        &engine.settings.actions,
+                        crate::metadata_file::Subject::of(task, index),
+                        id,
+                    );
+                }
+            }
+        }
         let arns: Vec<String> = engine.tasks.keys().cloned().collect();
         for arn in arns {
             engine.progress(&arn);
@@ -711,6 +725,7 @@ impl TaskEngine {
                 Action::Start => match &c.docker_id {
                     Some(id) => Work::Start {
                         docker_id: id.clone(),
+                        subject: crate::metadata_file::Subject::of(task, index),
                     },
                     None => continue,
                 },
@@ -835,6 +850,9 @@ impl TaskEngine {
             .collect();
         let images = self.settings.actions.images.clone();
         tracing::info!(task = arn, "cleaning up stopped task");
+        if let Some(files) = &self.settings.actions.metadata_files {
+            files.remove_task(&arn);
+        }
         self.settings
             .credentials
             .remove(&arn, crate::credentials::RoleType::TaskExecution);
