@@ -31,10 +31,12 @@ use crate::flags::Subcommand;
 pub const CREDENTIALS_PROXY_IP: &str = "169.254.170.2";
 /// The port containers use on [`CREDENTIALS_PROXY_IP`].
 pub const CREDENTIALS_PROXY_PORT: u16 = 80;
-/// The agent's introspection port; fixed in the Go agent.
-pub const INTROSPECTION_PORT: u16 = 51678;
-/// The agent's credentials and task metadata port; fixed in the Go agent.
-pub const CREDENTIALS_PORT: u16 = 51679;
+/// The agent's introspection port (fixed in the Go agent), where the
+/// endpoints listen.
+pub const INTROSPECTION_PORT: u16 = crate::endpoints::INTROSPECTION_PORT;
+/// The agent's credentials and task metadata port (fixed in the Go agent),
+/// where the endpoints listen.
+pub const CREDENTIALS_PORT: u16 = crate::endpoints::TASK_ENDPOINT_PORT;
 /// The file ecs-init's systemd unit loads as its environment.
 pub const ECS_CONFIG_FILE: &str = "/etc/ecs/ecs.config";
 
