@@ -331,6 +331,7 @@ impl Agent {
             .env("ECS_CONTAINER_STOP_TIMEOUT", "2s")
             .env("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", "10m")
             .env("ECS_LOGLEVEL", "debug")
+            .env("ECS_AUDIT_LOGFILE", options.data_dir.join("audit.log"))
             .env(
                 "ECS_AGENT_CONFIG_FILE_PATH",
                 options.data_dir.join("no-config.json"),
