@@ -221,6 +221,25 @@ fn bridge_containers_reach_their_own_credentials_and_metadata() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["Arn"], first);
 
+    let (status, body) = get(51678, "/v1/metadata");
+    assert_eq!(status, 200);
+    let metadata = json(&body);
+    assert_eq!(metadata["Cluster"], "default");
+    assert!(metadata["ContainerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .contains(":container-instance/default/"));
+    let (status, body) = get(51678, "/license");
+    assert_eq!(status, 200);
+    assert!(body.contains("Apache License"));
+
+    // One source and path may burst 60 requests, then 40 a second.
+    let statuses: Vec<u16> = (0..150)
+        .map(|_| get(51679, "/v2/credentials/throttle-probe").0)
+        .collect();
+    assert_eq!(statuses[0], 400);
+    assert!(statuses.contains(&429), "{statuses:?}");
+
     // Once the task stops, its credentials are gone.
     cli.ecs(&["stop-task", "--task", &first]).unwrap();
     cli.wait_task_status("default", &first, "STOPPED", SETTLE)
@@ -307,4 +326,110 @@ fn host_network_tasks_with_a_role_need_the_option() {
         .unwrap();
     cli.wait_task_status("hostnet", &arn, "STOPPED", SETTLE)
         .unwrap();
+}
+
+/// The first answer once the task endpoint listens.
+fn get_when_up(target: &str) -> (u16, String) {
+    wait_for("the task endpoint to listen", SETTLE, || {
+        Ok(TcpStream::connect(("127.0.0.1", 51679))
+            .is_ok()
+            .then_some(()))
+    })
+    .unwrap();
+    get(51679, target)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_pending_after_a_restart_until_acs_sends_them_again() {
+    use e2e::fake_backend::FakeBackend;
+    require_docker();
+    let _routing = host_routing().unwrap();
+    let backend = FakeBackend::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = AgentOptions::new(dir.path()).env("ECS_ENABLE_TASK_IAM_ROLE", "true");
+    let agent = Agent::start_at(&backend.url(), &opts).unwrap();
+    backend
+        .wait_frame("HeartbeatAckRequest", SETTLE)
+        .await
+        .expect("agent connected");
+    let arn = "arn:aws:ecs:us-east-1:123456789012:task/default/0000000000000000000000000000cred";
+    let creds = |key: &str, expiration: &str| {
+        serde_json::json!({"credentialsId": "e2e-cred-1", "roleArn": ROLE_ARN,
+            "accessKeyId": key, "secretAccessKey": "secret", "sessionToken": "token",
+            "expiration": expiration})
+    };
+    let task = serde_json::json!({
+        "arn": arn, "family": "cred", "version": "1", "desiredStatus": "RUNNING",
+        "networkMode": "bridge", "launchType": "EC2",
+        "roleCredentials": creds("ASIAFIRST", "2030-01-01T00:00:00Z"),
+        "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "600"],
+            "memory": 32, "essential": true, "overrides": "{}"}]
+    });
+    backend.send_payload("pl-1", 1, vec![task]);
+    // The payload's credentials are acked with the payload's message ID.
+    let ack = backend
+        .wait_frame("IAMRoleCredentialsAckRequest", SETTLE)
+        .await
+        .expect("credentials ack");
+    assert_eq!(
+        ack,
+        r#"{"type":"IAMRoleCredentialsAckRequest","message":{"credentialsId":"e2e-cred-1","expiration":"2030-01-01T00:00:00Z","messageId":"pl-1"}}"#
+    );
+    backend
+        .wait_task_status(arn, "RUNNING", SETTLE)
+        .await
+        .expect("task running");
+    let (status, body) = get_when_up("/v2/credentials/e2e-cred-1");
+    assert_eq!(
+        (status, json(&body)["AccessKeyId"].clone()),
+        (200, "ASIAFIRST".into())
+    );
+
+    // Credentials are never saved: after a restart the known ID answers
+    // "not yet" until ACS sends them again.
+    agent.kill();
+    let agent = Agent::start_at(&backend.url(), &opts).unwrap();
+    let (status, body) = get_when_up("/v2/credentials/e2e-cred-1");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            503,
+            r#"{"code":"CredentialsUninitialized","message":"CredentialsV2Request: Credentials uninitialized for ID","HTTPErrorCode":503}"#
+        ),
+        "{}",
+        agent.log_text()
+    );
+    let refresh = |message_id: &str, task_arn: &str| {
+        serde_json::json!({"type": "IAMRoleCredentialsMessage", "message": {
+            "messageId": message_id, "taskArn": task_arn,
+            "taskClusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/default",
+            "roleType": "TaskApplication",
+            "roleCredentials": creds("ASIASECOND", "2030-01-01T01:00:00Z")}})
+        .to_string()
+    };
+    backend.send(refresh("cr-2", arn));
+    let ack = backend
+        .wait_frame("\"cr-2\"", SETTLE)
+        .await
+        .expect("refresh ack");
+    assert_eq!(
+        ack,
+        r#"{"type":"IAMRoleCredentialsAckRequest","message":{"credentialsId":"e2e-cred-1","expiration":"2030-01-01T01:00:00Z","messageId":"cr-2"}}"#
+    );
+    let (status, body) = get(51679, "/v2/credentials/e2e-cred-1");
+    assert_eq!(
+        (status, json(&body)["AccessKeyId"].clone()),
+        (200, "ASIASECOND".into())
+    );
+    // A refresh for a task the agent does not know is not acked.
+    backend.send(refresh(
+        "cr-3",
+        "arn:aws:ecs:us-east-1:123456789012:task/default/ffffffffffffffffffffffffffffffff",
+    ));
+    assert!(backend
+        .wait_frame("\"cr-3\"", Duration::from_secs(3))
+        .await
+        .is_none());
+    e2e::remove_task_containers(&[arn.to_string()]);
+    drop(agent);
 }
