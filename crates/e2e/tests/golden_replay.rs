@@ -64,7 +64,10 @@ async fn agent_traffic_matches_the_recorded_go_agent() {
     require_docker();
     let backend = FakeBackend::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let options = AgentOptions::new(dir.path()).env("ECS_LOGLEVEL", "info");
+    // As the recording agent was configured (samples/README.md).
+    let options = AgentOptions::new(dir.path())
+        .env("ECS_LOGLEVEL", "info")
+        .env("ECS_ENABLE_TASK_IAM_ROLE", "true");
     let agent = Agent::start_at(&backend.url(), &options).unwrap();
 
     // What the recorded fake server sent, in the recorded order: a
@@ -84,10 +87,32 @@ async fn agent_traffic_matches_the_recorded_go_agent() {
     backend.send(with_test_image("acs-payload.json"));
     let task_arn = sample_json(&spec, "acs-payload.json")["message"]["tasks"][0]["arn"].clone();
     let arn = task_arn.as_str().unwrap();
+    // The payload's credentials are acked with the payload's message ID,
+    // byte for byte as the Go agent did.
+    let sample_text = |name: &str| {
+        String::from_utf8(sample(&spec, name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let payload_credentials_ack = sample_text("acs-payload-credentials-ack.json");
+    backend
+        .wait_frame(&payload_credentials_ack, Duration::from_secs(60))
+        .await
+        .expect("payload credentials acked as recorded");
     backend
         .wait_task_status(arn, "RUNNING", Duration::from_secs(60))
         .await
         .expect("RUNNING reported");
+    // The recorded refresh, and its recorded ack.
+    backend.send(sample_text("acs-credentials.json"));
+    backend
+        .wait_frame(
+            &sample_text("acs-credentials-ack.json"),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("credentials refresh acked as recorded");
     backend.send(with_test_image("acs-payload-stop.json"));
     backend
         .wait_task_status(arn, "STOPPED", Duration::from_secs(60))

@@ -43,20 +43,25 @@ impl Request {
             .map(|(_, v)| v.into_owned())
     }
 
-    #[cfg(test)]
-    pub fn get(target: &str) -> Self {
+    /// A request for `target` (path and query) from `peer`.
+    pub fn new(method: &str, target: &str, peer: SocketAddr) -> Self {
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
             None => (target.to_string(), None),
         };
         Self {
-            method: "GET".into(),
+            method: method.into(),
             path,
             query,
-            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            peer,
             user_agent: String::new(),
             forwarded_for: String::new(),
         }
+    }
+
+    #[cfg(test)]
+    pub fn get(target: &str) -> Self {
+        Self::new("GET", target, SocketAddr::from(([127, 0, 0, 1], 40000)))
     }
 }
 
