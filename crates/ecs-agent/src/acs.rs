@@ -21,7 +21,8 @@ use crate::ecs_client::EcsClient;
 use crate::engine::status::TaskStatus;
 use crate::engine::task::IncomingTask;
 use crate::engine::EngineHandle;
-use crate::store::{keys, Store};
+use crate::store::Store;
+use crate::task_manifest::{self, PendingVerification, Verdict};
 use crate::websocket::{self, WsError};
 
 /// Reconnect delay after an `InactiveInstanceException` (§4.3).
@@ -47,6 +48,8 @@ pub struct AcsContext {
     /// Task role credentials, as payloads and refreshes deliver them.
     pub role_credentials: Arc<CredentialsStore>,
     pub role_policy: RolePolicy,
+    /// The last accepted task manifest, awaiting its verification ack.
+    pub pending_verification: Arc<PendingVerification>,
 }
 
 /// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>` (§1.2).
@@ -303,11 +306,72 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
                 }
             });
         }
+        AcsMessage::TaskManifestMessage(manifest) => {
+            let engine = ctx.engine.clone();
+            let store = ctx.store.clone();
+            let pending = ctx.pending_verification.clone();
+            let out = out.clone();
+            tokio::spawn(async move {
+                handle_manifest(&engine, &store, &pending, &manifest, &out).await;
+            });
+        }
+        AcsMessage::TaskStopVerificationAck(ack) => {
+            match ctx.pending_verification.confirmed(&ack) {
+                Some(arns) => {
+                    tracing::info!(tasks = ?arns, "stopping tasks the backend confirmed");
+                    let _ = ctx.engine.stop_tasks(arns);
+                }
+                None => tracing::warn!(
+                    message_id = ack.message_id.as_deref().unwrap_or(""),
+                    "ignoring a stop verification ack that answers no pending manifest"
+                ),
+            }
+        }
         other => {
             tracing::debug!(
                 message_type = other.type_name(),
                 "ACS message not handled by this agent"
             );
+        }
+    }
+}
+
+/// Compares a manifest with the local tasks (§4.7): a stale one is dropped
+/// without a word; an accepted one is acked, with stop candidates if any.
+async fn handle_manifest(
+    engine: &EngineHandle,
+    store: &Store,
+    pending: &PendingVerification,
+    manifest: &acs::TaskManifestMessage,
+    out: &mpsc::UnboundedSender<Message>,
+) {
+    let Ok(tasks) = engine.snapshot().await else {
+        return;
+    };
+    let desired_running: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.desired_status == TaskStatus::Running)
+        .map(|t| t.arn().to_string())
+        .collect();
+    match task_manifest::consider(manifest, task_manifest::latest_seq(store), &desired_running) {
+        Verdict::Invalid => tracing::warn!("ignoring task manifest without messageId, clusterArn, containerInstanceArn or timeline"),
+        Verdict::Stale => tracing::info!(
+            timeline = manifest.timeline.unwrap_or_default(),
+            "discarding stale task manifest"
+        ),
+        Verdict::Accepted {
+            timeline,
+            ack,
+            verification,
+        } => {
+            if let Some(id) = &ack.message_id {
+                pending.accepted(id);
+            }
+            task_manifest::raise_latest_seq(store, timeline);
+            send(out, AcsMessage::AckRequest(ack));
+            if let Some(v) = verification {
+                send(out, AcsMessage::TaskStopVerificationMessage(v));
+            }
         }
     }
 }
@@ -376,7 +440,7 @@ async fn handle_payload(
         return (None, Vec::new());
     }
     if let Some(seq) = payload.seq_num {
-        raise_latest_seq(store, seq);
+        task_manifest::raise_latest_seq(store, seq);
     }
     let ack = all_ok.then_some(acs::AckRequest {
         cluster: payload.cluster_arn,
@@ -384,22 +448,6 @@ async fn handle_payload(
         message_id: payload.message_id,
     });
     (ack, credential_acks)
-}
-
-/// The task-manifest high-water mark only moves up, and survives restarts
-/// (§4.7).
-fn raise_latest_seq(store: &Store, seq: i64) {
-    let current = store
-        .get_meta(keys::TASK_MANIFEST_SEQ_NUM)
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(-1);
-    if seq > current {
-        if let Err(e) = store.put_meta(&[(keys::TASK_MANIFEST_SEQ_NUM, &seq.to_string())]) {
-            tracing::warn!(error = %e, "saving the ACS sequence number failed");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -309,6 +309,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             accept_insecure_cert: config.accept_insecure_cert,
             heartbeats: acs_heartbeats,
             role_credentials,
+            pending_verification: Arc::default(),
             role_policy: RolePolicy {
                 task_roles: config.task_iam_role_enabled,
                 host_network: config.task_iam_role_enabled

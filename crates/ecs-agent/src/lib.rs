@@ -26,6 +26,7 @@ pub mod signer;
 pub mod state_change;
 pub mod stats;
 pub mod store;
+pub mod task_manifest;
 pub mod tcs;
 pub mod version;
 pub mod websocket;

@@ -1,0 +1,129 @@
+//! The ACS reconciliation safety net (spec acs-tcs.md §4.7) against a
+//! scripted backend on real Docker: stale manifests are ignored, a task
+//! missing from a manifest becomes a stop candidate, and only the matching
+//! verification ack stops it; the high-water mark survives a restart.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::fake_backend::FakeBackend;
+use e2e::{require_docker, Agent, AgentOptions, TEST_IMAGE};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+const QUIET: Duration = Duration::from_secs(3);
+const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/default";
+const INSTANCE: &str =
+    "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d";
+
+fn arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/default/{id}")
+}
+
+fn task(id: &str) -> serde_json::Value {
+    json!({
+        "arn": arn(id), "family": "manifest", "version": "1", "desiredStatus": "RUNNING",
+        "networkMode": "bridge", "launchType": "EC2",
+        "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "600"],
+            "memory": 32, "essential": true, "overrides": "{}"}]
+    })
+}
+
+fn manifest(message_id: &str, timeline: i64, running: &[&str]) -> String {
+    let tasks: Vec<_> = running
+        .iter()
+        .map(
+            |id| json!({"taskArn": arn(id), "taskClusterArn": CLUSTER, "desiredStatus": "RUNNING"}),
+        )
+        .collect();
+    json!({"type": "TaskManifestMessage", "message": {
+        "messageId": message_id, "clusterArn": CLUSTER, "containerInstanceArn": INSTANCE,
+        "generatedAt": 1_795_810_862_257i64, "timeline": timeline, "tasks": tasks}})
+    .to_string()
+}
+
+fn verification_ack(message_id: &str, id: &str) -> String {
+    json!({"type": "TaskStopVerificationAck", "message": {
+        "messageId": message_id, "generatedAt": 1_795_810_868_419i64,
+        "stopTasks": [{"taskArn": arn(id), "taskClusterArn": CLUSTER, "desiredStatus": "STOPPED"}]}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
+    require_docker();
+    let backend = FakeBackend::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = AgentOptions::new(dir.path());
+    let agent = Agent::start_at(&backend.url(), &options).unwrap();
+    backend
+        .wait_frame("HeartbeatAckRequest", WAIT)
+        .await
+        .expect("agent connected");
+    let (lost, kept) = (
+        "000000000000000000000000000l0057",
+        "0000000000000000000000000000ke07",
+    );
+    backend.send_payload("pl-1", 3, vec![task(lost), task(kept)]);
+    for id in [lost, kept] {
+        backend
+            .wait_task_status(&arn(id), "RUNNING", WAIT)
+            .await
+            .expect("task running");
+    }
+
+    // timeline 2 is not above payload seqNum 3: no ack, no verification.
+    backend.send(manifest("mf-stale", 2, &[kept]));
+    assert!(backend.wait_frame("mf-stale", QUIET).await.is_none());
+
+    backend.send(manifest("mf-4", 4, &[kept]));
+    let ack = backend
+        .wait_frame("\"messageId\":\"mf-4\"}}", WAIT)
+        .await
+        .expect("manifest acked");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ack).unwrap(),
+        json!({"type": "AckRequest", "message": {"cluster": CLUSTER,
+            "containerInstance": INSTANCE, "messageId": "mf-4"}})
+    );
+    let verification = backend
+        .wait_frame("TaskStopVerificationMessage", WAIT)
+        .await
+        .expect("stop candidates proposed");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&verification).unwrap(),
+        json!({"type": "TaskStopVerificationMessage", "message": {"messageId": "mf-4",
+            "stopCandidates": [{"desiredStatus": "STOPPED", "taskArn": arn(lost), "taskClusterArn": CLUSTER}]}})
+    );
+
+    // An ack for another manifest changes nothing; the right one stops
+    // the candidate and nothing else.
+    backend.send(verification_ack("mf-other", lost));
+    assert!(backend
+        .wait_task_status(&arn(lost), "STOPPED", QUIET)
+        .await
+        .is_none());
+    backend.send(verification_ack("mf-4", lost));
+    backend
+        .wait_task_status(&arn(lost), "STOPPED", WAIT)
+        .await
+        .expect("confirmed task stopped");
+    assert!(backend
+        .wait_task_status(&arn(kept), "STOPPED", QUIET)
+        .await
+        .is_none());
+
+    // latestSeq (4) survives a restart: timeline 4 is stale afterwards.
+    agent.kill();
+    let agent = Agent::start_at(&backend.url(), &options).unwrap();
+    backend
+        .wait_frame("HeartbeatAckRequest", WAIT)
+        .await
+        .expect("agent reconnected");
+    backend.send(manifest("mf-again", 4, &[]));
+    assert!(backend.wait_frame("mf-again", QUIET).await.is_none());
+    backend.send(manifest("mf-5", 5, &[kept]));
+    assert!(backend.wait_frame("\"mf-5\"", WAIT).await.is_some());
+    drop(agent);
+    e2e::remove_task_containers(&[arn(lost), arn(kept)]);
+}
