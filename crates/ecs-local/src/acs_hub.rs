@@ -14,6 +14,13 @@
 //! connection, one per set the agent has not acked yet. An
 //! `IAMRoleCredentialsAckRequest` marks the set with that `credentialsId`
 //! and `expiration` acked.
+//!
+//! Every `task_manifest_interval` each connection also gets a
+//! `TaskManifestMessage` (acs-tcs.md §4.7) listing the tasks the plane wants
+//! RUNNING on that instance. The agent acks it and, when it runs tasks the
+//! manifest does not list, asks with a `TaskStopVerificationMessage`; the
+//! hub confirms only the candidates the plane does not want RUNNING there
+//! ([`verify_stops`]) in a `TaskStopVerificationAck`.
 
 use crate::arn;
 use crate::clock;
@@ -27,7 +34,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ecs_model::acs::{
     AcsMessage, HeartbeatMessage, IAMRoleCredentialsAckRequest, IAMRoleCredentialsMessage,
-    PayloadMessage,
+    PayloadMessage, TaskIdentifier, TaskManifestMessage, TaskStopVerificationAck,
+    TaskStopVerificationMessage,
 };
 use ecs_model::ecs_api::VersionInfo;
 use std::collections::{HashMap, HashSet};
@@ -65,10 +73,22 @@ struct PendingAck {
     desired: String,
 }
 
+/// The last `TaskManifestMessage` sent to an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSent {
+    pub message_id: String,
+    pub timeline: i64,
+    /// The agent sent an `AckRequest` with this `messageId`.
+    pub acked: bool,
+}
+
 #[derive(Default)]
 struct HubState {
     connections: HashMap<String, Connection>,
     pending: HashMap<String, PendingAck>,
+    /// Instance id → the last manifest sent to it. Acks of manifests are
+    /// matched here first, so they are never taken for payload acks.
+    manifests: HashMap<String, ManifestSent>,
 }
 
 /// Both roles, in the order their messages are sent.
@@ -87,6 +107,9 @@ pub struct AcsHub {
     first_heartbeat: Duration,
     /// Lifetime of refreshed credentials.
     credentials_ttl: Duration,
+    /// Time between `TaskManifestMessage`s on a connection (the first one
+    /// goes out this long after connecting).
+    task_manifest_interval: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +123,7 @@ impl AcsHub {
         heartbeat_interval: Duration,
         first_heartbeat: Duration,
         credentials_ttl: Duration,
+        task_manifest_interval: Duration,
     ) -> Self {
         Self {
             store,
@@ -109,6 +133,7 @@ impl AcsHub {
             heartbeat_interval,
             first_heartbeat,
             credentials_ttl,
+            task_manifest_interval,
         }
     }
 
@@ -215,8 +240,111 @@ impl AcsHub {
         }
     }
 
-    /// Records an `AckRequest`: the task's desired status reached the agent.
-    fn acked(&self, message_id: &str) {
+    /// Sends the instance's agent a `TaskManifestMessage` (see
+    /// [`build_manifest`]) and remembers it as the instance's last one.
+    /// Returns the manifest's message id, or `None` when the agent is not
+    /// connected or the new `timeline` could not be saved.
+    pub fn send_manifest(&self, instance_id: &str) -> Option<String> {
+        // Under the delivery lock, so payload seqNums and manifest
+        // timelines leave in the order they were drawn from the counter.
+        let _serial = lock(&self.delivery);
+        if !self.is_connected(instance_id) {
+            return None;
+        }
+        let built = self.store.update(|st| {
+            Ok::<_, StoreError>(build_manifest(st, instance_id, clock::epoch_millis()))
+        });
+        let manifest = match built {
+            Ok(Some(m)) => m,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(instance = instance_id, error = %e, "cannot record a manifest timeline; not sent");
+                return None;
+            }
+        };
+        let message_id = manifest.message_id.clone().unwrap_or_default();
+        let timeline = manifest.timeline.unwrap_or_default();
+        let count = manifest.tasks.as_ref().map_or(0, Vec::len);
+        let frame = AcsMessage::TaskManifestMessage(manifest).encode();
+        let mut state = lock(&self.state);
+        let conn = state.connections.get(instance_id)?;
+        let _ = conn.tx.send(Outbound::Frame(frame));
+        state.manifests.insert(
+            instance_id.to_owned(),
+            ManifestSent {
+                message_id: message_id.clone(),
+                timeline,
+                acked: false,
+            },
+        );
+        tracing::debug!(
+            instance = instance_id,
+            message_id,
+            timeline,
+            tasks = count,
+            "task manifest sent"
+        );
+        Some(message_id)
+    }
+
+    /// The last manifest sent to an instance, and whether it was acked.
+    pub fn last_manifest(&self, instance_id: &str) -> Option<ManifestSent> {
+        lock(&self.state).manifests.get(instance_id).cloned()
+    }
+
+    /// Answers a `TaskStopVerificationMessage` with the candidates the
+    /// plane confirms (see [`verify_stops`]). The ack is sent even when it
+    /// confirms nothing.
+    fn stop_verification(&self, instance_id: &str, msg: &TaskStopVerificationMessage) {
+        let message_id = msg.message_id.clone().unwrap_or_default();
+        let known = lock(&self.state)
+            .manifests
+            .get(instance_id)
+            .is_some_and(|m| m.message_id == message_id);
+        if !known {
+            tracing::info!(
+                instance = instance_id,
+                message_id,
+                "stop verification for a manifest that is not the instance's last one"
+            );
+        }
+        let candidates = msg.stop_candidates.as_deref().unwrap_or_default();
+        let stop_tasks = self
+            .store
+            .read(|st| verify_stops(st, instance_id, candidates));
+        tracing::info!(
+            instance = instance_id,
+            message_id,
+            candidates = candidates.len(),
+            confirmed = stop_tasks.len(),
+            "stop verification answered"
+        );
+        let frame = AcsMessage::TaskStopVerificationAck(TaskStopVerificationAck {
+            generated_at: Some(clock::epoch_millis()),
+            message_id: Some(message_id),
+            stop_tasks: Some(stop_tasks),
+        })
+        .encode();
+        if let Some(conn) = lock(&self.state).connections.get(instance_id) {
+            let _ = conn.tx.send(Outbound::Frame(frame));
+        }
+    }
+
+    /// Records an `AckRequest`: of the instance's last manifest, or of a
+    /// payload (the task's desired status reached the agent).
+    fn acked(&self, instance_id: &str, message_id: &str) {
+        {
+            let mut state = lock(&self.state);
+            if let Some(m) = state
+                .manifests
+                .get_mut(instance_id)
+                .filter(|m| m.message_id == message_id)
+            {
+                m.acked = true;
+                tracing::debug!(instance = instance_id, message_id, "task manifest acked");
+                return;
+            }
+        }
         let Some(ack) = lock(&self.state).pending.remove(message_id) else {
             tracing::debug!(
                 message_id,
@@ -505,6 +633,104 @@ fn build_payloads(
     out
 }
 
+/// The `TaskManifestMessage` for an instance: every task placed on it whose
+/// desired status is RUNNING (exactly the tasks [`verify_stops`] refuses to
+/// confirm), each entry with
+/// `taskArn`, `taskClusterArn` and `desiredStatus` (the Go agent panics on
+/// entries without `taskArn` or `desiredStatus`, acs-tcs.md §4.7).
+///
+/// `timeline` is drawn from [`State::next_seq`], the one persisted counter
+/// that also numbers payload `seqNum`s: it grows by one for every payload
+/// and every manifest and is saved in `state.json` with the rest of the
+/// state, so each manifest's `timeline` is strictly above every `seqNum` and
+/// `timeline` sent to any instance before, across plane restarts too (the
+/// agent drops a manifest whose `timeline` is not above the highest number
+/// it has seen, and persists that number). `None` when the instance or its
+/// cluster is unknown.
+pub fn build_manifest(
+    st: &mut State,
+    instance_id: &str,
+    generated_at: i64,
+) -> Option<TaskManifestMessage> {
+    let instance = st.instances.get(instance_id)?;
+    let instance_arn = instance.arn.clone();
+    let cluster_arn = st.clusters.get(&instance.cluster)?.arn.clone();
+    let mut running: Vec<&TaskRecord> = st
+        .tasks_on(instance_id)
+        .filter(|t| t.desired_status() == "RUNNING" && !t.arn().is_empty())
+        .collect();
+    running.sort_by(|a, b| a.arn().cmp(b.arn()));
+    let tasks: Vec<TaskIdentifier> = running
+        .into_iter()
+        .map(|t| TaskIdentifier {
+            desired_status: Some("RUNNING".to_owned()),
+            task_arn: Some(t.arn().to_owned()),
+            task_cluster_arn: Some(
+                t.task
+                    .cluster_arn
+                    .clone()
+                    .unwrap_or_else(|| cluster_arn.clone()),
+            ),
+        })
+        .collect();
+    let timeline = st.next_seq();
+    Some(TaskManifestMessage {
+        cluster_arn: Some(cluster_arn),
+        container_instance_arn: Some(instance_arn),
+        generated_at: Some(generated_at),
+        message_id: Some(uuid::Uuid::new_v4().to_string()),
+        tasks: Some(tasks),
+        timeline: Some(timeline),
+    })
+}
+
+/// The stop candidates of a `TaskStopVerificationMessage` from `instance_id`
+/// that the plane confirms, as `stopTasks` entries (desired `STOPPED`). A
+/// candidate is confirmed when the plane does not know the task, when the
+/// task is placed on another instance, or when the plane wants it STOPPED;
+/// a task the plane wants RUNNING on this instance is never confirmed.
+/// Candidates without a `taskArn` are skipped.
+pub fn verify_stops(
+    st: &State,
+    instance_id: &str,
+    candidates: &[TaskIdentifier],
+) -> Vec<TaskIdentifier> {
+    let mut out = Vec::new();
+    for c in candidates {
+        let Some(task_arn) = c.task_arn.as_deref().filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        let record = st
+            .tasks
+            .get(arn::resource_id(task_arn))
+            .filter(|t| t.arn() == task_arn);
+        let wanted_here = record.is_some_and(|t| {
+            t.instance_id.as_deref() == Some(instance_id) && t.desired_status() != "STOPPED"
+        });
+        if wanted_here {
+            tracing::info!(
+                instance = instance_id,
+                task = task_arn,
+                "stop candidate refused: the plane wants it running here"
+            );
+            continue;
+        }
+        let cluster_arn = c.task_cluster_arn.clone().or_else(|| {
+            let t = record?;
+            t.task
+                .cluster_arn
+                .clone()
+                .or_else(|| st.clusters.get(&t.cluster).map(|c| c.arn.clone()))
+        });
+        out.push(TaskIdentifier {
+            desired_status: Some("STOPPED".to_owned()),
+            task_arn: Some(task_arn.to_owned()),
+            task_cluster_arn: cluster_arn,
+        });
+    }
+    out
+}
+
 /// The handshake query, decoded with form semantics (`+` is a space).
 fn query_map(raw: Option<&str>) -> HashMap<String, String> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
@@ -620,6 +846,11 @@ async fn run(
     let start = tokio::time::Instant::now() + hub.first_heartbeat;
     let mut heartbeat = tokio::time::interval_at(start, hub.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut manifest = tokio::time::interval_at(
+        tokio::time::Instant::now() + hub.task_manifest_interval,
+        hub.task_manifest_interval,
+    );
+    manifest.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
@@ -663,6 +894,9 @@ async fn run(
                     break;
                 }
             }
+            _ = manifest.tick() => {
+                hub.send_manifest(&instance_id);
+            }
             _ = shutdown.changed() => {
                 let _ = socket.send(close(CLOSE_GOING_AWAY, "ecs-local is shutting down")).await;
                 break;
@@ -687,8 +921,11 @@ fn handle_frame(hub: &AcsHub, instance_id: &str, text: &str) {
     match AcsMessage::decode(text) {
         Ok(AcsMessage::AckRequest(ack)) => {
             if let Some(id) = ack.message_id.as_deref() {
-                hub.acked(id);
+                hub.acked(instance_id, id);
             }
+        }
+        Ok(AcsMessage::TaskStopVerificationMessage(msg)) => {
+            hub.stop_verification(instance_id, &msg);
         }
         Ok(AcsMessage::HeartbeatAckRequest(_)) => {}
         Ok(AcsMessage::IAMRoleCredentialsAckRequest(ack)) => {
@@ -723,6 +960,247 @@ mod tests {
     use crate::store::ClusterRecord;
 
     const TTL: Duration = Duration::from_secs(600);
+    const INSTANCE_ARN_PREFIX: &str =
+        "arn:aws:ecs:us-east-1:000000000000:container-instance/default/";
+    const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:000000000000:cluster/default";
+
+    fn task_arn(id: &str) -> String {
+        format!("arn:aws:ecs:us-east-1:000000000000:task/default/{id}")
+    }
+
+    /// Adds to the fixture: `stopping` on `i1` with desired STOPPED,
+    /// `elsewhere` running on `i2`, and the task definition `f:1`.
+    fn more_tasks(hub: &AcsHub) {
+        hub.store
+            .update(|st| {
+                let mut stopping = st.tasks["plain"].clone();
+                stopping.id = "stopping".into();
+                stopping.task.task_arn = Some(task_arn("stopping"));
+                stopping.task.desired_status = Some("STOPPED".into());
+                let mut elsewhere = st.tasks["plain"].clone();
+                elsewhere.id = "elsewhere".into();
+                elsewhere.task.task_arn = Some(task_arn("elsewhere"));
+                elsewhere.instance_id = Some("i2".into());
+                st.tasks.insert("stopping".into(), stopping);
+                st.tasks.insert("elsewhere".into(), elsewhere);
+                st.task_definitions.insert(
+                    "f".into(),
+                    vec![serde_json::from_value(serde_json::json!({
+                        "family": "f", "revision": 1,
+                        "containerDefinitions": [{"name": "c", "image": "busybox"}]
+                    }))
+                    .unwrap()],
+                );
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+
+    fn decode_manifest(m: TaskManifestMessage) -> serde_json::Value {
+        let frame = AcsMessage::TaskManifestMessage(m).encode();
+        serde_json::from_str(&frame).unwrap()
+    }
+
+    #[test]
+    fn manifest_lists_the_tasks_wanted_running_on_the_instance() {
+        let (_dir, hub) = hub();
+        more_tasks(&hub);
+        let m = hub
+            .store
+            .update(|st| Ok::<_, StoreError>(build_manifest(st, "i1", 1234)))
+            .unwrap()
+            .unwrap();
+        let v = decode_manifest(m);
+        assert_eq!(v["type"], "TaskManifestMessage");
+        let m = &v["message"];
+        assert_eq!(m["clusterArn"], CLUSTER_ARN);
+        assert_eq!(
+            m["containerInstanceArn"],
+            format!("{INSTANCE_ARN_PREFIX}i1")
+        );
+        assert_eq!(m["generatedAt"], 1234);
+        assert!(!m["messageId"].as_str().unwrap().is_empty());
+        assert!(m["timeline"].as_i64().unwrap() >= 1);
+        // Not `stopping` (desired STOPPED), not `elsewhere` (another
+        // instance); `stopped` has no desired status, which means RUNNING.
+        assert_eq!(
+            m["tasks"],
+            serde_json::json!([
+                {"desiredStatus": "RUNNING", "taskArn": task_arn("both"), "taskClusterArn": CLUSTER_ARN},
+                {"desiredStatus": "RUNNING", "taskArn": task_arn("plain"), "taskClusterArn": CLUSTER_ARN},
+                {"desiredStatus": "RUNNING", "taskArn": task_arn("stopped"), "taskClusterArn": CLUSTER_ARN},
+            ])
+        );
+        // An instance without tasks gets an empty list, not a missing one.
+        let empty = hub
+            .store
+            .update(|st| {
+                st.tasks.remove("elsewhere");
+                Ok::<_, StoreError>(build_manifest(st, "i2", 1))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            decode_manifest(empty)["message"]["tasks"],
+            serde_json::json!([])
+        );
+        let unknown = hub
+            .store
+            .update(|st| Ok::<_, StoreError>(build_manifest(st, "nope", 1)))
+            .unwrap();
+        assert!(unknown.is_none());
+    }
+
+    fn payload_seqs(hub: &AcsHub, instance: &str) -> Vec<i64> {
+        let built = hub
+            .store
+            .update(|st| Ok::<_, StoreError>(build_payloads(st, instance, &HashSet::new())))
+            .unwrap();
+        built
+            .iter()
+            .map(|b| match AcsMessage::decode(&b.frame).unwrap() {
+                AcsMessage::PayloadMessage(p) => p.seq_num.unwrap(),
+                other => panic!("not a payload: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn timeline(hub: &AcsHub, instance: &str) -> i64 {
+        hub.store
+            .update(|st| Ok::<_, StoreError>(build_manifest(st, instance, 1)))
+            .unwrap()
+            .unwrap()
+            .timeline
+            .unwrap()
+    }
+
+    #[test]
+    fn timelines_stay_above_payload_seq_nums_across_a_reload() {
+        let (dir, hub) = hub();
+        more_tasks(&hub);
+        let seqs = payload_seqs(&hub, "i1");
+        assert!(!seqs.is_empty());
+        let first = timeline(&hub, "i1");
+        assert!(seqs.iter().all(|s| *s < first), "{seqs:?} vs {first}");
+        // Another instance's payloads and manifests share the counter.
+        let other = payload_seqs(&hub, "i2");
+        let second = timeline(&hub, "i1");
+        assert!(other.iter().all(|s| *s > first && *s < second));
+        drop(hub);
+        // A restarted plane continues from the saved counter.
+        let store =
+            Arc::new(Store::open(dir.path(), || unreachable!("default cluster is saved")).unwrap());
+        let hub = AcsHub::new(
+            store,
+            Duration::from_secs(20),
+            Duration::from_secs(1),
+            TTL,
+            Duration::from_secs(60),
+        );
+        let third = timeline(&hub, "i1");
+        assert!(third > second, "{third} after {second}");
+        let later = payload_seqs(&hub, "i1");
+        assert!(later.iter().all(|s| *s > third));
+        assert!(timeline(&hub, "i1") > *later.iter().max().unwrap());
+    }
+
+    #[test]
+    fn verification_confirms_only_tasks_not_wanted_running_here() {
+        let (_dir, hub) = hub();
+        more_tasks(&hub);
+        let candidate = |arn: Option<String>| TaskIdentifier {
+            desired_status: Some("STOPPED".into()),
+            task_arn: arn,
+            task_cluster_arn: Some(CLUSTER_ARN.into()),
+        };
+        let unknown = task_arn("ffeeddccbbaa99887766554433221100");
+        let candidates = vec![
+            candidate(Some(task_arn("both"))),
+            candidate(Some(task_arn("plain"))),
+            candidate(Some(task_arn("stopping"))),
+            // Desired RUNNING (by default), so refused.
+            candidate(Some(task_arn("stopped"))),
+            candidate(Some(task_arn("elsewhere"))),
+            candidate(Some(unknown.clone())),
+            candidate(None),
+        ];
+        let confirmed = hub.store.read(|st| verify_stops(st, "i1", &candidates));
+        let arns: Vec<&str> = confirmed
+            .iter()
+            .map(|t| t.task_arn.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            arns,
+            [
+                task_arn("stopping").as_str(),
+                task_arn("elsewhere").as_str(),
+                unknown.as_str()
+            ]
+        );
+        for t in &confirmed {
+            assert_eq!(t.desired_status.as_deref(), Some("STOPPED"));
+            assert_eq!(t.task_cluster_arn.as_deref(), Some(CLUSTER_ARN));
+        }
+        // From i2's agent, `elsewhere` is wanted there and `both` is not.
+        let confirmed = hub.store.read(|st| verify_stops(st, "i2", &candidates));
+        let arns: Vec<&str> = confirmed
+            .iter()
+            .map(|t| t.task_arn.as_deref().unwrap())
+            .collect();
+        assert!(!arns.contains(&task_arn("elsewhere").as_str()));
+        assert!(arns.contains(&task_arn("both").as_str()));
+    }
+
+    #[test]
+    fn manifest_acks_are_not_payload_acks_and_verification_is_answered() {
+        let (_dir, hub) = hub();
+        more_tasks(&hub);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        hub.register("i1", tx);
+        hub.deliver("i1");
+        let mut payload_ids = Vec::new();
+        while let Ok(Outbound::Frame(f)) = rx.try_recv() {
+            if let AcsMessage::PayloadMessage(p) = AcsMessage::decode(&f).unwrap() {
+                payload_ids.push(p.message_id.unwrap());
+            }
+        }
+        assert_eq!(payload_ids.len(), 4);
+        let pending_before = lock(&hub.state).pending.len();
+        let id = hub.send_manifest("i1").unwrap();
+        let Ok(Outbound::Frame(f)) = rx.try_recv() else {
+            panic!("no manifest frame")
+        };
+        let AcsMessage::TaskManifestMessage(m) = AcsMessage::decode(&f).unwrap() else {
+            panic!("not a manifest: {f}")
+        };
+        assert_eq!(m.message_id.as_deref(), Some(id.as_str()));
+        assert!(!hub.last_manifest("i1").unwrap().acked);
+        hub.acked("i1", &id);
+        assert!(hub.last_manifest("i1").unwrap().acked);
+        assert_eq!(lock(&hub.state).pending.len(), pending_before);
+        // The payloads were not marked delivered by the manifest ack.
+        hub.store.read(|st| {
+            assert_eq!(st.tasks["plain"].delivered_desired, None);
+        });
+        // An empty verification still gets an ack with the manifest's id.
+        hub.stop_verification(
+            "i1",
+            &TaskStopVerificationMessage {
+                message_id: Some(id.clone()),
+                stop_candidates: Some(vec![]),
+            },
+        );
+        let Ok(Outbound::Frame(f)) = rx.try_recv() else {
+            panic!("no verification ack")
+        };
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["type"], "TaskStopVerificationAck");
+        assert_eq!(v["message"]["messageId"], id.as_str());
+        assert_eq!(v["message"]["stopTasks"], serde_json::json!([]));
+        assert!(v["message"]["generatedAt"].as_i64().unwrap() > 0);
+        // No manifest without a connection.
+        assert!(hub.send_manifest("i2").is_none());
+    }
 
     /// A hub over a store with three tasks on instance `i1`: `both` has a
     /// task and an execution role, `plain` none, and `stopped` a task role
@@ -765,10 +1243,27 @@ mod tests {
                 st.tasks.insert("both".into(), both);
                 st.tasks.insert("plain".into(), task("plain", "RUNNING"));
                 st.tasks.insert("stopped".into(), stopped);
+                for id in ["i1", "i2"] {
+                    st.instances.insert(
+                        id.into(),
+                        serde_json::from_value(serde_json::json!({
+                            "id": id, "cluster": "default", "status": "ACTIVE",
+                            "arn": format!("{INSTANCE_ARN_PREFIX}{id}"),
+                            "registeredAt": 1.0, "version": 1
+                        }))
+                        .unwrap(),
+                    );
+                }
                 Ok::<_, StoreError>(())
             })
             .unwrap();
-        let hub = AcsHub::new(store, Duration::from_secs(20), Duration::from_secs(1), TTL);
+        let hub = AcsHub::new(
+            store,
+            Duration::from_secs(20),
+            Duration::from_secs(1),
+            TTL,
+            Duration::from_secs(60),
+        );
         (dir, hub)
     }
 

@@ -39,6 +39,9 @@ use tokio::task::JoinHandle;
 /// ECS; agents' registrations are a few KiB).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// Default time between task manifests.
+pub const DEFAULT_TASK_MANIFEST_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How the plane runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -55,11 +58,15 @@ pub struct Config {
     /// refreshed at half of it. The binary reads it from
     /// `ECS_LOCAL_CREDENTIALS_TTL` (seconds).
     pub credentials_ttl: Duration,
+    /// Time between the `TaskManifestMessage`s each connected agent gets
+    /// (acs-tcs.md §4.7); the first goes out this long after it connects.
+    pub task_manifest_interval: Duration,
 }
 
 impl Config {
     /// Defaults: region `us-east-1`, heartbeats every 20 s, the first 1 s
-    /// after connecting, credentials valid for one hour.
+    /// after connecting, credentials valid for one hour, a task manifest
+    /// every 60 s.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -67,6 +74,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(20),
             first_heartbeat: Duration::from_secs(1),
             credentials_ttl: credentials::DEFAULT_TTL,
+            task_manifest_interval: DEFAULT_TASK_MANIFEST_INTERVAL,
         }
     }
 }
@@ -122,6 +130,7 @@ impl Plane {
                 config.heartbeat_interval,
                 config.first_heartbeat,
                 config.credentials_ttl,
+                config.task_manifest_interval,
             ),
             tcs: TcsHub::new(
                 store.clone(),
@@ -205,6 +214,18 @@ impl Plane {
     /// the state directly).
     pub fn deliver(&self, instance: &str) {
         self.ctx.acs.deliver(arn::resource_id(instance));
+    }
+
+    /// Sends the instance's agent a task manifest now, as the plane does
+    /// every `task_manifest_interval`; returns its message id, or `None`
+    /// when the agent is not connected.
+    pub fn send_manifest(&self, instance: &str) -> Option<String> {
+        self.ctx.acs.send_manifest(arn::resource_id(instance))
+    }
+
+    /// The last task manifest sent to an instance (id or ARN).
+    pub fn last_manifest(&self, instance: &str) -> Option<acs_hub::ManifestSent> {
+        self.ctx.acs.last_manifest(arn::resource_id(instance))
     }
 
     /// Closes the websockets, stops accepting requests and waits for the

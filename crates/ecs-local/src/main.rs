@@ -32,6 +32,11 @@ struct Args {
     /// connection after 60 s).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=30))]
     heartbeat_interval: u64,
+    /// Seconds between the task manifests (the list of tasks that should be
+    /// RUNNING) sent to each connected agent, which then asks to stop the
+    /// tasks it runs that are not listed (1 to 86400).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    task_manifest_interval: u64,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -96,6 +101,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.region = args.region;
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_interval);
     config.credentials_ttl = credentials_ttl;
+    config.task_manifest_interval = Duration::from_secs(args.task_manifest_interval);
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;
