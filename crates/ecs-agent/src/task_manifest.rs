@@ -91,7 +91,7 @@ pub fn consider(
             container_instance: Some(instance_arn),
             message_id: Some(message_id.clone()),
         },
-        verification: (!candidates.is_empty()).then(|| TaskStopVerificationMessage {
+        verification: (!candidates.is_empty()).then_some(TaskStopVerificationMessage {
             message_id: Some(message_id),
             stop_candidates: Some(candidates),
         }),
