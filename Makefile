@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET ?= x86_64-unknown-linux-gnu
 
 .PHONY: all build static test unit-tests run-integ-tests run-functional-tests \
-        demo setup lint fmt clean bench
+        demo setup lint fmt clean
 
 all: build
 
