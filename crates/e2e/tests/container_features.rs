@@ -507,3 +507,59 @@ fn terminal_security_sysctl_swap_and_network_fields() {
     );
     assert_eq!(host["MemorySwappiness"], 10, "swappiness");
 }
+
+#[test]
+fn shared_volumes_must_match_in_full_when_asked() {
+    let s = setup(&[("ECS_SHARED_VOLUME_MATCH_FULL_CONFIG", "true")]);
+    let cli = s.plane.cli();
+    let name = format!("e2e-match-{}", std::process::id());
+    let created = std::process::Command::new("docker")
+        .args(["volume", "create", "--label", "owner=e2e", &name])
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let defs = json!([{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "600"],
+        "memory": 32, "essential": true,
+        "mountPoints": [{"sourceVolume": name, "containerPath": "/shared"}]}]);
+    let volumes = |owner: &str| {
+        json!([{"name": name, "dockerVolumeConfiguration": {"scope": "shared",
+            "autoprovision": true, "driver": "local", "labels": {"owner": owner}}}])
+        .to_string()
+    };
+    // Same labels: the existing volume is used.
+    let (matching, _) = run(
+        &s,
+        "match-same",
+        defs.clone(),
+        &["--volumes", &volumes("e2e")],
+    );
+    // Other labels: the task cannot start, and says why.
+    cli.ecs(&[
+        "register-task-definition",
+        "--family",
+        "match-other",
+        "--container-definitions",
+        &defs.to_string(),
+        "--volumes",
+        &volumes("someone-else"),
+    ])
+    .unwrap();
+    let arn = cli.run_task("default", "match-other").unwrap();
+    let task = cli
+        .wait_task_status("default", &arn, "STOPPED", START)
+        .unwrap();
+    let reason = format!(
+        "{} {}",
+        task["stoppedReason"],
+        container(&task, "main")["reason"]
+    );
+    assert!(reason.contains("ResourceInitializationError"), "{task}");
+    assert!(reason.contains("labels"), "{task}");
+    cli.ecs(&["stop-task", "--task", &matching]).unwrap();
+    cli.wait_task_status("default", &matching, "STOPPED", START)
+        .unwrap();
+    e2e::remove_task_containers(&[matching, arn]);
+    let _ = std::process::Command::new("docker")
+        .args(["volume", "rm", "-f", &name])
+        .output();
+}

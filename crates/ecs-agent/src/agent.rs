@@ -217,6 +217,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 default_stop_timeout: config.docker_stop_timeout.to_std(),
                 privileged_disabled: config.privileged_disabled,
                 logging_drivers: config.available_logging_drivers.clone(),
+                shared_volume_match_full_config: config.shared_volume_match_full_config,
                 metadata_files: config.container_metadata_enabled.then(|| {
                     Arc::new(MetadataFiles {
                         data_dir: config.data_dir.clone(),

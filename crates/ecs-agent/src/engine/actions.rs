@@ -30,6 +30,9 @@ pub struct ActionSettings {
     pub logging_drivers: Vec<String>,
     /// `ECS_ENABLE_CONTAINER_METADATA=true`: each container gets its file.
     pub metadata_files: Option<Arc<MetadataFiles>>,
+    /// `ECS_SHARED_VOLUME_MATCH_FULL_CONFIG`: an existing shared volume
+    /// must have the labels and driver options the task asks for.
+    pub shared_volume_match_full_config: bool,
 }
 
 /// A transition's Docker work, with everything it needs captured.
@@ -87,6 +90,28 @@ pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Wo
             Err(e) => failed("CannotStopContainerError", &e),
         },
     }
+}
+
+/// With `ECS_SHARED_VOLUME_MATCH_FULL_CONFIG=true`, an autoprovisioned
+/// shared volume that already exists must carry the requested labels and
+/// driver options exactly (spec engine.md §6.5); the driver is not compared.
+pub fn shared_volume_matches(
+    existing: &crate::docker::VolumeInfo,
+    wanted: &super::task::VolumeResource,
+) -> Result<(), String> {
+    if existing.labels != wanted.labels {
+        return Err(format!(
+            "existing shared volume {:?} has labels {:?}, the task asks for {:?}",
+            existing.name, existing.labels, wanted.labels
+        ));
+    }
+    if existing.driver_opts != wanted.driver_opts {
+        return Err(format!(
+            "existing shared volume {:?} has driver options {:?}, the task asks for {:?}",
+            existing.name, existing.driver_opts, wanted.driver_opts
+        ));
+    }
+    Ok(())
 }
 
 /// Completes a running container's metadata file in the background
@@ -237,6 +262,7 @@ async fn create(
 pub async fn provision_volume(
     docker: &DockerClient,
     volume: &super::task::VolumeResource,
+    match_full_config: bool,
 ) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         format!(
@@ -246,6 +272,9 @@ pub async fn provision_volume(
     };
     if volume.shared {
         match docker.inspect_volume(&volume.docker_name).await {
+            Ok(Some(existing)) if match_full_config && volume.autoprovision => {
+                return shared_volume_matches(&existing, volume).map_err(|why| fail(&why));
+            }
             Ok(Some(_)) => return Ok(()),
             Ok(None) if !volume.autoprovision => {
                 return Err(fail(&format!(
@@ -268,4 +297,52 @@ pub async fn provision_volume(
         .await
         .map(|_| ())
         .map_err(|e| fail(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::VolumeInfo;
+    use crate::engine::task::{ResourceStatus, VolumeResource};
+    use std::collections::BTreeMap;
+
+    fn wanted(labels: &[(&str, &str)], opts: &[(&str, &str)]) -> VolumeResource {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        VolumeResource {
+            name: "v".into(),
+            docker_name: "v".into(),
+            shared: true,
+            autoprovision: true,
+            driver: "local".into(),
+            driver_opts: map(opts),
+            labels: map(labels),
+            status: ResourceStatus::None,
+            in_flight: false,
+        }
+    }
+
+    #[test]
+    fn shared_volumes_match_on_labels_and_driver_options() {
+        let existing = VolumeInfo {
+            name: "v".into(),
+            driver: "other-driver".into(),
+            driver_opts: BTreeMap::new(),
+            labels: BTreeMap::from([("owner".to_string(), "a".to_string())]),
+        };
+        // The driver is not compared; both-empty options are equal.
+        assert_eq!(
+            shared_volume_matches(&existing, &wanted(&[("owner", "a")], &[])),
+            Ok(())
+        );
+        let labels = shared_volume_matches(&existing, &wanted(&[("owner", "b")], &[]));
+        assert!(labels.unwrap_err().contains("labels"));
+        let opts =
+            shared_volume_matches(&existing, &wanted(&[("owner", "a")], &[("type", "tmpfs")]));
+        assert!(opts.unwrap_err().contains("driver options"));
+    }
 }

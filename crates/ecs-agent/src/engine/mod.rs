@@ -765,8 +765,9 @@ impl TaskEngine {
             let docker = self.docker.clone();
             let tx = self.tx.clone();
             let arn = arn.to_string();
+            let match_full = self.settings.actions.shared_volume_match_full_config;
             tokio::spawn(async move {
-                let result = actions::provision_volume(&docker, &volume).await;
+                let result = actions::provision_volume(&docker, &volume, match_full).await;
                 let _ = tx.send(Msg::VolumeDone { arn, index, result });
             });
         }
