@@ -301,6 +301,7 @@ pub async fn provision_volume(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::docker::VolumeInfo;
     use crate::engine::task::{ResourceStatus, VolumeResource};
