@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use e2e::fake_backend::{ApiRequest, FakeBackend};
 use e2e::{require_docker, Agent, AgentOptions, TEST_IMAGE};
+use ecs_model::spec::assert_same_shape;
 use serde_json::{json, Value};
 
 fn sample(dir: &Path, name: &str) -> Vec<u8> {
@@ -27,33 +28,6 @@ fn recorded_body(dir: &Path, name: &str) -> Value {
     let raw = sample(dir, name);
     let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     serde_json::from_slice(&raw[at + 4..]).unwrap()
-}
-
-/// Same members (recursively) with the same JSON types; values may differ.
-fn assert_same_shape(ours: &Value, golden: &Value, path: &str) {
-    match (ours, golden) {
-        (Value::Object(a), Value::Object(b)) => {
-            let ka: BTreeSet<&String> = a.keys().collect();
-            let kb: BTreeSet<&String> = b.keys().collect();
-            assert_eq!(
-                ka, kb,
-                "members differ at {path}\nours:   {ours}\ngolden: {golden}"
-            );
-            for k in ka {
-                assert_same_shape(&a[k], &b[k], &format!("{path}.{k}"));
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            if let (Some(x), Some(y)) = (a.first(), b.first()) {
-                assert_same_shape(x, y, &format!("{path}[0]"));
-            }
-        }
-        (a, b) => assert_eq!(
-            std::mem::discriminant(a),
-            std::mem::discriminant(b),
-            "type differs at {path}: {a} vs {b}"
-        ),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -315,6 +315,11 @@ impl DockerClient {
 
     /// `None` when no such container exists.
     pub async fn inspect_container(&self, id: &str) -> Result<Option<Observation>, DockerError> {
+        Ok(self.inspect_raw(id).await?.map(observe))
+    }
+
+    /// `docker inspect`; `None` when the container does not exist.
+    async fn inspect_raw(&self, id: &str) -> Result<Option<ContainerInspectResponse>, DockerError> {
         match within(
             INSPECT_TIMEOUT,
             self.docker.inspect_container(
@@ -324,7 +329,7 @@ impl DockerClient {
         )
         .await
         {
-            Ok(info) => Ok(Some(observe(info))),
+            Ok(info) => Ok(Some(info)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -421,6 +426,43 @@ fn rfc3339_ms(text: Option<&str>) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Docker's port map as bindings, in a stable order.
+fn port_bindings(ports: Option<bollard::models::PortMap>) -> Vec<PortBinding> {
+    let mut port_bindings = Vec::new();
+    if let Some(ports) = ports {
+        for (key, bindings) in ports {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let Ok(container_port) = port.parse::<u16>() else {
+                continue;
+            };
+            let protocol = if proto == "udp" {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            };
+            for b in bindings.into_iter().flatten() {
+                let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) else {
+                    continue;
+                };
+                port_bindings.push(PortBinding {
+                    container_port,
+                    host_port,
+                    bind_ip: b.host_ip.unwrap_or_default(),
+                    protocol,
+                });
+            }
+        }
+    }
+    port_bindings.sort_by(|a, b| {
+        (a.container_port, a.protocol.as_str(), &a.bind_ip).cmp(&(
+            b.container_port,
+            b.protocol.as_str(),
+            &b.bind_ip,
+        ))
+    });
+    port_bindings
+}
+
 /// Docker state to engine status, metadata and error (spec engine.md §8.2).
 pub fn observe(info: ContainerInspectResponse) -> Observation {
     let state = info.state.unwrap_or_default();
@@ -456,38 +498,7 @@ pub fn observe(info: ContainerInspectResponse) -> Observation {
         HealthStatusEnum::UNHEALTHY => Some(HealthStatus::Unhealthy),
         _ => None,
     });
-    let mut port_bindings = Vec::new();
-    if let Some(ports) = info.network_settings.and_then(|n| n.ports) {
-        for (key, bindings) in ports {
-            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-            let Ok(container_port) = port.parse::<u16>() else {
-                continue;
-            };
-            let protocol = if proto == "udp" {
-                Protocol::Udp
-            } else {
-                Protocol::Tcp
-            };
-            for b in bindings.into_iter().flatten() {
-                let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) else {
-                    continue;
-                };
-                port_bindings.push(PortBinding {
-                    container_port,
-                    host_port,
-                    bind_ip: b.host_ip.unwrap_or_default(),
-                    protocol,
-                });
-            }
-        }
-    }
-    port_bindings.sort_by(|a, b| {
-        (a.container_port, a.protocol.as_str(), &a.bind_ip).cmp(&(
-            b.container_port,
-            b.protocol.as_str(),
-            &b.bind_ip,
-        ))
-    });
+    let port_bindings = port_bindings(info.network_settings.and_then(|n| n.ports));
     Observation {
         docker_id: info.id.unwrap_or_default(),
         status,
@@ -586,6 +597,7 @@ pub struct ContainerDetails {
     pub log_driver: String,
     pub log_options: std::collections::BTreeMap<String, String>,
     pub health: Option<HealthDetails>,
+    pub port_bindings: Vec<PortBinding>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -617,19 +629,7 @@ impl DockerClient {
         &self,
         id: &str,
     ) -> Result<Option<ContainerDetails>, DockerError> {
-        match within(
-            INSPECT_TIMEOUT,
-            self.docker.inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            ),
-        )
-        .await
-        {
-            Ok(info) => Ok(Some(details(info))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.inspect_raw(id).await?.map(details))
     }
 }
 
@@ -637,9 +637,10 @@ fn details(info: ContainerInspectResponse) -> ContainerDetails {
     let config = info.config.unwrap_or_default();
     let host_config = info.host_config.unwrap_or_default();
     let state = info.state.unwrap_or_default();
-    let mut networks: Vec<NetworkDetails> = info
-        .network_settings
-        .and_then(|n| n.networks)
+    let network_settings = info.network_settings.unwrap_or_default();
+    let port_bindings = port_bindings(network_settings.ports);
+    let mut networks: Vec<NetworkDetails> = network_settings
+        .networks
         .unwrap_or_default()
         .into_iter()
         .map(|(name, endpoint)| NetworkDetails {
@@ -685,6 +686,7 @@ fn details(info: ContainerInspectResponse) -> ContainerDetails {
         log_driver: log.typ.unwrap_or_default(),
         log_options: log.config.unwrap_or_default().into_iter().collect(),
         health,
+        port_bindings,
     }
 }
 

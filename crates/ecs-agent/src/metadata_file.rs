@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::docker::{ContainerDetails, DockerClient, DockerError};
-use crate::engine::task::{PortBinding, Task};
+use crate::endpoints::tmds::metadata::Network;
+use crate::engine::task::Task;
 
 const FILE_NAME: &str = "ecs-container-metadata.json";
 /// Where the directory appears inside the container, under a random name.
@@ -109,16 +110,6 @@ struct PortMapping {
     protocol: &'static str,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Network {
-    network_mode: String,
-    #[serde(rename = "IPv4Addresses")]
-    ipv4_addresses: Vec<String>,
-    #[serde(rename = "IPv6Addresses", skip_serializing_if = "Vec::is_empty")]
-    ipv6_addresses: Vec<String>,
-}
-
 /// `<cluster>/<id>` for `...:task/<cluster>/<id>`, `<id>` for the old
 /// `...:task/<id>`.
 fn task_part(arn: &str) -> Option<&str> {
@@ -210,14 +201,14 @@ impl MetadataFiles {
         subject: &Subject,
         docker_id: &str,
         details: &ContainerDetails,
-        bindings: &[PortBinding],
     ) -> Result<(), MetadataFileError> {
         let mut content = self.base(subject);
         content.container_id = docker_id.to_string();
         content.docker_container_name = details.name.clone();
         content.image_id = details.image_id.clone();
         content.image_name = details.image.clone();
-        content.port_mappings = bindings
+        content.port_mappings = details
+            .port_bindings
             .iter()
             .map(|b| PortMapping {
                 container_port: b.container_port,
@@ -227,19 +218,7 @@ impl MetadataFiles {
                 protocol: b.protocol.as_str(),
             })
             .collect();
-        content.networks = details
-            .networks
-            .iter()
-            .map(|n| Network {
-                network_mode: n.name.clone(),
-                ipv4_addresses: vec![n.ipv4.clone()],
-                ipv6_addresses: if n.ipv6.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![n.ipv6.clone()]
-                },
-            })
-            .collect();
+        content.networks = details.networks.iter().map(Network::from).collect();
         content.metadata_file_status = Some("READY");
         let dir = self.dir(subject)?;
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
@@ -259,12 +238,7 @@ impl MetadataFiles {
             .await?
             .filter(|d| d.running)
             .ok_or_else(|| MetadataFileError::NotRunning(docker_id.into()))?;
-        let bindings = docker
-            .inspect_container(docker_id)
-            .await?
-            .map(|o| o.port_bindings)
-            .unwrap_or_default();
-        self.complete(subject, docker_id, &details, &bindings)
+        self.complete(subject, docker_id, &details)
     }
 
     /// At task cleanup: every file of the task.

@@ -18,6 +18,7 @@ use ecs_agent::engine::task::{IncomingTask, Task};
 use ecs_agent::signer;
 use ecs_agent::tcs::{self, TcsContext, TcsError, TcsHost, TcsSettings};
 use ecs_model::envelope::split_signed_frame;
+use ecs_model::spec::assert_same_shape;
 use ecs_model::tcs::TcsMessage;
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
@@ -295,33 +296,6 @@ fn recorded(name: &str) -> Option<Value> {
     let bytes = std::fs::read(dir.join("samples").join(name)).unwrap();
     let at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     Some(serde_json::from_slice(&bytes[at + 4..]).unwrap())
-}
-
-/// Same members (recursively) with the same JSON types; values may differ.
-fn assert_same_shape(ours: &Value, golden: &Value, path: &str) {
-    match (ours, golden) {
-        (Value::Object(a), Value::Object(b)) => {
-            let ka: BTreeSet<&String> = a.keys().collect();
-            let kb: BTreeSet<&String> = b.keys().collect();
-            assert_eq!(
-                ka, kb,
-                "members differ at {path}\nours:   {ours}\ngolden: {golden}"
-            );
-            for k in ka {
-                assert_same_shape(&a[k], &b[k], &format!("{path}.{k}"));
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            if let (Some(x), Some(y)) = (a.first(), b.first()) {
-                assert_same_shape(x, y, &format!("{path}[0]"));
-            }
-        }
-        (a, b) => assert_eq!(
-            std::mem::discriminant(a),
-            std::mem::discriminant(b),
-            "type differs at {path}: {a} vs {b}"
-        ),
-    }
 }
 
 /// A running task whose container `sleeper` has a Docker health check.

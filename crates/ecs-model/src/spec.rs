@@ -52,3 +52,37 @@ fn required() -> bool {
         .map(|v| v == "1" || v.eq_ignore_ascii_case("true"))
         .unwrap_or(false)
 }
+
+/// Asserts that `ours` has the same members as the recorded `golden`,
+/// recursively, with the same JSON types; values may differ. `path` names
+/// the place in failure messages.
+///
+/// # Panics
+///
+/// On the first member or type that differs.
+pub fn assert_same_shape(ours: &serde_json::Value, golden: &serde_json::Value, path: &str) {
+    use serde_json::Value;
+    match (ours, golden) {
+        (Value::Object(a), Value::Object(b)) => {
+            let ka: std::collections::BTreeSet<&String> = a.keys().collect();
+            let kb: std::collections::BTreeSet<&String> = b.keys().collect();
+            assert_eq!(
+                ka, kb,
+                "members differ at {path}\nours:   {ours}\ngolden: {golden}"
+            );
+            for k in ka {
+                assert_same_shape(&a[k], &b[k], &format!("{path}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if let (Some(x), Some(y)) = (a.first(), b.first()) {
+                assert_same_shape(x, y, &format!("{path}[0]"));
+            }
+        }
+        (a, b) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "type differs at {path}: {a} vs {b}"
+        ),
+    }
+}

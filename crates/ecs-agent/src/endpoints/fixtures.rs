@@ -89,6 +89,7 @@ pub fn details() -> HashMap<String, ContainerDetails> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             health: None,
+            port_bindings: Vec::new(),
         },
     )])
 }

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::docker::NetworkDetails;
-use crate::engine::task::Protocol;
+use crate::engine::task::{PortBinding, Protocol};
 
 fn files(dir: &Path) -> MetadataFiles {
     MetadataFiles {
@@ -77,19 +77,18 @@ fn final_version_matches_the_spec_example() {
             ipv4: "172.17.0.4".into(),
             ipv6: String::new(),
         }],
+        port_bindings: vec![PortBinding {
+            container_port: 80,
+            host_port: 32768,
+            bind_ip: "0.0.0.0".into(),
+            protocol: Protocol::Tcp,
+        }],
         ..ContainerDetails::default()
     };
-    let bindings = [PortBinding {
-        container_port: 80,
-        host_port: 32768,
-        bind_ip: "0.0.0.0".into(),
-        protocol: Protocol::Tcp,
-    }];
     f.complete(
         &subject(),
         "3f5d9c0e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e",
         &details,
-        &bindings,
     )
     .unwrap();
     let text =

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::docker::ContainerDetails;
+use crate::docker::{ContainerDetails, NetworkDetails};
 use crate::endpoints::introspection::{self, PortResponse, VolumeResponse};
 use crate::endpoints::json::go_time;
 use crate::engine::status::{ContainerStatus, TaskStatus};
@@ -17,6 +17,16 @@ use crate::engine::task::{Container, NetworkMode, Task};
 pub enum Version {
     V3,
     V4,
+}
+
+impl Version {
+    /// How error messages name the version.
+    pub fn label(self) -> &'static str {
+        match self {
+            Version::V3 => "V3",
+            Version::V4 => "V4",
+        }
+    }
 }
 
 /// What the task object needs besides the task itself.
@@ -217,9 +227,15 @@ pub fn networks(task: &Task, details: Option<&ContainerDetails>) -> Vec<Network>
             ipv6_addresses: Vec::new(),
         }];
     }
-    d.networks
-        .iter()
-        .map(|n| Network {
+    d.networks.iter().map(Network::from).collect()
+}
+
+/// One Docker network: always one IPv4 entry (which may be empty, as for
+/// host mode), and the global IPv6 address when there is one. The metadata
+/// file writes the same object.
+impl From<&NetworkDetails> for Network {
+    fn from(n: &NetworkDetails) -> Self {
+        Network {
             network_mode: n.name.clone(),
             ipv4_addresses: vec![n.ipv4.clone()],
             ipv6_addresses: if n.ipv6.is_empty() {
@@ -227,8 +243,8 @@ pub fn networks(task: &Task, details: Option<&ContainerDetails>) -> Vec<Network>
             } else {
                 vec![n.ipv6.clone()]
             },
-        })
-        .collect()
+        }
+    }
 }
 
 fn health(container: &Container, details: Option<&ContainerDetails>) -> Option<Health> {

@@ -186,8 +186,9 @@ async fn route(req: &Request, deps: &TaskEndpointDeps) -> Reply {
         } => task_metadata(deps, version, id, with_tags).await,
         Route::ContainerStats(version, id) => container_stats(deps, version, id).await,
         Route::TaskStats(version, id) => task_stats(deps, version, id).await,
-        Route::Associations(version, id, _) | Route::Association(version, id, _, _) => {
-            associations(req, deps, version, id).await
+        Route::Associations(version, id, _) => associations(deps, version, id, None).await,
+        Route::Association(version, id, kind, name) => {
+            associations(deps, version, id, Some((kind, name))).await
         }
     }
 }
@@ -287,9 +288,10 @@ fn find<'a>(tasks: &'a [Task], id: &str) -> Option<(&'a Task, &'a Container)> {
 }
 
 fn lookup_failed(version: Version, what: &str, id: &str) -> Reply {
-    let (status, v) = match version {
-        Version::V3 => (500, "V3"),
-        Version::V4 => (404, "V4"),
+    let v = version.label();
+    let status = match version {
+        Version::V3 => 500,
+        Version::V4 => 404,
     };
     let message = match what {
         "task" => format!(
@@ -303,9 +305,10 @@ fn lookup_failed(version: Version, what: &str, id: &str) -> Reply {
 }
 
 fn stats_lookup_failed(version: Version, what: &str, id: &str) -> Reply {
-    let (status, v) = match version {
-        Version::V3 => (400, "V3"),
-        Version::V4 => (404, "V4"),
+    let v = version.label();
+    let status = match version {
+        Version::V3 => 400,
+        Version::V4 => 404,
     };
     error(
         status,
@@ -456,11 +459,13 @@ async fn task_stats(deps: &TaskEndpointDeps, version: Version, id: &str) -> Repl
 
 /// No association types (GPUs, elastic inference) exist on this agent:
 /// the list is empty and a named lookup fails.
-async fn associations(req: &Request, deps: &TaskEndpointDeps, version: Version, id: &str) -> Reply {
-    let v = match version {
-        Version::V3 => "V3",
-        Version::V4 => "V4",
-    };
+async fn associations(
+    deps: &TaskEndpointDeps,
+    version: Version,
+    id: &str,
+    named: Option<(&str, &str)>,
+) -> Reply {
+    let v = version.label();
     let tasks = deps.view.tasks.tasks().await;
     if find(&tasks, id).is_none() {
         return error(
@@ -470,12 +475,12 @@ async fn associations(req: &Request, deps: &TaskEndpointDeps, version: Version, 
             ),
         );
     }
-    match parse_route(&req.path) {
-        Route::Association(_, _, kind, name) => error(
+    match named {
+        Some((kind, name)) => error(
             400,
             &format!("Unable to write container association response: unable to get association {name:?} of type {kind:?}"),
         ),
-        _ => {
+        None => {
             let empty: HashMap<&str, Vec<String>> = HashMap::from([("Associations", Vec::new())]);
             Reply::json(200, &empty)
         }
