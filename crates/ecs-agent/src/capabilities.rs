@@ -1,4 +1,4 @@
-//! The attributes the agent registers with. The rule (spec engine.md §2.4):
+//! The attributes the agent registers with. The rule (docs/protocols.md §2.3):
 //! advertise a capability only when this agent implements the feature behind
 //! it, so the scheduler never places a task the agent cannot run.
 
@@ -127,8 +127,8 @@ pub fn attributes(
     if has((1, 24)) && !config.disable_docker_health_check {
         attrs.push(Attribute::flag(format!("{ECS_CAP}container-health-check")));
     }
-    // Task role credentials are served on the task endpoint (spec
-    // endpoints-config.md §3.6: Docker API 1.19 for host network mode).
+    // Task role credentials are served on the task endpoint
+    // (docs/endpoints.md §7.6: Docker API 1.19 for host network mode).
     if config.task_iam_role_enabled {
         attrs.push(Attribute::flag(format!("{CAP}task-iam-role")));
         if config.task_iam_role_enabled_for_network_host && has((1, 19)) {

@@ -1,7 +1,7 @@
 //! Task IAM role credentials as ACS delivers them, kept in memory only and
-//! served by the credentials endpoint (spec endpoints-config.md §3.4–§3.5,
-//! acs-tcs.md §4.6). The IDs come from the backend; the agent never makes
-//! one up.
+//! served by the credentials endpoint (docs/endpoints.md §7,
+//! docs/protocols.md §4.7). The IDs come from the backend; the agent never
+//! makes one up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -135,7 +135,7 @@ pub enum RefreshError {
 
 impl CredentialsStore {
     /// Stores the credential sets a payload task carries; returns the acks
-    /// to send once the task is accepted (spec acs-tcs.md §4.4).
+    /// to send once the task is accepted (docs/protocols.md §4.5).
     pub fn take_from_payload(
         &self,
         task: &acs::Task,

@@ -1,7 +1,7 @@
 //! The agent's ECS API calls, through the official AWS SDK for Rust:
 //! RegisterContainerInstance, DiscoverPollEndpoint (cached for 12 hours),
 //! CreateCluster and SubmitTaskStateChange. Every request carries the
-//! agent's own User-Agent, as the backend expects (spec engine.md §2.1).
+//! agent's own User-Agent, as the backend expects (docs/protocols.md §2.1).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use crate::capabilities::Attribute;
 use crate::host::HostResources;
 use crate::state_change::{truncate, TaskStateChange};
 
-/// How long a DiscoverPollEndpoint answer is reused (spec acs-tcs.md §1.1).
+/// How long a DiscoverPollEndpoint answer is reused (docs/protocols.md §2.4).
 const POLL_ENDPOINT_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// The ACS and TCS base URLs for this instance.
@@ -307,7 +307,7 @@ impl EcsClient {
             .ok_or_else(|| ApiError::Other("registration returned no instance ARN".into()))?;
         let returned = instance.attributes.unwrap_or_default();
         // Every attribute sent must come back unchanged, or the backend did
-        // not accept the instance as described (spec engine.md §2.8).
+        // not accept the instance as described (docs/protocols.md §2.2).
         for sent in &req.attributes {
             let ok = returned
                 .iter()

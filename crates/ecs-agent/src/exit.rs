@@ -1,5 +1,5 @@
 //! Process exit codes and what the supervisor (ecs-init / systemd) does with
-//! them (spec acs-tcs.md §7, endpoints-config.md §1.9).
+//! them (docs/endpoints.md §2.3).
 
 /// How the agent process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! `ecs-agent host-setup` and `ecs-agent host-teardown`: the host set-up
-//! that ecs-init performs around the Go agent (spec endpoints-config.md
-//! §3.8 and §2.5), for hosts where this agent runs without ecs-init.
+//! that ecs-init performs around the Go agent (docs/endpoints.md §12), for
+//! hosts where this agent runs without ecs-init.
 //!
 //! Set-up turns on `net.ipv4.conf.all.route_localnet`, turns off router
 //! advertisements on `docker0` when that key exists, and installs the
@@ -282,7 +282,7 @@ impl Plan {
         self.rules.len() - 1
     }
 
-    /// The rules `host-setup` adds, in ecs-init's order (spec §3.8 step 4).
+    /// The rules `host-setup` adds, in ecs-init's order (docs/endpoints.md §12).
     pub fn setup(settings: &Settings, facts: &HostFacts) -> Self {
         Self::build(settings, facts, false)
     }
@@ -716,7 +716,7 @@ impl ProcSys {
     }
 }
 
-/// Host set-up steps 1 and 2 (spec §3.8): `route_localnet` on, and router
+/// Host set-up steps 1 and 2 (docs/endpoints.md §12): `route_localnet` on, and router
 /// advertisements off on `docker0` when that key exists.
 pub fn setup_sysctls(sys: &ProcSys, out: &mut dyn Write) -> Result<(), HostSetupError> {
     sys.set(ROUTE_LOCALNET_ALL, 1, out)?;

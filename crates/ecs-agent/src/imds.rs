@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-/// The whole budget for one metadata lookup, retries included (spec
-/// engine.md §2.5).
+/// The whole budget for one metadata lookup, retries included
+/// (docs/protocols.md §2.7).
 const LOOKUP_BUDGET: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]

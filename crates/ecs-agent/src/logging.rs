@@ -1,4 +1,4 @@
-//! The agent's logs (spec endpoints-config.md §6): a stdout sink and an
+//! The agent's logs (docs/endpoints.md §3): a stdout sink and an
 //! optional file sink (`ECS_LOGFILE`, rotated by size), each with its own
 //! level, in `logfmt` (default) or `json`.
 

@@ -1,6 +1,7 @@
 //! SigV4 signatures for the two non-SDK requests the agent signs: the
-//! websocket upgrade `GET` (ACS and TCS, spec acs-tcs.md §2.2) and the header
-//! block that starts every frame the agent sends on TCS (§3.2).
+//! websocket upgrade `GET` (ACS and TCS, docs/protocols.md §3.2) and the
+//! header block that starts every frame the agent sends on TCS
+//! (docs/protocols.md §5.3).
 //!
 //! Both sign a `GET` of the websocket URL with signing name `ecs`, signed
 //! headers `host;x-amz-date` (plus `x-amz-security-token`), and no

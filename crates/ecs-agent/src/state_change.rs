@@ -33,7 +33,7 @@ pub struct ContainerStateChange {
 }
 
 /// A port binding as reported: one container port, or a whole
-/// `containerPortRange` consolidated into one entry (spec engine.md §9.3).
+/// `containerPortRange` consolidated into one entry (docs/engine.md §13.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkBinding {

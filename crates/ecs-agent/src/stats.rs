@@ -1,5 +1,5 @@
 //! The latest Docker stats sample of every running container, for the task
-//! metadata `stats` routes (spec endpoints-config.md §4.4.4). One streaming
+//! metadata `stats` routes (docs/endpoints.md §8.5). One streaming
 //! feed per running container, started and ended as the engine's view
 //! changes.
 

@@ -3,7 +3,7 @@
 //!
 //! The version is this crate's own, not a Go release number, so the backend
 //! can never mistake this agent for a Go build with different behaviour
-//! (spec engine.md §15.13).
+//! (docs/protocols.md §2.1).
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

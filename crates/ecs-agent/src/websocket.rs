@@ -1,4 +1,4 @@
-//! What ACS and TCS connections share (spec acs-tcs.md §1.2–§2.4): the URL
+//! What ACS and TCS connections share (docs/protocols.md §3): the URL
 //! with its Go-encoded query, the SigV4-signed upgrade, TLS (with `-k`), and
 //! how a connection's end is classified for the reconnect rules.
 
@@ -189,7 +189,7 @@ pub async fn connect(
 }
 
 /// A close frame with code 1000, 1001, 1006 or 1011 (or none) means
-/// "reconnect at once"; any other code means back off (§4.3, §6.1).
+/// "reconnect at once"; any other code means back off (docs/protocols.md §3.7).
 pub fn close_is_clean(frame: &Option<CloseFrame>) -> Result<(), String> {
     match frame {
         None => Ok(()),

@@ -4,11 +4,11 @@
 //!
 //! Delivery is at-least-once without a resend timer: a payload that was not
 //! acked is sent again on the agent's next connection (resending is safe,
-//! acs-tcs.md §5.3), never in a loop on the same one.
+//! docs/protocols.md §4.5), never in a loop on the same one.
 //!
 //! Task IAM role credentials (see [`crate::credentials`]) ride in the
 //! payloads (`roleCredentials`, `executionRoleCredentials`) and in
-//! `IAMRoleCredentialsMessage`s (acs-tcs.md §4.6): one per role of every
+//! `IAMRoleCredentialsMessage`s (docs/protocols.md §4.7): one per role of every
 //! live task of the instance when the agent connects with
 //! `sendCredentials=true`, one per refreshed set, and, on any other
 //! connection, one per set the agent has not acked yet. An
@@ -16,7 +16,7 @@
 //! and `expiration` acked.
 //!
 //! Every `task_manifest_interval` each connection also gets a
-//! `TaskManifestMessage` (acs-tcs.md §4.7) listing the tasks the plane wants
+//! `TaskManifestMessage` (docs/protocols.md §4.8) listing the tasks the plane wants
 //! RUNNING on that instance. The agent acks it and, when it runs tasks the
 //! manifest does not list, asks with a `TaskStopVerificationMessage`; the
 //! hub confirms only the candidates the plane does not want RUNNING there
@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, watch};
 
 /// Close code for connections the plane ends on purpose (replaced by a
 /// newer connection, instance deregistered). It is not 1000/1001/1011, so
-/// the agent backs off instead of reconnecting at once (acs-tcs.md §4.3).
+/// the agent backs off instead of reconnecting at once (docs/protocols.md §3.7).
 pub const CLOSE_PUSH_AWAY: u16 = 4000;
 
 /// Close code when the plane shuts down: the agent reconnects when it can.
@@ -637,7 +637,7 @@ fn build_payloads(
 /// desired status is RUNNING (exactly the tasks [`verify_stops`] refuses to
 /// confirm), each entry with
 /// `taskArn`, `taskClusterArn` and `desiredStatus` (the Go agent panics on
-/// entries without `taskArn` or `desiredStatus`, acs-tcs.md §4.7).
+/// entries without `taskArn` or `desiredStatus`; manifests: docs/protocols.md §4.8).
 ///
 /// `timeline` is drawn from [`State::next_seq`], the one persisted counter
 /// that also numbers payload `seqNum`s: it grows by one for every payload
@@ -739,7 +739,7 @@ fn query_map(raw: Option<&str>) -> HashMap<String, String> {
 }
 
 /// A refused upgrade, in the one-member error form agents decode
-/// (acs-tcs.md §2.5).
+/// (docs/protocols.md §3.4).
 fn refuse(kind: &str, message: &str) -> Response {
     let body = serde_json::json!({ kind: message }).to_string();
     (

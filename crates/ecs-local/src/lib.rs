@@ -59,7 +59,7 @@ pub struct Config {
     /// `ECS_LOCAL_CREDENTIALS_TTL` (seconds).
     pub credentials_ttl: Duration,
     /// Time between the `TaskManifestMessage`s each connected agent gets
-    /// (acs-tcs.md §4.7); the first goes out this long after it connects.
+    /// (docs/protocols.md §4.8); the first goes out this long after it connects.
     pub task_manifest_interval: Duration,
 }
 

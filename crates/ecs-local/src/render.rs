@@ -1,7 +1,7 @@
 //! Rendering a stored task (its definition plus RunTask overrides) into the
 //! ACS `Task` an agent runs: the payload members the agent reads directly,
 //! and the Docker options pre-rendered into `dockerConfig` JSON strings the
-//! way the ECS backend does (engine.md §6.2–6.5).
+//! way the ECS backend does (docs/engine.md §7, §9).
 
 use crate::arn::ACCOUNT_ID;
 use crate::scheduler::{parse_task_cpu, parse_task_memory};

@@ -1,7 +1,7 @@
 //! ACS wire types: a struct per structure shape of `acs-api-2.json`, and [`AcsMessage`], the
 //! frames of the ACS websocket in both directions.
 //!
-//! Rules that hold for every struct (DESIGN.md, acs-tcs.md §3.1):
+//! Rules that hold for every struct (docs/architecture.md §1, docs/protocols.md §3.5):
 //!
 //! * every member is optional; absent members are omitted on output, never sent as `null`;
 //! * unknown members are ignored on input;
@@ -196,7 +196,7 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_interface_names: Option<Vec<String>>,
     /// Modelled as a string, but the real backend sends either a JSON string or a JSON object;
-    /// `Value` keeps whichever came, and the agent interprets it (acs-tcs.md §5.1).
+    /// `Value` keeps whichever came, and the agent interprets it (docs/protocols.md §4.6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -795,7 +795,7 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
     /// Modelled as a string, but the real backend sends either a JSON string or a JSON object;
-    /// `Value` keeps whichever came, and the agent interprets it (acs-tcs.md §5.1).
+    /// `Value` keeps whichever came, and the agent interprets it (docs/protocols.md §4.6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -961,7 +961,8 @@ impl fmt::Debug for Redacted {
 }
 
 frame_enum! {
-    /// One ACS frame, in either direction (acs-tcs.md §4.1). The variant name is the frame `type`.
+    /// One ACS frame, in either direction (docs/protocols.md §4.2). The variant name is the frame
+    /// `type`.
     /// `PollRequest` is absent: its members travel in the upgrade URL, never as a frame.
     pub enum AcsMessage {
         /// Server → agent keep-alive; answer with `HeartbeatAckRequest`.
@@ -1010,7 +1011,8 @@ frame_enum! {
         InvalidInstanceException,
         /// Meaningful as a handshake error body; in-band it only counts as activity.
         AccessDeniedException,
-        /// Handshake error body that makes the agent wait before reconnecting (acs-tcs.md §4.3).
+        /// Handshake error body that makes the agent wait before reconnecting
+        /// (docs/protocols.md §4.4).
         InactiveInstanceException,
     }
 }

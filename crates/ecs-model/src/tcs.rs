@@ -5,11 +5,12 @@
 //! ignored, fields in alphabetical order of their wire names, enum-typed members kept as `String`.
 //!
 //! * Timestamps (`timestamp`, `statusSince`, `lastUpdated`, `lastStatusChange`) are JSON numbers:
-//!   seconds since the epoch with a millisecond fraction, hence `f64` (acs-tcs.md §6.2).
+//!   seconds since the epoch with a millisecond fraction, hence `f64` (docs/protocols.md §5.7).
 //! * Doubles are written as Go writes them (`0`, not `0.0`), see [`go_float`], so the frames the
 //!   agent sends are byte-comparable with the Go agent's.
 //! * `ULong` members are unsigned in meaning but `long` in the model; they are `i64` because the
-//!   agent caps them at 2^63-1 and moves the rest into the `overflow*` members (§6.4).
+//!   agent caps them at 2^63-1 and moves the rest into the `overflow*` members
+//!   (docs/protocols.md §5.7).
 //!
 //! Agent → server frames are preceded by a signed header block on the wire; see
 //! [`crate::envelope::split_signed_frame`] and [`crate::envelope::join_signed_frame`].
@@ -474,7 +475,8 @@ pub struct VolumeMetric {
 }
 
 frame_enum! {
-    /// One TCS frame, in either direction (acs-tcs.md §6.2). The variant name is the frame `type`.
+    /// One TCS frame, in either direction (docs/protocols.md §5.2). The variant name is the frame
+    /// `type`.
     pub enum TcsMessage {
         /// Agent → server utilisation report; answered with `AckPublishMetric`.
         PublishMetricsRequest(PublishMetricsRequest),

@@ -1,4 +1,4 @@
-//! The credentials audit log (spec endpoints-config.md §3.7): one line per
+//! The credentials audit log (docs/endpoints.md §10): one line per
 //! credentials request, and per throttled request, to stdout and a file.
 //! Credentials IDs and keys never appear in it.
 

@@ -1,6 +1,6 @@
 //! JSON and time text the way Go's `encoding/json` and `time` write them,
-//! which clients of the Go agent's endpoints may depend on (spec
-//! endpoints-config.md §4.4).
+//! which clients of the Go agent's endpoints may depend on
+//! (docs/endpoints.md §5).
 
 use serde::Serialize;
 

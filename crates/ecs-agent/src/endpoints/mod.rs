@@ -1,7 +1,6 @@
 //! The agent's local HTTP endpoints: introspection on port 51678 for
 //! operators, and on 127.0.0.1:51679 the credentials and task metadata
-//! endpoints containers reach as 169.254.170.2 (spec endpoints-config.md
-//! §2–§4).
+//! endpoints containers reach as 169.254.170.2 (docs/endpoints.md §6–§9).
 
 pub mod audit;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Go's `path.Clean`, which both Go routers apply before routing: a path
-//! that is not clean is answered with a 301 to its clean form (spec
-//! endpoints-config.md §2.1, §3.1).
+//! that is not clean is answered with a 301 to its clean form
+//! (docs/endpoints.md §5).
 
 /// The shortest equivalent of an absolute path: `//` collapsed, `.`
 /// removed, `..` resolved (never above the root). A trailing slash is kept,

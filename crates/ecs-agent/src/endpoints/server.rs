@@ -1,5 +1,5 @@
-//! The HTTP/1.1 server both local endpoints run on (spec
-//! endpoints-config.md §2.1, §3.1): a listener that retries binding with
+//! The HTTP/1.1 server both local endpoints run on (docs/endpoints.md
+//! §5): a listener that retries binding with
 //! backoff, per-connection timeouts, and a handler that sees a small
 //! request view and returns a [`Reply`].
 

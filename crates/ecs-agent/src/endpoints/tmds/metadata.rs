@@ -1,5 +1,5 @@
-//! Task and container objects of task metadata v3 and v4 (spec
-//! endpoints-config.md §4.4). Field order and omission rules follow the
+//! Task and container objects of task metadata v3 and v4
+//! (docs/endpoints.md §8.4). Field order and omission rules follow the
 //! Go agent's JSON exactly.
 
 use std::collections::{BTreeMap, HashMap};
@@ -186,7 +186,7 @@ pub struct ContainerResponse {
     restart_count: Option<u32>,
 }
 
-/// The internal status names these endpoints print (§4.4.1, §4.4.2).
+/// The internal status names these endpoints print (docs/endpoints.md §8.4).
 fn container_status_name(status: ContainerStatus) -> &'static str {
     match status {
         ContainerStatus::None => "NONE",

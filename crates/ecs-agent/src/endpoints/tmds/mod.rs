@@ -1,4 +1,4 @@
-//! The task endpoint on 127.0.0.1:51679 (spec endpoints-config.md §3, §4):
+//! The task endpoint on 127.0.0.1:51679 (docs/endpoints.md §7–§9):
 //! role credentials, task metadata v2/v3/v4 and stats, behind a per-source
 //! rate limiter.
 
@@ -40,7 +40,7 @@ pub enum Route<'a> {
     NotFound,
 }
 
-/// Maps a clean path to its route (§3.2, §4.2).
+/// Maps a clean path to its route (docs/endpoints.md §7.1, §8.2).
 pub fn parse_route(path: &str) -> Route<'_> {
     if path == "/v1/credentials" {
         return Route::CredentialsV1;
@@ -152,7 +152,7 @@ fn not_found() -> Reply {
         .header("X-Content-Type-Options", "nosniff")
 }
 
-/// Errors are a JSON string (§4.5), and logged.
+/// Errors are a JSON string (docs/endpoints.md §8.6), and logged.
 fn error(status: u16, message: &str) -> Reply {
     let body = json::go_json(&message);
     tracing::error!("HTTP response status code is '{status}', and response in JSON is {body}");
@@ -277,7 +277,7 @@ fn credentials(req: &Request, deps: &TaskEndpointDeps, id: String, prefix: &str)
 }
 
 /// The task and container an endpoint ID belongs to, once the container
-/// has a Docker ID (§4.1).
+/// has a Docker ID (docs/endpoints.md §8.1).
 fn find<'a>(tasks: &'a [Task], id: &str) -> Option<(&'a Task, &'a Container)> {
     tasks.iter().find_map(|t| {
         t.containers
