@@ -40,7 +40,7 @@ pub struct AcsContext {
     pub agent_hash: String,
     pub docker_version: Option<String>,
     pub engine: EngineHandle,
-    pub store: Arc<Store>,
+    pub store: Store,
     pub accept_insecure_cert: bool,
     /// Poked on every heartbeat: the instance health checks TCS reports run
     /// then (§4.2, §6.8).
@@ -265,14 +265,13 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
         }
         AcsMessage::PayloadMessage(payload) => {
             let engine = ctx.engine.clone();
-            let store = ctx.store.clone();
             let roles = Roles {
                 store: ctx.role_credentials.clone(),
                 policy: ctx.role_policy,
             };
             let out = out.clone();
             tokio::spawn(async move {
-                let (ack, credential_acks) = handle_payload(&engine, &store, &roles, payload).await;
+                let (ack, credential_acks) = handle_payload(&engine, &roles, payload).await;
                 for ack in credential_acks {
                     send(&out, AcsMessage::IAMRoleCredentialsAckRequest(ack));
                 }
@@ -336,8 +335,9 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
     }
 }
 
-/// Compares a manifest with the local tasks (§4.7): a stale one is dropped
-/// without a word; an accepted one is acked, with stop candidates if any.
+/// Compares a manifest with the local tasks (docs/protocols.md §3.7): a
+/// stale one is dropped without a word; an accepted one is acked, with stop
+/// candidates if any, once its `timeline` is saved as `latestSeq`.
 async fn handle_manifest(
     engine: &EngineHandle,
     store: &Store,
@@ -345,15 +345,23 @@ async fn handle_manifest(
     manifest: &acs::TaskManifestMessage,
     out: &mpsc::UnboundedSender<Message>,
 ) {
-    let Ok(tasks) = engine.snapshot().await else {
+    let (Ok(tasks), Ok(orphaned)) = (engine.snapshot().await, engine.orphaned_tasks().await) else {
         return;
     };
-    let desired_running: Vec<String> = tasks
+    let mut running_here: Vec<String> = tasks
         .iter()
         .filter(|t| t.desired_status == TaskStatus::Running)
         .map(|t| t.arn().to_string())
         .collect();
-    match task_manifest::consider(manifest, task_manifest::latest_seq(store), &desired_running) {
+    running_here.extend(orphaned);
+    let latest_seq = match store.latest_seq().await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read latestSeq; task manifest not acked");
+            return;
+        }
+    };
+    match task_manifest::consider(manifest, latest_seq, &running_here) {
         Verdict::Invalid => tracing::warn!("ignoring task manifest without messageId, clusterArn, containerInstanceArn or timeline"),
         Verdict::Stale => tracing::info!(
             timeline = manifest.timeline.unwrap_or_default(),
@@ -364,10 +372,22 @@ async fn handle_manifest(
             ack,
             verification,
         } => {
+            // The check and the raise are one transaction: of two
+            // manifests racing here, only the newer one is accepted.
+            match store.raise_latest_seq(timeline).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(timeline, "discarding task manifest overtaken by a newer one");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "saving latestSeq failed; task manifest not acked");
+                    return;
+                }
+            }
             if let Some(id) = &ack.message_id {
                 pending.accepted(id);
             }
-            task_manifest::raise_latest_seq(store, timeline);
             send(out, AcsMessage::AckRequest(ack));
             if let Some(v) = verification {
                 send(out, AcsMessage::TaskStopVerificationMessage(v));
@@ -382,11 +402,12 @@ struct Roles {
     policy: RolePolicy,
 }
 
-/// Processes one payload (§5.3); returns the ack to send when every task
-/// in it was accepted, and the credential acks of the accepted tasks.
+/// Processes one payload (docs/protocols.md §3.5); returns the ack to send
+/// when every task in it was accepted and saved, and the credential acks of
+/// the accepted tasks. Nothing is acked when the change could not be saved:
+/// ACS sends the payload again.
 async fn handle_payload(
     engine: &EngineHandle,
-    store: &Store,
     roles: &Roles,
     payload: acs::PayloadMessage,
 ) -> (
@@ -427,7 +448,8 @@ async fn handle_payload(
                     "rejecting task from payload"
                 );
                 if let Some(arn) = task.arn.clone().filter(|a| !a.is_empty()) {
-                    if engine.reject_task(arn, reason).await.is_err() {
+                    if let Err(e) = engine.reject_task(arn, reason).await {
+                        tracing::error!(error = %e, "payload not acked");
                         return (None, Vec::new());
                     }
                 }
@@ -436,11 +458,13 @@ async fn handle_payload(
     }
     // Stops first, so their resources are free for the starts.
     accepted.sort_by_key(|t| t.desired_status != TaskStatus::Stopped);
-    if engine.add_tasks(accepted).await.is_err() {
+    if let Err(e) = engine.add_tasks(accepted, payload.seq_num).await {
+        tracing::error!(
+            message_id = %message_id,
+            error = %e,
+            "payload not acked; ACS will send it again"
+        );
         return (None, Vec::new());
-    }
-    if let Some(seq) = payload.seq_num {
-        task_manifest::raise_latest_seq(store, seq);
     }
     let ack = all_ok.then_some(acs::AckRequest {
         cluster: payload.cluster_arn,

@@ -13,7 +13,7 @@ use crate::backoff::Backoff;
 use crate::capabilities;
 use crate::config::{Config, Env, DEFAULT_CLUSTER};
 use crate::credentials::{CredentialsStore, RolePolicy};
-use crate::docker::DockerClient;
+use crate::docker::{DockerApi, DockerClient};
 use crate::ecs_client::{ApiError, EcsClient, RegistrationRequest};
 use crate::endpoints::audit::AuditLog;
 use crate::endpoints::tmds::{self, throttle::Throttle};
@@ -29,6 +29,7 @@ use crate::metadata_file::MetadataFiles;
 use crate::reporter::{self, EcsSink};
 use crate::stats::StatsBoard;
 use crate::store::{keys, Store};
+use crate::supervisor::Supervisor;
 use crate::tcs::{self, AgentTcsHost, TcsContext, TcsSettings};
 use crate::version;
 
@@ -41,7 +42,7 @@ pub enum StartError {
     DockerTooOld(String),
     #[error("Configuration key not set, key: AWSRegion (set AWS_DEFAULT_REGION, or enable instance metadata)")]
     NoRegion,
-    #[error("state: {0}")]
+    #[error("{0}")]
     Store(#[from] crate::store::StoreError),
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -110,19 +111,9 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         tracing::info!("ECS Agent is running in external mode.");
     }
 
-    let store = if config.checkpoint {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-        Store::open(&config.data_dir)?
-    } else {
-        tracing::info!("Checkpointing not enabled; a new container instance will be created each time the agent is run");
-        Store::in_memory()?
-    };
-    let store = Arc::new(store);
+    let store = open_store(&config).await?;
     let configured_cluster = config.cluster_or_default().to_string();
-    if let Some(saved) = store.get_meta(keys::CLUSTER)? {
+    if let Some(saved) = store.get_meta(keys::CLUSTER).await? {
         if saved != configured_cluster {
             return Err(StartError::ClusterMismatch {
                 saved,
@@ -145,7 +136,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     );
 
     let resources = host::read_host_resources(config.reserved_memory_mib)?;
-    let saved_arn = store.get_meta(keys::CONTAINER_INSTANCE_ARN)?;
+    let saved_arn = store.get_meta(keys::CONTAINER_INSTANCE_ARN).await?;
     let mut request = RegistrationRequest {
         cluster: configured_cluster.clone(),
         existing_arn: saved_arn.clone(),
@@ -179,33 +170,35 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     // On re-registration the saved ARN stays (spec engine.md §2.7).
     let instance_arn = saved_arn.unwrap_or(registration.container_instance_arn);
     let mut meta = vec![
-        (keys::CONTAINER_INSTANCE_ARN, instance_arn.as_str()),
-        (keys::CLUSTER, configured_cluster.as_str()),
-        (keys::AGENT_VERSION, version::VERSION),
+        (keys::CONTAINER_INSTANCE_ARN, instance_arn.clone()),
+        (keys::CLUSTER, configured_cluster.clone()),
+        (keys::AGENT_VERSION, version::VERSION.to_string()),
     ];
-    if let Some(az) = registration.availability_zone.as_deref() {
-        meta.push((keys::AVAILABILITY_ZONE, az));
+    if let Some(az) = &registration.availability_zone {
+        meta.push((keys::AVAILABILITY_ZONE, az.clone()));
     }
-    let instance_id = identity.as_ref().and_then(|d| d.field("instanceId"));
-    if let Some(id) = instance_id.as_deref() {
+    if let Some(id) = identity.as_ref().and_then(|d| d.field("instanceId")) {
         meta.push((keys::EC2_INSTANCE_ID, id));
     }
-    store.put_meta(&meta)?;
+    store.put_meta(meta).await?;
     tracing::info!(
         instanceArn = instance_arn,
         cluster = configured_cluster,
         "Instance registration completed successfully"
     );
 
+    let engine_docker: Arc<dyn DockerApi> = Arc::new(docker.clone());
     let images = ImageManager::new(
-        docker.clone(),
+        engine_docker.clone(),
         store.clone(),
         ImageSettings::from_config(&config),
         EngineAuth::from_config(&config),
-    )?;
+    )
+    .await?;
     let wake_reporter = Arc::new(Notify::new());
     let role_credentials = Arc::new(CredentialsStore::new());
-    let engine = TaskEngine::start(
+    let mut supervisor = Supervisor::new(stop_rx.clone());
+    let (engine, engine_task) = TaskEngine::start(
         EngineSettings {
             actions: ActionSettings {
                 cluster: configured_cluster.clone(),
@@ -235,11 +228,12 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             exclude_ipv6_port_binding: config.exclude_ipv6_port_binding,
             credentials: role_credentials.clone(),
         },
-        docker.clone(),
+        engine_docker,
         store.clone(),
         wake_reporter.clone(),
     )
     .await?;
+    supervisor.watch("task engine", engine_task);
     // After the engine start-up, so references are restored before any
     // cycle; the cycles end with the process.
     images.spawn_periodic_cleanup();
@@ -251,9 +245,13 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         }),
         wake_reporter,
     ));
+    let reporter_abort = reporter.abort_handle();
+    supervisor.watch("state change reporter", reporter);
 
     let log_settings = crate::logging::LogSettings::resolve(env, flags);
     spawn_endpoints(
+        &supervisor,
+        &store,
         &config,
         &log_settings,
         EndpointIdentity {
@@ -270,56 +268,66 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
 
     let docker_version = Some(engine_version.version).filter(|v| !v.is_empty());
     let acs_heartbeats = Arc::new(Notify::new());
-    let tcs = tokio::spawn(tcs::run(
-        Arc::new(TcsContext {
-            host: Arc::new(AgentTcsHost {
-                ecs: ecs.clone(),
+    let tcs = supervisor.watch(
+        "TCS session",
+        tokio::spawn(tcs::run(
+            Arc::new(TcsContext {
+                host: Arc::new(AgentTcsHost {
+                    ecs: ecs.clone(),
+                    cluster: configured_cluster.clone(),
+                    instance_arn: instance_arn.clone(),
+                    engine: engine.clone(),
+                    docker: docker.clone(),
+                }),
+                credentials: credentials.clone(),
+                region: region.clone(),
                 cluster: configured_cluster.clone(),
                 instance_arn: instance_arn.clone(),
-                engine: engine.clone(),
-                docker: docker.clone(),
+                agent_version: version::VERSION.to_string(),
+                agent_hash: version::GIT_HASH.to_string(),
+                docker_version: docker_version.clone(),
+                accept_insecure_cert: config.accept_insecure_cert,
+                disable_metrics: config.disable_metrics,
+                acs_heartbeats: acs_heartbeats.clone(),
+                settings: TcsSettings::default(),
             }),
-            credentials: credentials.clone(),
-            region: region.clone(),
-            cluster: configured_cluster.clone(),
-            instance_arn: instance_arn.clone(),
-            agent_version: version::VERSION.to_string(),
-            agent_hash: version::GIT_HASH.to_string(),
-            docker_version: docker_version.clone(),
-            accept_insecure_cert: config.accept_insecure_cert,
-            disable_metrics: config.disable_metrics,
-            acs_heartbeats: acs_heartbeats.clone(),
-            settings: TcsSettings::default(),
-        }),
-        stop_rx.clone(),
-    ));
+            stop_rx.clone(),
+        )),
+    );
 
     tracing::info!("Beginning Polling for updates");
-    let acs = tokio::spawn(acs::run(
-        Arc::new(AcsContext {
-            ecs,
-            credentials,
-            region,
-            cluster: configured_cluster,
-            instance_arn,
-            agent_version: version::VERSION.to_string(),
-            agent_hash: version::GIT_HASH.to_string(),
-            docker_version,
-            engine: engine.clone(),
-            store: store.clone(),
-            accept_insecure_cert: config.accept_insecure_cert,
-            heartbeats: acs_heartbeats,
-            role_credentials,
-            pending_verification: Arc::default(),
-            role_policy: RolePolicy {
-                task_roles: config.task_iam_role_enabled,
-                host_network: config.task_iam_role_enabled
-                    && config.task_iam_role_enabled_for_network_host,
-            },
-        }),
-        stop_rx,
-    ));
+    let acs = supervisor.watch(
+        "ACS session",
+        tokio::spawn(acs::run(
+            Arc::new(AcsContext {
+                ecs,
+                credentials,
+                region,
+                cluster: configured_cluster,
+                instance_arn,
+                agent_version: version::VERSION.to_string(),
+                agent_hash: version::GIT_HASH.to_string(),
+                docker_version,
+                engine: engine.clone(),
+                store: store.clone(),
+                accept_insecure_cert: config.accept_insecure_cert,
+                heartbeats: acs_heartbeats,
+                role_credentials,
+                pending_verification: Arc::default(),
+                role_policy: RolePolicy {
+                    task_roles: config.task_iam_role_enabled,
+                    host_network: config.task_iam_role_enabled
+                        && config.task_iam_role_enabled_for_network_host,
+                },
+            }),
+            stop_rx,
+        )),
+    );
 
+    if let Some(why) = supervisor.until_stop_or_failure().await {
+        tracing::error!("{why}; exiting so the agent is restarted");
+        return Ok(ExitCode::Error);
+    }
     let _ = acs.await;
     let _ = tcs.await;
     // Every change is already saved as it happens; the engine only has to
@@ -333,9 +341,27 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         );
         return Ok(ExitCode::Terminal);
     }
-    reporter.abort();
+    reporter_abort.abort();
     signals.abort();
     Ok(ExitCode::Success)
+}
+
+/// Opens the checkpoint in the data directory (or in memory with
+/// checkpointing off) on a blocking thread: opening may upgrade its schema.
+async fn open_store(config: &Config) -> Result<Store, StartError> {
+    if !config.checkpoint {
+        tracing::info!("Checkpointing not enabled; a new container instance will be created each time the agent is run");
+        return Ok(Store::in_memory()?);
+    }
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let opened = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(|e| crate::store::StoreError::Worker(e.to_string()))??;
+    Ok(opened)
 }
 
 /// Who the instance is, as the endpoints show it.
@@ -350,6 +376,8 @@ struct EndpointIdentity {
 /// registration).
 #[allow(clippy::too_many_arguments)]
 fn spawn_endpoints(
+    supervisor: &Supervisor,
+    store: &Store,
     config: &Config,
     log_settings: &crate::logging::LogSettings,
     identity: EndpointIdentity,
@@ -364,12 +392,16 @@ fn spawn_endpoints(
         instance_arn: identity.instance_arn.clone(),
         availability_zone: identity.availability_zone,
         tasks: TaskSource::Engine(engine.clone()),
+        checkpoint: store.health(),
     };
-    tokio::spawn(introspection::run(
-        view.clone(),
-        Some(docker.clone()),
-        stop.clone(),
-    ));
+    supervisor.watch(
+        "introspection endpoint",
+        tokio::spawn(introspection::run(
+            view.clone(),
+            Some(docker.clone()),
+            stop.clone(),
+        )),
+    );
     let stats = Arc::new(StatsBoard::default());
     crate::stats::spawn_collector(docker.clone(), view.tasks.clone(), stats.clone());
     let audit_file = (!config.credentials_audit_log_disabled)
@@ -395,7 +427,7 @@ fn spawn_endpoints(
         )),
         az_disabled: config.task_metadata_az_disabled,
     };
-    tokio::spawn(tmds::run(deps, stop.clone()));
+    supervisor.watch("task endpoint", tokio::spawn(tmds::run(deps, stop.clone())));
 }
 
 async fn wait_for_signal(stop: watch::Sender<bool>) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::docker::{ContainerDetails, DockerClient, DockerError};
+use crate::docker::{ContainerDetails, DockerApi, DockerError};
 use crate::endpoints::tmds::metadata::Network;
 use crate::engine::task::Task;
 
@@ -229,7 +229,7 @@ impl MetadataFiles {
     /// completes its file.
     pub async fn update(
         &self,
-        docker: &DockerClient,
+        docker: &dyn DockerApi,
         subject: &Subject,
         docker_id: &str,
     ) -> Result<(), MetadataFileError> {

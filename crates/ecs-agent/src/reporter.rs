@@ -46,22 +46,12 @@ fn retry_backoff() -> Backoff {
 
 /// Runs until the process ends. `wake` is notified whenever the engine
 /// queues a change.
-pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<Notify>) {
+pub async fn run<S: StateChangeSink>(store: Store, sink: Arc<S>, wake: Arc<Notify>) {
     // Per task: when it may be retried, and its backoff.
     let mut waiting: HashMap<String, (Instant, Backoff)> = HashMap::new();
     loop {
-        let pending = match store.outbox() {
-            Ok((items, corrupt)) => {
-                if !corrupt.is_empty() {
-                    let ids: Vec<u64> = corrupt.iter().filter_map(|c| c.key.parse().ok()).collect();
-                    tracing::error!(
-                        count = ids.len(),
-                        "dropping unreadable state-change records"
-                    );
-                    let _ = store.dequeue(&ids);
-                }
-                items
-            }
+        let pending = match store.outbox().await {
+            Ok(items) => items,
             Err(e) => {
                 tracing::error!(error = %e, "reading the outbox failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -121,7 +111,7 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
                         "reported task state"
                     );
                     waiting.remove(&change.task_arn);
-                    if let Err(e) = store.dequeue(&[id]) {
+                    if let Err(e) = store.dequeue(vec![id]).await {
                         tracing::error!(error = %e, "removing a delivered state change failed");
                     }
                 }
@@ -135,7 +125,9 @@ pub async fn run<S: StateChangeSink>(store: Arc<Store>, sink: Arc<S>, wake: Arc<
                         "state change rejected; dropping it"
                     );
                     waiting.remove(&change.task_arn);
-                    let _ = store.dequeue(&[id]);
+                    if let Err(e) = store.dequeue(vec![id]).await {
+                        tracing::error!(error = %e, "removing a rejected state change failed");
+                    }
                 }
                 Err(e) => {
                     let entry = waiting
@@ -203,7 +195,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn delivers_in_order_with_retries_and_drops_rejected() {
-        let store = Arc::new(Store::in_memory().unwrap());
+        let store = Store::in_memory().unwrap();
         store
             .commit(Batch {
                 enqueue: vec![
@@ -214,18 +206,19 @@ mod tests {
                 ],
                 ..Batch::default()
             })
+            .await
             .unwrap();
         let sink = Arc::new(FlakySink::default());
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(run(store.clone(), sink.clone(), wake.clone()));
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if store.outbox().unwrap().0.is_empty() {
+            if store.outbox().await.unwrap().is_empty() {
                 break;
             }
         }
         task.abort();
-        assert!(store.outbox().unwrap().0.is_empty());
+        assert!(store.outbox().await.unwrap().is_empty());
         let accepted = sink.accepted.lock().unwrap().clone();
         let a: Vec<&str> = accepted
             .iter()

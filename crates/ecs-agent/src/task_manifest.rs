@@ -10,28 +10,6 @@ use ecs_model::acs::{
     TaskStopVerificationMessage,
 };
 
-use crate::store::{keys, Store};
-
-/// `latestSeq`: the highest payload `seqNum` or accepted manifest
-/// `timeline`, persisted; -1 when nothing was seen yet.
-pub fn latest_seq(store: &Store) -> i64 {
-    store
-        .get_meta(keys::TASK_MANIFEST_SEQ_NUM)
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(-1)
-}
-
-/// Raises `latestSeq` to `seq`; it never goes down.
-pub fn raise_latest_seq(store: &Store, seq: i64) {
-    if seq > latest_seq(store) {
-        if let Err(e) = store.put_meta(&[(keys::TASK_MANIFEST_SEQ_NUM, &seq.to_string())]) {
-            tracing::warn!(error = %e, "saving the ACS sequence number failed");
-        }
-    }
-}
-
 /// What to do with a manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -48,11 +26,14 @@ pub enum Verdict {
     },
 }
 
-/// Compares a manifest with the tasks this agent wants RUNNING.
+/// Compares a manifest with the tasks that run here: those this agent
+/// wants RUNNING, and those of orphaned containers (docs/engine.md §8.3).
+/// `latest_seq` is the persisted `latestSeq` (see
+/// [`crate::store::Store::raise_latest_seq`]).
 pub fn consider(
     manifest: &TaskManifestMessage,
     latest_seq: i64,
-    desired_running: &[String],
+    running_here: &[String],
 ) -> Verdict {
     let present = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let (Some(message_id), Some(cluster_arn), Some(instance_arn), Some(timeline)) = (
@@ -75,7 +56,7 @@ pub fn consider(
         .filter(|t| t.desired_status.as_deref() == Some("RUNNING"))
         .filter_map(|t| t.task_arn.as_deref())
         .collect();
-    let candidates: Vec<TaskIdentifier> = desired_running
+    let candidates: Vec<TaskIdentifier> = running_here
         .iter()
         .filter(|arn| !listed.contains(arn.as_str()))
         .map(|arn| TaskIdentifier {

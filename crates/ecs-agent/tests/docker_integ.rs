@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ecs_agent::docker::DockerClient;
+use ecs_agent::docker::{DockerApi, DockerClient};
 use ecs_agent::engine::status::ContainerStatus;
 use futures_util::StreamExt;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ecs_agent::config::ImagePullBehavior;
-use ecs_agent::docker::DockerClient;
+use ecs_agent::docker::{DockerApi, DockerClient};
 use ecs_agent::images::{
     CleanupSettings, ContainerRef, EngineAuth, ImageManager, ImageSettings, PullError,
 };
@@ -94,8 +94,15 @@ fn settings(minimum_age: Duration, per_cycle: usize, exclusions: &[&str]) -> Ima
     }
 }
 
-async fn manager(store: Arc<Store>, settings: ImageSettings) -> ImageManager {
-    ImageManager::new(docker().await, store, settings, EngineAuth::default()).unwrap()
+async fn manager(store: Store, settings: ImageSettings) -> ImageManager {
+    ImageManager::new(
+        Arc::new(docker().await),
+        store,
+        settings,
+        EngineAuth::default(),
+    )
+    .await
+    .unwrap()
 }
 
 fn user(task: &str, name: &str) -> ContainerRef {
@@ -120,7 +127,7 @@ async fn cleanup_removes_unused_images_least_recently_used_first() {
     let first = images.make("lru", "first");
     let second = images.make("lru", "second");
     let excluded = images.make("lru", "excluded");
-    let store = Arc::new(Store::in_memory().unwrap());
+    let store = Store::in_memory().unwrap();
     let m = manager(store.clone(), settings(Duration::ZERO, 1, &[&excluded])).await;
     for (image, task) in [
         (&used, "t1"),
@@ -136,7 +143,7 @@ async fn cleanup_removes_unused_images_least_recently_used_first() {
     // Task cleanup order sets the last-used order: `first` is the oldest.
     for task in ["t2", "t3", "t4"] {
         tick().await;
-        m.remove_reference(&user(task, "c"));
+        m.remove_reference(&user(task, "c")).await;
     }
     tick().await;
 
@@ -162,7 +169,7 @@ async fn cleanup_removes_unused_images_least_recently_used_first() {
     expected.sort();
     assert_eq!(tracked, expected);
     // The saved states match: removed images are deleted from the store.
-    let (saved, _) = store.load_images().unwrap();
+    let saved = store.load_images().await.unwrap();
     let mut saved: Vec<String> = saved.into_iter().flat_map(|r| r.names).collect();
     saved.sort();
     assert_eq!(saved, expected);
@@ -174,14 +181,14 @@ async fn fresh_images_stay_until_the_minimum_age() {
     let mut images = Throwaways::new();
     let fresh = images.make("fresh", "a");
     let m = manager(
-        Arc::new(Store::in_memory().unwrap()),
+        Store::in_memory().unwrap(),
         settings(Duration::from_secs(3600), 5, &[]),
     )
     .await;
     m.record_reference(&fresh, &user("t", "c"), true)
         .await
         .unwrap();
-    m.remove_reference(&user("t", "c"));
+    m.remove_reference(&user("t", "c")).await;
     tick().await;
     assert_eq!(m.cleanup_once().await.removed, Vec::<String>::new());
     assert!(present(&docker, &fresh).await);
@@ -193,14 +200,14 @@ async fn cleanup_waits_for_running_pulls() {
     let mut images = Throwaways::new();
     let image = images.make("lock", "a");
     let m = manager(
-        Arc::new(Store::in_memory().unwrap()),
+        Store::in_memory().unwrap(),
         settings(Duration::ZERO, 5, &[]),
     )
     .await;
     m.record_reference(&image, &user("t", "c"), true)
         .await
         .unwrap();
-    m.remove_reference(&user("t", "c"));
+    m.remove_reference(&user("t", "c")).await;
     tick().await;
 
     let permit = m.pull_permit().await;
@@ -229,7 +236,7 @@ async fn periodic_cleanup_runs_on_its_interval() {
     if let Some(c) = s.cleanup.as_mut() {
         c.interval = Duration::from_secs(1);
     }
-    let m = manager(Arc::new(Store::in_memory().unwrap()), s).await;
+    let m = manager(Store::in_memory().unwrap(), s).await;
     m.record_reference(&image, &user("t", "c"), true)
         .await
         .unwrap();
@@ -237,7 +244,7 @@ async fn periodic_cleanup_runs_on_its_interval() {
     // In use: several cycles pass and the image stays.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(present(&docker, &image).await);
-    m.remove_reference(&user("t", "c"));
+    m.remove_reference(&user("t", "c")).await;
     let mut gone = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -251,7 +258,7 @@ async fn periodic_cleanup_runs_on_its_interval() {
 
     let mut off = settings(Duration::ZERO, 5, &[]);
     off.cleanup = None;
-    let m = manager(Arc::new(Store::in_memory().unwrap()), off).await;
+    let m = manager(Store::in_memory().unwrap(), off).await;
     assert!(m.spawn_periodic_cleanup().is_none());
 }
 
@@ -264,13 +271,13 @@ async fn image_states_survive_a_restart_and_references_come_back_from_tasks() {
     let mut once = settings(Duration::ZERO, 5, &[]);
     once.pull_behavior = ImagePullBehavior::Once;
     {
-        let m = manager(Arc::new(Store::open(dir.path()).unwrap()), once.clone()).await;
+        let m = manager(Store::open(dir.path()).unwrap(), once.clone()).await;
         m.record_reference(&image, &user("t", "c"), true)
             .await
             .unwrap();
         assert!(!m.pull_required(&image).await, "once: pulled already");
     }
-    let m = manager(Arc::new(Store::open(dir.path()).unwrap()), once).await;
+    let m = manager(Store::open(dir.path()).unwrap(), once).await;
     let tracked = m.tracked();
     assert_eq!(tracked.len(), 1);
     assert_eq!(tracked[0].0.names, vec![image.clone()]);
@@ -285,7 +292,7 @@ async fn image_states_survive_a_restart_and_references_come_back_from_tasks() {
     tick().await;
     assert!(m.cleanup_once().await.removed.is_empty());
     assert!(present(&docker, &image).await);
-    m.remove_reference(&user("t", "c"));
+    m.remove_reference(&user("t", "c")).await;
     tick().await;
     assert_eq!(m.cleanup_once().await.removed, vec![image.clone()]);
     assert!(m.tracked().is_empty());
@@ -303,7 +310,7 @@ async fn a_failed_pull_times_out_overall_and_still_records_the_cached_image() {
     ));
     let mut s = settings(Duration::ZERO, 5, &[]);
     s.pull_timeout = Duration::from_secs(3);
-    let m = manager(Arc::new(Store::in_memory().unwrap()), s).await;
+    let m = manager(Store::in_memory().unwrap(), s).await;
     let started = std::time::Instant::now();
     let err = m.pull_for(&image, &user("t", "c")).await.unwrap_err();
     assert_eq!(err, PullError::Timeout(Duration::from_secs(3)));
@@ -330,13 +337,13 @@ async fn prefer_cached_and_once_skip_the_pull_but_record_the_user() {
     ));
     let mut s = settings(Duration::ZERO, 5, &[]);
     s.pull_behavior = ImagePullBehavior::PreferCached;
-    let m = manager(Arc::new(Store::in_memory().unwrap()), s.clone()).await;
+    let m = manager(Store::in_memory().unwrap(), s.clone()).await;
     assert_eq!(m.pull_for(&image, &user("t", "c")).await, Ok(None));
     assert_eq!(m.tracked()[0].1, [user("t", "c")]);
 
     s.pull_behavior = ImagePullBehavior::Once;
     s.pull_timeout = Duration::from_secs(2);
-    let m = manager(Arc::new(Store::in_memory().unwrap()), s).await;
+    let m = manager(Store::in_memory().unwrap(), s).await;
     // Never pulled: `once` pulls (and fails here), even with a local copy.
     assert!(m.pull_for(&image, &user("t", "c")).await.is_err());
 }

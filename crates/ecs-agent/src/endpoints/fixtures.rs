@@ -100,5 +100,6 @@ pub fn view(tasks: Vec<Task>) -> AgentView {
         instance_arn: INSTANCE_ARN.into(),
         availability_zone: Some("us-west-2a".into()),
         tasks: TaskSource::Fixed(Arc::new(tasks)),
+        checkpoint: Default::default(),
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::server::{Reply, Request};
 use super::{json, paths, AgentView};
-use crate::docker::{ContainerDetails, DockerClient};
+use crate::docker::{ContainerDetails, DockerApi, DockerClient};
 use crate::engine::status::{ContainerStatus, TaskStatus};
 use crate::engine::task::{Container, Task};
 use crate::version;
@@ -32,6 +32,12 @@ struct Metadata<'a> {
     cluster: &'a str,
     container_instance_arn: Option<&'a str>,
     version: String,
+    /// Present, and false, only while checkpoint writes fail: the agent
+    /// then holds payloads unacked (docs/endpoints.md §2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_healthy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_error: Option<String>,
 }
 
 /// One task in `/v1/tasks`.
@@ -273,14 +279,20 @@ pub fn route(
         return Reply::moved_to(&target);
     }
     match req.path.as_str() {
-        "/v1/metadata" => Reply::json(
-            200,
-            &Metadata {
-                cluster: &view.cluster,
-                container_instance_arn: Some(view.instance_arn.as_str()).filter(|a| !a.is_empty()),
-                version: version::one_line(),
-            },
-        ),
+        "/v1/metadata" => {
+            let checkpoint_error = view.checkpoint.last_error();
+            Reply::json(
+                200,
+                &Metadata {
+                    cluster: &view.cluster,
+                    container_instance_arn: Some(view.instance_arn.as_str())
+                        .filter(|a| !a.is_empty()),
+                    version: version::one_line(),
+                    checkpoint_healthy: checkpoint_error.as_ref().map(|_| false),
+                    checkpoint_error,
+                },
+            )
+        }
         "/v1/tasks" => match select(req, tasks) {
             Selection::Error(status) => empty_task_error(status),
             Selection::One(task) => Reply::json(200, &task_response(task, details)),

@@ -48,6 +48,8 @@ pub struct AgentView {
     pub instance_arn: String,
     pub availability_zone: Option<String>,
     pub tasks: TaskSource,
+    /// Whether the last checkpoint write failed; `/v1/metadata` shows it.
+    pub checkpoint: crate::store::Health,
 }
 
 /// Everything the task endpoint needs besides the agent view.

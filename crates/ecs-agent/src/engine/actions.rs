@@ -8,7 +8,7 @@ use super::create_config::{self, CreateContext};
 use super::reconcile::Outcome;
 use super::task::Task;
 use crate::config::ImagePullBehavior;
-use crate::docker::{DockerClient, DockerError};
+use crate::docker::{DockerApi, DockerError};
 use crate::images::{ContainerRef, ImageManager};
 use crate::metadata_file::{MetadataFiles, Subject};
 
@@ -63,11 +63,15 @@ pub enum Work {
     },
 }
 
-pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Work) -> Outcome {
+pub async fn run(
+    docker: &Arc<dyn DockerApi>,
+    settings: &Arc<ActionSettings>,
+    work: Work,
+) -> Outcome {
     match work {
-        Work::ResolveManifest { image } => resolve_manifest(docker, settings, &image).await,
+        Work::ResolveManifest { image } => resolve_manifest(&**docker, settings, &image).await,
         Work::Pull { image, user } => pull(settings, &image, &user).await,
-        Work::Create { task, index } => create(docker, settings, &task, index).await,
+        Work::Create { task, index } => create(&**docker, settings, &task, index).await,
         Work::Start { docker_id, subject } => {
             match docker
                 .start_container(&docker_id, settings.start_timeout)
@@ -83,10 +87,9 @@ pub async fn run(docker: &DockerClient, settings: &Arc<ActionSettings>, work: Wo
         Work::Stop { docker_id, grace } => match docker.stop_container(&docker_id, grace).await {
             Ok(()) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
             // 304: already stopped.
-            Err(DockerError::Api(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304,
-                ..
-            })) => Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten()),
+            Err(e) if e.is_not_modified() => {
+                Outcome::Done(docker.inspect_container(&docker_id).await.ok().flatten())
+            }
             Err(e) => failed("CannotStopContainerError", &e),
         },
     }
@@ -117,7 +120,7 @@ pub fn shared_volume_matches(
 /// Completes a running container's metadata file in the background
 /// (spec endpoints-config.md §5.2); a failure costs only the file.
 pub fn spawn_metadata_update(
-    docker: &DockerClient,
+    docker: &Arc<dyn DockerApi>,
     settings: &ActionSettings,
     subject: Subject,
     docker_id: &str,
@@ -128,7 +131,7 @@ pub fn spawn_metadata_update(
     let docker = docker.clone();
     let docker_id = docker_id.to_string();
     tokio::spawn(async move {
-        if let Err(e) = files.update(&docker, &subject, &docker_id).await {
+        if let Err(e) = files.update(&*docker, &subject, &docker_id).await {
             tracing::warn!(docker_id, error = %e, "updating the container metadata file failed");
         }
     });
@@ -149,7 +152,7 @@ fn failed(name: &str, e: &DockerError) -> Outcome {
 /// is needed) the local image's repo digest. Registry lookups come with the
 /// image manager.
 async fn resolve_manifest(
-    docker: &DockerClient,
+    docker: &dyn DockerApi,
     settings: &ActionSettings,
     image: &str,
 ) -> Outcome {
@@ -191,7 +194,7 @@ async fn pull(settings: &ActionSettings, image: &str, user: &ContainerRef) -> Ou
 }
 
 async fn create(
-    docker: &DockerClient,
+    docker: &dyn DockerApi,
     settings: &ActionSettings,
     task: &Task,
     index: usize,
@@ -260,7 +263,7 @@ async fn create(
 /// volumes are created; a shared volume must exist, or is created when it
 /// is autoprovisioned. The error text becomes the task's stop reason.
 pub async fn provision_volume(
-    docker: &DockerClient,
+    docker: &dyn DockerApi,
     volume: &super::task::VolumeResource,
     match_full_config: bool,
 ) -> Result<(), String> {

@@ -1,38 +1,46 @@
 //! The task engine: owns every task the agent runs, drives each one toward
 //! its desired status on the local Docker engine, and records every change
-//! (with the report it owes the backend) in the store.
+//! (with the report it owes the backend) in the store (docs/engine.md).
 //!
 //! One tokio task owns the task table. Everything else talks to it through
 //! [`EngineHandle`] messages: payloads from ACS, Docker events, finished
-//! Docker actions, timers. After each message the engine re-plans the
-//! touched task with the pure rules in [`reconcile`], persists it together
-//! with any report it now owes, and only then launches the Docker work.
+//! Docker actions, timers. The engine handles the messages that are waiting,
+//! re-planning each touched task with the pure rules in [`reconcile`], then
+//! saves every changed task with the reports it owes in one transaction
+//! ([`commit`]), and only then starts the Docker work it planned and
+//! answers the payloads that wait for the save.
 
 pub mod actions;
+mod commit;
 pub mod create_config;
 pub mod labels;
+mod orphans;
 pub mod ports;
 pub mod reconcile;
 pub mod status;
 pub mod task;
+mod watch;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
 
-use crate::docker::{ContainerEvent, DockerClient, Observation};
+use crate::docker::{ContainerEvent, DockerApi, Observation};
 use crate::state_change::TaskStateChange;
 use crate::store::{Batch, Store, StoreError};
-use actions::{ActionSettings, Work};
+use actions::ActionSettings;
 use reconcile::{Action, Outcome};
 use status::{ContainerStatus, TaskStatus};
 use task::{IncomingTask, Task};
 
 /// How long a periodic check waits between inspections of running
-/// containers (catches missed `die` events; spec engine.md §8.3).
+/// containers (catches missed `die` events; docs/engine.md §7).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// Delay before retrying a stop that Docker refused.
 const STOP_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -40,7 +48,11 @@ const STOP_RETRY_DELAY: Duration = Duration::from_secs(5);
 const CLEANUP_RECHECK: Duration = Duration::from_secs(30);
 /// How soon a task blocked on a dependency looks again.
 const RECHECK_DELAY: Duration = Duration::from_secs(1);
-/// Exit code given to a container that can never start (spec §5.4).
+/// How soon a failed save is tried again.
+const SAVE_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// At most this many waiting messages are handled before a save.
+const MESSAGES_PER_SAVE: usize = 64;
+/// Exit code given to a container that can never start (docs/engine.md §5).
 const DEPENDENCY_EXIT_CODE: i64 = 143;
 
 /// Engine-wide settings, fixed for the agent's lifetime.
@@ -64,15 +76,30 @@ pub struct EngineSettings {
 #[error("task engine has stopped")]
 pub struct EngineStopped;
 
+/// Why a payload's change was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Stopped(#[from] EngineStopped),
+    /// The change is held in memory but is not durable: the payload must
+    /// not be acked, so ACS sends it again.
+    #[error("the change could not be saved: {0}")]
+    NotSaved(String),
+}
+
+type SaveReply = oneshot::Sender<Result<(), AcceptError>>;
+
 enum Msg {
     Payload {
         tasks: Vec<IncomingTask>,
-        done: oneshot::Sender<()>,
+        /// The payload's `seqNum`, saved with its tasks.
+        seq: Option<i64>,
+        done: SaveReply,
     },
     Rejected {
         arn: String,
         reason: String,
-        done: oneshot::Sender<()>,
+        done: SaveReply,
     },
     StopTasks {
         arns: Vec<String>,
@@ -112,7 +139,10 @@ enum Msg {
     Recheck {
         arn: String,
     },
+    /// Tries again to save what a failed commit left unsaved.
+    RetrySave,
     Snapshot(oneshot::Sender<Vec<Task>>),
+    Orphans(oneshot::Sender<Vec<String>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -123,27 +153,34 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Adds new tasks or moves known tasks' desired status forward; returns
-    /// once the change is saved.
-    pub async fn add_tasks(&self, tasks: Vec<IncomingTask>) -> Result<(), EngineStopped> {
+    /// Adds new tasks or moves known tasks' desired status forward, and
+    /// raises `latestSeq` to `seq`; returns once all of it is saved.
+    pub async fn add_tasks(
+        &self,
+        tasks: Vec<IncomingTask>,
+        seq: Option<i64>,
+    ) -> Result<(), AcceptError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Msg::Payload { tasks, done })
+            .send(Msg::Payload { tasks, seq, done })
             .map_err(|_| EngineStopped)?;
-        wait.await.map_err(|_| EngineStopped)
+        wait.await.map_err(|_| EngineStopped)?
     }
 
     /// Reports a task the agent could not parse as STOPPED with `reason`,
-    /// unless the engine already runs a task with that ARN.
-    pub async fn reject_task(&self, arn: String, reason: String) -> Result<(), EngineStopped> {
+    /// unless the engine already runs a task with that ARN; returns once
+    /// the report is saved.
+    pub async fn reject_task(&self, arn: String, reason: String) -> Result<(), AcceptError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Msg::Rejected { arn, reason, done })
             .map_err(|_| EngineStopped)?;
-        wait.await.map_err(|_| EngineStopped)
+        wait.await.map_err(|_| EngineStopped)?
     }
 
-    /// Sets known tasks' desired status to STOPPED; unknown ARNs are ignored.
+    /// Sets known tasks' desired status to STOPPED, and stops the
+    /// containers of orphaned tasks (see [`EngineHandle::orphaned_tasks`]);
+    /// other ARNs are ignored.
     pub fn stop_tasks(&self, arns: Vec<String>) -> Result<(), EngineStopped> {
         self.tx
             .send(Msg::StopTasks { arns })
@@ -159,8 +196,17 @@ impl EngineHandle {
         wait.await.map_err(|_| EngineStopped)
     }
 
-    /// Stops the engine after the message being handled; all state is
-    /// already saved, so nothing is lost.
+    /// Task ARNs of running containers that carry the agent's labels but
+    /// belong to no saved task (docs/engine.md §8.3).
+    pub async fn orphaned_tasks(&self) -> Result<Vec<String>, EngineStopped> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Orphans(reply))
+            .map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
+    }
+
+    /// Stops the engine once what it has handled is saved.
     pub async fn shutdown(&self) {
         let (reply, wait) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(reply)).is_ok() {
@@ -169,10 +215,17 @@ impl EngineHandle {
     }
 }
 
+/// Docker work planned for a task, started once the task is saved.
+#[derive(Debug, Default)]
+struct Planned {
+    work: Vec<(usize, ContainerStatus, Action)>,
+    volumes: Vec<(usize, task::VolumeResource)>,
+}
+
 pub struct TaskEngine {
     settings: Arc<EngineSettings>,
-    docker: DockerClient,
-    store: Arc<Store>,
+    docker: Arc<dyn DockerApi>,
+    store: Store,
     reports: Arc<Notify>,
     tasks: BTreeMap<String, Task>,
     by_docker_id: HashMap<String, (String, usize)>,
@@ -181,34 +234,63 @@ pub struct TaskEngine {
     rechecks: HashSet<String>,
     ports: ports::PortAllocator,
     tx: mpsc::UnboundedSender<Msg>,
+    /// Tasks changed since the last save.
+    dirty: BTreeSet<String>,
+    /// Digest of each task's last saved record: an unchanged task is not
+    /// written again.
+    saved: HashMap<String, u64>,
+    /// Docker work waiting for its task to be saved.
+    planned: HashMap<String, Planned>,
+    /// Reports not tied to a task record (rejected tasks).
+    queued: Vec<TaskStateChange>,
+    /// The highest `seqNum` of the payloads handled since the last save.
+    latest_seq: Option<i64>,
+    /// Payloads waiting for the next save.
+    waiters: Vec<SaveReply>,
+    save_retry_scheduled: bool,
+    /// Running containers no saved task owns, by their task ARN label.
+    orphans: BTreeMap<String, Vec<String>>,
 }
 
+/// Milliseconds since the epoch, the engine's clock.
+#[cfg(not(test))]
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+    wall_clock_ms()
+}
+
+/// Unit tests run the engine under tokio's paused clock; the engine's
+/// wall clock follows it there, so timeouts that compare timestamps expire
+/// as a test advances time.
+#[cfg(test)]
+pub(crate) fn now_ms() -> i64 {
+    static ANCHOR: std::sync::OnceLock<(i64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = *ANCHOR.get_or_init(|| (wall_clock_ms(), std::time::Instant::now()));
+    let elapsed = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(at);
+    wall.saturating_add(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
 impl TaskEngine {
     /// Loads the saved tasks, reconciles them with what Docker has now
-    /// (spec engine.md §12.4), and starts the engine. `reports` is notified
-    /// whenever the outbox gains a report.
+    /// (docs/engine.md §8), and starts the engine. `reports` is notified
+    /// whenever the outbox gains a report. The returned task ends only when
+    /// the engine is shut down.
     pub async fn start(
         settings: EngineSettings,
-        docker: DockerClient,
-        store: Arc<Store>,
+        docker: Arc<dyn DockerApi>,
+        store: Store,
         reports: Arc<Notify>,
-    ) -> Result<EngineHandle, StoreError> {
+    ) -> Result<(EngineHandle, JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (saved, corrupt) = store.load_tasks()?;
-        for record in corrupt {
-            tracing::error!(
-                key = record.key,
-                error = record.error,
-                "skipping unreadable task record"
-            );
-        }
+        let saved = store.load_tasks().await?;
         let ports = ports::PortAllocator::new(
             settings.dynamic_host_port_range,
             settings.reserved_ports.clone(),
@@ -228,7 +310,20 @@ impl TaskEngine {
             cleanups: HashSet::new(),
             rechecks: HashSet::new(),
             tx: tx.clone(),
+            dirty: BTreeSet::new(),
+            saved: HashMap::new(),
+            planned: HashMap::new(),
+            queued: Vec::new(),
+            latest_seq: None,
+            waiters: Vec::new(),
+            save_retry_scheduled: false,
+            orphans: BTreeMap::new(),
         };
+        for task in engine.tasks.values() {
+            if let Ok((_, digest)) = crate::store::encode_task(task) {
+                engine.saved.insert(task.arn().to_string(), digest);
+            }
+        }
         // Saved tasks' credentials come again from ACS; until then their
         // IDs answer "not yet" rather than "unknown".
         for task in engine.tasks.values() {
@@ -252,10 +347,11 @@ impl TaskEngine {
         }
         // Subscribe before inspecting, so nothing that happens meanwhile is
         // missed.
-        spawn_event_watcher(engine.docker.clone(), tx.clone());
+        watch::spawn_event_watcher(engine.docker.clone(), tx.clone());
         engine.reconcile_with_docker().await;
-        // Which container uses which image is not saved; rebuild it (spec
-        // engine.md §7.5).
+        engine.find_orphans().await;
+        // Which container uses which image is not saved; rebuild it
+        // (docs/engine.md §9).
         let images = engine.settings.actions.images.clone();
         images
             .restore_references(crate::images::image_users(engine.tasks.values()))
@@ -278,19 +374,9 @@ impl TaskEngine {
         for arn in arns {
             engine.progress(&arn);
         }
-        let ticker = tx.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(RESYNC_INTERVAL);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                if ticker.send(Msg::Resync).is_err() {
-                    return;
-                }
-            }
-        });
-        tokio::spawn(engine.run(rx));
-        Ok(EngineHandle { tx })
+        watch::spawn_resync_ticker(tx.clone(), RESYNC_INTERVAL);
+        let running = tokio::spawn(engine.run(rx));
+        Ok((EngineHandle { tx }, running))
     }
 
     async fn reconcile_with_docker(&mut self) {
@@ -328,31 +414,46 @@ impl TaskEngine {
         }
     }
 
+    /// Handles every waiting message (up to a bound), then saves once, so a
+    /// burst of events costs one write.
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                Msg::Shutdown(reply) => {
+        self.save().await;
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            let mut handled = 0;
+            while let Some(msg) = next.take() {
+                if let Msg::Shutdown(reply) = msg {
+                    self.save().await;
                     let _ = reply.send(());
                     return;
                 }
-                msg => self.handle(msg),
+                self.handle(msg).await;
+                handled += 1;
+                if handled < MESSAGES_PER_SAVE {
+                    next = rx.try_recv().ok();
+                }
             }
+            self.save().await;
         }
     }
 
-    fn handle(&mut self, msg: Msg) {
+    async fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Payload { tasks, done } => {
+            Msg::Payload { tasks, seq, done } => {
+                crate::failpoint::hit("engine-payload");
                 for incoming in tasks {
                     let arn = incoming.spec.arn.clone();
                     self.accept(incoming);
                     self.progress(&arn);
                 }
-                let _ = done.send(());
+                if let Some(seq) = seq {
+                    self.latest_seq = Some(self.latest_seq.map_or(seq, |s| s.max(seq)));
+                }
+                self.waiters.push(done);
             }
             Msg::Rejected { arn, reason, done } => {
                 if !self.tasks.contains_key(&arn) {
-                    self.enqueue(TaskStateChange {
+                    self.queued.push(TaskStateChange {
                         task_arn: arn,
                         status: TaskStatus::Stopped.backend_string().to_string(),
                         reason,
@@ -362,13 +463,15 @@ impl TaskEngine {
                         execution_stopped_at_ms: None,
                     });
                 }
-                let _ = done.send(());
+                self.waiters.push(done);
             }
             Msg::StopTasks { arns } => {
                 for arn in arns {
                     if let Some(task) = self.tasks.get_mut(&arn) {
                         task.raise_desired_status(TaskStatus::Stopped);
                         self.progress(&arn);
+                    } else {
+                        self.stop_orphan(&arn);
                     }
                 }
             }
@@ -381,49 +484,7 @@ impl TaskEngine {
                 arn,
                 index,
                 observation,
-            } => {
-                let Some(task) = self.tasks.get_mut(&arn) else {
-                    return;
-                };
-                if index >= task.containers.len() {
-                    return;
-                }
-                let now = now_ms();
-                if let Some(o) = observation.as_ref().filter(|o| {
-                    o.status == ContainerStatus::Stopped
-                        && reconcile::should_restart(&task.containers[index], o.exit_code, now)
-                }) {
-                    let c = &mut task.containers[index];
-                    c.restart_count += 1;
-                    c.last_restart_at_ms = Some(now);
-                    tracing::info!(
-                        task = arn,
-                        container = c.spec.name,
-                        exit_code = o.exit_code,
-                        restarts = c.restart_count,
-                        "restarting container under its restart policy"
-                    );
-                    self.spawn_restart(arn.clone(), index, o.clone());
-                    self.progress(&arn);
-                    return;
-                }
-                let effect = reconcile::apply_observation(task, index, observation.as_ref(), now);
-                if effect.stop_again {
-                    if let Some(id) = task.containers[index].docker_id.clone() {
-                        let grace = self.stop_grace(&arn, index);
-                        tracing::warn!(
-                            task = arn,
-                            docker_id = id,
-                            "stopped container is running again; stopping it"
-                        );
-                        let docker = self.docker.clone();
-                        tokio::spawn(async move {
-                            let _ = docker.stop_container(&id, grace).await;
-                        });
-                    }
-                }
-                self.progress(&arn);
-            }
+            } => self.observed(arn, index, observation),
             Msg::ActionDone {
                 arn,
                 index,
@@ -447,6 +508,7 @@ impl TaskEngine {
                     // Keep the stop "in flight" until the retry, so the next
                     // pass does not hammer Docker.
                     task.containers[index].applied_status = Some(ContainerStatus::Stopped);
+                    self.dirty.insert(arn.clone());
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(STOP_RETRY_DELAY).await;
@@ -500,7 +562,14 @@ impl TaskEngine {
                 self.rechecks.remove(&arn);
                 self.progress(&arn);
             }
-            Msg::Cleanup { arn } => self.cleanup(arn),
+            Msg::RetrySave => {
+                self.save_retry_scheduled = false;
+                let unsaved: Vec<String> = self.dirty.iter().cloned().collect();
+                for arn in unsaved {
+                    self.progress(&arn);
+                }
+            }
+            Msg::Cleanup { arn } => self.cleanup(arn).await,
             Msg::Resync => {
                 let targets: Vec<(String, usize, String)> = self
                     .tasks
@@ -520,8 +589,57 @@ impl TaskEngine {
             Msg::Snapshot(reply) => {
                 let _ = reply.send(self.tasks.values().cloned().collect());
             }
+            Msg::Orphans(reply) => {
+                let _ = reply.send(self.orphans.keys().cloned().collect());
+            }
             Msg::Shutdown(_) => {}
         }
+    }
+
+    /// An inspect result: restarts the container under its restart policy,
+    /// or applies what Docker says.
+    fn observed(&mut self, arn: String, index: usize, observation: Option<Observation>) {
+        let Some(task) = self.tasks.get_mut(&arn) else {
+            return;
+        };
+        if index >= task.containers.len() {
+            return;
+        }
+        let now = now_ms();
+        if let Some(o) = observation.as_ref().filter(|o| {
+            o.status == ContainerStatus::Stopped
+                && reconcile::should_restart(&task.containers[index], o.exit_code, now)
+        }) {
+            let c = &mut task.containers[index];
+            c.restart_count += 1;
+            c.last_restart_at_ms = Some(now);
+            tracing::info!(
+                task = arn,
+                container = c.spec.name,
+                exit_code = o.exit_code,
+                restarts = c.restart_count,
+                "restarting container under its restart policy"
+            );
+            self.spawn_restart(arn.clone(), index, o.clone());
+            self.progress(&arn);
+            return;
+        }
+        let effect = reconcile::apply_observation(task, index, observation.as_ref(), now);
+        if effect.stop_again {
+            if let Some(id) = task.containers[index].docker_id.clone() {
+                let grace = self.stop_grace(&arn, index);
+                tracing::warn!(
+                    task = arn,
+                    docker_id = id,
+                    "stopped container is running again; stopping it"
+                );
+                let docker = self.docker.clone();
+                tokio::spawn(async move {
+                    let _ = docker.stop_container(&id, grace).await;
+                });
+            }
+        }
+        self.progress(&arn);
     }
 
     /// A payload task: new ones are added, known ones only move their
@@ -566,11 +684,10 @@ impl TaskEngine {
         }
     }
 
-    /// Re-plans one task: applies every transition that needs no Docker call,
-    /// saves the task with the report it owes, then launches Docker work.
+    /// Re-plans one task: applies every transition that needs no Docker
+    /// call, and plans the Docker work that starts once the task is saved.
     fn progress(&mut self, arn: &str) {
-        let mut work = Vec::new();
-        let mut volumes = Vec::new();
+        let mut planned = Planned::default();
         let mut blocked = false;
         {
             let Some(task) = self.tasks.get_mut(arn) else {
@@ -584,7 +701,7 @@ impl TaskEngine {
                 blocked = plan.blocked;
                 for index in &plan.volumes {
                     task.volumes[*index].in_flight = true;
-                    volumes.push((*index, task.volumes[*index].clone()));
+                    planned.volumes.push((*index, task.volumes[*index].clone()));
                 }
                 let mut changed = false;
                 for (index, why) in &plan.dependency_failures {
@@ -625,9 +742,9 @@ impl TaskEngine {
                                 changed = true;
                                 continue;
                             }
-                            Self::start_step(task, step, Action::Create, &mut work);
+                            Self::start_step(task, step, Action::Create, &mut planned.work);
                         }
-                        Some(action) => Self::start_step(task, step, action, &mut work),
+                        Some(action) => Self::start_step(task, step, action, &mut planned.work),
                     }
                 }
                 if !changed {
@@ -635,6 +752,11 @@ impl TaskEngine {
                 }
             }
             reconcile::update_known_status(task, now_ms());
+            for (i, c) in task.containers.iter().enumerate() {
+                if let Some(id) = &c.docker_id {
+                    self.by_docker_id.insert(id.clone(), (arn.to_string(), i));
+                }
+            }
         }
         if blocked && self.rechecks.insert(arn.to_string()) {
             let tx = self.tx.clone();
@@ -644,7 +766,10 @@ impl TaskEngine {
                 let _ = tx.send(Msg::Recheck { arn });
             });
         }
-        self.finish_progress(arn, work, volumes);
+        let entry = self.planned.entry(arn.to_string()).or_default();
+        entry.work.extend(planned.work);
+        entry.volumes.extend(planned.volumes);
+        self.dirty.insert(arn.to_string());
     }
 
     /// Marks a step's action as in flight; a create gets its container
@@ -664,126 +789,6 @@ impl TaskEngine {
         work.push((step.container, step.target, action));
     }
 
-    /// Saves the task with the report it owes, then launches the Docker
-    /// work planned for it.
-    fn finish_progress(
-        &mut self,
-        arn: &str,
-        work: Vec<(usize, ContainerStatus, Action)>,
-        volumes: Vec<(usize, task::VolumeResource)>,
-    ) {
-        let Some(task) = self.tasks.get_mut(arn) else {
-            return;
-        };
-        let report = reconcile::take_report(task, self.settings.exclude_ipv6_port_binding);
-        let batch = Batch {
-            put_tasks: vec![&*task],
-            delete_tasks: Vec::new(),
-            enqueue: report.into_iter().collect(),
-        };
-        let queued = !batch.enqueue.is_empty();
-        if let Err(e) = self.store.commit(batch) {
-            // The state is still correct in memory; the next change retries
-            // the write. Docker work waits until the record is safe.
-            tracing::error!(task = arn, error = %e, "saving task state failed");
-            for (index, _, _) in &work {
-                task.containers[*index].applied_status = None;
-            }
-            return;
-        }
-        if queued {
-            self.reports.notify_one();
-        }
-        for (i, c) in task.containers.iter().enumerate() {
-            if let Some(id) = &c.docker_id {
-                self.by_docker_id.insert(id.clone(), (arn.to_string(), i));
-            }
-        }
-        let stopped = task.known_status == TaskStatus::Stopped;
-        let known_time = task.known_status_time_ms;
-        let snapshot = work
-            .iter()
-            .any(|(_, _, a)| *a == Action::Create)
-            .then(|| Box::new(task.clone()));
-        for (index, target, action) in work {
-            let c = &task.containers[index];
-            let job = match action {
-                Action::ResolveManifest => Work::ResolveManifest {
-                    image: c.spec.image.clone(),
-                },
-                Action::Pull => Work::Pull {
-                    image: c.spec.image.clone(),
-                    user: crate::images::ContainerRef::new(arn, &c.spec.name),
-                },
-                Action::Create => match &snapshot {
-                    Some(task) => Work::Create {
-                        task: task.clone(),
-                        index,
-                    },
-                    None => continue,
-                },
-                Action::Start => match &c.docker_id {
-                    Some(id) => Work::Start {
-                        docker_id: id.clone(),
-                        subject: crate::metadata_file::Subject::of(task, index),
-                    },
-                    None => continue,
-                },
-                Action::Stop => match &c.docker_id {
-                    Some(id) => Work::Stop {
-                        docker_id: id.clone(),
-                        grace: if c.spec.stop_timeout_secs > 0 {
-                            Duration::from_secs(c.spec.stop_timeout_secs)
-                        } else {
-                            self.settings.actions.default_stop_timeout
-                        },
-                    },
-                    None => continue,
-                },
-            };
-            tracing::debug!(
-                task = arn,
-                container = c.spec.name,
-                ?target,
-                "starting transition"
-            );
-            let docker = self.docker.clone();
-            let settings = Arc::new(self.settings.actions.clone());
-            let tx = self.tx.clone();
-            let arn = arn.to_string();
-            tokio::spawn(async move {
-                let outcome = actions::run(&docker, &settings, job).await;
-                let _ = tx.send(Msg::ActionDone {
-                    arn,
-                    index,
-                    target,
-                    outcome,
-                });
-            });
-        }
-        for (index, volume) in volumes {
-            let docker = self.docker.clone();
-            let tx = self.tx.clone();
-            let arn = arn.to_string();
-            let match_full = self.settings.actions.shared_volume_match_full_config;
-            tokio::spawn(async move {
-                let result = actions::provision_volume(&docker, &volume, match_full).await;
-                let _ = tx.send(Msg::VolumeDone { arn, index, result });
-            });
-        }
-        if stopped {
-            // The task role's credentials end with the task (spec
-            // endpoints-config.md §3.5); the execution role's last until
-            // cleanup, for log drivers.
-            self.settings
-                .credentials
-                .remove(arn, crate::credentials::RoleType::TaskApplication);
-        }
-        if stopped && self.cleanups.insert(arn.to_string()) {
-            self.schedule_cleanup(arn.to_string(), known_time);
-        }
-    }
-
     fn schedule_cleanup(&self, arn: String, stopped_at_ms: i64) {
         let jitter = self.settings.cleanup_jitter.as_millis();
         let jitter_ms = if jitter > 0 {
@@ -797,42 +802,46 @@ impl TaskEngine {
             )
             .saturating_add(i64::try_from(jitter_ms).unwrap_or(0));
         let delay = Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0));
+        self.send_later(delay, Msg::Cleanup { arn });
+    }
+
+    fn send_later(&self, delay: Duration, msg: Msg) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(Msg::Cleanup { arn });
+            let _ = tx.send(msg);
         });
     }
 
     /// Removes a stopped task's containers and forgets it, once its STOPPED
-    /// report has been delivered (spec engine.md §11).
-    fn cleanup(&mut self, arn: String) {
-        match self.store.has_pending_reports(&arn) {
+    /// report has been delivered (docs/engine.md §10).
+    async fn cleanup(&mut self, arn: String) {
+        if !self.tasks.contains_key(&arn) {
+            return;
+        }
+        match self.store.has_pending_reports(&arn).await {
             Ok(false) => {}
             Ok(true) | Err(_) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(CLEANUP_RECHECK).await;
-                    let _ = tx.send(Msg::Cleanup { arn });
-                });
+                self.send_later(CLEANUP_RECHECK, Msg::Cleanup { arn });
                 return;
             }
         }
-        let Some(task) = self.tasks.get(&arn) else {
-            return;
-        };
-        if let Err(e) = self.store.commit(Batch {
-            delete_tasks: vec![&arn],
+        let batch = Batch {
+            delete_tasks: vec![arn.clone()],
             ..Batch::default()
-        }) {
+        };
+        if let Err(e) = self.store.commit(batch).await {
             tracing::error!(task = arn, error = %e, "deleting task record failed; will retry");
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(CLEANUP_RECHECK).await;
-                let _ = tx.send(Msg::Cleanup { arn });
-            });
+            self.send_later(CLEANUP_RECHECK, Msg::Cleanup { arn });
             return;
         }
+        let Some(task) = self.tasks.remove(&arn) else {
+            return;
+        };
+        self.saved.remove(&arn);
+        self.dirty.remove(&arn);
+        self.planned.remove(&arn);
+        self.cleanups.remove(&arn);
         let ids: Vec<String> = task
             .containers
             .iter()
@@ -860,8 +869,6 @@ impl TaskEngine {
         for id in &ids {
             self.by_docker_id.remove(id);
         }
-        self.tasks.remove(&arn);
-        self.cleanups.remove(&arn);
         let docker = self.docker.clone();
         tokio::spawn(async move {
             for id in ids {
@@ -873,7 +880,7 @@ impl TaskEngine {
             }
             // Only now are the images free for image cleanup.
             for user in &image_users {
-                images.remove_reference(user);
+                images.remove_reference(user).await;
             }
             // Volumes go after the containers that used them.
             for name in task_volumes {
@@ -919,71 +926,5 @@ impl TaskEngine {
                 Err(e) => tracing::warn!(docker_id, error = %e, "inspect failed"),
             }
         });
-    }
-
-    fn enqueue(&self, change: TaskStateChange) {
-        match self.store.commit(Batch {
-            enqueue: vec![change],
-            ..Batch::default()
-        }) {
-            Ok(()) => self.reports.notify_one(),
-            Err(e) => tracing::error!(error = %e, "queueing state change failed"),
-        }
-    }
-}
-
-/// Forwards Docker events for the agent's containers to the engine,
-/// resubscribing (from the last event seen) whenever the stream ends, and
-/// asking for a full re-check after a gap.
-fn spawn_event_watcher(docker: DockerClient, tx: mpsc::UnboundedSender<Msg>) {
-    // The subscription only starts when the stream is first polled; asking
-    // for events since "now" makes Docker replay anything that happens in
-    // between.
-    let mut since = Some(now_ms() / 1000 - 1);
-    tokio::spawn(async move {
-        let mut after_gap = false;
-        loop {
-            if after_gap {
-                // A re-check while the daemon is down (restarting, say)
-                // learns nothing, and nothing would ask again: wait until it
-                // answers. The new subscription replays from `since`, so
-                // nothing that happens during the re-check is missed.
-                wait_for_daemon(&docker).await;
-                if tx.send(Msg::Resync).is_err() {
-                    return;
-                }
-            }
-            let mut events = Box::pin(docker.container_events(since));
-            while let Some(item) = events.next().await {
-                match item {
-                    Ok(event) => {
-                        since = Some(now_ms() / 1000);
-                        if tx.send(Msg::DockerEvent(event)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Docker event stream failed; resubscribing");
-                        break;
-                    }
-                }
-            }
-            after_gap = true;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-}
-
-async fn wait_for_daemon(docker: &DockerClient) {
-    let mut logged = false;
-    while let Err(e) = docker.ping(Duration::from_secs(5)).await {
-        if !logged {
-            tracing::warn!(error = %e, "Docker does not answer; waiting for it");
-            logged = true;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    if logged {
-        tracing::info!("Docker answers again; re-checking every container");
     }
 }

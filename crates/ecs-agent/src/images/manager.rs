@@ -19,7 +19,7 @@ use super::auth::EngineAuth;
 use super::pull::{self, PullError};
 use super::state::{Change, CleanupRules, ContainerRef, ImageRecord, ImageTable};
 use crate::config::{Config, ImagePullBehavior};
-use crate::docker::{DockerClient, DockerError};
+use crate::docker::{DockerApi, DockerError};
 use crate::engine::now_ms;
 use crate::store::{Store, StoreError};
 
@@ -96,8 +96,11 @@ pub struct ImageManager {
 }
 
 struct Inner {
-    docker: DockerClient,
-    store: Arc<Store>,
+    docker: Arc<dyn DockerApi>,
+    store: Store,
+    /// Taken before a table change and held until it is saved, so changes
+    /// reach the store in the order they were made.
+    save_order: tokio::sync::Mutex<()>,
     settings: ImageSettings,
     auth: EngineAuth,
     table: Mutex<ImageTable>,
@@ -116,24 +119,18 @@ impl fmt::Debug for ImageManager {
 impl ImageManager {
     /// Loads the saved image states; container references start empty
     /// until [`ImageManager::restore_references`].
-    pub fn new(
-        docker: DockerClient,
-        store: Arc<Store>,
+    pub async fn new(
+        docker: Arc<dyn DockerApi>,
+        store: Store,
         settings: ImageSettings,
         auth: EngineAuth,
     ) -> Result<Self, StoreError> {
-        let (records, corrupt) = store.load_images()?;
-        for record in corrupt {
-            tracing::error!(
-                key = record.key,
-                error = record.error,
-                "skipping unreadable image record"
-            );
-        }
+        let records = store.load_images().await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 docker,
                 store,
+                save_order: tokio::sync::Mutex::new(()),
                 settings,
                 auth,
                 table: Mutex::new(ImageTable::from_records(records)),
@@ -204,18 +201,17 @@ impl ImageManager {
         let Some(info) = self.inner.docker.inspect_image(image).await? else {
             return Ok(false);
         };
-        let mut table = self.table();
-        let changes =
-            table.add_reference(image, &info.id, info.size, user.clone(), pulled, now_ms());
-        self.save(&table, changes);
+        self.apply(|table| {
+            table.add_reference(image, &info.id, info.size, user.clone(), pulled, now_ms())
+        })
+        .await;
         Ok(true)
     }
 
     /// `user` no longer uses any image (its task was cleaned up).
-    pub fn remove_reference(&self, user: &ContainerRef) {
-        let mut table = self.table();
-        let changes = table.remove_reference(user, now_ms());
-        self.save(&table, changes);
+    pub async fn remove_reference(&self, user: &ContainerRef) {
+        self.apply(|table| table.remove_reference(user, now_ms()))
+            .await;
     }
 
     /// Rebuilds the container references after a restart from the
@@ -275,9 +271,8 @@ impl ImageManager {
                         break;
                     }
                 }
-                let mut table = self.table();
-                let change = table.forget(&id, &target);
-                self.save(&table, change.into_iter().collect());
+                self.apply(|table| table.forget(&id, &target).into_iter().collect())
+                    .await;
                 report.removed.push(target);
             }
             // Whatever happened, one image is looked at once per cycle.
@@ -320,21 +315,23 @@ impl ImageManager {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Saves `changes` in one transaction, while the caller still holds
-    /// the table, so saves happen in the order of the changes.
-    fn save(&self, _table: &MutexGuard<'_, ImageTable>, changes: Vec<Change>) {
+    /// Changes the table with `f` and saves what changed in one
+    /// transaction, before any later change is saved.
+    async fn apply(&self, f: impl FnOnce(&mut ImageTable) -> Vec<Change>) {
+        let _order = self.inner.save_order.lock().await;
+        let changes = f(&mut self.table());
         if changes.is_empty() {
             return;
         }
         let mut put = Vec::new();
         let mut delete = Vec::new();
-        for change in &changes {
+        for change in changes {
             match change {
                 Change::Put(record) => put.push(record),
-                Change::Delete(id) => delete.push(id.as_str()),
+                Change::Delete(id) => delete.push(id),
             }
         }
-        if let Err(e) = self.inner.store.save_images(&put, &delete) {
+        if let Err(e) = self.inner.store.save_images(put, delete).await {
             // Memory stays right; the next change to the image saves it.
             tracing::error!(error = %e, "saving image state failed");
         }

@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::backoff::Backoff;
-use crate::docker::DockerClient;
+use crate::docker::{DockerApi, DockerClient};
 use crate::ecs_client::EcsClient;
 use crate::engine::task::Task;
 use crate::engine::{now_ms, EngineHandle};

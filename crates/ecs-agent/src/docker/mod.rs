@@ -11,10 +11,15 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
 use crate::engine::status::{ContainerStatus, HealthStatus};
 use crate::engine::task::{PortBinding, Protocol};
+
+#[cfg(test)]
+pub(crate) mod fake;
 
 /// Inspect calls get 30 s everywhere (spec engine.md §6.11).
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +46,25 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// An error answer from the daemon with this HTTP status.
+    pub fn status(status_code: u16, message: impl Into<String>) -> Self {
+        DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        })
+    }
+
+    /// Docker answered 304: the container is already in that state.
+    pub fn is_not_modified(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304,
+                ..
+            })
+        )
+    }
+
     /// Docker answered 404: the container or image does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(
@@ -121,6 +145,109 @@ impl std::fmt::Debug for RegistryAuth {
     }
 }
 
+/// A container found by its labels, for the start-up sweep of containers
+/// no saved task owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledContainer {
+    pub docker_id: String,
+    pub running: bool,
+    pub labels: HashMap<String, String>,
+}
+
+pub type DockerResult<T> = Result<T, DockerError>;
+
+/// The Docker operations the engine, its actions and the image manager
+/// use: the seam between them and the daemon (docs/architecture.md §6).
+/// [`DockerClient`] is the real one; tests drive the engine against an
+/// in-memory fake under tokio's paused time.
+pub trait DockerApi: Send + Sync + 'static {
+    fn ping(&self, limit: Duration) -> BoxFuture<'_, DockerResult<()>>;
+
+    /// `None` when the image is not present locally.
+    fn inspect_image<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<ImageInfo>>>;
+
+    /// Pulls `image` (`:latest` when untagged), failing when no progress is
+    /// seen for `inactivity` or the whole pull exceeds `overall`.
+    fn pull_image<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<RegistryAuth>,
+        inactivity: Duration,
+        overall: Duration,
+    ) -> BoxFuture<'a, DockerResult<()>>;
+
+    /// `docker rmi <name or ID>` without force: a name is untagged, and the
+    /// image goes once no name is left and no container uses it.
+    fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, DockerResult<()>>;
+
+    /// Creates a container from a full Docker `ContainerCreateBody` JSON;
+    /// returns its ID.
+    fn create_container<'a>(
+        &'a self,
+        name: &'a str,
+        body: serde_json::Value,
+        limit: Duration,
+    ) -> BoxFuture<'a, DockerResult<String>>;
+
+    fn start_container<'a>(
+        &'a self,
+        id: &'a str,
+        limit: Duration,
+    ) -> BoxFuture<'a, DockerResult<()>>;
+
+    /// SIGTERM, then SIGKILL after `grace`; the call itself may take two
+    /// minutes longer than the grace period.
+    fn stop_container<'a>(
+        &'a self,
+        id: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, DockerResult<()>>;
+
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, DockerResult<()>>;
+
+    /// `None` when no such container exists.
+    fn inspect_container<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<Observation>>>;
+
+    /// What the endpoints and the metadata file show beyond the engine's
+    /// view; `None` when the container does not exist.
+    fn container_details<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<ContainerDetails>>>;
+
+    /// Every container, running or not, that carries `label`.
+    fn containers_with_label<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Vec<LabelledContainer>>>;
+
+    /// Creates a Docker volume; returns its name.
+    fn create_volume<'a>(&'a self, spec: &'a VolumeInfo) -> BoxFuture<'a, DockerResult<String>>;
+
+    /// `None` when no volume has that name.
+    fn inspect_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<VolumeInfo>>>;
+
+    /// Removing a volume that is already gone is not an error.
+    fn remove_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, DockerResult<()>>;
+
+    /// Container events of containers labelled as the agent's, from `since`
+    /// (Unix seconds) when resuming after a dropped stream.
+    fn container_events(
+        &self,
+        since: Option<i64>,
+    ) -> BoxStream<'static, DockerResult<ContainerEvent>>;
+}
+
+/// The Docker engine through bollard.
 #[derive(Clone)]
 pub struct DockerClient {
     docker: Docker,
@@ -145,177 +272,12 @@ impl DockerClient {
         Ok(Self { docker })
     }
 
-    pub async fn ping(&self, limit: Duration) -> Result<(), DockerError> {
-        within(limit, self.docker.ping()).await.map(|_| ())
-    }
-
     pub async fn version(&self) -> Result<EngineVersion, DockerError> {
         let v = within(INSPECT_TIMEOUT, self.docker.version()).await?;
         Ok(EngineVersion {
             version: v.version.unwrap_or_default(),
             api_version: v.api_version.unwrap_or_default(),
         })
-    }
-
-    /// `None` when the image is not present locally.
-    pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, DockerError> {
-        match within(INSPECT_TIMEOUT, self.docker.inspect_image(image)).await {
-            Ok(info) => Ok(Some(ImageInfo {
-                id: info.id.unwrap_or_default(),
-                repo_digests: info.repo_digests.unwrap_or_default(),
-                size: info.size.unwrap_or_default(),
-                env: info.config.and_then(|c| c.env).unwrap_or_default(),
-            })),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Pulls `image` (`:latest` when untagged), failing when no progress is
-    /// seen for `inactivity` or the whole pull exceeds `overall`.
-    pub async fn pull_image(
-        &self,
-        image: &str,
-        auth: Option<RegistryAuth>,
-        inactivity: Duration,
-        overall: Duration,
-    ) -> Result<(), DockerError> {
-        let (repository, tag) = split_reference(image);
-        let options = CreateImageOptionsBuilder::default()
-            .from_image(repository)
-            .tag(tag)
-            .build();
-        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
-            username: a.username,
-            password: a.password,
-            email: a.email,
-            serveraddress: a.server_address,
-            ..Default::default()
-        });
-        let pull = async {
-            let mut stream = Box::pin(self.docker.create_image(Some(options), None, credentials));
-            let mut limit = PULL_BEGIN_TIMEOUT;
-            loop {
-                match tokio::time::timeout(limit, stream.next()).await {
-                    Err(_) => return Err(DockerError::Timeout(limit)),
-                    Ok(None) => return Ok(()),
-                    Ok(Some(Err(e))) => return Err(e.into()),
-                    Ok(Some(Ok(_progress))) => limit = inactivity,
-                }
-            }
-        };
-        match tokio::time::timeout(overall, pull).await {
-            Ok(result) => result,
-            Err(_) => Err(DockerError::Timeout(overall)),
-        }
-    }
-
-    /// Creates a container from a full Docker `ContainerCreateBody` JSON.
-    pub async fn create_container(
-        &self,
-        name: &str,
-        body: serde_json::Value,
-        limit: Duration,
-    ) -> Result<String, DockerError> {
-        let body: ContainerCreateBody = serde_json::from_value(body)
-            .map_err(|e| DockerError::Config(format!("invalid container configuration: {e}")))?;
-        let options = CreateContainerOptionsBuilder::default().name(name).build();
-        let created = within(limit, self.docker.create_container(Some(options), body)).await?;
-        Ok(created.id)
-    }
-
-    pub async fn start_container(&self, id: &str, limit: Duration) -> Result<(), DockerError> {
-        within(
-            limit,
-            self.docker
-                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
-        )
-        .await
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`; the call itself may take two
-    /// minutes longer than the grace period.
-    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
-        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let options = StopContainerOptionsBuilder::default().t(secs).build();
-        within(
-            grace + Duration::from_secs(120),
-            self.docker.stop_container(id, Some(options)),
-        )
-        .await
-    }
-
-    /// `docker rmi <name or ID>` without force: a name is untagged, and the
-    /// image goes once no name is left and no container uses it.
-    pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
-        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
-            .force(false)
-            .noprune(false)
-            .build();
-        within(
-            REMOVE_IMAGE_TIMEOUT,
-            self.docker.remove_image(image, Some(options), None),
-        )
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .v(true)
-            .force(false)
-            .build();
-        within(
-            REMOVE_TIMEOUT,
-            self.docker.remove_container(id, Some(options)),
-        )
-        .await
-    }
-
-    /// Creates a Docker volume; returns its name.
-    pub async fn create_volume(&self, spec: &VolumeInfo) -> Result<String, DockerError> {
-        let request = bollard::models::VolumeCreateRequest {
-            name: Some(spec.name.clone()),
-            driver: Some(spec.driver.clone()),
-            driver_opts: Some(spec.driver_opts.clone().into_iter().collect()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        let created = within(VOLUME_TIMEOUT, self.docker.create_volume(request)).await?;
-        Ok(created.name)
-    }
-
-    /// `None` when no volume has that name.
-    pub async fn inspect_volume(&self, name: &str) -> Result<Option<VolumeInfo>, DockerError> {
-        match within(VOLUME_TIMEOUT, self.docker.inspect_volume(name)).await {
-            Ok(v) => Ok(Some(VolumeInfo {
-                name: v.name,
-                driver: v.driver,
-                driver_opts: v.options.into_iter().collect(),
-                labels: v.labels.into_iter().collect(),
-            })),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removing a volume that is already gone is not an error.
-    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
-        match within(
-            VOLUME_TIMEOUT,
-            self.docker
-                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>),
-        )
-        .await
-        {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        }
-    }
-
-    /// `None` when no such container exists.
-    pub async fn inspect_container(&self, id: &str) -> Result<Option<Observation>, DockerError> {
-        Ok(self.inspect_raw(id).await?.map(observe))
     }
 
     /// `docker inspect`; `None` when the container does not exist.
@@ -334,13 +296,232 @@ impl DockerClient {
             Err(e) => Err(e),
         }
     }
+}
 
-    /// Container events of containers labelled as the agent's, from `since`
-    /// (Unix seconds) when resuming after a dropped stream.
-    pub fn container_events(
+impl DockerApi for DockerClient {
+    fn ping(&self, limit: Duration) -> BoxFuture<'_, DockerResult<()>> {
+        Box::pin(async move { within(limit, self.docker.ping()).await.map(|_| ()) })
+    }
+
+    fn inspect_image<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<ImageInfo>>> {
+        Box::pin(async move {
+            match within(INSPECT_TIMEOUT, self.docker.inspect_image(image)).await {
+                Ok(info) => Ok(Some(ImageInfo {
+                    id: info.id.unwrap_or_default(),
+                    repo_digests: info.repo_digests.unwrap_or_default(),
+                    size: info.size.unwrap_or_default(),
+                    env: info.config.and_then(|c| c.env).unwrap_or_default(),
+                })),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn pull_image<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<RegistryAuth>,
+        inactivity: Duration,
+        overall: Duration,
+    ) -> BoxFuture<'a, DockerResult<()>> {
+        Box::pin(async move {
+            let (repository, tag) = split_reference(image);
+            let options = CreateImageOptionsBuilder::default()
+                .from_image(repository)
+                .tag(tag)
+                .build();
+            let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+                username: a.username,
+                password: a.password,
+                email: a.email,
+                serveraddress: a.server_address,
+                ..Default::default()
+            });
+            let pull = async {
+                let mut stream =
+                    Box::pin(self.docker.create_image(Some(options), None, credentials));
+                let mut limit = PULL_BEGIN_TIMEOUT;
+                loop {
+                    match tokio::time::timeout(limit, stream.next()).await {
+                        Err(_) => return Err(DockerError::Timeout(limit)),
+                        Ok(None) => return Ok(()),
+                        Ok(Some(Err(e))) => return Err(e.into()),
+                        Ok(Some(Ok(_progress))) => limit = inactivity,
+                    }
+                }
+            };
+            match tokio::time::timeout(overall, pull).await {
+                Ok(result) => result,
+                Err(_) => Err(DockerError::Timeout(overall)),
+            }
+        })
+    }
+
+    fn remove_image<'a>(&'a self, image: &'a str) -> BoxFuture<'a, DockerResult<()>> {
+        Box::pin(async move {
+            let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+                .force(false)
+                .noprune(false)
+                .build();
+            within(
+                REMOVE_IMAGE_TIMEOUT,
+                self.docker.remove_image(image, Some(options), None),
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn create_container<'a>(
+        &'a self,
+        name: &'a str,
+        body: serde_json::Value,
+        limit: Duration,
+    ) -> BoxFuture<'a, DockerResult<String>> {
+        Box::pin(async move {
+            let body: ContainerCreateBody = serde_json::from_value(body).map_err(|e| {
+                DockerError::Config(format!("invalid container configuration: {e}"))
+            })?;
+            let options = CreateContainerOptionsBuilder::default().name(name).build();
+            let created = within(limit, self.docker.create_container(Some(options), body)).await?;
+            Ok(created.id)
+        })
+    }
+
+    fn start_container<'a>(
+        &'a self,
+        id: &'a str,
+        limit: Duration,
+    ) -> BoxFuture<'a, DockerResult<()>> {
+        Box::pin(within(
+            limit,
+            self.docker
+                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>),
+        ))
+    }
+
+    fn stop_container<'a>(
+        &'a self,
+        id: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, DockerResult<()>> {
+        let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(secs).build();
+        Box::pin(within(
+            grace + Duration::from_secs(120),
+            self.docker.stop_container(id, Some(options)),
+        ))
+    }
+
+    fn remove_container<'a>(&'a self, id: &'a str) -> BoxFuture<'a, DockerResult<()>> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .v(true)
+            .force(false)
+            .build();
+        Box::pin(within(
+            REMOVE_TIMEOUT,
+            self.docker.remove_container(id, Some(options)),
+        ))
+    }
+
+    fn inspect_container<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<Observation>>> {
+        Box::pin(async move { Ok(self.inspect_raw(id).await?.map(observe)) })
+    }
+
+    fn container_details<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<ContainerDetails>>> {
+        Box::pin(async move { Ok(self.inspect_raw(id).await?.map(details)) })
+    }
+
+    fn containers_with_label<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Vec<LabelledContainer>>> {
+        Box::pin(async move {
+            let mut filters = HashMap::new();
+            filters.insert("label", vec![label]);
+            let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            let listed =
+                within(INSPECT_TIMEOUT, self.docker.list_containers(Some(options))).await?;
+            Ok(listed
+                .into_iter()
+                .filter_map(|c| {
+                    Some(LabelledContainer {
+                        docker_id: c.id?,
+                        running: matches!(
+                            c.state,
+                            Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                        ),
+                        labels: c.labels.unwrap_or_default(),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn create_volume<'a>(&'a self, spec: &'a VolumeInfo) -> BoxFuture<'a, DockerResult<String>> {
+        Box::pin(async move {
+            let request = bollard::models::VolumeCreateRequest {
+                name: Some(spec.name.clone()),
+                driver: Some(spec.driver.clone()),
+                driver_opts: Some(spec.driver_opts.clone().into_iter().collect()),
+                labels: Some(spec.labels.clone().into_iter().collect()),
+                ..Default::default()
+            };
+            let created = within(VOLUME_TIMEOUT, self.docker.create_volume(request)).await?;
+            Ok(created.name)
+        })
+    }
+
+    fn inspect_volume<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, DockerResult<Option<VolumeInfo>>> {
+        Box::pin(async move {
+            match within(VOLUME_TIMEOUT, self.docker.inspect_volume(name)).await {
+                Ok(v) => Ok(Some(VolumeInfo {
+                    name: v.name,
+                    driver: v.driver,
+                    driver_opts: v.options.into_iter().collect(),
+                    labels: v.labels.into_iter().collect(),
+                })),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn remove_volume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, DockerResult<()>> {
+        Box::pin(async move {
+            match within(
+                VOLUME_TIMEOUT,
+                self.docker
+                    .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>),
+            )
+            .await
+            {
+                Err(e) if e.is_not_found() => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    fn container_events(
         &self,
         since: Option<i64>,
-    ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + use<> {
+    ) -> BoxStream<'static, DockerResult<ContainerEvent>> {
         let mut filters = HashMap::new();
         filters.insert("type", vec!["container"]);
         filters.insert("label", vec![crate::engine::labels::TASK_ARN]);
@@ -382,6 +563,7 @@ impl DockerClient {
                     }
                 }
             })
+            .boxed()
     }
 }
 
@@ -621,16 +803,6 @@ pub struct HealthDetails {
     pub exit_code: Option<i64>,
     pub output: String,
     pub since: Option<String>,
-}
-
-impl DockerClient {
-    /// `None` when the container does not exist.
-    pub async fn container_details(
-        &self,
-        id: &str,
-    ) -> Result<Option<ContainerDetails>, DockerError> {
-        Ok(self.inspect_raw(id).await?.map(details))
-    }
 }
 
 fn details(info: ContainerInspectResponse) -> ContainerDetails {
