@@ -17,7 +17,7 @@ use std::time::Duration;
 const RECORDED_INSTANCE: &str =
     "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d";
 const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:000000000000:cluster/default";
-const SECS: Duration = Duration::from_secs(5);
+const SECS: Duration = common::PATIENCE;
 const INTERVAL: Duration = Duration::from_millis(700);
 
 async fn setup(spec: &std::path::Path) -> Harness {
@@ -127,7 +127,8 @@ async fn manifests_and_stop_verification_round_trip() {
     // The manifest ack is recorded as such.
     ack_manifest(&mut ws, &spec, &manifest).await;
     let mut acked = false;
-    for _ in 0..50 {
+    let deadline = tokio::time::Instant::now() + SECS;
+    while tokio::time::Instant::now() < deadline {
         let last = h.plane.last_manifest(RECORDED_INSTANCE).unwrap();
         if last.message_id != manifest_id {
             break;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-const SECS: Duration = Duration::from_secs(3);
+const SECS: Duration = common::PATIENCE;
 
 async fn connect(h: &Harness, spec: &std::path::Path) -> common::Ws {
     let url = format!(

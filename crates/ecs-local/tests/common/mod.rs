@@ -241,6 +241,15 @@ pub async fn ack(ws: &mut Ws, payload: &Value) {
     .await;
 }
 
+/// How long a test waits for something that must happen: generous, so a
+/// loaded machine makes a test slow, never wrong.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a test watches for something that must NOT happen. Such a
+/// check can only pass wrongly (when the thing would come later), never
+/// fail wrongly.
+pub const QUIET: Duration = Duration::from_millis(600);
+
 /// Waits until `check` holds on the store (the plane applies acks
 /// asynchronously).
 pub async fn eventually(
@@ -248,7 +257,8 @@ pub async fn eventually(
     what: &str,
     check: impl Fn(&ecs_local::store::State) -> bool,
 ) {
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
         if plane.store().read(&check) {
             return;
         }
@@ -310,6 +320,24 @@ pub async fn connect_agent(h: &Harness, cluster: &str, arn: &str, send_credentia
     })
     .await;
     ws
+}
+
+/// The next `count` frames of a `type` (skipping others), waiting up to
+/// [`PATIENCE`] for them; then checks that no further one follows within
+/// [`QUIET`].
+pub async fn exactly_frames(ws: &mut Ws, frame_type: &str, count: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut out = Vec::new();
+    while out.len() < count {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        out.push(next_of_type(ws, frame_type, left).await);
+    }
+    let more = frames_within(ws, frame_type, QUIET).await;
+    assert!(
+        more.is_empty(),
+        "more than {count} {frame_type}: {out:#?} then {more:#?}"
+    );
+    out
 }
 
 /// Every frame of a `type` that arrives within `within`.
