@@ -265,6 +265,13 @@ impl FakeDocker {
         }
     }
 
+    /// Emits an event with no change behind it, as a late or duplicated
+    /// event arrives.
+    pub fn replay_event(&self, id: &str, action: &str) {
+        let mut st = self.state();
+        self.emit(&mut st, id, action, None);
+    }
+
     /// The container disappears without a trace (removed by hand while the
     /// agent was not looking).
     pub fn vanish(&self, id: &str) {

@@ -1,1 +1,938 @@
+//! The engine task itself, against the in-memory Docker under tokio's
+//! paused clock: message handling, ordering, timeouts, restarts, events out
+//! of order, and Docker errors of every kind. Each test runs the real
+//! engine, store and image manager; only the daemon is fake. The real
+//! daemon is exercised by the e2e tests.
 
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::actions::ActionSettings;
+use super::status::{ContainerStatus, HealthStatus, TaskStatus};
+use super::task::{IncomingTask, Task};
+use super::{AcceptError, EngineHandle, EngineSettings, TaskEngine};
+use crate::config::ImagePullBehavior;
+use crate::credentials::CredentialsStore;
+use crate::docker::fake::{FakeDocker, Fault, Op, RunState};
+use crate::docker::DockerApi;
+use crate::images::{EngineAuth, ImageManager, ImageSettings};
+use crate::state_change::TaskStateChange;
+use crate::store::Store;
+
+const IMAGE: &str = "ecs-test/busybox:latest";
+const CLUSTER: &str = "default";
+
+fn arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/{CLUSTER}/{id}")
+}
+
+/// A payload task; `containers` are ACS container objects, to which the
+/// image is added when absent.
+fn task(id: &str, containers: serde_json::Value) -> IncomingTask {
+    let mut containers = containers;
+    for c in containers.as_array_mut().unwrap() {
+        c.as_object_mut()
+            .unwrap()
+            .entry("image")
+            .or_insert(IMAGE.into());
+    }
+    let acs: ecs_model::acs::Task = serde_json::from_value(serde_json::json!({
+        "arn": arn(id), "family": "fam", "version": "1", "desiredStatus": "RUNNING",
+        "containers": containers
+    }))
+    .unwrap();
+    IncomingTask::try_from(&acs).unwrap()
+}
+
+fn one_container(id: &str) -> IncomingTask {
+    task(id, serde_json::json!([{"name": "app", "essential": true}]))
+}
+
+fn health_check() -> serde_json::Value {
+    serde_json::json!({"config": "{\"Healthcheck\":{\"Test\":[\"CMD-SHELL\",\"true\"]}}"})
+}
+
+struct Agent {
+    docker: Arc<FakeDocker>,
+    store: Store,
+    engine: EngineHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Options {
+    pull_behavior: ImagePullBehavior,
+    cleanup_wait: Duration,
+    create_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            pull_behavior: ImagePullBehavior::PreferCached,
+            cleanup_wait: Duration::from_secs(3 * 3600),
+            create_timeout: Duration::from_secs(240),
+        }
+    }
+}
+
+async fn start(docker: Arc<FakeDocker>, store: Store, options: Options) -> Agent {
+    let images = ImageManager::new(
+        docker.clone(),
+        store.clone(),
+        ImageSettings {
+            pull_behavior: options.pull_behavior,
+            pull_timeout: Duration::from_secs(7200),
+            pull_inactivity_timeout: Duration::from_secs(60),
+            cleanup: None,
+        },
+        EngineAuth::default(),
+    )
+    .await
+    .unwrap();
+    let settings = EngineSettings {
+        actions: ActionSettings {
+            cluster: CLUSTER.into(),
+            region: "us-east-1".into(),
+            pull_behavior: options.pull_behavior,
+            images,
+            create_timeout: options.create_timeout,
+            start_timeout: Duration::from_secs(180),
+            default_stop_timeout: Duration::from_secs(30),
+            privileged_disabled: false,
+            logging_drivers: vec!["json-file".into(), "none".into()],
+            metadata_files: None,
+            shared_volume_match_full_config: false,
+        },
+        cleanup_wait: options.cleanup_wait,
+        cleanup_jitter: Duration::ZERO,
+        dynamic_host_port_range: (32768, 60999),
+        reserved_ports: vec![],
+        reserved_ports_udp: vec![],
+        exclude_ipv6_port_binding: false,
+        credentials: Arc::new(CredentialsStore::new()),
+    };
+    let api: Arc<dyn DockerApi> = docker.clone();
+    let (engine, task) = TaskEngine::start(settings, api, store.clone(), Arc::new(Notify::new()))
+        .await
+        .unwrap();
+    Agent {
+        docker,
+        store,
+        engine,
+        task,
+    }
+}
+
+async fn fresh() -> Agent {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    start(docker, Store::in_memory().unwrap(), Options::default()).await
+}
+
+impl Agent {
+    /// Waits (in virtual time, at most an hour of it) until the engine's
+    /// tasks satisfy `done`.
+    async fn until(&self, what: &str, done: impl Fn(&[Task]) -> bool) -> Vec<Task> {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            let tasks = self.engine.snapshot().await.unwrap();
+            if done(&tasks) {
+                return tasks;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never happened: {what}; tasks: {tasks:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn until_task(&self, id: &str, status: TaskStatus) -> Task {
+        let want = arn(id);
+        let tasks = self
+            .until(&format!("{id} {status:?}"), |tasks| {
+                tasks
+                    .iter()
+                    .any(|t| t.arn() == want && t.known_status == status)
+            })
+            .await;
+        tasks.into_iter().find(|t| t.arn() == want).unwrap()
+    }
+
+    async fn reports(&self, id: &str) -> Vec<TaskStateChange> {
+        let want = arn(id);
+        self.store
+            .outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| c.task_arn == want)
+            .collect()
+    }
+
+    async fn statuses_reported(&self, id: &str) -> Vec<String> {
+        self.reports(id)
+            .await
+            .into_iter()
+            .map(|c| c.status)
+            .collect()
+    }
+
+    fn docker_id(task: &Task, container: usize) -> String {
+        task.containers[container].docker_id.clone().unwrap()
+    }
+
+    /// Lets every pending message and timer due "now" run.
+    async fn settle(&self) {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = self.engine.snapshot().await;
+    }
+
+    /// Marks every queued report delivered, as the reporter would.
+    async fn deliver_reports(&self) {
+        let ids = self
+            .store
+            .outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        self.store.dequeue(ids).await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_runs_then_stops_with_each_report_once_and_in_order() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("t1")], Some(7))
+        .await
+        .unwrap();
+    let running = agent.until_task("t1", TaskStatus::Running).await;
+    let id = Agent::docker_id(&running, 0);
+    let c = agent.docker.container(&id).unwrap();
+    assert_eq!(c.state, RunState::Running);
+    assert_eq!(c.labels["com.amazonaws.ecs.task-arn"], arn("t1"));
+    assert_eq!(agent.store.latest_seq().await.unwrap(), 7);
+
+    agent.engine.stop_tasks(vec![arn("t1")]).unwrap();
+    agent.until_task("t1", TaskStatus::Stopped).await;
+    assert_eq!(agent.statuses_reported("t1").await, ["RUNNING", "STOPPED"]);
+    let stopped = agent.reports("t1").await.pop().unwrap();
+    assert_eq!(
+        stopped.containers[0].exit_code,
+        Some(143),
+        "SIGTERM ends it"
+    );
+    let order: Vec<Op> = agent
+        .docker
+        .calls()
+        .into_iter()
+        .map(|(op, _)| op)
+        .filter(|op| matches!(op, Op::Create | Op::Start | Op::Stop))
+        .collect();
+    assert_eq!(order, [Op::Create, Op::Start, Op::Stop]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn depends_on_orders_the_containers() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "t2",
+                serde_json::json!([
+                    {"name": "app", "essential": true,
+                     "dependsOn": [{"containerName": "init", "condition": "SUCCESS"},
+                                   {"containerName": "db", "condition": "START"}]},
+                    {"name": "init", "essential": false},
+                    {"name": "db", "essential": false}
+                ]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    // `init` and `db` start; `app` waits for `init` to succeed.
+    let waiting = agent
+        .until("init and db running", |tasks| {
+            tasks[0].containers[1].known_status == ContainerStatus::Running
+                && tasks[0].containers[2].known_status == ContainerStatus::Running
+        })
+        .await;
+    agent.settle().await;
+    assert_eq!(agent.docker.count(Op::Start), 2, "app waits");
+    agent.docker.exit(&Agent::docker_id(&waiting[0], 1), 0);
+    let running = agent.until_task("t2", TaskStatus::Running).await;
+    assert_eq!(running.containers[0].known_status, ContainerStatus::Running);
+    let starts: Vec<String> = agent
+        .docker
+        .calls()
+        .into_iter()
+        .filter(|(op, _)| *op == Op::Start)
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(starts.last(), running.containers[0].docker_id.as_ref());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_success_dependency_stops_the_task_without_starting_the_dependent() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "t3",
+                serde_json::json!([
+                    {"name": "app", "essential": true,
+                     "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+                    {"name": "init", "essential": false}
+                ]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    let tasks = agent
+        .until("init running", |t| {
+            t[0].containers[1].known_status == ContainerStatus::Running
+        })
+        .await;
+    agent.docker.exit(&Agent::docker_id(&tasks[0], 1), 1);
+    let stopped = agent.until_task("t3", TaskStatus::Stopped).await;
+    let app = &stopped.containers[0];
+    assert!(
+        app.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("CannotStartContainerError")),
+        "{app:?}"
+    );
+    assert_eq!(agent.docker.count(Op::Start), 1, "app never started");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_that_never_turns_healthy_times_out_after_start_timeout() {
+    let agent = fresh().await;
+    let began = Instant::now();
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "t4",
+                serde_json::json!([
+                    {"name": "app", "essential": true,
+                     "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
+                    // The timeout is the dependency's: how long others wait
+                    // for it to reach their condition.
+                    {"name": "db", "essential": true, "healthCheckType": "docker",
+                     "startTimeout": 120, "dockerConfig": health_check()}
+                ]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    let stopped = agent.until_task("t4", TaskStatus::Stopped).await;
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_secs(120) && waited < Duration::from_secs(140),
+        "stopped after {waited:?}"
+    );
+    assert!(
+        stopped.containers[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("CannotStartContainerError")),
+        "{:?}",
+        stopped.containers[0]
+    );
+    assert_eq!(agent.docker.count(Op::Start), 1, "only db started");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_dependency_lets_the_dependent_start() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "t5",
+                serde_json::json!([
+                    {"name": "app", "essential": true,
+                     "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
+                    {"name": "db", "essential": true, "healthCheckType": "docker",
+                     "dockerConfig": health_check()}
+                ]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    let tasks = agent
+        .until("db running", |t| {
+            t[0].containers[1].known_status == ContainerStatus::Running
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(agent.docker.count(Op::Start), 1);
+    agent
+        .docker
+        .set_health(&Agent::docker_id(&tasks[0], 1), HealthStatus::Healthy);
+    let running = agent.until_task("t5", TaskStatus::Running).await;
+    assert_eq!(running.containers[1].health, HealthStatus::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn docker_errors_become_the_reasons_the_backend_sees() {
+    let agent = fresh().await;
+    agent
+        .docker
+        .fail(Op::Create, Fault::Status(500, "driver failed programming"));
+    agent
+        .engine
+        .add_tasks(vec![one_container("create")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("create", TaskStatus::Stopped).await;
+    assert_eq!(
+        t.containers[0].reason.as_deref(),
+        Some("CannotCreateContainerError: driver failed programming")
+    );
+
+    agent
+        .docker
+        .fail(Op::Start, Fault::Status(500, "OCI runtime create failed"));
+    agent
+        .engine
+        .add_tasks(vec![one_container("start")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("start", TaskStatus::Stopped).await;
+    assert_eq!(
+        t.containers[0].reason.as_deref(),
+        Some("CannotStartContainerError: OCI runtime create failed")
+    );
+    assert_eq!(
+        agent
+            .statuses_reported("start")
+            .await
+            .last()
+            .map(String::as_str),
+        Some("STOPPED")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_never_answers_times_out() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    docker.fail(Op::Create, Fault::Hang);
+    let agent = start(
+        docker,
+        Store::in_memory().unwrap(),
+        Options {
+            create_timeout: Duration::from_secs(240),
+            ..Options::default()
+        },
+    )
+    .await;
+    let began = Instant::now();
+    agent
+        .engine
+        .add_tasks(vec![one_container("hang")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("hang", TaskStatus::Stopped).await;
+    assert!(began.elapsed() >= Duration::from_secs(240));
+    assert!(
+        t.containers[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("DockerTimeoutError")),
+        "{:?}",
+        t.containers[0].reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_stop_is_tried_again() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("stop")], None)
+        .await
+        .unwrap();
+    agent.until_task("stop", TaskStatus::Running).await;
+    agent
+        .docker
+        .fail(Op::Stop, Fault::Status(500, "cannot kill container"));
+    agent.engine.stop_tasks(vec![arn("stop")]).unwrap();
+    let t = agent.until_task("stop", TaskStatus::Stopped).await;
+    assert_eq!(agent.docker.count(Op::Stop), 2);
+    assert_eq!(t.containers[0].exit_code, Some(143));
+    assert_eq!(
+        agent.statuses_reported("stop").await,
+        ["RUNNING", "STOPPED"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "kill",
+                serde_json::json!([{"name": "app", "essential": true, "stopTimeout": 45}]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    let t = agent.until_task("kill", TaskStatus::Running).await;
+    agent.docker.ignore_sigterm(&Agent::docker_id(&t, 0));
+    let began = Instant::now();
+    agent.engine.stop_tasks(vec![arn("kill")]).unwrap();
+    let t = agent.until_task("kill", TaskStatus::Stopped).await;
+    assert!(began.elapsed() >= Duration::from_secs(45));
+    assert_eq!(t.containers[0].exit_code, Some(137));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_out_of_order_duplicated_or_for_strangers_change_nothing_wrong() {
+    let agent = fresh().await;
+    let stranger = agent.docker.add_running_container("someone-else", &[]);
+    agent
+        .engine
+        .add_tasks(vec![one_container("events")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("events", TaskStatus::Running).await;
+    let id = Agent::docker_id(&t, 0);
+    // Exit, then a late `start` for the same container, a duplicate `die`,
+    // and events for a container the agent does not manage.
+    agent.docker.exit(&id, 3);
+    agent.docker.replay_event(&id, "start");
+    agent.docker.replay_event(&id, "die");
+    agent.docker.replay_event(&stranger, "die");
+    let t = agent.until_task("events", TaskStatus::Stopped).await;
+    agent.settle().await;
+    assert_eq!(t.containers[0].exit_code, Some(3));
+    assert_eq!(
+        agent.statuses_reported("events").await,
+        ["RUNNING", "STOPPED"],
+        "each status reported once"
+    );
+    assert_eq!(agent.docker.count(Op::Start), 1, "nothing restarted");
+    let report = agent.reports("events").await.pop().unwrap();
+    assert_eq!(report.containers[0].exit_code, Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exit_whose_event_was_lost_is_found_by_the_five_minute_reinspect() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("lost")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("lost", TaskStatus::Running).await;
+    let began = Instant::now();
+    agent.docker.exit_silently(&Agent::docker_id(&t, 0), 9);
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    let snapshot = agent.engine.snapshot().await.unwrap();
+    assert_eq!(
+        snapshot[0].known_status,
+        TaskStatus::Running,
+        "no event, no news"
+    );
+    let t = agent.until_task("lost", TaskStatus::Stopped).await;
+    let waited = began.elapsed();
+    assert!(waited <= Duration::from_secs(301), "found after {waited:?}");
+    assert_eq!(t.containers[0].exit_code, Some(9));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oom_kill_is_reported_with_its_reason() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("oom")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("oom", TaskStatus::Running).await;
+    agent.docker.oom_kill(&Agent::docker_id(&t, 0));
+    let t = agent.until_task("oom", TaskStatus::Stopped).await;
+    assert_eq!(
+        t.containers[0].reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(t.containers[0].exit_code, Some(137));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_policy_restarts_the_container_in_place() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "again",
+                serde_json::json!([{"name": "app", "essential": true,
+                    "restartPolicy": {"enabled": true, "ignoredExitCodes": [0],
+                                      "restartAttemptPeriod": 60}}]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    let t = agent.until_task("again", TaskStatus::Running).await;
+    let id = Agent::docker_id(&t, 0);
+    // Too soon after the start: the policy does not restart it yet.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    agent.docker.exit(&id, 2);
+    agent
+        .until("restarted", |_| {
+            agent.docker.container(&id).unwrap().start_count == 2
+        })
+        .await;
+    let t = agent.until_task("again", TaskStatus::Running).await;
+    assert_eq!(t.containers[0].restart_count, 1);
+    assert_eq!(agent.docker.count(Op::Create), 1, "the same container");
+    // An ignored exit code ends it.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    agent.docker.exit(&id, 0);
+    agent.until_task("again", TaskStatus::Stopped).await;
+    assert_eq!(agent.docker.container(&id).unwrap().start_count, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_image_is_pulled_and_a_failed_pull_is_reported() {
+    let docker = FakeDocker::new();
+    docker.add_to_registry("registry.local/app:1");
+    let agent = start(
+        docker,
+        Store::in_memory().unwrap(),
+        Options {
+            pull_behavior: ImagePullBehavior::Default,
+            ..Options::default()
+        },
+    )
+    .await;
+    agent
+        .engine
+        .add_tasks(
+            vec![
+                task(
+                    "pulled",
+                    serde_json::json!([{"name": "app", "essential": true,
+                                        "image": "registry.local/app:1"}]),
+                ),
+                task(
+                    "unpullable",
+                    serde_json::json!([{"name": "app", "essential": true,
+                                        "image": "registry.local/missing:1"}]),
+                ),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    agent.until_task("pulled", TaskStatus::Running).await;
+    assert!(agent.docker.has_image("registry.local/app:1"));
+    let failed = agent.until_task("unpullable", TaskStatus::Stopped).await;
+    let reason = failed.containers[0].reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError"), "{reason}");
+    assert!(
+        agent.docker.count(Op::Pull) >= 2,
+        "the failed pull was tried (with retries)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cleanup_waits_until_the_stopped_report_is_delivered() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let agent = start(
+        docker,
+        Store::in_memory().unwrap(),
+        Options {
+            cleanup_wait: Duration::from_secs(600),
+            ..Options::default()
+        },
+    )
+    .await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("gc")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("gc", TaskStatus::Running).await;
+    let id = Agent::docker_id(&t, 0);
+    agent.engine.stop_tasks(vec![arn("gc")]).unwrap();
+    agent.until_task("gc", TaskStatus::Stopped).await;
+    // Well past the wait, but STOPPED is still in the outbox: kept.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    agent.settle().await;
+    assert_eq!(agent.docker.count(Op::Remove), 0);
+    assert_eq!(agent.engine.snapshot().await.unwrap().len(), 1);
+    agent.deliver_reports().await;
+    agent
+        .until("task forgotten", |tasks| tasks.is_empty())
+        .await;
+    agent.settle().await;
+    assert!(agent.docker.container(&id).is_none(), "container removed");
+    assert!(agent.store.load_tasks().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_engine_adopts_running_containers_and_reports_what_happened_meanwhile() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let store = Store::in_memory().unwrap();
+    let first = start(docker.clone(), store.clone(), Options::default()).await;
+    first
+        .engine
+        .add_tasks(
+            vec![
+                one_container("stays"),
+                one_container("exits"),
+                one_container("goes"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let tasks = first
+        .until("all running", |t| {
+            t.len() == 3 && t.iter().all(|t| t.known_status == TaskStatus::Running)
+        })
+        .await;
+    first.engine.shutdown().await;
+    first.task.await.unwrap();
+    let id_of = |id: &str| {
+        let t = tasks.iter().find(|t| t.arn() == arn(id)).unwrap();
+        Agent::docker_id(t, 0)
+    };
+    // While the agent is down: one exits, one is removed by hand.
+    docker.exit(&id_of("exits"), 4);
+    docker.vanish(&id_of("goes"));
+    let (creates, starts) = (docker.count(Op::Create), docker.count(Op::Start));
+
+    let second = start(docker.clone(), store, Options::default()).await;
+    let exited = second.until_task("exits", TaskStatus::Stopped).await;
+    assert_eq!(exited.containers[0].exit_code, Some(4));
+    let gone = second.until_task("goes", TaskStatus::Stopped).await;
+    assert_eq!(
+        gone.containers[0].reason.as_deref(),
+        Some("ContainerVanishedError: No container matching saved ID found")
+    );
+    second.settle().await;
+    let stays = second.until_task("stays", TaskStatus::Running).await;
+    assert_eq!(Agent::docker_id(&stays, 0), id_of("stays"));
+    assert_eq!(
+        (docker.count(Op::Create), docker.count(Op::Start)),
+        (creates, starts),
+        "nothing created or started again"
+    );
+    assert_eq!(second.statuses_reported("stays").await, ["RUNNING"]);
+    assert_eq!(
+        second.statuses_reported("exits").await,
+        ["RUNNING", "STOPPED"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_docker_restart_is_waited_out_and_what_changed_is_found() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("daemon")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("daemon", TaskStatus::Running).await;
+    agent.docker.set_down(true);
+    agent.docker.exit_silently(&Agent::docker_id(&t, 0), 137);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        agent.engine.snapshot().await.unwrap()[0].known_status,
+        TaskStatus::Running
+    );
+    let began = Instant::now();
+    agent.docker.set_down(false);
+    let t = agent.until_task("daemon", TaskStatus::Stopped).await;
+    assert!(
+        began.elapsed() < Duration::from_secs(60),
+        "found at once, not at the five-minute re-check"
+    );
+    assert_eq!(t.containers[0].exit_code, Some(137));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_waiting_on_a_dependency_does_not_write_again_and_again() {
+    let agent = fresh().await;
+    agent
+        .engine
+        .add_tasks(
+            vec![task(
+                "idle",
+                serde_json::json!([
+                    {"name": "app", "essential": true,
+                     "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
+                    {"name": "db", "essential": true, "healthCheckType": "docker",
+                     "dockerConfig": health_check()}
+                ]),
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    agent
+        .until("db running", |t| {
+            t[0].containers[1].known_status == ContainerStatus::Running
+        })
+        .await;
+    agent.settle().await;
+    let writes = agent.store.write_count();
+    // A minute of re-checks, one a second.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    agent.settle().await;
+    assert_eq!(agent.store.write_count(), writes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payload_is_acked_only_once_it_is_saved() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let (store, disk) = Store::flaky().unwrap();
+    let agent = start(docker, store, Options::default()).await;
+    disk.fail_writes(true);
+    let refused = agent
+        .engine
+        .add_tasks(vec![one_container("unsaved")], Some(3))
+        .await;
+    assert!(
+        matches!(refused, Err(AcceptError::NotSaved(_))),
+        "{refused:?}"
+    );
+    assert!(agent.store.health().last_error().is_some());
+    let rejected = agent
+        .engine
+        .reject_task(arn("broken"), "UnrecogniedTaskError: bad".into())
+        .await;
+    assert!(matches!(rejected, Err(AcceptError::NotSaved(_))));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        agent.docker.count(Op::Create),
+        0,
+        "no Docker work before the save"
+    );
+
+    disk.fail_writes(false);
+    // The retry saves the task and starts it; ACS sends the payload again,
+    // and this time it is acked.
+    agent.until_task("unsaved", TaskStatus::Running).await;
+    assert!(agent.store.health().last_error().is_none());
+    agent
+        .engine
+        .add_tasks(vec![one_container("unsaved")], Some(3))
+        .await
+        .unwrap();
+    assert_eq!(agent.store.latest_seq().await.unwrap(), 3);
+    assert_eq!(agent.docker.count(Op::Create), 1);
+    assert_eq!(agent.statuses_reported("unsaved").await, ["RUNNING"]);
+    assert!(
+        agent.reports("broken").await.is_empty(),
+        "rejection waits for its resend"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_lost_to_a_failed_save_are_queued_again() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let (store, disk) = Store::flaky().unwrap();
+    let agent = start(docker, store, Options::default()).await;
+    agent
+        .engine
+        .add_tasks(vec![one_container("report")], None)
+        .await
+        .unwrap();
+    let t = agent.until_task("report", TaskStatus::Running).await;
+    disk.fail_writes(true);
+    agent.docker.exit(&Agent::docker_id(&t, 0), 5);
+    // The exit is seen, but cannot be saved (nor read back) yet.
+    agent.until_task("report", TaskStatus::Stopped).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(agent.store.health().last_error().is_some());
+    disk.fail_writes(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent.statuses_reported("report").await.len() < 2 {
+        assert!(Instant::now() < deadline, "STOPPED never queued");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        agent.statuses_reported("report").await,
+        ["RUNNING", "STOPPED"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn orphaned_containers_are_found_and_stopped_only_when_confirmed() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let lost = arn("lost-record");
+    let orphan = docker.add_running_container(
+        "ecs-fam-1-app-0123",
+        &[
+            ("com.amazonaws.ecs.task-arn", lost.as_str()),
+            ("com.amazonaws.ecs.cluster", CLUSTER),
+        ],
+    );
+    let other_cluster = docker.add_running_container(
+        "ecs-other-1-app-4567",
+        &[
+            (
+                "com.amazonaws.ecs.task-arn",
+                "arn:aws:ecs:us-east-1:1:task/other/x",
+            ),
+            ("com.amazonaws.ecs.cluster", "other"),
+        ],
+    );
+    let agent = start(
+        docker.clone(),
+        Store::in_memory().unwrap(),
+        Options::default(),
+    )
+    .await;
+    assert_eq!(agent.engine.orphaned_tasks().await.unwrap(), [lost.clone()]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        docker.count(Op::Stop),
+        0,
+        "nothing stopped without the backend's word"
+    );
+    agent.engine.stop_tasks(vec![lost.clone()]).unwrap();
+    agent
+        .until("orphan stopped", |_| {
+            docker.container(&orphan).unwrap().state == RunState::Exited
+        })
+        .await;
+    assert!(agent.engine.orphaned_tasks().await.unwrap().is_empty());
+    assert_eq!(
+        docker.container(&other_cluster).unwrap().state,
+        RunState::Running
+    );
+}
