@@ -478,6 +478,8 @@ async fn handle_payload(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::docker::fake::{FakeDocker, Op};
+    use crate::engine::testing::{self, arn, Options, IMAGE};
 
     /// The query, sorted and form-encoded, is what the Go agent sends
     /// (compare `spec/samples/acs-upgrade.request.txt`).
@@ -499,5 +501,52 @@ mod tests {
         );
         let with_slash = acs_url("http://h:1/acs/", "c", "i", "v", "h", None, false).unwrap();
         assert!(with_slash.as_str().starts_with("http://h:1/acs/ws?"));
+    }
+
+    fn payload(id: &str, seq: i64) -> acs::PayloadMessage {
+        serde_json::from_value(serde_json::json!({
+            "messageId": id,
+            "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/default",
+            "containerInstanceArn": "arn:aws:ecs:us-east-1:123456789012:container-instance/default/abc",
+            "seqNum": seq,
+            "tasks": [{"arn": arn("acked"), "family": "f", "version": "1",
+                       "desiredStatus": "RUNNING",
+                       "containers": [{"name": "c", "image": IMAGE, "essential": true}]}]
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payload_is_acked_only_after_what_it_changed_is_saved() {
+        let docker = FakeDocker::new();
+        docker.add_image(IMAGE);
+        let (store, disk) = Store::flaky().unwrap();
+        let agent = testing::start(docker.clone(), store, Options::default()).await;
+        let roles = Roles {
+            store: Arc::new(CredentialsStore::new()),
+            policy: RolePolicy {
+                task_roles: false,
+                host_network: false,
+            },
+        };
+        disk.fail_writes(true);
+        let (ack, credential_acks) = handle_payload(&agent.engine, &roles, payload("p1", 4)).await;
+        assert_eq!(ack, None, "nothing saved, nothing acked");
+        assert!(credential_acks.is_empty());
+        assert_eq!(docker.count(Op::Create), 0);
+
+        disk.fail_writes(false);
+        // ACS sends the unacked payload again.
+        let (ack, _) = handle_payload(&agent.engine, &roles, payload("p1", 4)).await;
+        assert_eq!(ack.unwrap().message_id.as_deref(), Some("p1"));
+        assert_eq!(agent.store.latest_seq().await.unwrap(), 4);
+        agent
+            .until_task("acked", crate::engine::status::TaskStatus::Running)
+            .await;
+        assert_eq!(
+            docker.count(Op::Create),
+            1,
+            "one container for both deliveries"
+        );
     }
 }

@@ -26,6 +26,37 @@ fn metadata_has_the_documented_fields_in_order() {
     );
 }
 
+#[tokio::test]
+async fn metadata_flags_a_checkpoint_that_cannot_be_written() {
+    let (store, disk) = crate::store::Store::flaky().unwrap();
+    let mut view = fixtures::view(vec![]);
+    view.checkpoint = store.health();
+    disk.fail_writes(true);
+    assert!(store.put_meta(vec![("k", "v".into())]).await.is_err());
+    let reply = route(
+        &Request::get("/v1/metadata"),
+        &view,
+        &[],
+        &fixtures::details(),
+    );
+    let body: serde_json::Value = serde_json::from_str(&reply.body_text()).unwrap();
+    assert_eq!(body["CheckpointHealthy"], false);
+    assert!(body["CheckpointError"]
+        .as_str()
+        .unwrap()
+        .contains("injected write failure"));
+    // Healthy again: the fields are gone, the shape is the Go agent's.
+    disk.fail_writes(false);
+    store.put_meta(vec![("k", "v".into())]).await.unwrap();
+    let reply = route(
+        &Request::get("/v1/metadata"),
+        &view,
+        &[],
+        &fixtures::details(),
+    );
+    assert!(!reply.body_text().contains("Checkpoint"));
+}
+
 #[test]
 fn tasks_match_the_spec_example_field_by_field() {
     let task = fixtures::running_task();
