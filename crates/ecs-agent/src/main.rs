@@ -60,6 +60,9 @@ fn main() -> ProcessExit {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
+            for name in loaded.config.unsupported_settings() {
+                tracing::warn!("{}", Config::unsupported_setting_warning(name));
+            }
             loaded.config
         }
         Err(e) => {

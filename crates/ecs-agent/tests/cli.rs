@@ -96,3 +96,39 @@ fn healthcheck_fails_without_an_agent() {
         assert_eq!(out.status.code(), Some(1));
     }
 }
+
+/// Settings parsed but not acted on yet: one warning each, right after the
+/// configuration is loaded, and none when nothing of the kind is set. A
+/// Docker socket that does not exist ends the run before registration.
+#[test]
+fn unsupported_settings_are_warned_about_once_each_at_start_up() {
+    let base = [
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("ECS_AGENT_CONFIG_FILE_PATH", "/nonexistent/config.json"),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+    ];
+    let out = agent(&["-ecs-attributes"], &base);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("Loading configuration"), "{log}");
+    assert!(!log.contains("not supported yet"), "{log}");
+
+    let mut env = base.to_vec();
+    env.extend([
+        ("ECS_POLL_METRICS", "true"),
+        ("ECS_ENABLE_TASK_ENI", "true"),
+        ("ECS_UPDATES_ENABLED", "false"),
+    ]);
+    let out = agent(&["-ecs-attributes"], &env);
+    let log = String::from_utf8_lossy(&out.stdout);
+    for name in ["ECS_POLL_METRICS", "ECS_ENABLE_TASK_ENI"] {
+        let message =
+            format!("msg=\"{name} is set but not supported yet by this agent; it has no effect\"");
+        let lines = log
+            .lines()
+            .filter(|l| l.starts_with("level=warn ") && l.contains(&message))
+            .count();
+        assert_eq!(lines, 1, "{name}: {log}");
+    }
+    // At its default value a setting is not warned about.
+    assert!(!log.contains("ECS_UPDATES_ENABLED"), "{log}");
+}

@@ -7,6 +7,7 @@
 //! discovery through instance metadata happens later, at start-up.
 
 mod file;
+mod unsupported;
 pub mod value;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,10 +22,20 @@ pub const DEFAULT_CLUSTER: &str = "default";
 const DEFAULT_RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
 const PROMETHEUS_PORT: u16 = 51680;
 const DEFAULT_PORT_RANGE: (u16, u16) = (49153, 65535);
+const DEFAULT_CGROUP_PATH: &str = "/sys/fs/cgroup";
+const DEFAULT_CNI_PLUGINS_PATH: &str = "/amazon-ecs-cni-plugins";
+const DEFAULT_NVIDIA_RUNTIME: &str = "nvidia";
+const DEFAULT_HOST_DATA_DIR: &str = "/var/lib/ecs";
+const DEFAULT_NUM_NON_ECS_CONTAINERS_PER_CYCLE: u32 = 5;
 
 const SECOND: i64 = 1_000_000_000;
 const MINUTE: i64 = 60 * SECOND;
 const HOUR: i64 = 60 * MINUTE;
+
+const DEFAULT_POLLING_METRICS_WAIT: GoDuration = GoDuration(10 * SECOND);
+const DEFAULT_MANIFEST_PULL_TIMEOUT: GoDuration = GoDuration(MINUTE);
+const DEFAULT_NON_ECS_IMAGE_MINIMUM_AGE: GoDuration = GoDuration(HOUR);
+const DEFAULT_CGROUP_CPU_PERIOD: GoDuration = GoDuration(100_000_000);
 
 /// The logging drivers the Go agent knows; any other name is fatal.
 pub const KNOWN_LOGGING_DRIVERS: [&str; 11] = [
@@ -95,7 +106,9 @@ impl fmt::Debug for EngineAuthData {
     }
 }
 
-/// Every setting the agent reads, resolved to its effective value.
+/// Every setting the agent reads, resolved to its effective value. Some
+/// are parsed but not acted on yet; [`Config::unsupported_settings`] names
+/// those the user changed from their defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
     // Cluster, region, registration, identity.
@@ -118,7 +131,6 @@ pub struct Config {
     pub disable_metrics: bool,
     pub poll_metrics: bool,
     pub polling_metrics_wait: GoDuration,
-    pub prometheus_metrics: bool,
     pub runtime_stats: bool,
     // Docker engine, images, containers.
     pub docker_endpoint: String,
@@ -163,10 +175,12 @@ pub struct Config {
     pub task_pids_limit: u32,
     pub propagate_task_memory_limit_cgroupv2: bool,
     // Task networking (awsvpc) is not implemented; the switches are read so
-    // that their values are visible and warnings are consistent.
+    // that bad values are refused as the Go agent does, and changed ones
+    // warned about.
     pub task_eni_enabled: bool,
     pub cni_plugins_path: String,
     pub awsvpc_block_imds: bool,
+    pub awsvpc_additional_local_routes: Vec<String>,
     // IAM roles, credentials, audit.
     pub task_iam_role_enabled: bool,
     pub task_iam_role_enabled_for_network_host: bool,
@@ -182,7 +196,6 @@ pub struct Config {
     pub task_metadata_burst_rate: u32,
     pub task_metadata_az_disabled: bool,
     pub container_metadata_enabled: bool,
-    pub agent_healthcheck_host: String,
     pub ebsta_supported: bool,
     // Command-line only.
     pub accept_insecure_cert: bool,
@@ -372,7 +385,7 @@ impl Config {
                 false,
             )
             .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
-            .unwrap_or(5);
+            .unwrap_or(DEFAULT_NUM_NON_ECS_CONTAINERS_PER_CYCLE);
 
         let (task_metadata_steady_state_rate, task_metadata_burst_rate) = l.metadata_rps_limit();
 
@@ -381,7 +394,7 @@ impl Config {
                 "ECS_POLLING_METRICS_WAIT_DURATION",
                 "PollingMetricsWaitDuration",
             )
-            .unwrap_or(GoDuration(10 * SECOND));
+            .unwrap_or(DEFAULT_POLLING_METRICS_WAIT);
         let poll_metrics = l.bool3("ECS_POLL_METRICS", "PollMetrics").unwrap_or(false);
         let polling_metrics_wait = if poll_metrics {
             if polling_metrics_wait.0 < 5 * SECOND {
@@ -450,9 +463,9 @@ impl Config {
                     "CPU Period duration value: {}ns for Environment Variable ECS_CGROUP_CPU_PERIOD is not within [8ms, 100ms], using default value instead",
                     d.0
                 ));
-                GoDuration(100_000_000)
+                DEFAULT_CGROUP_CPU_PERIOD
             }
-            None => GoDuration(100_000_000),
+            None => DEFAULT_CGROUP_CPU_PERIOD,
         };
         let task_pids_limit = match l.integer("ECS_TASK_PIDS_LIMIT", "TaskPidsLimit", true) {
             Some(n) if (1..=4_194_304).contains(&n) => u32::try_from(n).unwrap_or(0),
@@ -490,13 +503,16 @@ impl Config {
         let container_instance_tags = l
             .strict_map("ECS_CONTAINER_INSTANCE_TAGS", "ContainerInstanceTags")
             .unwrap_or_default();
-        if let Some(text) = env.get("ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES") {
-            if serde_json::from_str::<Vec<String>>(text).is_err() {
+        let awsvpc_additional_local_routes = match env.get("ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES")
+        {
+            Some(text) => serde_json::from_str::<Vec<String>>(text).unwrap_or_else(|_| {
                 l.fatal(format!(
                     "Invalid format for ECS_AWSVPC_ADDITIONAL_LOCAL_ROUTES, expected a json array of CIDRs: {text}"
                 ));
-            }
-        }
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
 
         let engine_auth_data = env
             .get("ECS_ENGINE_AUTH_DATA")
@@ -537,7 +553,6 @@ impl Config {
                 .unwrap_or(false),
             poll_metrics,
             polling_metrics_wait,
-            prometheus_metrics,
             runtime_stats: l
                 .bool3("ECS_ENABLE_RUNTIME_STATS", "EnableRuntimeStats")
                 .unwrap_or(false),
@@ -574,7 +589,7 @@ impl Config {
                 "ECS_MANIFEST_PULL_TIMEOUT",
                 "ManifestPullTimeout",
                 30 * SECOND,
-                MINUTE,
+                DEFAULT_MANIFEST_PULL_TIMEOUT.0,
             ),
             image_pull_inactivity_timeout: {
                 let d = l.clamped_duration(
@@ -611,7 +626,7 @@ impl Config {
                 .unwrap_or_default(),
             nvidia_runtime: l
                 .string_trimmed("ECS_NVIDIA_RUNTIME", "NvidiaRuntime")
-                .unwrap_or_else(|| "nvidia".to_string()),
+                .unwrap_or_else(|| DEFAULT_NVIDIA_RUNTIME.to_string()),
             gpu_support: l.plain_bool("ECS_ENABLE_GPU_SUPPORT", "GPUSupportEnabled", false),
             inferentia_support: l.plain_bool(
                 "ECS_ENABLE_INF_SUPPORT",
@@ -647,7 +662,7 @@ impl Config {
                     "NON_ECS_IMAGE_MINIMUM_CLEANUP_AGE",
                     "NonECSMinimumImageDeletionAge",
                 )
-                .unwrap_or(GoDuration(HOUR)),
+                .unwrap_or(DEFAULT_NON_ECS_IMAGE_MINIMUM_AGE),
             num_images_to_delete_per_cycle,
             num_non_ecs_containers_to_delete_per_cycle,
             delete_non_ecs_images: l
@@ -667,7 +682,7 @@ impl Config {
             ),
             cgroup_path: l
                 .string("ECS_CGROUP_PATH", "CgroupPath")
-                .unwrap_or_else(|| "/sys/fs/cgroup".to_string()),
+                .unwrap_or_else(|| DEFAULT_CGROUP_PATH.to_string()),
             cgroup_cpu_period,
             task_pids_limit,
             propagate_task_memory_limit_cgroupv2: l
@@ -681,10 +696,11 @@ impl Config {
                 .unwrap_or(false),
             cni_plugins_path: l
                 .string("ECS_CNI_PLUGINS_PATH", "CNIPluginsPath")
-                .unwrap_or_else(|| "/amazon-ecs-cni-plugins".to_string()),
+                .unwrap_or_else(|| DEFAULT_CNI_PLUGINS_PATH.to_string()),
             awsvpc_block_imds: l
                 .bool3("ECS_AWSVPC_BLOCK_IMDS", "AWSVPCBlockInstanceMetdata")
                 .unwrap_or(false),
+            awsvpc_additional_local_routes,
             task_iam_role_enabled: l
                 .bool3("ECS_ENABLE_TASK_IAM_ROLE", "TaskIAMRoleEnabled")
                 .unwrap_or(false),
@@ -713,7 +729,7 @@ impl Config {
             checkpoint,
             data_dir_on_host: PathBuf::from(
                 l.string("ECS_HOST_DATA_DIR", "DataDirOnHost")
-                    .unwrap_or_else(|| "/var/lib/ecs".to_string()),
+                    .unwrap_or_else(|| DEFAULT_HOST_DATA_DIR.to_string()),
             ),
             task_metadata_steady_state_rate,
             task_metadata_burst_rate,
@@ -725,10 +741,6 @@ impl Config {
             container_metadata_enabled: l
                 .bool3("ECS_ENABLE_CONTAINER_METADATA", "ContainerMetadataEnabled")
                 .unwrap_or(false),
-            agent_healthcheck_host: env
-                .get("ECS_AGENT_HEALTHCHECK_HOST")
-                .unwrap_or("localhost")
-                .to_string(),
             ebsta_supported: l.plain_bool("ECS_EBSTA_SUPPORTED", "EBSTASupportEnabled", true),
             accept_insecure_cert: false,
         };
