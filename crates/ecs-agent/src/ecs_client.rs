@@ -308,16 +308,15 @@ impl EcsClient {
         let returned = instance.attributes.unwrap_or_default();
         // Every attribute sent must come back unchanged, or the backend did
         // not accept the instance as described (docs/protocols.md §2.2).
-        for sent in &req.attributes {
-            let ok = returned
-                .iter()
-                .any(|r| r.name == sent.name && r.value == sent.value);
-            if !ok {
-                return Err(ApiError::Rejected {
-                    code: "AttributeError".into(),
-                    message: format!("attribute {:?} was not accepted by the backend", sent.name),
-                });
-            }
+        let missing = attributes_not_echoed(&req.attributes, &returned);
+        if !missing.is_empty() {
+            return Err(ApiError::Rejected {
+                code: "AttributeError".into(),
+                message: format!(
+                    "Attribute validation failed: the backend did not echo {}",
+                    missing.join(", ")
+                ),
+            });
         }
         let availability_zone = returned
             .iter()
@@ -476,11 +475,101 @@ impl EcsClient {
     }
 }
 
+/// The names of the sent attributes that RegisterContainerInstance's
+/// response does not carry with the same value, sorted. As in the Go
+/// agent's check, a missing value counts as empty on both sides (so a
+/// value-less attribute the response leaves out passes), and when a name
+/// repeats the last one counts.
+pub fn attributes_not_echoed<'a>(
+    sent: &'a [Attribute],
+    returned: &[ecs::Attribute],
+) -> Vec<&'a str> {
+    let echoed: std::collections::HashMap<&str, &str> = returned
+        .iter()
+        .map(|a| (a.name.as_str(), a.value.as_deref().unwrap_or_default()))
+        .collect();
+    let expected: std::collections::BTreeMap<&str, &str> = sent
+        .iter()
+        .map(|a| (a.name.as_str(), a.value.as_deref().unwrap_or_default()))
+        .collect();
+    expected
+        .into_iter()
+        .filter(|(name, value)| echoed.get(name).copied().unwrap_or_default() != *value)
+        .map(|(name, _)| name)
+        .collect()
+}
+
 /// `ECS_BACKEND_HOST` without a scheme means HTTPS.
 pub fn with_scheme(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
     } else {
         format!("https://{endpoint}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sent(pairs: &[(&str, Option<&str>)]) -> Vec<Attribute> {
+        pairs
+            .iter()
+            .map(|(n, v)| Attribute {
+                name: (*n).to_string(),
+                value: v.map(str::to_string),
+            })
+            .collect()
+    }
+
+    fn returned(pairs: &[(&str, Option<&str>)]) -> Vec<ecs::Attribute> {
+        pairs
+            .iter()
+            .map(|(n, v)| {
+                ecs::Attribute::builder()
+                    .name(*n)
+                    .set_value(v.map(str::to_string))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_echo_passes_whatever_the_backend_adds() {
+        let attrs = [
+            ("ecs.os-type", Some("linux")),
+            ("com.amazonaws.ecs.capability.privileged-container", None),
+            ("tier", Some("gold")),
+        ];
+        let mut back = attrs.to_vec();
+        back.insert(0, ("ecs.availability-zone", Some("us-east-1a")));
+        assert!(attributes_not_echoed(&sent(&attrs), &returned(&back)).is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_changed_value_is_named() {
+        let attrs = sent(&[
+            ("ecs.os-type", Some("linux")),
+            ("tier", Some("gold")),
+            ("zone", Some("a")),
+        ]);
+        let back = returned(&[("ecs.os-type", Some("linux")), ("tier", Some("silver"))]);
+        assert_eq!(attributes_not_echoed(&attrs, &back), ["tier", "zone"]);
+        assert_eq!(
+            attributes_not_echoed(&attrs, &[]),
+            ["ecs.os-type", "tier", "zone"]
+        );
+    }
+
+    #[test]
+    fn absent_values_count_as_empty_like_the_go_agent() {
+        let attrs = sent(&[("flag", None), ("empty", Some(""))]);
+        assert!(attributes_not_echoed(&attrs, &[]).is_empty());
+        let back = returned(&[("flag", Some("")), ("empty", None)]);
+        assert!(attributes_not_echoed(&attrs, &back).is_empty());
+        let back = returned(&[("flag", Some("on"))]);
+        assert_eq!(attributes_not_echoed(&attrs, &back), ["flag"]);
     }
 }

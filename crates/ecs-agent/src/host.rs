@@ -58,13 +58,27 @@ pub fn mem_total_mib(meminfo: &str) -> Option<i64> {
 }
 
 pub fn read_host_resources(reserved_memory_mib: u16) -> Result<HostResources, HostError> {
-    let status = read("/proc/self/status")?;
+    resources_from(
+        &read("/proc/self/status")?,
+        &read("/proc/meminfo")?,
+        reserved_memory_mib,
+    )
+}
+
+/// The registered resources from the texts of `/proc/self/status` and
+/// `/proc/meminfo`: 1024 CPU units per CPU the agent may run on, and
+/// `MemTotal` less `ECS_RESERVED_MEMORY`, which may not exceed it.
+pub fn resources_from(
+    status: &str,
+    meminfo: &str,
+    reserved_memory_mib: u16,
+) -> Result<HostResources, HostError> {
     let cpus = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .and_then(count_cpu_list)
         .ok_or(HostError::Parse("Cpus_allowed_list in /proc/self/status"))?;
-    let total = mem_total_mib(&read("/proc/meminfo")?).ok_or(HostError::Parse("/proc/meminfo"))?;
+    let total = mem_total_mib(meminfo).ok_or(HostError::Parse("/proc/meminfo"))?;
     let memory = total - i64::from(reserved_memory_mib);
     if memory < 0 {
         return Err(HostError::ReservedMemory {
@@ -96,6 +110,37 @@ mod tests {
             mem_total_mib("MemTotal:       24684016 kB\nMemFree: 1 kB"),
             Some(24105)
         );
+    }
+
+    const STATUS: &str = "Name:\tecs-agent\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
+    /// 2048 MiB and a half.
+    const MEMINFO: &str = "MemTotal:        2097664 kB\nMemFree:          100000 kB\n";
+
+    #[test]
+    fn reserved_memory_is_subtracted_from_mem_total() {
+        let whole = resources_from(STATUS, MEMINFO, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            whole,
+            HostResources {
+                cpu_units: 2048,
+                memory_mib: 2048
+            }
+        );
+        let less = resources_from(STATUS, MEMINFO, 300).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(less.memory_mib, 2048 - 300);
+        assert_eq!(less.cpu_units, 2048);
+        let none_left = resources_from(STATUS, MEMINFO, 2048).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(none_left.memory_mib, 0);
+    }
+
+    #[test]
+    fn reserving_more_than_the_host_has_is_an_error() {
+        match resources_from(STATUS, MEMINFO, 2049) {
+            Err(HostError::ReservedMemory { reserved, total }) => {
+                assert_eq!((reserved, total), (2049, 2048));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
