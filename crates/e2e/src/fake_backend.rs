@@ -54,6 +54,17 @@ pub struct FakeBackend {
     pub api_port: u16,
     pub recorded: Arc<Mutex<Recorded>>,
     outbound: mpsc::UnboundedSender<String>,
+    /// How RegisterContainerInstance is answered.
+    registration: Arc<Mutex<RegistrationScript>>,
+}
+
+/// Departures from a plain RegisterContainerInstance answer.
+#[derive(Default)]
+struct RegistrationScript {
+    /// Attribute names left out of the response.
+    unechoed: Vec<String>,
+    /// Errors (HTTP status, error code) for the next calls, in order.
+    failures: std::collections::VecDeque<(u16, String)>,
 }
 
 impl FakeBackend {
@@ -66,13 +77,51 @@ impl FakeBackend {
         let acs_port = acs.local_addr()?.port();
         let recorded = Arc::new(Mutex::new(Recorded::default()));
         let (outbound, queue) = mpsc::unbounded_channel();
-        tokio::spawn(serve_api(api, acs_port, recorded.clone()));
+        let registration = Arc::new(Mutex::new(RegistrationScript::default()));
+        tokio::spawn(serve_api(
+            api,
+            acs_port,
+            recorded.clone(),
+            registration.clone(),
+        ));
         tokio::spawn(serve_acs(acs, queue, recorded.clone()));
         Ok(FakeBackend {
             api_port,
             recorded,
             outbound,
+            registration,
         })
+    }
+
+    /// From now on, RegisterContainerInstance responses leave out the
+    /// attribute with this name (a backend that did not accept it).
+    pub fn leave_out_of_registration(&self, attribute: &str) {
+        self.registration
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unechoed
+            .push(attribute.to_string());
+    }
+
+    /// Answers the next RegisterContainerInstance call (after any already
+    /// queued) with this HTTP status and ECS error code.
+    pub fn fail_next_registration(&self, status: u16, code: &str) {
+        self.registration
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failures
+            .push_back((status, code.to_string()));
+    }
+
+    /// The ECS API requests received so far whose target ends with
+    /// `action`, oldest first.
+    pub fn api_calls(&self, action: &str) -> Vec<Value> {
+        self.lock()
+            .api
+            .iter()
+            .filter(|r| r.target().ends_with(action))
+            .map(|r| r.body.clone())
+            .collect()
     }
 
     pub fn url(&self) -> String {
@@ -197,12 +246,19 @@ async fn read_http_request(stream: &mut TcpStream) -> Option<(Vec<(String, Strin
     Some((headers, body))
 }
 
-/// The ECS API: registration echoes attributes (plus the AZ) and hands
-/// out the recorded ARN; DPE points at the ACS listener; state changes get
-/// `{}`.
-async fn serve_api(listener: TcpListener, acs_port: u16, recorded: Arc<Mutex<Recorded>>) {
+/// The ECS API: registration echoes attributes (plus the AZ, minus those
+/// the test asked to leave out) and hands out the recorded ARN, unless the
+/// test queued an error for it; DPE points at the ACS listener; state
+/// changes get `{}`.
+async fn serve_api(
+    listener: TcpListener,
+    acs_port: u16,
+    recorded: Arc<Mutex<Recorded>>,
+    registration: Arc<Mutex<RegistrationScript>>,
+) {
     while let Ok((mut stream, _)) = listener.accept().await {
         let recorded = recorded.clone();
+        let registration = registration.clone();
         tokio::spawn(async move {
             while let Some((headers, body)) = read_http_request(&mut stream).await {
                 let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -216,8 +272,39 @@ async fn serve_api(listener: TcpListener, acs_port: u16, recorded: Arc<Mutex<Rec
                     .unwrap_or_else(|e| e.into_inner())
                     .api
                     .push(request);
+                let failure = if target.ends_with("RegisterContainerInstance") {
+                    registration
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .failures
+                        .pop_front()
+                } else {
+                    None
+                };
+                if let Some((status, code)) = failure {
+                    let text = json!({"__type": code, "message": format!("{code} (scripted)")})
+                        .to_string();
+                    let reply = format!(
+                        "HTTP/1.1 {status} Scripted\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: fake\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let response = if target.ends_with("RegisterContainerInstance") {
                     let mut attributes = body["attributes"].as_array().cloned().unwrap_or_default();
+                    let left_out = registration
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .unechoed
+                        .clone();
+                    attributes.retain(|a| {
+                        !left_out
+                            .iter()
+                            .any(|name| a["name"].as_str() == Some(name.as_str()))
+                    });
                     attributes
                         .push(json!({"name": "ecs.availability-zone", "value": "us-east-1a"}));
                     json!({"containerInstance": {"containerInstanceArn": INSTANCE_ARN, "status": "ACTIVE", "attributes": attributes}})
