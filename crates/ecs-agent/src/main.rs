@@ -49,6 +49,9 @@ fn main() -> ProcessExit {
     if let Err(e) = logging::init(&log_settings) {
         eprintln!("cannot open the log file: {e}");
     }
+    // A panic anywhere ends the process, so the init system restarts it
+    // rather than leaving an agent that no longer acks (docs/architecture.md §4).
+    ecs_agent::supervisor::exit_on_panic();
     tracing::info!(
         version = version::VERSION,
         commit = version::GIT_HASH,

@@ -686,10 +686,14 @@ pub fn build_manifest(
 
 /// The stop candidates of a `TaskStopVerificationMessage` from `instance_id`
 /// that the plane confirms, as `stopTasks` entries (desired `STOPPED`). A
-/// candidate is confirmed when the plane does not know the task, when the
-/// task is placed on another instance, or when the plane wants it STOPPED;
-/// a task the plane wants RUNNING on this instance is never confirmed.
-/// Candidates without a `taskArn` are skipped.
+/// candidate is confirmed when the task is placed on another instance, or
+/// when the plane wants it STOPPED; a task the plane wants RUNNING on this
+/// instance is never confirmed. Nor is a task the plane has never heard of:
+/// on a host that several agents share (as in tests), an agent proposes
+/// the containers of the others' tasks, which are not this plane's to
+/// stop (a stopped task is kept until its stop was delivered, so a task of
+/// this plane is never unknown while its agent still runs it). Candidates
+/// without a `taskArn` are skipped.
 pub fn verify_stops(
     st: &State,
     instance_id: &str,
@@ -700,13 +704,20 @@ pub fn verify_stops(
         let Some(task_arn) = c.task_arn.as_deref().filter(|a| !a.is_empty()) else {
             continue;
         };
-        let record = st
+        let Some(record) = st
             .tasks
             .get(arn::resource_id(task_arn))
-            .filter(|t| t.arn() == task_arn);
-        let wanted_here = record.is_some_and(|t| {
-            t.instance_id.as_deref() == Some(instance_id) && t.desired_status() != "STOPPED"
-        });
+            .filter(|t| t.arn() == task_arn)
+        else {
+            tracing::info!(
+                instance = instance_id,
+                task = task_arn,
+                "stop candidate refused: the plane does not know this task"
+            );
+            continue;
+        };
+        let wanted_here = record.instance_id.as_deref() == Some(instance_id)
+            && record.desired_status() != "STOPPED";
         if wanted_here {
             tracing::info!(
                 instance = instance_id,
@@ -716,11 +727,11 @@ pub fn verify_stops(
             continue;
         }
         let cluster_arn = c.task_cluster_arn.clone().or_else(|| {
-            let t = record?;
-            t.task
+            record
+                .task
                 .cluster_arn
                 .clone()
-                .or_else(|| st.clusters.get(&t.cluster).map(|c| c.arn.clone()))
+                .or_else(|| st.clusters.get(&record.cluster).map(|c| c.arn.clone()))
         });
         out.push(TaskIdentifier {
             desired_status: Some("STOPPED".to_owned()),
@@ -1129,14 +1140,15 @@ mod tests {
             .iter()
             .map(|t| t.task_arn.as_deref().unwrap())
             .collect();
+        // A task the plane never heard of is not its to stop.
         assert_eq!(
             arns,
             [
                 task_arn("stopping").as_str(),
-                task_arn("elsewhere").as_str(),
-                unknown.as_str()
+                task_arn("elsewhere").as_str()
             ]
         );
+        assert!(!arns.contains(&unknown.as_str()));
         for t in &confirmed {
             assert_eq!(t.desired_status.as_deref(), Some("STOPPED"));
             assert_eq!(t.task_cluster_arn.as_deref(), Some(CLUSTER_ARN));
