@@ -97,7 +97,6 @@ struct State {
     /// Every event with its time in Unix seconds, for `since` replays.
     log: Vec<(i64, ContainerEvent)>,
     down: bool,
-    latency: Duration,
     next_id: u64,
 }
 
@@ -165,11 +164,6 @@ impl FakeDocker {
     /// The next call of `op` fails this way (faults queue per op).
     pub fn fail(&self, op: Op, fault: Fault) {
         self.state().faults.push((op, fault));
-    }
-
-    /// Every call first waits this long (on tokio's clock).
-    pub fn set_latency(&self, latency: Duration) {
-        self.state().latency = latency;
     }
 
     /// The daemon goes away (every call fails, event streams break) or
@@ -284,18 +278,6 @@ impl FakeDocker {
         self.state().containers.get(id).cloned()
     }
 
-    pub fn container_named(&self, name: &str) -> Option<FakeContainer> {
-        self.state()
-            .containers
-            .values()
-            .find(|c| c.name == name)
-            .cloned()
-    }
-
-    pub fn containers(&self) -> Vec<FakeContainer> {
-        self.state().containers.values().cloned().collect()
-    }
-
     /// Every call so far, as `(operation, target)`.
     pub fn calls(&self) -> Vec<(Op, String)> {
         self.state().calls.clone()
@@ -316,10 +298,10 @@ impl FakeDocker {
 
     // ----- the call path -----
 
-    /// Records the call, waits the latency, and applies a queued fault or a
-    /// dead daemon. `limit` is the caller's time limit for a hung call.
+    /// Records the call and applies a queued fault or a dead daemon.
+    /// `limit` is the caller's time limit for a hung call.
     async fn enter(&self, op: Op, target: &str, limit: Duration) -> DockerResult<()> {
-        let (latency, fault, down) = {
+        let (fault, down) = {
             let mut st = self.state();
             st.calls.push((op, target.to_string()));
             let fault = st
@@ -327,11 +309,8 @@ impl FakeDocker {
                 .iter()
                 .position(|(o, _)| *o == op)
                 .map(|i| st.faults.remove(i).1);
-            (st.latency, fault, st.down)
+            (fault, st.down)
         };
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
         if down {
             return Err(connection_refused());
         }

@@ -724,7 +724,10 @@ async fn orphaned_containers_are_found_and_stopped_only_when_confirmed() {
         Options::default(),
     )
     .await;
-    assert_eq!(agent.engine.orphaned_tasks().await.unwrap(), [lost.clone()]);
+    assert_eq!(
+        agent.engine.orphaned_tasks().await.unwrap(),
+        std::slice::from_ref(&lost)
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
         docker.count(Op::Stop),
@@ -741,5 +744,48 @@ async fn orphaned_containers_are_found_and_stopped_only_when_confirmed() {
     assert_eq!(
         docker.container(&other_cluster).unwrap().state,
         RunState::Running
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_volume_is_created_before_its_container_and_removed_at_cleanup() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let agent = start(
+        docker.clone(),
+        Store::in_memory().unwrap(),
+        Options {
+            cleanup_wait: Duration::from_secs(60),
+            ..Options::default()
+        },
+    )
+    .await;
+    let acs: ecs_model::acs::Task = serde_json::from_value(serde_json::json!({
+        "arn": arn("vol"), "family": "fam", "version": "1", "desiredStatus": "RUNNING",
+        "volumes": [{"name": "data", "type": "docker",
+                     "dockerVolumeConfiguration": {"scope": "task", "driver": "local"}}],
+        "containers": [{"name": "app", "image": IMAGE, "essential": true,
+                        "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]}]
+    }))
+    .unwrap();
+    let incoming = crate::engine::task::IncomingTask::try_from(&acs).unwrap();
+    agent.engine.add_tasks(vec![incoming], None).await.unwrap();
+    let t = agent.until_task("vol", TaskStatus::Running).await;
+    let volume = t.volumes[0].docker_name.clone();
+    assert!(docker.has_volume(&volume));
+    let calls = docker.calls();
+    let made = calls.iter().position(|(op, _)| *op == Op::CreateVolume);
+    let created = calls.iter().position(|(op, _)| *op == Op::Create);
+    assert!(made < created, "volume before container: {calls:?}");
+    agent.engine.stop_tasks(vec![arn("vol")]).unwrap();
+    agent.until_task("vol", TaskStatus::Stopped).await;
+    agent.deliver_reports().await;
+    agent
+        .until("task forgotten", |tasks| tasks.is_empty())
+        .await;
+    agent.settle().await;
+    assert!(
+        !docker.has_volume(&volume),
+        "task volume removed with the task"
     );
 }

@@ -235,7 +235,8 @@ fn a_newer_schema_is_refused_and_the_file_is_left_as_it_was() {
 
 #[test]
 fn a_bad_schema_version_or_foreign_tables_are_refused() {
-    let cases: [(&str, fn(&WriteTransaction)); 3] = [
+    type Damage = fn(&WriteTransaction);
+    let cases: [(&str, Damage); 3] = [
         ("not valid", |txn| {
             txn.open_table(METADATA)
                 .unwrap()
