@@ -1,5 +1,5 @@
 //! The agent's crash semantics on real Docker, against a scripted backend
-//! (docs/architecture.md §4–§6): an internal failure ends the process with
+//! (docs/architecture.md §3.1, §5.4, §6): an internal failure ends the process with
 //! exit code 1 and the restarted agent resumes its tasks without touching
 //! their containers; a payload is acked only once saved; containers that
 //! no saved task owns are stopped only when the backend confirms; a

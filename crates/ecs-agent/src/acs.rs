@@ -335,7 +335,7 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
     }
 }
 
-/// Compares a manifest with the local tasks (docs/protocols.md §3.7): a
+/// Compares a manifest with the local tasks (docs/protocols.md §4.8): a
 /// stale one is dropped without a word; an accepted one is acked, with stop
 /// candidates if any, once its `timeline` is saved as `latestSeq`.
 async fn handle_manifest(
@@ -402,7 +402,7 @@ struct Roles {
     policy: RolePolicy,
 }
 
-/// Processes one payload (docs/protocols.md §3.5); returns the ack to send
+/// Processes one payload (docs/protocols.md §4.5); returns the ack to send
 /// when every task in it was accepted and saved, and the credential acks of
 /// the accepted tasks. Nothing is acked when the change could not be saved:
 /// ACS sends the payload again.

@@ -1,5 +1,5 @@
 //! Deliberate internal failures, for the end-to-end tests of crash
-//! handling (docs/architecture.md §4). Only debug builds have them: in a
+//! handling (docs/architecture.md §3.1). Only debug builds have them: in a
 //! release build [`hit`] is empty. `ECS_AGENT_FAILPOINT=<name>` panics at
 //! the first hit of the point `<name>`, `<name>@<n>` at its n-th hit.
 

@@ -50,7 +50,7 @@ fn main() -> ProcessExit {
         eprintln!("cannot open the log file: {e}");
     }
     // A panic anywhere ends the process, so the init system restarts it
-    // rather than leaving an agent that no longer acks (docs/architecture.md §4).
+    // rather than leaving an agent that no longer acks (docs/architecture.md §3.1).
     ecs_agent::supervisor::exit_on_panic();
     tracing::info!(
         version = version::VERSION,

@@ -1,4 +1,4 @@
-//! Crash semantics (docs/architecture.md §4): the agent's long-lived tasks
+//! Crash semantics (docs/architecture.md §3.1): the agent's long-lived tasks
 //! run for the life of the process, so one that ends before shutdown is a
 //! bug, and a process that goes on without it would stop acking payloads
 //! or reporting state while looking alive. Any such end, and any panic

@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 /// Compares a manifest with the tasks that run here: those this agent
-/// wants RUNNING, and those of orphaned containers (docs/engine.md §8.3).
+/// wants RUNNING, and those of orphaned containers (docs/engine.md §12.1).
 /// `latest_seq` is the persisted `latestSeq` (see
 /// [`crate::store::Store::raise_latest_seq`]).
 pub fn consider(

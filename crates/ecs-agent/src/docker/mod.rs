@@ -157,7 +157,7 @@ pub struct LabelledContainer {
 pub type DockerResult<T> = Result<T, DockerError>;
 
 /// The Docker operations the engine, its actions and the image manager
-/// use: the seam between them and the daemon (docs/architecture.md §6).
+/// use: the seam between them and the daemon (docs/architecture.md §7).
 /// [`DockerClient`] is the real one; tests drive the engine against an
 /// in-memory fake under tokio's paused time.
 pub trait DockerApi: Send + Sync + 'static {

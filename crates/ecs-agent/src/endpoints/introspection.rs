@@ -33,7 +33,7 @@ struct Metadata<'a> {
     container_instance_arn: Option<&'a str>,
     version: String,
     /// Present, and false, only while checkpoint writes fail: the agent
-    /// then holds payloads unacked (docs/endpoints.md §2).
+    /// then holds payloads unacked (docs/architecture.md §5.4).
     #[serde(skip_serializing_if = "Option::is_none")]
     checkpoint_healthy: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,5 @@
 //! Saving what the engine changed, and what waits for the save
-//! (docs/architecture.md §5.1). Docker work, payload acks and the reporter
+//! (docs/architecture.md §5.4). Docker work, payload acks and the reporter
 //! all act on saved state only: when a commit fails, the planned work is
 //! dropped (it is planned again), the reports are taken back (they are
 //! queued again), the payloads waiting are told so (ACS sends them again),
@@ -218,7 +218,7 @@ impl TaskEngine {
         if task.known_status == TaskStatus::Stopped {
             let known_time = task.known_status_time_ms;
             // The task role's credentials end with the task
-            // (docs/endpoints.md §3); the execution role's last until
+            // (docs/endpoints.md §7.5); the execution role's last until
             // cleanup, for log drivers.
             self.settings
                 .credentials

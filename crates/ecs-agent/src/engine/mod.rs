@@ -42,7 +42,7 @@ use status::{ContainerStatus, TaskStatus};
 use task::{IncomingTask, Task};
 
 /// How long a periodic check waits between inspections of running
-/// containers (catches missed `die` events; docs/engine.md §7).
+/// containers (catches missed `die` events; docs/engine.md §11.3).
 const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// Delay before retrying a stop that Docker refused.
 const STOP_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -54,7 +54,7 @@ const RECHECK_DELAY: Duration = Duration::from_secs(1);
 const SAVE_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// At most this many waiting messages are handled before a save.
 const MESSAGES_PER_SAVE: usize = 64;
-/// Exit code given to a container that can never start (docs/engine.md §5).
+/// Exit code given to a container that can never start (docs/engine.md §5.5).
 const DEPENDENCY_EXIT_CODE: i64 = 143;
 
 /// Engine-wide settings, fixed for the agent's lifetime.
@@ -199,7 +199,7 @@ impl EngineHandle {
     }
 
     /// Task ARNs of running containers that carry the agent's labels but
-    /// belong to no saved task (docs/engine.md §8.3).
+    /// belong to no saved task (docs/engine.md §12.1).
     pub async fn orphaned_tasks(&self) -> Result<Vec<String>, EngineStopped> {
         let (reply, wait) = oneshot::channel();
         self.tx
@@ -282,7 +282,7 @@ fn wall_clock_ms() -> i64 {
 
 impl TaskEngine {
     /// Loads the saved tasks, reconciles them with what Docker has now
-    /// (docs/engine.md §8), and starts the engine. `reports` is notified
+    /// (docs/engine.md §12), and starts the engine. `reports` is notified
     /// whenever the outbox gains a report. The returned task ends only when
     /// the engine is shut down.
     pub async fn start(
@@ -353,7 +353,7 @@ impl TaskEngine {
         engine.reconcile_with_docker().await;
         engine.find_orphans().await;
         // Which container uses which image is not saved; rebuild it
-        // (docs/engine.md §9).
+        // (docs/engine.md §10.5).
         let images = engine.settings.actions.images.clone();
         images
             .restore_references(crate::images::image_users(engine.tasks.values()))
@@ -816,7 +816,7 @@ impl TaskEngine {
     }
 
     /// Removes a stopped task's containers and forgets it, once its STOPPED
-    /// report has been delivered (docs/engine.md §10).
+    /// report has been delivered (docs/engine.md §14).
     async fn cleanup(&mut self, arn: String) {
         if !self.tasks.contains_key(&arn) {
             return;

@@ -1,5 +1,5 @@
 //! Containers that carry the agent's labels but belong to no saved task
-//! (docs/engine.md §8.3): left by a checkpoint that was lost or moved
+//! (docs/engine.md §12.1): left by a checkpoint that was lost or moved
 //! away, or by an earlier registration. At start-up they are found and
 //! logged; a running one's task is proposed to the backend as a stop
 //! candidate with the next task manifest, and its containers are stopped

@@ -1,6 +1,6 @@
 //! What wakes the engine without a payload: Docker's event stream, and the
 //! periodic re-inspection that catches events Docker never delivered
-//! (docs/engine.md §7).
+//! (docs/engine.md §11).
 
 use std::sync::Arc;
 use std::time::Duration;

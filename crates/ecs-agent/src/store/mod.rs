@@ -1,7 +1,7 @@
 //! The agent's checkpoint: an embedded transactional database (`agent.db`
 //! in `ECS_DATADIR`) holding instance metadata, every task with its
 //! containers, the image states, and the outbox of state changes not yet
-//! accepted by the backend (docs/architecture.md §5).
+//! accepted by the backend (docs/architecture.md §5, §6).
 //!
 //! A task's new state and the report it owes are written in one
 //! transaction, so a crash leaves either "not yet happened" or "happened and
@@ -41,7 +41,7 @@ pub const FILE_NAME: &str = "agent.db";
 const METADATA: TableDefinition<&str, &str> = TableDefinition::new("metadata");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
-/// Image states by image ID (docs/engine.md §9).
+/// Image states by image ID (docs/engine.md §10.5).
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 
 /// Metadata keys (the Go agent's names, kept for familiarity).
@@ -319,7 +319,7 @@ impl Store {
     }
 
     /// `latestSeq`: the highest payload `seqNum` or accepted manifest
-    /// `timeline` (docs/protocols.md §3.7); -1 before any.
+    /// `timeline` (docs/protocols.md §4.8); -1 before any.
     pub async fn latest_seq(&self) -> Result<i64, StoreError> {
         Ok(self
             .get_meta(keys::TASK_MANIFEST_SEQ_NUM)

@@ -1,5 +1,5 @@
 //! The checkpoint's schema versions and the steps between them
-//! (docs/architecture.md §5.2).
+//! (docs/architecture.md §6).
 //!
 //! | version | layout |
 //! |---|---|
