@@ -19,6 +19,9 @@ struct Bucket {
 #[derive(Debug)]
 pub struct Throttle {
     rate: f64,
+    /// Tokens a bucket regains a second: `rate`, or none in tests that
+    /// count requests and must not depend on how fast they run.
+    refill: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
@@ -28,8 +31,19 @@ impl Throttle {
     pub fn new(rate: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(rate),
+            refill: f64::from(rate),
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Advertises `rate` but never refills: exactly `burst` requests per
+    /// key pass, however long they take.
+    #[cfg(test)]
+    pub(crate) fn without_refill(rate: u32, burst: u32) -> Self {
+        Self {
+            refill: 0.0,
+            ..Self::new(rate, burst)
         }
     }
 
@@ -55,7 +69,7 @@ impl Throttle {
             at: now,
         });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.tokens = (bucket.tokens + elapsed * self.refill).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -84,6 +98,16 @@ mod tests {
         let later = now + Duration::from_millis(250);
         let refilled = (0..100).filter(|_| t.allow("a|/v4/x", later)).count();
         assert_eq!(refilled, 10);
+        assert_eq!(t.limit_header(), "40.00");
+    }
+
+    #[test]
+    fn without_refill_only_the_burst_passes() {
+        let t = Throttle::without_refill(40, 60);
+        let now = Instant::now();
+        assert_eq!((0..100).filter(|_| t.allow("a|/x", now)).count(), 60);
+        let much_later = now + Duration::from_secs(3600);
+        assert!(!t.allow("a|/x", much_later));
         assert_eq!(t.limit_header(), "40.00");
     }
 }
