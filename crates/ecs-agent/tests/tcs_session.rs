@@ -3,6 +3,12 @@
 //! signer) followed by a `TcsMessage` with the members of the recorded Go
 //! agent frames; timers and close codes drive reconnects as spec acs-tcs.md
 //! §6.1 says.
+//!
+//! The frame tests connect over loopback TCP with the agent's own signed
+//! upgrade. The timer tests run on tokio's paused clock, over in-memory
+//! streams (real sockets would let the paused clock jump ahead while bytes
+//! are in flight), so the times they assert are exact and no load on the
+//! machine can move them.
 #![allow(clippy::unwrap_used)]
 // The handshake callback's error type is tungstenite's, not ours.
 #![allow(clippy::result_large_err)]
@@ -16,13 +22,15 @@ use aws_credential_types::Credentials;
 use ecs_agent::engine::status::{ContainerStatus, HealthStatus, TaskStatus};
 use ecs_agent::engine::task::{IncomingTask, Task};
 use ecs_agent::signer;
-use ecs_agent::tcs::{self, TcsContext, TcsError, TcsHost, TcsSettings};
+use ecs_agent::tcs::{self, TcsContext, TcsError, TcsHost, TcsSettings, TcsSocket};
+use ecs_agent::websocket::{self, WsError};
 use ecs_model::envelope::split_signed_frame;
 use ecs_model::spec::assert_same_shape;
 use ecs_model::tcs::TcsMessage;
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
@@ -35,13 +43,27 @@ const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const REGION: &str = "us-east-1";
 const INSTANCE: &str =
     "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d";
-const WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for the agent to do something it must do (virtual time
+/// on the paused clock).
+const WAIT: Duration = Duration::from_secs(30);
+/// The port in the TCS URL when no socket is used: only signed, never
+/// dialled.
+const MEMORY_PORT: u16 = 5102;
+
+/// How the agent reaches the test's server.
+enum Transport {
+    /// Loopback TCP, through the agent's own signed upgrade.
+    Tcp,
+    /// In-memory streams, handed to the server through this channel.
+    Memory(mpsc::UnboundedSender<DuplexStream>),
+}
 
 struct FakeHost {
     endpoint: String,
     tasks: Mutex<Vec<Task>>,
     /// Discovery fails this many more times.
     unreachable_for: Mutex<usize>,
+    transport: Transport,
 }
 
 impl TcsHost for FakeHost {
@@ -63,6 +85,38 @@ impl TcsHost for FakeHost {
     fn runtime_responds(&self) -> BoxFuture<'_, bool> {
         Box::pin(async { true })
     }
+
+    fn open<'a>(
+        &'a self,
+        url: &'a url::Url,
+        credentials: &'a Credentials,
+        region: &'a str,
+        accept_insecure_cert: bool,
+    ) -> BoxFuture<'a, Result<TcsSocket, WsError>> {
+        Box::pin(async move {
+            let Transport::Memory(server) = &self.transport else {
+                let ws = websocket::connect(
+                    url,
+                    credentials,
+                    region,
+                    SystemTime::now(),
+                    accept_insecure_cert,
+                )
+                .await?;
+                return Ok(TcsSocket::from(ws));
+            };
+            let (ours, theirs) = tokio::io::duplex(1 << 16);
+            server
+                .send(theirs)
+                .map_err(|_| WsError::Protocol("the test server is gone".into()))?;
+            let mut ws_url = url.clone();
+            ws_url.set_scheme("ws").unwrap();
+            let (ws, _) = tokio_tungstenite::client_async(ws_url.as_str(), ours)
+                .await
+                .map_err(|e| WsError::Protocol(e.to_string()))?;
+            Ok(TcsSocket::from(ws))
+        })
+    }
 }
 
 /// What the server saw.
@@ -80,57 +134,69 @@ enum Event {
     Closed(Option<CloseFrame>),
 }
 
-/// A TCS server on loopback: reports every connection and frame, and sends
-/// whatever the test pushes into a connection's `reply` channel.
-async fn serve(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
+/// A TCS server on loopback TCP.
+async fn serve_tcp(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(serve_connection(stream, events.clone()));
+    }
+}
+
+/// A TCS server for in-memory connections.
+async fn serve_memory(
+    mut streams: mpsc::UnboundedReceiver<DuplexStream>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(stream) = streams.recv().await {
+        tokio::spawn(serve_connection(stream, events.clone()));
+    }
+}
+
+/// One connection of the server: reports it and every frame, and sends
+/// whatever the test pushes into its `reply` channel.
+async fn serve_connection<S>(stream: S, events: mpsc::UnboundedSender<Event>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let target = Arc::new(Mutex::new(String::new()));
+    let seen = target.clone();
+    let callback =
+        move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+              resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            *seen.lock().unwrap() = req.uri().to_string();
+            Ok(resp)
         };
-        let events = events.clone();
-        tokio::spawn(async move {
-            let target = Arc::new(Mutex::new(String::new()));
-            let seen = target.clone();
-            let callback =
-                move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                      resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                    *seen.lock().unwrap() = req.uri().to_string();
-                    Ok(resp)
-                };
-            let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
-                return;
-            };
-            let (mut sink, mut source) = ws.split();
-            let (reply, mut replies) = mpsc::unbounded_channel();
-            let target = target.lock().unwrap().clone();
-            let _ = events.send(Event::Connected {
-                target,
-                at: Instant::now(),
-                reply,
-            });
-            loop {
-                tokio::select! {
-                    out = replies.recv() => {
-                        let Some(out) = out else { return };
-                        let closing = matches!(out, Message::Close(_));
-                        if sink.send(out).await.is_err() || closing {
-                            return;
-                        }
-                    }
-                    frame = source.next() => match frame {
-                        Some(Ok(Message::Text(t))) => {
-                            let _ = events.send(Event::Frame(t.to_string()));
-                        }
-                        Some(Ok(Message::Close(c))) => {
-                            let _ = events.send(Event::Closed(c));
-                            return;
-                        }
-                        Some(Ok(_)) => {}
-                        _ => return,
-                    }
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let (reply, mut replies) = mpsc::unbounded_channel();
+    let target = target.lock().unwrap().clone();
+    let _ = events.send(Event::Connected {
+        target,
+        at: Instant::now(),
+        reply,
+    });
+    loop {
+        tokio::select! {
+            out = replies.recv() => {
+                let Some(out) = out else { return };
+                let closing = matches!(out, Message::Close(_));
+                if sink.send(out).await.is_err() || closing {
+                    return;
                 }
             }
-        });
+            frame = source.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let _ = events.send(Event::Frame(t.to_string()));
+                }
+                Some(Ok(Message::Close(c))) => {
+                    let _ = events.send(Event::Closed(c));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
     }
 }
 
@@ -162,21 +228,50 @@ fn settings() -> TcsSettings {
     }
 }
 
+/// Starts the session over loopback TCP.
 async fn start(tasks: Vec<Task>, disable_metrics: bool, settings: TcsSettings) -> Session {
-    start_after(0, tasks, disable_metrics, settings).await
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (events_tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(serve_tcp(listener, events_tx));
+    launch(
+        port,
+        events,
+        Transport::Tcp,
+        0,
+        tasks,
+        disable_metrics,
+        settings,
+    )
 }
 
-/// Starts the session with discovery failing `failures` times first.
-async fn start_after(
+/// Starts the session over in-memory streams, with discovery failing
+/// `failures` times first; for tests on the paused clock.
+fn start_in_memory(failures: usize, settings: TcsSettings) -> Session {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let (streams_tx, streams) = mpsc::unbounded_channel();
+    tokio::spawn(serve_memory(streams, events_tx));
+    let transport = Transport::Memory(streams_tx);
+    launch(
+        MEMORY_PORT,
+        events,
+        transport,
+        failures,
+        Vec::new(),
+        false,
+        settings,
+    )
+}
+
+fn launch(
+    port: u16,
+    events: mpsc::UnboundedReceiver<Event>,
+    transport: Transport,
     failures: usize,
     tasks: Vec<Task>,
     disable_metrics: bool,
     settings: TcsSettings,
 ) -> Session {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (events_tx, events) = mpsc::unbounded_channel();
-    tokio::spawn(serve(listener, events_tx));
     let heartbeats = Arc::new(Notify::new());
     let (stop, stop_rx) = watch::channel(false);
     let ctx = TcsContext {
@@ -185,6 +280,7 @@ async fn start_after(
             endpoint: format!("http://127.0.0.1:{port}/"),
             tasks: Mutex::new(tasks),
             unreachable_for: Mutex::new(failures),
+            transport,
         }),
         credentials: SharedCredentialsProvider::new(Credentials::new(
             ACCESS_KEY, SECRET_KEY, None, None, "test",
@@ -360,7 +456,8 @@ async fn idle_metrics_and_instance_status_frames_are_signed_and_shaped_like_the_
         unreachable!()
     };
     assert_eq!(status.statuses.unwrap()[0].status.as_deref(), Some("OK"));
-    // Without another heartbeat, the next ticks carry only idle metrics.
+    // Without another heartbeat, the next ticks carry only idle metrics
+    // (watched for a second: this can pass wrongly, never fail wrongly).
     let deadline = Instant::now() + Duration::from_millis(1000);
     while Instant::now() < deadline {
         let Ok(Some(Event::Frame(text))) = tokio::time::timeout_at(deadline, s.events.recv()).await
@@ -431,86 +528,95 @@ async fn disabled_metrics_still_send_idle_metrics_and_health() {
     s.frame_of("PublishHealthRequest").await;
 }
 
-#[tokio::test]
+/// A close frame from the server, with `code`.
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_string().into(),
+    }))
+}
+
+/// Waits for the agent's close frame, with no reconnection before it.
+async fn agent_closes(s: &mut Session) -> CloseFrame {
+    loop {
+        match s.next().await {
+            Event::Closed(close) => return close.unwrap(),
+            Event::Connected { .. } => panic!("reconnected without closing"),
+            Event::Frame(_) => {}
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn close_1000_reconnects_at_once_and_close_4000_backs_off() {
-    let mut s = start(Vec::new(), false, settings()).await;
+    let settings = settings();
+    let (min, max_first) = (settings.backoff_min, settings.backoff_min.mul_f64(1.2));
+    let mut s = start_in_memory(0, settings);
     let (_, _, reply) = s.connected().await;
-    let closed_at = Instant::now();
-    reply
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "bye".into(),
-        })))
-        .unwrap();
-    let (_, at, reply) = s.connected().await;
-    let clean = at - closed_at;
-    assert!(
-        clean < Duration::from_millis(1000),
-        "1000: reconnected after {clean:?}"
-    );
 
     let closed_at = Instant::now();
-    reply
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::from(4000),
-            reason: "go away".into(),
-        })))
-        .unwrap();
+    reply.send(close(1000, "bye")).unwrap();
+    let (_, at, reply) = s.connected().await;
+    assert_eq!(at - closed_at, Duration::ZERO, "1000: no backoff");
+
+    let closed_at = Instant::now();
+    reply.send(close(4000, "go away")).unwrap();
     let (_, at, reply) = s.connected().await;
     let backed_off = at - closed_at;
     assert!(
-        backed_off >= Duration::from_millis(1400),
-        "4000: reconnected after only {backed_off:?}"
+        backed_off >= min && backed_off <= max_first,
+        "4000: reconnected after {backed_off:?}, not the first backoff of {min:?} + up to 20 %"
     );
+
     // A clean end resets the backoff: straight back again.
     let closed_at = Instant::now();
-    reply
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: String::new().into(),
-        })))
-        .unwrap();
+    reply.send(close(1001, "")).unwrap();
     let (_, at, _reply) = s.connected().await;
-    assert!(at - closed_at < Duration::from_millis(1000));
+    assert_eq!(at - closed_at, Duration::ZERO, "1001: no backoff");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn silent_server_is_left_with_close_1000_and_heartbeats_keep_it() {
     let mut quick = settings();
     quick.heartbeat_timeout = Duration::from_millis(800);
     quick.publish_interval = Duration::from_secs(60);
-    let mut s = start(Vec::new(), false, quick).await;
+    let timeout = quick.heartbeat_timeout;
+    let mut s = start_in_memory(0, quick);
     let (_, connected_at, reply) = s.connected().await;
-    // Heartbeats (and acks) re-arm the timer: nothing closes meanwhile.
+    // Heartbeats (and acks) re-arm the timer: nothing closes meanwhile,
+    // although the connection outlives the timeout twice over.
     let heartbeat = r#"{"type":"HeartbeatMessage","message":{"healthy":true}}"#;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         reply.send(Message::Text(heartbeat.into())).unwrap();
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let ack = r#"{"type":"AckPublishMetric","message":{"message":"ok"}}"#;
     reply.send(Message::Text(ack.into())).unwrap();
-    // Then silence: the agent closes with 1000 and comes back at once.
-    let close = loop {
-        match s.next().await {
-            Event::Closed(close) => break close.unwrap(),
-            Event::Connected { .. } => panic!("reconnected without closing"),
-            Event::Frame(_) => {}
-        }
-    };
+    let last_keepalive = Instant::now();
+    assert_eq!(last_keepalive - connected_at, Duration::from_millis(2100));
+    // Then silence: one timeout later the agent closes with 1000 and comes
+    // back at once.
+    let close = agent_closes(&mut s).await;
     let closed_at = Instant::now();
-    assert!(closed_at - connected_at >= Duration::from_millis(2500));
+    assert_eq!(closed_at - last_keepalive, timeout);
     assert_eq!(close.code, CloseCode::Normal);
     assert_eq!(close.reason, "ConnectionExpired: Reconnect to continue");
     let (_, at, _reply) = s.connected().await;
-    assert!(at - closed_at < Duration::from_millis(1000));
+    assert_eq!(at - closed_at, Duration::ZERO, "no backoff");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ticks_queued_while_disconnected_are_sent_after_connecting() {
-    // Discovery fails once: 1.5–1.8 s of backoff, five or six ticks. Sent
-    // as they were produced, four ticks would take at least 0.9 s.
-    let mut s = start_after(1, Vec::new(), false, settings()).await;
+    // Discovery fails once: 1.5–1.8 s of backoff, while a tick comes every
+    // 0.3 s. Sent as they were produced, four ticks would take 0.9 s at
+    // least; queued, they all go at once.
+    let settings = settings();
+    let interval = settings.publish_interval;
+    let started = Instant::now();
+    let mut s = start_in_memory(1, settings);
     let (_, connected_at, _reply) = s.connected().await;
+    assert!(connected_at - started >= Duration::from_millis(1500));
     let mut ids = BTreeSet::new();
     while ids.len() < 4 {
         let (json, message) = s.frame_of("PublishMetricsRequest").await;
@@ -522,28 +628,23 @@ async fn ticks_queued_while_disconnected_are_sent_after_connecting() {
     }
     let burst = Instant::now() - connected_at;
     assert!(
-        burst < Duration::from_millis(800),
+        burst < interval,
         "four queued ticks took {burst:?}: they were not waiting in the queue"
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_is_closed_with_1000_at_its_maximum_age() {
     let mut aged = settings();
     aged.max_age = Duration::from_millis(700);
-    let mut s = start(Vec::new(), false, aged).await;
+    let max_age = aged.max_age;
+    let mut s = start_in_memory(0, aged);
     let (_, connected_at, _reply) = s.connected().await;
-    let close = loop {
-        match s.next().await {
-            Event::Closed(close) => break close.unwrap(),
-            Event::Connected { .. } => panic!("reconnected without closing"),
-            Event::Frame(_) => {}
-        }
-    };
+    let close = agent_closes(&mut s).await;
     let closed_at = Instant::now();
-    assert!(closed_at - connected_at >= Duration::from_millis(700));
+    assert_eq!(closed_at - connected_at, max_age);
     assert_eq!(close.code, CloseCode::Normal);
     assert_eq!(close.reason, "ConnectionExpired: Reconnect to continue");
     let (_, at, _reply) = s.connected().await;
-    assert!(at - closed_at < Duration::from_millis(1000));
+    assert_eq!(at - closed_at, Duration::ZERO, "no backoff");
 }

@@ -23,18 +23,21 @@
 pub mod instance_status;
 pub mod publish;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
 use ecs_model::tcs::TcsMessage;
 use futures_util::future::BoxFuture;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::backoff::Backoff;
 use crate::docker::{DockerApi, DockerClient};
@@ -42,7 +45,7 @@ use crate::ecs_client::EcsClient;
 use crate::engine::task::Task;
 use crate::engine::{now_ms, EngineHandle};
 use crate::signer::{self, SignError};
-use crate::websocket::{self, WsError, WsStream};
+use crate::websocket::{self, WsError};
 use instance_status::InstanceStatusBoard;
 use publish::Collection;
 
@@ -126,8 +129,35 @@ impl Default for TcsSettings {
     }
 }
 
+type WsResult<T> = Result<T, tokio_tungstenite::tungstenite::Error>;
+type FrameSink =
+    Pin<Box<dyn Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Send + Sync>>;
+type FrameSource = Pin<Box<dyn Stream<Item = WsResult<Message>> + Send + Sync>>;
+
+/// An open TCS websocket, split into the frames going out and the frames
+/// coming in, whatever carries it.
+pub struct TcsSocket {
+    sink: FrameSink,
+    source: FrameSource,
+}
+
+impl<S> From<WebSocketStream<S>> for TcsSocket
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    fn from(ws: WebSocketStream<S>) -> Self {
+        let (sink, source) = ws.split();
+        Self {
+            sink: Box::pin(sink),
+            source: Box::pin(source),
+        }
+    }
+}
+
 /// What the session needs from the rest of the agent. A trait, so the
-/// session can run in tests without Docker, an engine or an ECS endpoint.
+/// session can run in tests without Docker, an engine, an ECS endpoint or
+/// (with [`TcsHost::open`] replaced) a network, and so under tokio's
+/// paused clock.
 pub trait TcsHost: Send + Sync + 'static {
     /// `telemetryEndpoint` from DiscoverPollEndpoint (cached, §1.1).
     fn telemetry_endpoint(&self) -> BoxFuture<'_, Result<String, TcsError>>;
@@ -135,6 +165,27 @@ pub trait TcsHost: Send + Sync + 'static {
     fn tasks(&self) -> BoxFuture<'_, Option<Vec<Task>>>;
     /// The `ContainerRuntime` check: whether the runtime answered a ping.
     fn runtime_responds(&self) -> BoxFuture<'_, bool>;
+    /// Opens the websocket to `url` with the SigV4-signed upgrade (§1.2):
+    /// over TCP, or TLS for `https`.
+    fn open<'a>(
+        &'a self,
+        url: &'a url::Url,
+        credentials: &'a Credentials,
+        region: &'a str,
+        accept_insecure_cert: bool,
+    ) -> BoxFuture<'a, Result<TcsSocket, WsError>> {
+        Box::pin(async move {
+            let ws = websocket::connect(
+                url,
+                credentials,
+                region,
+                SystemTime::now(),
+                accept_insecure_cert,
+            )
+            .await?;
+            Ok(TcsSocket::from(ws))
+        })
+    }
 }
 
 /// The real agent: the ECS client, the task engine and the Docker engine.
@@ -266,13 +317,11 @@ fn jittered(base: Duration, spread: Duration) -> Duration {
     base + spread.mul_f64(rand::random::<f64>())
 }
 
-type Sink = SplitSink<WsStream, Message>;
-
 /// The connection's state while it is up.
 struct Connection<'a> {
     ctx: &'a TcsContext,
     url: url::Url,
-    sink: Sink,
+    sink: FrameSink,
 }
 
 impl Connection<'_> {
@@ -331,7 +380,7 @@ impl Connection<'_> {
     }
 }
 
-async fn connect(ctx: &TcsContext) -> Result<(url::Url, WsStream), TcsError> {
+async fn connect(ctx: &TcsContext) -> Result<(url::Url, TcsSocket), TcsError> {
     let endpoint = ctx.host.telemetry_endpoint().await?;
     let url = tcs_url(
         &endpoint,
@@ -350,16 +399,12 @@ async fn connect(ctx: &TcsContext) -> Result<(url::Url, WsStream), TcsError> {
         .provide_credentials()
         .await
         .map_err(|e| TcsError::Credentials(e.to_string()))?;
-    let stream = websocket::connect(
-        &url,
-        &credentials,
-        &ctx.region,
-        SystemTime::now(),
-        ctx.accept_insecure_cert,
-    )
-    .await?;
+    let socket = ctx
+        .host
+        .open(&url, &credentials, &ctx.region, ctx.accept_insecure_cert)
+        .await?;
     tracing::info!(%endpoint, "connected to TCS");
-    Ok((url, stream))
+    Ok((url, socket))
 }
 
 async fn session(
@@ -367,11 +412,11 @@ async fn session(
     board: &InstanceStatusBoard,
     queue: &mut mpsc::Receiver<Collection>,
 ) -> Ended {
-    let (url, stream) = match connect(ctx).await {
+    let (url, socket) = match connect(ctx).await {
         Ok(connected) => connected,
         Err(e) => return Ended::Failed(e),
     };
-    let (sink, mut source) = stream.split();
+    let TcsSocket { sink, mut source } = socket;
     let mut conn = Connection { ctx, url, sink };
     let s = &ctx.settings;
 
