@@ -215,6 +215,8 @@ async fn cleanup_waits_for_running_pulls() {
         let m = m.clone();
         async move { m.cleanup_once().await }
     });
+    // Half a second for a cleanup that did not wait to remove the image:
+    // this can pass wrongly, never fail wrongly.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!cleanup.is_finished(), "cleanup must wait for the pull");
     assert!(present(&docker, &image).await);
@@ -241,12 +243,14 @@ async fn periodic_cleanup_runs_on_its_interval() {
         .await
         .unwrap();
     let cycles = m.spawn_periodic_cleanup().unwrap();
-    // In use: several cycles pass and the image stays.
+    // In use: several cycles pass and the image stays (a check that can
+    // pass wrongly, if the cycles were slower, but never fail wrongly).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(present(&docker, &image).await);
     m.remove_reference(&user("t", "c")).await;
     let mut gone = false;
-    for _ in 0..50 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if !present(&docker, &image).await {
             gone = true;
