@@ -140,7 +140,8 @@ async fn bad_tasks_stop_alone_with_clear_reasons() {
             "{arn}: {reason:?} should contain {needle:?}"
         );
     }
-    // A payload with an unparseable task is never acked (spec §5.4).
+    // A payload with an unparseable task is never acked
+    // (docs/protocols.md §4.5).
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !run.backend

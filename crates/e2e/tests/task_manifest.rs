@@ -1,4 +1,4 @@
-//! The ACS reconciliation safety net (spec acs-tcs.md §4.7) against a
+//! The ACS reconciliation safety net (docs/protocols.md §4.8) against a
 //! scripted backend on real Docker: stale manifests are ignored, a task
 //! missing from a manifest becomes a stop candidate, and only the matching
 //! verification ack stops it; the high-water mark survives a restart.

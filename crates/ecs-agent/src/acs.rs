@@ -1,8 +1,8 @@
 //! The ACS session: the websocket over which the backend pushes tasks to
-//! this instance (spec acs-tcs.md §1.2, §2, §4). One loop for the life of
+//! this instance (docs/protocols.md §3, §4). One loop for the life of
 //! the process: discover the endpoint, connect with a signed upgrade, answer
 //! heartbeats, hand payloads to the engine and ack them, and reconnect with
-//! the backoff rules of §4.3 when the connection ends.
+//! the backoff rules of docs/protocols.md §4.4 when the connection ends.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,7 +25,8 @@ use crate::store::Store;
 use crate::task_manifest::{self, PendingVerification, Verdict};
 use crate::websocket::{self, WsError};
 
-/// Reconnect delay after an `InactiveInstanceException` (§4.3).
+/// Reconnect delay after an `InactiveInstanceException` (docs/protocols.md
+/// §4.4).
 const INACTIVE_INSTANCE_DELAY: Duration = Duration::from_secs(3600);
 
 /// Everything the session needs, fixed for the process lifetime.
@@ -43,7 +44,7 @@ pub struct AcsContext {
     pub store: Store,
     pub accept_insecure_cert: bool,
     /// Poked on every heartbeat: the instance health checks TCS reports run
-    /// then (§4.2, §6.8).
+    /// then (docs/protocols.md §4.2, §5.6).
     pub heartbeats: Arc<Notify>,
     /// Task role credentials, as payloads and refreshes deliver them.
     pub role_credentials: Arc<CredentialsStore>,
@@ -52,7 +53,8 @@ pub struct AcsContext {
     pub pending_verification: Arc<PendingVerification>,
 }
 
-/// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>` (§1.2).
+/// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>`
+/// (docs/protocols.md §3.1, §4.1).
 pub fn acs_url(
     endpoint: &str,
     ctx_cluster: &str,
@@ -203,7 +205,7 @@ async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Ba
     let ended = loop {
         tokio::select! {
             _ = &mut inactivity => {
-                // No close frame: just drop the connection (§4.2).
+                // No close frame: just drop the connection (docs/protocols.md §4.3).
                 break Ended::Failed("no message from ACS within the inactivity timeout".into());
             }
             _ = &mut max_age => {

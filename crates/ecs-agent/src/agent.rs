@@ -1,5 +1,5 @@
-//! Start-up and shutdown of the whole agent (spec engine.md §1,
-//! endpoints-config.md §7): Docker, instance metadata, the checkpoint,
+//! Start-up and shutdown of the whole agent (docs/architecture.md §9,
+//! docs/endpoints.md §4): Docker, instance metadata, the checkpoint,
 //! registration, then the engine, the reporter and the ACS and TCS
 //! sessions, until a termination signal arrives.
 
@@ -167,7 +167,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         None => tracing::info!("Registering Instance with ECS"),
     }
     let registration = register(&ecs, &mut request, config.cluster.is_empty()).await?;
-    // On re-registration the saved ARN stays (spec engine.md §2.7).
+    // On re-registration the saved ARN stays (docs/protocols.md §2.2).
     let instance_arn = saved_arn.unwrap_or(registration.container_instance_arn);
     let mut meta = vec![
         (keys::CONTAINER_INSTANCE_ARN, instance_arn.clone()),
@@ -331,7 +331,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     let _ = acs.await;
     let _ = tcs.await;
     // Every change is already saved as it happens; the engine only has to
-    // stop taking new work (spec endpoints-config.md §7.1, 5 s budget).
+    // stop taking new work (docs/endpoints.md §4.2, 5 s budget).
     if tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
         .await
         .is_err()
@@ -372,8 +372,7 @@ struct EndpointIdentity {
 }
 
 /// Starts introspection, the task endpoint and the stats feeds; they run
-/// until `stop` (spec endpoints-config.md §2.1, §3.1: only after
-/// registration).
+/// until `stop` (docs/endpoints.md §4.1: only after registration).
 #[allow(clippy::too_many_arguments)]
 fn spawn_endpoints(
     supervisor: &Supervisor,
@@ -408,7 +407,8 @@ fn spawn_endpoints(
         .then(|| std::path::PathBuf::from(&config.credentials_audit_log_file));
     let audit = AuditLog::new(
         audit_file,
-        // The audit log rolls like the main log (by size; spec §3.7).
+        // The audit log rolls like the main log (by size;
+        // docs/endpoints.md §10).
         log_settings.max_file_bytes,
         log_settings.max_roll_count,
         &identity.cluster,
@@ -447,9 +447,9 @@ async fn wait_for_signal(stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
-/// RegisterContainerInstance with the Go agent's retry rules (spec
-/// engine.md §2.8): transient errors retry with backoff for up to an hour;
-/// a missing default cluster is created once.
+/// RegisterContainerInstance with the Go agent's retry rules
+/// (docs/protocols.md §2.2): transient errors retry with backoff for up to
+/// an hour; a missing default cluster is created once.
 async fn register(
     ecs: &EcsClient,
     request: &mut RegistrationRequest,

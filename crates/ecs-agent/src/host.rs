@@ -1,5 +1,5 @@
 //! What this host offers to tasks: CPUs usable by the agent and physical
-//! memory, as registered with the cluster (spec engine.md §2.3).
+//! memory, as registered with the cluster (docs/protocols.md §2.2).
 
 use std::path::Path;
 
@@ -32,7 +32,7 @@ fn read(path: &str) -> Result<String, HostError> {
 
 /// Counts the CPUs in a Linux cpu list such as `0-3,8,10-11`. The
 /// scheduler's affinity mask is what the agent may use; cgroup quotas are
-/// not (spec §2.3).
+/// not (docs/protocols.md §2.2).
 pub fn count_cpu_list(list: &str) -> Option<u32> {
     let mut count = 0u32;
     for part in list.trim().split(',').filter(|p| !p.is_empty()) {

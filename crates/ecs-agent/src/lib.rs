@@ -1,6 +1,6 @@
 //! The Amazon ECS container agent for Linux: registers the instance with a
 //! cluster, runs the tasks ACS sends on the local Docker engine, reports
-//! their state, and survives restarts (see the workspace DESIGN.md).
+//! their state, and survives restarts (see docs/architecture.md).
 #![forbid(unsafe_code)]
 
 pub mod acs;

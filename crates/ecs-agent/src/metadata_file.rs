@@ -1,5 +1,5 @@
-//! The container metadata file (`ECS_ENABLE_CONTAINER_METADATA`, spec
-//! endpoints-config.md §5): written under the data dir before `docker
+//! The container metadata file (`ECS_ENABLE_CONTAINER_METADATA`,
+//! docs/endpoints.md §11): written under the data dir before `docker
 //! create`, bind-mounted into the container, completed with Docker's
 //! details once the container runs, removed at task cleanup.
 

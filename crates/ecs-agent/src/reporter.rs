@@ -2,7 +2,7 @@
 //! `SubmitTaskStateChange`, in the order it was made for its task, retried
 //! with backoff until accepted, then removed. Tasks do not wait on each
 //! other: a task whose report keeps failing only delays its own later
-//! reports (spec engine.md §9.4).
+//! reports (docs/architecture.md §5.3).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The reconciliation safety net of ACS (spec acs-tcs.md §4.7): the server's
+//! The reconciliation safety net of ACS (docs/protocols.md §4.8): the server's
 //! periodic list of tasks that should run here, the stop candidates the
 //! agent proposes from it, and the server's confirmation.
 

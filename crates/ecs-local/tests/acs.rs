@@ -319,7 +319,7 @@ async fn refused_handshakes_carry_the_modeled_error() {
         body,
         json!({"InactiveInstanceException": "Container instance is inactive"})
     );
-    // That body is what the agent recognises (acs-tcs.md §2.5).
+    // That body is what the agent recognises (docs/protocols.md §3.4).
     let decoded = AcsMessage::decode_handshake_error(&body.to_string()).unwrap();
     assert_eq!(decoded.kind, "InactiveInstanceException");
 

@@ -180,7 +180,7 @@ async fn payloads_carry_the_definition_roles_and_the_local_route_shows_the_same_
     );
 
     // The agent acks the payload and one credentials ack per role, with
-    // the payload's message id (acs-tcs.md §4.4).
+    // the payload's message id (docs/protocols.md §4.5).
     ack(&mut ws, &payload).await;
     let message_id = &payload["message"]["messageId"];
     ack_credentials(&mut ws, message_id, &task["roleCredentials"]).await;

@@ -1,5 +1,5 @@
-//! Task manifests and stop verification (acs-tcs.md §4.7) as the Go agent
-//! uses them: the plane sends a `TaskManifestMessage` every
+//! Task manifests and stop verification (docs/protocols.md §4.8) as the Go
+//! agent uses them: the plane sends a `TaskManifestMessage` every
 //! `task_manifest_interval`, the simulated agent answers with the recorded
 //! `AckRequest` and `TaskStopVerificationMessage` shapes, and gets a
 //! `TaskStopVerificationAck` confirming only the candidates the plane does

@@ -1,6 +1,6 @@
 //! The agent's configuration record: built from the environment, then the JSON
 //! config file, then built-in defaults, with the Go agent's precedence and
-//! "zero means unset" rules (spec endpoints-config.md §1).
+//! "zero means unset" rules (docs/endpoints.md §1.1, §1.2).
 //!
 //! Loading is pure: it reads an [`Env`] snapshot and the file's text, and
 //! returns the record plus the warnings to log once logging is up. Region

@@ -1,5 +1,5 @@
 //! The agent's only door to the Docker engine: typed calls with the
-//! timeouts the spec gives each one, errors named as the backend expects,
+//! timeouts of docs/engine.md §6.4, errors named as the backend expects,
 //! and inspect results turned into what the engine needs to know.
 
 use std::collections::HashMap;
@@ -21,12 +21,12 @@ use crate::engine::task::{PortBinding, Protocol};
 #[cfg(test)]
 pub(crate) mod fake;
 
-/// Inspect calls get 30 s everywhere (spec engine.md §6.11).
+/// Inspect calls get 30 s everywhere (docs/engine.md §6.4).
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// `docker rmi` gets 3 min (the Go agent's RemoveImageTimeout).
 const REMOVE_IMAGE_TIMEOUT: Duration = Duration::from_secs(180);
-/// Volume create/inspect/remove calls (spec engine.md §6.5).
+/// Volume create/inspect/remove calls (docs/engine.md §6.4).
 const VOLUME_TIMEOUT: Duration = Duration::from_secs(300);
 /// No first progress message within this long counts as a stuck pull.
 const PULL_BEGIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -106,7 +106,7 @@ pub struct EngineVersion {
 }
 
 /// What `docker inspect` says about a container, reduced to what the engine
-/// tracks (spec engine.md §8.2).
+/// tracks (docs/engine.md §11.2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub docker_id: String,
@@ -645,7 +645,7 @@ fn port_bindings(ports: Option<bollard::models::PortMap>) -> Vec<PortBinding> {
     port_bindings
 }
 
-/// Docker state to engine status, metadata and error (spec engine.md §8.2).
+/// Docker state to engine status, metadata and error (docs/engine.md §11.2).
 pub fn observe(info: ContainerInspectResponse) -> Observation {
     let state = info.state.unwrap_or_default();
     let started_at_ms = rfc3339_ms(state.started_at.as_deref());

@@ -1,4 +1,4 @@
-//! Introspection on port 51678 (spec endpoints-config.md §2): agent
+//! Introspection on port 51678 (docs/endpoints.md §6): agent
 //! metadata, the tasks the agent manages, and the license text.
 
 use std::collections::HashMap;

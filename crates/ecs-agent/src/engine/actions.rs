@@ -97,7 +97,7 @@ pub async fn run(
 
 /// With `ECS_SHARED_VOLUME_MATCH_FULL_CONFIG=true`, an autoprovisioned
 /// shared volume that already exists must carry the requested labels and
-/// driver options exactly (spec engine.md §6.5); the driver is not compared.
+/// driver options exactly (docs/engine.md §9); the driver is not compared.
 pub fn shared_volume_matches(
     existing: &crate::docker::VolumeInfo,
     wanted: &super::task::VolumeResource,
@@ -118,7 +118,7 @@ pub fn shared_volume_matches(
 }
 
 /// Completes a running container's metadata file in the background
-/// (spec endpoints-config.md §5.2); a failure costs only the file.
+/// (docs/engine.md §15); a failure costs only the file.
 pub fn spawn_metadata_update(
     docker: &Arc<dyn DockerApi>,
     settings: &ActionSettings,
@@ -181,7 +181,7 @@ async fn resolve_manifest(
     }
 }
 
-/// Pulls when the behaviour requires (spec engine.md §7.1, §7.3) and
+/// Pulls when the behaviour requires (docs/engine.md §10.1, §10.3) and
 /// records the container as the image's user.
 async fn pull(settings: &ActionSettings, image: &str, user: &ContainerRef) -> Outcome {
     match settings.images.pull_for(image, user).await {
@@ -221,7 +221,7 @@ async fn create(
         None => (Vec::new(), Vec::new()),
         Some(files) => match files.prepare(&Subject::of(task, index)) {
             Ok(mount) => (vec![mount.env], vec![mount.bind]),
-            // The container is still created, without its file (§5.2).
+            // The container is still created, without its file (docs/engine.md §15).
             Err(e) => {
                 tracing::warn!(task = task.arn(), container = container.spec.name, error = %e, "preparing the container metadata file failed");
                 (Vec::new(), Vec::new())
@@ -259,7 +259,7 @@ async fn create(
     }
 }
 
-/// Makes a task volume exist (spec engine.md §6.5): task-scoped and scratch
+/// Makes a task volume exist (docs/engine.md §9): task-scoped and scratch
 /// volumes are created; a shared volume must exist, or is created when it
 /// is autoprovisioned. The error text becomes the task's stop reason.
 pub async fn provision_volume(

@@ -1,7 +1,7 @@
 //! The Docker create request for one container: the agent's own base
 //! `Config`/`HostConfig`, the backend's pre-rendered `dockerConfig` laid over
-//! it with Go decoding semantics, then the agent's labels (spec engine.md
-//! §6.1–6.7).
+//! it with Go decoding semantics, then the agent's labels (docs/engine.md
+//! §7).
 
 use std::collections::BTreeMap;
 
@@ -75,7 +75,7 @@ pub fn build(
         env.insert("AWS_REGION".into(), ctx.region.into());
         env.insert("AWS_DEFAULT_REGION".into(), ctx.region.into());
     }
-    // Task metadata and credentials (spec endpoints-config.md §4.1, §3.5):
+    // Task metadata and credentials (docs/engine.md §7.4):
     // these win over whatever the task definition says.
     let endpoint = format!("http://{TASK_ENDPOINT_HOST}");
     let id = &container.endpoint_id;

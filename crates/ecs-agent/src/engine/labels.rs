@@ -1,6 +1,6 @@
 //! The labels the agent puts on every container it creates. They let a
 //! restarted agent (or an operator) find a task's containers in Docker even
-//! without the agent's state (spec engine.md §6.6).
+//! without the agent's state (docs/engine.md §7.5).
 
 use super::task::Task;
 

@@ -1,5 +1,5 @@
 //! Host ports for dynamic port mappings. The agent, not Docker, chooses
-//! them (spec engine.md §6.4): from `ECS_DYNAMIC_HOST_PORT_RANGE` (or the
+//! them (docs/engine.md §8): from `ECS_DYNAMIC_HOST_PORT_RANGE` (or the
 //! kernel's ephemeral range), testing each by binding it, continuing from
 //! the last port handed out so consecutive tasks do not collide, and never
 //! handing out a reserved port.

@@ -1,8 +1,8 @@
 //! The engine's decisions, as pure functions of a task's state: which
 //! container transitions to make next, whether dependencies allow them, how
 //! task statuses follow container statuses, and what the backend must be
-//! told (spec engine.md §4, §5, §9.2). No I/O here, so every rule can be
-//! tested with generated inputs.
+//! told (docs/engine.md §3.4, §4, §5, §13.1). No I/O here, so every rule
+//! can be tested with generated inputs.
 
 use super::status::{ContainerStatus, HealthStatus, TaskStatus};
 use super::task::{DependencyCondition, DependencySpec, ResourceStatus, Task};
@@ -65,7 +65,7 @@ pub fn dependencies(task: &Task, index: usize) -> Vec<DependencySpec> {
 
 /// Checks, when a task is first added, that its dependencies can ever be
 /// satisfied: every named container exists, HEALTHY targets have a health
-/// check, links are well formed, and there is no cycle (spec §5.2).
+/// check, links are well formed, and there is no cycle (docs/engine.md §5.2).
 pub fn validate_dependencies(task: &Task) -> Result<(), String> {
     let n = task.containers.len();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -204,7 +204,7 @@ fn has_running_dependents(task: &Task, index: usize) -> bool {
     })
 }
 
-/// The next transitions for every container of `task` (spec §4.4).
+/// The next transitions for every container of `task` (docs/engine.md §4.3).
 pub fn plan(task: &Task, now_ms: i64) -> Plan {
     let mut plan = Plan::default();
     if task.desired_status < TaskStatus::Stopped {
@@ -263,7 +263,7 @@ pub fn plan(task: &Task, now_ms: i64) -> Plan {
             }
         }
         // The volumes a container mounts exist before its image is pulled
-        // (the transition dependency of spec §5.3).
+        // (docs/engine.md §4.3, §9).
         if target == ContainerStatus::Pulled && !mounted_volumes_ready(task, i) {
             plan.blocked = true;
             continue;
@@ -284,10 +284,10 @@ pub fn plan(task: &Task, now_ms: i64) -> Plan {
 }
 
 /// Whether a container that just exited with `exit_code` should be
-/// restarted in place under its restart policy (spec §5.6): the policy is
-/// on, the container is not being stopped, the code is not ignored, and
-/// the container ran for at least `restartAttemptPeriod` since it last
-/// (re)started.
+/// restarted in place under its restart policy (docs/engine.md §6.3): the
+/// policy is on, the container is not being stopped, the code is not
+/// ignored, and the container ran for at least `restartAttemptPeriod`
+/// since it last (re)started.
 pub fn should_restart(c: &super::task::Container, exit_code: Option<i64>, now_ms: i64) -> bool {
     let Some(policy) = c.spec.restart_policy.as_ref().filter(|p| p.enabled) else {
         return false;
@@ -316,7 +316,7 @@ fn mounted_volumes_ready(task: &Task, index: usize) -> bool {
 }
 
 /// Checks, when a task is first added, that its volumes can be set up
-/// (spec §6.5): a task-scoped Docker volume cannot be autoprovisioned.
+/// (docs/engine.md §9): a task-scoped Docker volume cannot be autoprovisioned.
 pub fn validate_volumes(task: &Task) -> Result<(), String> {
     match task.volumes.iter().find(|v| !v.shared && v.autoprovision) {
         Some(v) => Err(format!(
@@ -327,9 +327,10 @@ pub fn validate_volumes(task: &Task) -> Result<(), String> {
     }
 }
 
-/// Raises the task's known status from its containers (spec §4.3); returns
-/// whether it changed. It never moves backwards, and a task with an exited
-/// essential container only reports STOPPED once all its containers stopped.
+/// Raises the task's known status from its containers (docs/engine.md
+/// §3.4); returns whether it changed. It never moves backwards, and a task
+/// with an exited essential container only reports STOPPED once all its
+/// containers stopped.
 pub fn update_known_status(task: &mut Task, now_ms: i64) -> bool {
     let Some(lowest) = task.containers.iter().min_by_key(|c| c.known_status) else {
         return false;
@@ -418,7 +419,8 @@ pub fn network_bindings(c: &super::task::Container, exclude_ipv6: bool) -> Vec<N
     singles
 }
 
-/// Whether a container change is worth telling the backend (spec §9.2).
+/// Whether a container change is worth telling the backend
+/// (docs/engine.md §13.1).
 fn container_reportable(status: ContainerStatus, has_digest: bool) -> bool {
     matches!(status, ContainerStatus::Running | ContainerStatus::Stopped)
         || (status == ContainerStatus::ManifestPulled && has_digest)
@@ -512,14 +514,14 @@ pub enum Outcome {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Effect {
     /// The container is running although it was already STOPPED: stop it
-    /// again (spec §8.4).
+    /// again (docs/engine.md §11.4).
     pub stop_again: bool,
     /// A stop failed while Docker still knows the container: try again later.
     pub retry: bool,
 }
 
 /// Applies the result of the action that moved container `index` toward
-/// `target` (spec §4.6, §4.7). `pull_failure_stops_task` is true for the
+/// `target` (docs/engine.md §6.1). `pull_failure_stops_task` is true for the
 /// `always` and `once` pull behaviours.
 pub fn apply_outcome(
     task: &mut Task,
@@ -639,7 +641,7 @@ fn raise_known(task: &mut Task, index: usize, status: ContainerStatus, now_ms: i
 
 /// Applies what Docker says about a container (from inspect after an event,
 /// a periodic check, or restart reconciliation). `None` means Docker has no
-/// such container any more (spec §4.6, §8, §12.4).
+/// such container any more (docs/engine.md §11.2, §12).
 pub fn apply_observation(
     task: &mut Task,
     index: usize,

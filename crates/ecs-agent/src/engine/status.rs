@@ -1,5 +1,5 @@
 //! Container and task statuses, their order, and how they map to each other
-//! and to the strings the ECS backend understands (spec engine.md §4).
+//! and to the strings the ECS backend understands (docs/engine.md §3).
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,8 @@ impl ContainerStatus {
         }
     }
 
-    /// Task status implied by a container at this status (§4.3).
+    /// Task status implied by a container at this status (docs/engine.md
+    /// §3.4).
     pub fn task_status(self) -> TaskStatus {
         match self {
             ContainerStatus::None => TaskStatus::None,
@@ -84,8 +85,8 @@ impl TaskStatus {
         }
     }
 
-    /// ACS `desiredStatus` strings (§5.2): a few legacy spellings are
-    /// accepted, anything else rejects the task.
+    /// ACS `desiredStatus` strings (docs/protocols.md §4.6): a few legacy
+    /// spellings are accepted, anything else rejects the task.
     pub fn parse_desired(text: &str) -> Option<TaskStatus> {
         Some(match text {
             "NONE" | "UNKNOWN" => TaskStatus::None,

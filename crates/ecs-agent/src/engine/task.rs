@@ -1,6 +1,6 @@
 //! The engine's task and container records: the validated definition taken
 //! from an ACS payload, and the engine state the agent tracks and
-//! checkpoints for each (spec engine.md §3).
+//! checkpoints for each (docs/engine.md §2).
 
 use std::collections::BTreeMap;
 
@@ -109,7 +109,7 @@ pub struct VolumeFromSpec {
     pub read_only: bool,
 }
 
-/// `dependsOn` conditions (spec engine.md §5).
+/// `dependsOn` conditions (docs/engine.md §5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DependencyCondition {
@@ -369,7 +369,7 @@ fn volume_spec(v: &acs::Volume) -> Result<VolumeSpec, TaskParseError> {
     }
 }
 
-/// `overrides` may only carry `command` (spec acs-tcs.md §5.1); it arrives
+/// `overrides` may only carry `command` (docs/protocols.md §4.6); it arrives
 /// as a JSON string, or occasionally as an object.
 fn override_command(value: &serde_json::Value) -> Result<Option<Vec<String>>, TaskParseError> {
     let parsed;
@@ -558,8 +558,8 @@ pub struct Container {
     /// When `health` last changed (ms since the epoch): TCS `statusSince`.
     #[serde(default)]
     pub health_since_ms: Option<i64>,
-    /// The random ID in this container's task metadata URIs (spec
-    /// endpoints-config.md §4.1); kept across restarts.
+    /// The random ID in this container's task metadata URIs
+    /// (docs/endpoints.md §8.1); kept across restarts.
     #[serde(default = "new_endpoint_id")]
     pub endpoint_id: String,
 }
@@ -629,7 +629,7 @@ pub struct Task {
     pub volumes: Vec<VolumeResource>,
 }
 
-/// Lifecycle of a task resource (spec engine.md §6.5).
+/// Lifecycle of a task resource (docs/engine.md §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ResourceStatus {

@@ -1,5 +1,5 @@
 //! Engine-wide registry credentials (`ECS_ENGINE_AUTH_TYPE` and
-//! `ECS_ENGINE_AUTH_DATA`, spec engine.md §7.4): parsed once at start-up,
+//! `ECS_ENGINE_AUTH_DATA`, docs/engine.md §10.4): parsed once at start-up,
 //! then looked up for every image pulled. Credentials never reach a log:
 //! every type holding them prints `[redacted]`.
 

@@ -1,4 +1,4 @@
-//! The image manager (spec engine.md §7.1, §7.3, §7.5, §7.6): decides
+//! The image manager (docs/engine.md §10.1, §10.3, §10.5, §10.6): decides
 //! whether an image must be pulled, pulls it with the engine-wide
 //! credentials, tracks which containers use which image (saving every
 //! change), and removes images no task uses any more, periodically.
@@ -144,7 +144,7 @@ impl ImageManager {
     }
 
     /// Whether `image` must be pulled under the configured behaviour
-    /// (spec engine.md §7.1).
+    /// (docs/engine.md §10.1).
     pub async fn pull_required(&self, image: &str) -> bool {
         match self.inner.settings.pull_behavior {
             ImagePullBehavior::Default | ImagePullBehavior::Always => true,
@@ -242,7 +242,7 @@ impl ImageManager {
             .collect()
     }
 
-    /// One cleanup cycle (spec engine.md §7.6), waiting for running pulls
+    /// One cleanup cycle (docs/engine.md §10.6), waiting for running pulls
     /// to finish first. Does nothing when cleanup is off.
     pub async fn cleanup_once(&self) -> CleanupReport {
         let mut report = CleanupReport::default();

@@ -1,4 +1,4 @@
-//! Image handling (spec engine.md §7): engine-wide registry credentials,
+//! Image handling (docs/engine.md §10): engine-wide registry credentials,
 //! pulls with the Go agent's retry and timeout rules, and the image manager
 //! that tracks which containers use which image and removes unused ones.
 

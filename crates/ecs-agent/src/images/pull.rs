@@ -1,4 +1,4 @@
-//! One image pull as the Go agent makes it (spec engine.md §7.3): up to five
+//! One image pull as the Go agent makes it (docs/engine.md §10.3): up to five
 //! attempts with backoff, registry authentication errors not retried, the
 //! whole thing bounded by `ECS_IMAGE_PULL_TIMEOUT`, and failures named as
 //! the backend expects (`CannotPullContainerError`, `DockerTimeoutError`).

@@ -1,6 +1,7 @@
-//! What the agent remembers about each image its containers use (spec
-//! engine.md §7.5) and which of them a cleanup cycle may remove (§7.6):
-//! plain data and rules, no I/O, so every rule is tested on its own.
+//! What the agent remembers about each image its containers use
+//! (docs/engine.md §10.5) and which of them a cleanup cycle may remove
+//! (docs/engine.md §10.6): plain data and rules, no I/O, so every rule is
+//! tested on its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 

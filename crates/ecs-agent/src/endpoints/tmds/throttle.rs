@@ -1,5 +1,5 @@
-//! Per source-address-and-path token buckets for the task endpoint (spec
-//! endpoints-config.md §4.7).
+//! Per source-address-and-path token buckets for the task endpoint
+//! (docs/endpoints.md §9).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

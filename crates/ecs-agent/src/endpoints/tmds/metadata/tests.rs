@@ -21,8 +21,9 @@ fn v4_task_matches_the_spec_example() {
     let task = fixtures::running_task();
     let body = go_json(&task_response(&task, &ctx(&details, None), Version::V4));
     let container_arn = task.containers[0].spec.container_arn.clone().unwrap();
-    // The spec's example, without VPCID and AvailabilityZoneID (instance
-    // metadata this host does not have).
+    // A documented v4 task response (docs/endpoints.md §8.4), without
+    // VPCID and AvailabilityZoneID (instance metadata this host does not
+    // have).
     let expected = format!(
         r#"{{"Cluster":"default","TaskARN":"{TASK_ARN}","Family":"web","Revision":"7","DesiredStatus":"RUNNING","KnownStatus":"RUNNING","Limits":{{"CPU":0.5,"Memory":1024}},"PullStartedAt":"2024-03-01T10:00:00.8Z","PullStoppedAt":"2024-03-01T10:00:02.2Z","AvailabilityZone":"us-west-2a","LaunchType":"EC2","Containers":[{{"DockerId":"{DOCKER_ID}","Name":"app","DockerName":"ecs-web-7-app-e8c4d2b6a1f0c3e5d7b9","Image":"nginx:1.25","ImageID":"sha256:6c0e5d4b3a291807f6e5d4c3b2a19080f7e6d5c4b3a2918070f6e5d4c3b2a190","Ports":[{{"ContainerPort":80,"Protocol":"tcp","HostPort":32768,"HostIp":"0.0.0.0"}}],"Labels":{{"com.amazonaws.ecs.cluster":"default","com.amazonaws.ecs.container-name":"app","com.amazonaws.ecs.task-arn":"{TASK_ARN}","com.amazonaws.ecs.task-definition-family":"web","com.amazonaws.ecs.task-definition-version":"7"}},"DesiredStatus":"RUNNING","KnownStatus":"RUNNING","Limits":{{"CPU":256,"Memory":512}},"CreatedAt":"2024-03-01T10:00:02.51Z","StartedAt":"2024-03-01T10:00:03.1Z","Type":"NORMAL","Volumes":[{{"DockerName":"vol1","Source":"/var/lib/docker/volumes/vol1/_data","Destination":"/data"}}],"LogDriver":"awslogs","LogOptions":{{"awslogs-group":"/ecs/web","awslogs-region":"us-west-2","awslogs-stream":"ecs/app/0a1b2c3d4e5f60718293a4b5c6d7e8f9"}},"ContainerARN":"{container_arn}","Networks":[{{"NetworkMode":"bridge","IPv4Addresses":["172.17.0.4"]}}]}}],"FaultInjectionEnabled":false}}"#
     );
