@@ -165,8 +165,8 @@ pub trait TcsHost: Send + Sync + 'static {
     fn tasks(&self) -> BoxFuture<'_, Option<Vec<Task>>>;
     /// The `ContainerRuntime` check: whether the runtime answered a ping.
     fn runtime_responds(&self) -> BoxFuture<'_, bool>;
-    /// Opens the websocket to `url` with the SigV4-signed upgrade (§1.2):
-    /// over TCP, or TLS for `https`.
+    /// Opens the websocket to `url` with the SigV4-signed upgrade
+    /// (docs/protocols.md §3.2): over TCP, or TLS for `https`.
     fn open<'a>(
         &'a self,
         url: &'a url::Url,
