@@ -132,17 +132,33 @@ fn state_changes_wait_for_an_unreachable_plane() {
     let plane_dir = dir.path().join("plane");
     let plane = Plane::start(&plane_dir).unwrap();
     let port = plane.port;
-    let _agent = Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent"))).unwrap();
+    let agent = Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent"))).unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", CONNECT).unwrap();
     cli.register_simple("patient", &["sh", "-c", "sleep 3; exit 9"])
         .unwrap();
     let arn = cli.run_task("default", "patient").unwrap();
-    cli.wait_task_status("default", &arn, "RUNNING", CONNECT)
+    let task = cli
+        .wait_task_status("default", &arn, "RUNNING", CONNECT)
         .unwrap();
-    // The plane goes away; the container exits while it is gone.
+    let id = container(&task)["runtimeId"].as_str().unwrap().to_string();
+    // The plane goes away; the container exits while it is gone, and the
+    // agent fails to report that.
     plane.kill();
-    std::thread::sleep(Duration::from_secs(8));
+    e2e::wait_for("the container to exit", SETTLE, || {
+        let state = docker_inspect(&id)?["State"].clone();
+        Ok((state["Running"] == false).then_some(()))
+    })
+    .unwrap();
+    assert_eq!(docker_inspect(&id).unwrap()["State"]["ExitCode"], 9);
+    e2e::wait_for("a failed report of the exit", SETTLE, || {
+        Ok(agent
+            .log_text()
+            .lines()
+            .any(|l| l.contains("reporting task state failed") && l.contains(&arn))
+            .then_some(()))
+    })
+    .unwrap();
     let plane = Plane::start_on(&plane_dir, port).unwrap();
     let task = plane
         .cli()
@@ -152,11 +168,12 @@ fn state_changes_wait_for_an_unreachable_plane() {
 }
 
 #[test]
-fn container_removed_by_hand_is_reported_stopped() {
+fn container_removed_while_the_agent_is_down_is_reported_vanished() {
     require_docker();
     let dir = tempfile::tempdir().unwrap();
     let plane = Plane::start(&dir.path().join("plane")).unwrap();
-    let _agent = Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent"))).unwrap();
+    let options = AgentOptions::new(&dir.path().join("agent"));
+    let agent = Agent::start(&plane, &options).unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", CONNECT).unwrap();
     cli.register_simple("doomed", &["sleep", "600"]).unwrap();
@@ -165,21 +182,30 @@ fn container_removed_by_hand_is_reported_stopped() {
         .wait_task_status("default", &arn, "RUNNING", CONNECT)
         .unwrap();
     let id = container(&task)["runtimeId"].as_str().unwrap().to_string();
+    agent.kill();
     let removed = Command::new("docker")
         .args(["rm", "-f", &id])
         .output()
         .unwrap();
     assert!(removed.status.success());
+    // The restarted agent finds no container under the saved ID: the
+    // container is STOPPED as vanished, with no exit code (nothing saw it
+    // exit), and the essential container's end stops the task.
+    let _agent = Agent::start(&plane, &options).unwrap();
     let task = cli
-        .wait_task_status("default", &arn, "STOPPED", CONNECT)
+        .wait_task_status("default", &arn, "STOPPED", SETTLE)
         .unwrap();
-    let reason = container(&task)["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        reason.contains("ContainerVanishedError") || container(&task)["exitCode"].is_i64(),
+    let c = container(&task);
+    assert_eq!(c["lastStatus"], "STOPPED", "{task}");
+    assert_eq!(
+        c["reason"], "ContainerVanishedError: No container matching saved ID found",
         "{task}"
+    );
+    assert!(c.get("exitCode").is_none_or(Value::is_null), "{task}");
+    assert_eq!(c["runtimeId"], id.as_str(), "{task}");
+    assert!(
+        docker_ids_with_label("com.amazonaws.ecs.task-arn", &arn, true).is_empty(),
+        "no container was made again"
     );
 }
 
@@ -200,7 +226,8 @@ fn stop_requested_while_the_agent_is_down_is_applied() {
     let id = container(&task)["runtimeId"].as_str().unwrap().to_string();
     agent.kill();
     cli.ecs(&["stop-task", "--task", &arn]).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    // The agent is dead and reaped, and nothing else stops containers: the
+    // stop can only be applied by the agent started next.
     assert_eq!(
         docker_inspect(&id).unwrap()["State"]["Running"],
         true,
