@@ -1,5 +1,5 @@
 //! A deterministic in-memory Docker for engine tests (docs/architecture.md
-//! §6). It keeps containers, images and volumes in maps, answers with the
+//! §7). It keeps containers, images and volumes in maps, answers with the
 //! statuses the real daemon uses (404, 304, 409), emits the events the
 //! agent subscribes to, and lets a test script what real Docker does on its
 //! own: a container exiting, turning unhealthy, vanishing, the daemon going
