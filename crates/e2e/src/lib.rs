@@ -306,6 +306,9 @@ impl AgentOptions {
 pub struct Agent {
     process: Process,
     pub log: PathBuf,
+    /// Where this process's output starts in `log`: an agent restarted on
+    /// the same data directory appends to the log of the one before.
+    log_start: usize,
 }
 
 impl Agent {
@@ -317,6 +320,7 @@ impl Agent {
     pub fn start_at(backend: &str, options: &AgentOptions) -> Result<Agent> {
         std::fs::create_dir_all(&options.data_dir)?;
         let log = options.data_dir.join("ecs-agent.log");
+        let log_start = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
         let mut cmd = Command::new(&binaries().agent);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -360,6 +364,7 @@ impl Agent {
         Ok(Agent {
             process: Process { child },
             log,
+            log_start,
         })
     }
 
@@ -388,8 +393,28 @@ impl Agent {
         Ok(self.process.child.try_wait()?.map(|s| s.code()))
     }
 
+    /// The whole log, of this process and of any agent before it on the
+    /// same data directory.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Only what this process wrote to the log.
+    pub fn own_log_text(&self) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(self.log_start..).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until this process (not an agent before it on the same data
+    /// directory) has connected to ACS: after that, the plane delivers
+    /// tasks to it and shows its registration.
+    pub fn wait_acs_connected(&self, timeout: Duration) -> Result<()> {
+        wait_for("the agent to connect to ACS", timeout, || {
+            Ok(self
+                .own_log_text()
+                .contains("connected to ACS")
+                .then_some(()))
+        })
     }
 }
 

@@ -273,7 +273,7 @@ fn once_pulls_the_first_time_and_not_the_second() {
     // The record of the successful pull survives a restart.
     agent.kill();
     let agent = Agent::start(&plane, &options).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    agent.wait_acs_connected(CONNECT).unwrap();
     cli.wait_connected_instance("default", CONNECT).unwrap();
     let third = cli.run_task("default", "once").unwrap();
     cli.wait_task_status("default", &third, "RUNNING", SETTLE)

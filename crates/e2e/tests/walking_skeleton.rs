@@ -182,9 +182,10 @@ fn restarted_agent_keeps_its_instance_and_tasks() {
         .to_string();
 
     agent.kill();
-    let _agent = Agent::start(&plane, &options).unwrap();
-    // Give the restarted agent time to re-register before checking.
-    std::thread::sleep(Duration::from_secs(2));
+    let agent = Agent::start(&plane, &options).unwrap();
+    // The restarted agent registers before it connects to ACS, so once it
+    // is connected the plane shows the registration it made.
+    agent.wait_acs_connected(CONNECT).unwrap();
     let after = cli.wait_connected_instance("default", CONNECT).unwrap();
     assert_eq!(
         after["containerInstanceArn"],
@@ -241,8 +242,8 @@ fn container_that_exits_while_the_agent_is_down_is_reported() {
 #[test]
 fn failed_pull_falls_back_to_the_cached_image() {
     require_docker();
-    // An image name whose registry refuses connections: the pull fails at
-    // once (never leaving loopback), and the cached copy runs.
+    // An image name whose registry refuses connections: every pull attempt
+    // fails at once (never leaving loopback), and the cached copy runs.
     let image = "127.0.0.1:1/ecs-test/busybox:cached";
     let tagged = Command::new("docker")
         .args(["tag", TEST_IMAGE, image])
@@ -252,7 +253,7 @@ fn failed_pull_falls_back_to_the_cached_image() {
     let (dir, plane) = setup();
     let options =
         AgentOptions::new(&dir.path().join("agent")).env("ECS_IMAGE_PULL_BEHAVIOR", "default");
-    let _agent = Agent::start(&plane, &options).unwrap();
+    let agent = Agent::start(&plane, &options).unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", CONNECT).unwrap();
     let defs = serde_json::json!([{"name": "main", "image": image, "command": ["sleep", "600"], "memory": 32, "essential": true}]);
@@ -260,15 +261,49 @@ fn failed_pull_falls_back_to_the_cached_image() {
     let arn = cli.run_task("default", "cached").unwrap();
     let task = cli
         .wait_task_status("default", &arn, "RUNNING", PULL_RETRIES)
-        .unwrap();
-    let reason = task_container(&task)["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", agent.log_text()));
+
+    // The pull was really made, retried, and failed: five attempts, each
+    // refused by the registry, all logged before the task ran.
+    let log = agent.log_text();
+    let attempts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("image pull attempt failed") && l.contains(image))
+        .collect();
+    assert_eq!(attempts.len(), 5, "five failed attempts:\n{log}");
+    for (n, line) in attempts.iter().enumerate() {
+        assert!(line.contains(&format!("attempt={}", n + 1)), "{line}");
+        assert!(line.contains("connection refused"), "{line}");
+    }
+    // The failure is reported on the container, and the task's pull
+    // times are set and come before it started.
+    let container = task_container(&task);
+    let reason = container["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.is_empty() || reason.contains("CannotPullContainerError"),
-        "{reason}"
+        reason.starts_with("CannotPullContainerError") && reason.contains("connection refused"),
+        "the pull failure is the container's reason: {task}"
     );
+    let at = |key: &str| {
+        task[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key} in {task}"))
+    };
+    assert!(at("pullStartedAt") <= at("pullStoppedAt"), "{task}");
+    assert!(at("pullStoppedAt") <= at("startedAt"), "{task}");
+    // And what ran is the cached image.
+    let runtime_id = container["runtimeId"].as_str().unwrap();
+    let inspect = docker_inspect(runtime_id).unwrap();
+    assert_eq!(inspect["Config"]["Image"], image);
+    assert_eq!(inspect["State"]["Running"], true);
+    let cached_id = Command::new("docker")
+        .args(["image", "inspect", image, "--format", "{{.Id}}"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        inspect["Image"].as_str().unwrap(),
+        String::from_utf8_lossy(&cached_id.stdout).trim()
+    );
+
     cli.ecs(&["stop-task", "--task", &arn]).unwrap();
     cli.wait_task_status("default", &arn, "STOPPED", START)
         .unwrap();
