@@ -141,7 +141,10 @@ async fn bad_tasks_stop_alone_with_clear_reasons() {
         );
     }
     // A payload with an unparseable task is never acked
-    // (docs/protocols.md §4.5).
+    // (docs/protocols.md §4.5). An ack would be sent as soon as the
+    // payload's tasks were handed to the engine, well before the valid one
+    // ran; the extra second only gives a wrong ack more time to show up, so
+    // this can pass wrongly but never fail wrongly.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !run.backend
@@ -197,19 +200,15 @@ async fn restart_policy_restarts_in_place_unless_the_code_is_ignored() {
         .unwrap()
         .to_string();
     let first_start = docker_inspect(&id).unwrap()["State"]["StartedAt"].clone();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let state = docker_inspect(&id).unwrap()["State"].clone();
-    assert_ne!(
-        state["StartedAt"], first_start,
-        "the same container was started again"
-    );
-    assert!(
-        run.backend
-            .wait_task_status(arn, "STOPPED", Duration::from_millis(1))
-            .await
-            .is_none(),
-        "a restarted container does not stop its task"
-    );
+    // The container exits 3 after a second and the same container is
+    // started again.
+    tokio::task::block_in_place(|| {
+        e2e::wait_for("the same container to be started again", WAIT, || {
+            let state = docker_inspect(&id)?["State"].clone();
+            Ok((state["StartedAt"] != first_start).then_some(()))
+        })
+    })
+    .unwrap();
     let ignored_arn = ignored["arn"].as_str().unwrap();
     let stopped = run
         .backend
@@ -217,6 +216,18 @@ async fn restart_policy_restarts_in_place_unless_the_code_is_ignored() {
         .await
         .expect("ignored exit code stops");
     assert_eq!(stopped["containers"][0]["exitCode"], 3);
+    // By now the restarting container has exited and been started again,
+    // and the exit the ignored task had at the same moment has been
+    // reported: a STOPPED report of the restarting task would have come
+    // the same way. (This can pass wrongly, if such a report were slower,
+    // but never fail wrongly.)
+    assert!(
+        run.backend
+            .wait_task_status(arn, "STOPPED", Duration::from_millis(1))
+            .await
+            .is_none(),
+        "a restarted container does not stop its task"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

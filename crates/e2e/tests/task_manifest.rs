@@ -11,6 +11,8 @@ use e2e::{require_docker, Agent, AgentOptions, TEST_IMAGE};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
+/// How long a check that something does NOT happen (no ack, no stop)
+/// waits for it: such a check can pass wrongly, never fail wrongly.
 const QUIET: Duration = Duration::from_secs(3);
 const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/default";
 const INSTANCE: &str =
@@ -49,6 +51,43 @@ fn verification_ack(message_id: &str, id: &str) -> String {
     .to_string()
 }
 
+/// Waits until a line that this agent process logged has all `needles`:
+/// the agent has handled a frame the test sent.
+fn logged(agent: &Agent, needles: &[&str]) {
+    tokio::task::block_in_place(|| {
+        e2e::wait_for(&format!("the agent to log {needles:?}"), WAIT, || {
+            Ok(agent
+                .own_log_text()
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+                .then_some(()))
+        })
+    })
+    .unwrap();
+}
+
+/// Waits until the ACS connection after the first `before` ones has acked
+/// a heartbeat. The fake serves one connection at a time, so once it has
+/// taken a new upgrade, every frame of the earlier connections is in the
+/// record, and a heartbeat ack arriving later is the new connection's.
+async fn wait_new_connection(backend: &FakeBackend, before: usize) -> bool {
+    let recorded = || backend.recorded.lock().unwrap();
+    let wait = async {
+        while recorded().upgrades.len() <= before {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let from = recorded().acs_frames.len();
+        // The fake heartbeats on connecting and every 10 s after.
+        while !recorded().acs_frames[from..]
+            .iter()
+            .any(|f| f.contains("HeartbeatAckRequest"))
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
     require_docker();
@@ -74,6 +113,7 @@ async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
 
     // timeline 2 is not above payload seqNum 3: no ack, no verification.
     backend.send(manifest("mf-stale", 2, &[kept]));
+    logged(&agent, &["discarding stale task manifest", "timeline=2"]);
     assert!(backend.wait_frame("mf-stale", QUIET).await.is_none());
 
     backend.send(manifest("mf-4", 4, &[kept]));
@@ -99,6 +139,13 @@ async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
     // An ack for another manifest changes nothing; the right one stops
     // the candidate and nothing else.
     backend.send(verification_ack("mf-other", lost));
+    logged(
+        &agent,
+        &[
+            "ignoring a stop verification ack",
+            "message_id=\"mf-other\"",
+        ],
+    );
     assert!(backend
         .wait_task_status(&arn(lost), "STOPPED", QUIET)
         .await
@@ -114,13 +161,17 @@ async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
         .is_none());
 
     // latestSeq (4) survives a restart: timeline 4 is stale afterwards.
+    // The manifests go to the restarted agent's own connection (the old
+    // agent's heartbeat acks are still in the record).
+    let connections = backend.recorded.lock().unwrap().upgrades.len();
     agent.kill();
     let agent = Agent::start_at(&backend.url(), &options).unwrap();
-    backend
-        .wait_frame("HeartbeatAckRequest", WAIT)
-        .await
-        .expect("agent reconnected");
+    assert!(
+        wait_new_connection(&backend, connections).await,
+        "agent reconnected"
+    );
     backend.send(manifest("mf-again", 4, &[]));
+    logged(&agent, &["discarding stale task manifest", "timeline=4"]);
     assert!(backend.wait_frame("mf-again", QUIET).await.is_none());
     backend.send(manifest("mf-5", 5, &[kept]));
     assert!(backend.wait_frame("\"mf-5\"", WAIT).await.is_some());
