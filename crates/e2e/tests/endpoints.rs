@@ -8,13 +8,18 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::{host_routing, require_docker, wait_for, Agent, AgentOptions, Cli, Plane, TEST_IMAGE};
 use serde_json::Value;
 
 const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/e2e-task-role";
 const SETTLE: Duration = Duration::from_secs(60);
+/// The task endpoint's throttle in the first test: requests a second, and
+/// the burst. The rate stays above what the test's own polling of one
+/// path needs.
+const PROBE_RATE: u32 = 2;
+const PROBE_BURST: usize = 60;
 
 /// A plain HTTP/1.1 GET on the host: status and body.
 fn get(port: u16, target: &str) -> (u16, String) {
@@ -120,7 +125,13 @@ fn bridge_containers_reach_their_own_credentials_and_metadata() {
         &plane,
         &AgentOptions::new(&dir.path().join("agent"))
             .env("ECS_ENABLE_TASK_IAM_ROLE", "true")
-            .env("ECS_ENABLE_CONTAINER_METADATA", "true"),
+            .env("ECS_ENABLE_CONTAINER_METADATA", "true")
+            // A burst of 60, then a slow refill, so that being throttled
+            // does not depend on how fast this machine sends requests.
+            .env(
+                "ECS_TASK_METADATA_RPS_LIMIT",
+                &format!("{PROBE_RATE},{PROBE_BURST}"),
+            ),
     )
     .unwrap();
     let cli = plane.cli();
@@ -233,12 +244,27 @@ fn bridge_containers_reach_their_own_credentials_and_metadata() {
     assert_eq!(status, 200);
     assert!(body.contains("Apache License"));
 
-    // One source and path may burst 60 requests, then 40 a second.
-    let statuses: Vec<u16> = (0..150)
-        .map(|_| get(51679, "/v2/credentials/throttle-probe").0)
-        .collect();
-    assert_eq!(statuses[0], 400);
-    assert!(statuses.contains(&429), "{statuses:?}");
+    // One source and path may burst PROBE_BURST requests, then PROBE_RATE
+    // a second: the burst always passes, and after it no more pass than the
+    // rate refilled while they were made, however slow the machine is.
+    let probing = Instant::now();
+    let mut statuses: Vec<u16> = Vec::new();
+    while !statuses.contains(&429) {
+        assert!(probing.elapsed() < SETTLE, "never throttled: {statuses:?}");
+        statuses.push(get(51679, "/v2/credentials/throttle-probe").0);
+    }
+    let elapsed = probing.elapsed().as_secs_f64();
+    let passed = statuses.len() - 1;
+    assert!(
+        passed >= PROBE_BURST,
+        "refused within the burst: {statuses:?}"
+    );
+    assert!(statuses[..passed].iter().all(|s| *s == 400), "{statuses:?}");
+    let refilled = f64::from(PROBE_RATE) * elapsed;
+    assert!(
+        passed as f64 <= PROBE_BURST as f64 + refilled + 1e-6,
+        "{passed} passed in {elapsed:.3} s"
+    );
 
     // Once the task stops, its credentials are gone.
     cli.ecs(&["stop-task", "--task", &first]).unwrap();
