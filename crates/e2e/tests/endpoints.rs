@@ -447,11 +447,21 @@ async fn credentials_are_pending_after_a_restart_until_acs_sends_them_again() {
         (status, json(&body)["AccessKeyId"].clone()),
         (200, "ASIASECOND".into())
     );
-    // A refresh for a task the agent does not know is not acked.
-    backend.send(refresh(
-        "cr-3",
-        "arn:aws:ecs:us-east-1:123456789012:task/default/ffffffffffffffffffffffffffffffff",
-    ));
+    // A refresh for a task the agent does not know is not acked: once the
+    // agent has logged that it refused it, no ack may follow.
+    let unknown =
+        "arn:aws:ecs:us-east-1:123456789012:task/default/ffffffffffffffffffffffffffffffff";
+    backend.send(refresh("cr-3", unknown));
+    tokio::task::block_in_place(|| {
+        wait_for("the agent to refuse the refresh", SETTLE, || {
+            Ok(agent
+                .own_log_text()
+                .lines()
+                .any(|l| l.contains("this agent does not know") && l.contains(unknown))
+                .then_some(()))
+        })
+    })
+    .unwrap();
     assert!(backend
         .wait_frame("\"cr-3\"", Duration::from_secs(3))
         .await
