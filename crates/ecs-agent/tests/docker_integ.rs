@@ -78,7 +78,7 @@ async fn container_lifecycle_and_events() {
 
     let mut actions = Vec::new();
     while let Ok(Some(Ok(event))) =
-        tokio::time::timeout(Duration::from_secs(5), events.next()).await
+        tokio::time::timeout(Duration::from_secs(60), events.next()).await
     {
         if event.docker_id == id {
             actions.push(event.action.clone());
@@ -111,8 +111,9 @@ async fn exit_codes_and_missing_things() {
         .start_container(&id, Duration::from_secs(60))
         .await
         .unwrap();
+    // Polled for up to a minute: a loaded machine may take a while.
     let mut observed = None;
-    for _ in 0..50 {
+    for _ in 0..600 {
         let o = docker.inspect_container(&id).await.unwrap().unwrap();
         if o.status == ContainerStatus::Stopped {
             observed = Some(o);
