@@ -316,7 +316,7 @@ async fn a_failed_pull_times_out_overall_and_still_records_the_cached_image() {
     s.pull_timeout = Duration::from_secs(3);
     let m = manager(Store::in_memory().unwrap(), s).await;
     let started = std::time::Instant::now();
-    let err = m.pull_for(&image, &user("t", "c")).await.unwrap_err();
+    let err = m.pull_for(&image, &user("t", "c")).await.unwrap_err().error;
     assert_eq!(err, PullError::Timeout(Duration::from_secs(3)));
     assert_eq!(
         err.to_string(),

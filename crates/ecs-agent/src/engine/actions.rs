@@ -186,9 +186,9 @@ async fn resolve_manifest(
 async fn pull(settings: &ActionSettings, image: &str, user: &ContainerRef) -> Outcome {
     match settings.images.pull_for(image, user).await {
         Ok(pull_started_ms) => Outcome::Pulled { pull_started_ms },
-        Err(e) => Outcome::Failed {
-            error: e.to_string(),
-            gone: false,
+        Err(failed) => Outcome::PullFailed {
+            error: failed.error.to_string(),
+            pull_started_ms: failed.started_ms,
         },
     }
 }

@@ -497,6 +497,11 @@ pub enum Outcome {
     Pulled {
         pull_started_ms: Option<i64>,
     },
+    /// A pull was made, from `pull_started_ms`, and failed.
+    PullFailed {
+        error: String,
+        pull_started_ms: i64,
+    },
     Created {
         docker_id: String,
     },
@@ -565,24 +570,24 @@ pub fn apply_outcome(
             }
             raise_known(task, index, ContainerStatus::Stopped, now_ms);
         }
+        (ContainerStatus::ManifestPulled, Outcome::Failed { error, .. }) => {
+            image_failed(task, index, target, error, pull_failure_stops_task, now_ms);
+        }
+        (ContainerStatus::Pulled, Outcome::Failed { error, .. }) => {
+            task.pull_started_at_ms.get_or_insert(now_ms);
+            task.pull_stopped_at_ms = Some(now_ms);
+            image_failed(task, index, target, error, pull_failure_stops_task, now_ms);
+        }
         (
-            ContainerStatus::ManifestPulled | ContainerStatus::Pulled,
-            Outcome::Failed { error, .. },
+            ContainerStatus::Pulled,
+            Outcome::PullFailed {
+                error,
+                pull_started_ms,
+            },
         ) => {
-            // Pull failures only stop the task under `always`/`once`; otherwise
-            // the cached image (if any) is used, and create fails without one.
-            if target == ContainerStatus::Pulled {
-                task.pull_started_at_ms.get_or_insert(now_ms);
-                task.pull_stopped_at_ms = Some(now_ms);
-            }
-            if pull_failure_stops_task || target == ContainerStatus::Pulled {
-                task.containers[index].set_reason(error.clone());
-            }
-            if pull_failure_stops_task {
-                task.set_terminal_reason(error);
-                task.raise_desired_status(TaskStatus::Stopped);
-            }
-            raise_known(task, index, target, now_ms);
+            task.pull_started_at_ms.get_or_insert(pull_started_ms);
+            task.pull_stopped_at_ms = Some(now_ms);
+            image_failed(task, index, target, error, pull_failure_stops_task, now_ms);
         }
         (ContainerStatus::Created | ContainerStatus::Running, Outcome::Failed { error, .. }) => {
             let c = &mut task.containers[index];
@@ -609,6 +614,27 @@ pub fn apply_outcome(
         }
     }
     effect
+}
+
+/// A failed digest lookup or pull. It stops the task only under the
+/// `always` and `once` behaviours; otherwise the cached image (if any) is
+/// used, and the create fails without one.
+fn image_failed(
+    task: &mut Task,
+    index: usize,
+    target: ContainerStatus,
+    error: String,
+    pull_failure_stops_task: bool,
+    now_ms: i64,
+) {
+    if pull_failure_stops_task || target == ContainerStatus::Pulled {
+        task.containers[index].set_reason(error.clone());
+    }
+    if pull_failure_stops_task {
+        task.set_terminal_reason(error);
+        task.raise_desired_status(TaskStatus::Stopped);
+    }
+    raise_known(task, index, target, now_ms);
 }
 
 fn tracing_error(task: &Task, index: usize, error: &str) {

@@ -466,6 +466,13 @@ async fn a_missing_image_is_pulled_and_a_failed_pull_is_reported() {
         agent.docker.count(Op::Pull) >= 2,
         "the failed pull was tried (with retries)"
     );
+    // The pull times span the retries: from the first attempt to the end.
+    let stopped = agent.reports("unpullable").await.pop().unwrap();
+    let (started, ended) = (
+        stopped.pull_started_at_ms.unwrap(),
+        stopped.pull_stopped_at_ms.unwrap(),
+    );
+    assert!(ended - started >= 1000, "{started} .. {ended}");
 }
 
 #[tokio::test(start_paused = true)]

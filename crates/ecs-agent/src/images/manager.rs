@@ -80,6 +80,14 @@ impl ImageSettings {
     }
 }
 
+/// A pull that was made and failed, with when it began.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct FailedPull {
+    pub started_ms: i64,
+    pub error: PullError,
+}
+
 /// What one cleanup cycle did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CleanupReport {
@@ -157,14 +165,15 @@ impl ImageManager {
 
     /// Makes `image` available to `user`: pulls it when the behaviour
     /// requires, then records that `user` uses it. Returns when the pull
-    /// started (`None` when no pull was needed). After a failed pull the
-    /// cached image, if any, is still recorded, since under `default` the
-    /// container goes on to use it.
+    /// started (`None` when no pull was needed); a failed pull says when it
+    /// started too, since the task reports its pull times either way. After
+    /// a failed pull the cached image, if any, is still recorded, since
+    /// under `default` the container goes on to use it.
     pub async fn pull_for(
         &self,
         image: &str,
         user: &ContainerRef,
-    ) -> Result<Option<i64>, PullError> {
+    ) -> Result<Option<i64>, FailedPull> {
         let _permit = self.pull_permit().await;
         let mut result = Ok(None);
         if self.pull_required(image).await {
@@ -181,7 +190,11 @@ impl ImageManager {
                 )
             })
             .await
-            .map(|()| Some(started));
+            .map(|()| Some(started))
+            .map_err(|error| FailedPull {
+                started_ms: started,
+                error,
+            });
         }
         let pulled = matches!(result, Ok(Some(_)));
         if let Err(e) = self.record_reference(image, user, pulled).await {

@@ -8,7 +8,7 @@ pub mod pull;
 pub mod state;
 
 pub use auth::EngineAuth;
-pub use manager::{CleanupReport, CleanupSettings, ImageManager, ImageSettings};
+pub use manager::{CleanupReport, CleanupSettings, FailedPull, ImageManager, ImageSettings};
 pub use pull::PullError;
 pub use state::{ContainerRef, ImageRecord};
 
