@@ -1,8 +1,8 @@
 //! The TCS session against a small websocket server in the test: every
 //! frame the agent sends is a signed header block (verified against the
 //! signer) followed by a `TcsMessage` with the members of the recorded Go
-//! agent frames; timers and close codes drive reconnects as spec acs-tcs.md
-//! §6.1 says.
+//! agent frames; timers and close codes drive reconnects as
+//! docs/protocols.md §3.7 and §5.4 say.
 //!
 //! The frame tests connect over loopback TCP with the agent's own signed
 //! upgrade. The timer tests run on tokio's paused clock, over in-memory

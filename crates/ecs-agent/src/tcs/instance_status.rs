@@ -1,7 +1,7 @@
-//! The instance health checks TCS reports (the Go agent's "doctor", spec
-//! acs-tcs.md §4.2, §6.8): one `ContainerRuntime` check, a Docker ping run
-//! each time an ACS heartbeat arrives, and the record of whether its latest
-//! result was published yet.
+//! The instance health checks TCS reports (the Go agent's "doctor",
+//! docs/protocols.md §4.2, §5.6): one `ContainerRuntime` check, a Docker
+//! ping run each time an ACS heartbeat arrives, and the record of whether
+//! its latest result was published yet.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -20,7 +20,7 @@ struct CheckState {
     /// When the latest check ran.
     checked_ms: i64,
     /// When the check before it ran: what the Go agent reports as
-    /// `lastUpdated` (it lags one heartbeat, see spec/samples/README.md).
+    /// `lastUpdated` (it lags one heartbeat, docs/protocols.md §5.6).
     previous_check_ms: i64,
     /// Bumped by every check, so a publish only marks what it sent.
     generation: u64,
@@ -36,7 +36,7 @@ pub struct InstanceStatusBoard {
 
 impl InstanceStatusBoard {
     /// `INITIALIZING` until the first check, and not yet published: the
-    /// first tick after start reports it (§6.8).
+    /// first tick after start reports it (docs/protocols.md §5.6).
     pub fn new(now_ms: i64) -> Self {
         Self {
             state: Mutex::new(CheckState {

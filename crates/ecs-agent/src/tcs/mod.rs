@@ -1,9 +1,10 @@
 //! The TCS session: the telemetry websocket over which the agent pushes
-//! metrics, container health and instance status to the backend (spec
-//! acs-tcs.md §1.3, §2, §3.2, §6). One loop for the life of the process:
+//! metrics, container health and instance status to the backend
+//! (docs/protocols.md §3, §5). One loop for the life of the process:
 //! discover the endpoint, connect with a signed upgrade, send what the
 //! publisher queued and the instance status the ACS heartbeats produced,
-//! and reconnect with the backoff rules of §6.1 when the connection ends.
+//! and reconnect with the backoff rules of docs/protocols.md §5.4 when the
+//! connection ends.
 //!
 //! What is published today:
 //!
@@ -11,14 +12,15 @@
 //!   `taskMetrics`), sent while no task is tracked or when
 //!   `ECS_DISABLE_METRICS=true`. Container metrics from cgroups are not
 //!   collected yet, so while tasks run nothing is sent for metrics, which is
-//!   what the Go agent does while no container has usable samples (§6.3).
+//!   what the Go agent does while no container has usable samples
+//!   (docs/protocols.md §5.5).
 //! * `PublishHealthRequest` for running containers whose task payload asked
-//!   for `healthCheckType: "docker"` (§6.6).
+//!   for `healthCheckType: "docker"` (docs/protocols.md §5.5).
 //! * `PublishInstanceStatusRequest` with the `ContainerRuntime` check, run on
-//!   each ACS heartbeat (§6.8, see [`instance_status`]).
+//!   each ACS heartbeat (docs/protocols.md §5.6, see [`instance_status`]).
 //!
 //! Every frame the agent sends starts with a SigV4-signed header block made
-//! with fresh credentials (§3.2).
+//! with fresh credentials (docs/protocols.md §5.3).
 
 pub mod instance_status;
 pub mod publish;
@@ -49,9 +51,9 @@ use crate::websocket::{self, WsError};
 use instance_status::InstanceStatusBoard;
 use publish::Collection;
 
-/// How long one frame may take to write (§2.4).
+/// How long one frame may take to write (docs/protocols.md §3.6).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(180);
-/// The Docker ping of the `ContainerRuntime` check (§4.2).
+/// The Docker ping of the `ContainerRuntime` check (docs/protocols.md §5.6).
 const RUNTIME_PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reason of the close frame the agent sends when a timer ends a connection.
 const EXPIRED_REASON: &str = "ConnectionExpired: Reconnect to continue";
@@ -82,8 +84,8 @@ pub enum TcsError {
     Closed(String),
 }
 
-/// Why a single frame was not sent; the connection itself stays up (§3.2:
-/// "the frame is not sent, the publish fails and is logged").
+/// Why a single frame was not sent; the frame is skipped and logged, and the
+/// connection itself stays up (docs/protocols.md §5.3).
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
     #[error("no credentials to sign the TCS frame: {0}")]
@@ -96,20 +98,25 @@ enum FrameError {
 /// shorten them.
 #[derive(Debug, Clone)]
 pub struct TcsSettings {
-    /// Metrics/health collection and instance-status tick (§6.3: 20 s).
+    /// Metrics/health collection and instance-status tick
+    /// (docs/protocols.md §5.5, §5.6: 20 s).
     pub publish_interval: Duration,
-    /// The heartbeat timer is `heartbeat_timeout + uniform[0, heartbeat_jitter)` (§6.1).
+    /// The heartbeat timer is `heartbeat_timeout + uniform[0, heartbeat_jitter)`
+    /// (docs/protocols.md §5.4).
     pub heartbeat_timeout: Duration,
     pub heartbeat_jitter: Duration,
-    /// Maximum connection age `max_age + uniform[0, max_age_jitter)` (§2.4).
+    /// Maximum connection age `max_age + uniform[0, max_age_jitter)`
+    /// (docs/protocols.md §3.6).
     pub max_age: Duration,
     pub max_age_jitter: Duration,
-    /// Reconnect backoff: start, cap; ×2 with up to 20 % added (§6.1).
+    /// Reconnect backoff: start, cap; ×2 with up to 20 % added
+    /// (docs/protocols.md §5.4).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Collections waiting for the connection (§6.3: 15 ticks).
+    /// Collections waiting for the connection (docs/protocols.md §5.5: 15 ticks).
     pub queue_capacity: usize,
-    /// How long a tick waits for room in a full queue before dropping (§6.3: 1 s).
+    /// How long a tick waits for room in a full queue before dropping
+    /// (docs/protocols.md §5.5: 1 s).
     pub queue_full_wait: Duration,
 }
 
@@ -159,7 +166,7 @@ where
 /// (with [`TcsHost::open`] replaced) a network, and so under tokio's
 /// paused clock.
 pub trait TcsHost: Send + Sync + 'static {
-    /// `telemetryEndpoint` from DiscoverPollEndpoint (cached, §1.1).
+    /// `telemetryEndpoint` from DiscoverPollEndpoint (cached, docs/protocols.md §2.4).
     fn telemetry_endpoint(&self) -> BoxFuture<'_, Result<String, TcsError>>;
     /// Every task the engine knows; `None` once the engine has stopped.
     fn tasks(&self) -> BoxFuture<'_, Option<Vec<Task>>>;
@@ -230,15 +237,15 @@ pub struct TcsContext {
     pub agent_hash: String,
     pub docker_version: Option<String>,
     pub accept_insecure_cert: bool,
-    /// `ECS_DISABLE_METRICS`: the instance always looks idle (§6.7).
+    /// `ECS_DISABLE_METRICS`: the instance always looks idle (docs/protocols.md §5.5).
     pub disable_metrics: bool,
-    /// Poked by the ACS session on every heartbeat (§4.2, §6.8).
+    /// Poked by the ACS session on every heartbeat (docs/protocols.md §4.2, §5.6).
     pub acs_heartbeats: Arc<Notify>,
     pub settings: TcsSettings,
 }
 
 /// The TCS URL: `<endpoint>/ws?<sorted, form-encoded query>` with the bare
-/// Docker version (§1.3).
+/// Docker version (docs/protocols.md §5.1).
 pub fn tcs_url(
     endpoint: &str,
     cluster: &str,
@@ -295,7 +302,8 @@ async fn connection_loop(
     loop {
         let delay = match session(ctx, board, queue).await {
             Ended::Clean => {
-                // The only reset: there is no reset timer on TCS (§6.1).
+                // The only reset: there is no reset timer on TCS
+                // (docs/protocols.md §5.4).
                 backoff.reset();
                 Duration::ZERO
             }
@@ -370,7 +378,8 @@ impl Connection<'_> {
         )?)
     }
 
-    /// Sends a 1000 close frame; the loop then reconnects at once (§6.1).
+    /// Sends a 1000 close frame; the loop then reconnects at once
+    /// (docs/protocols.md §5.4).
     async fn expire(&mut self) {
         let close = Message::Close(Some(CloseFrame {
             code: CloseCode::Normal,
@@ -425,7 +434,8 @@ async fn session(
     let max_age = tokio::time::sleep(jittered(s.max_age, s.max_age_jitter));
     tokio::pin!(max_age);
     // The instance-status tick belongs to the connection: its first tick is
-    // one interval after the handshake, never at connect time (§6.8).
+    // one interval after the handshake, never at connect time
+    // (docs/protocols.md §5.6).
     let mut status_tick = tokio::time::interval_at(
         tokio::time::Instant::now() + s.publish_interval,
         s.publish_interval,
@@ -480,7 +490,7 @@ async fn session(
                             Err(why) => Ended::Failed(TcsError::Closed(why)),
                         }
                     }
-                    // Pings and pongs are not activity (§2.4).
+                    // Pings and pongs are not activity (docs/protocols.md §3.6).
                     Some(Ok(_)) => continue,
                 };
                 if keeps_alive(&text) {
@@ -493,7 +503,8 @@ async fn session(
 }
 
 /// Decodes a server frame; true when it re-arms the heartbeat timer: only
-/// heartbeats and acks do (§6.1). Everything else is logged and ignored.
+/// heartbeats and acks do (docs/protocols.md §5.4). Everything else is logged
+/// and ignored.
 fn keeps_alive(text: &str) -> bool {
     match TcsMessage::decode(text) {
         Ok(
@@ -536,7 +547,7 @@ pub fn health_status_string(status: crate::engine::status::HealthStatus) -> &'st
 }
 
 /// Epoch milliseconds as a TCS timestamp: seconds with a millisecond
-/// fraction, a JSON number (§6.2).
+/// fraction, a JSON number (docs/protocols.md §5.7).
 pub fn tcs_time(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }

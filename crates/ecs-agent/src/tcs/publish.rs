@@ -1,5 +1,5 @@
 //! What the TCS publisher sends every tick, built from the engine's task
-//! snapshot (spec acs-tcs.md §6.3, §6.5, §6.6): the idle metrics request,
+//! snapshot (docs/protocols.md §5.5): the idle metrics request,
 //! container health in batches of 10 tasks, and the queue of 15 ticks that
 //! hands them to the connection.
 //!
@@ -19,7 +19,7 @@ use crate::engine::now_ms;
 use crate::engine::status::{ContainerStatus, TaskStatus};
 use crate::engine::task::Task;
 
-/// At most this many tasks per request (§6.5, §6.6).
+/// At most this many tasks per request (docs/protocols.md §5.5).
 pub const TASKS_PER_REQUEST: usize = 10;
 
 /// One tick's output: every request of its metrics collection and of its
@@ -62,7 +62,7 @@ pub fn stamp(message: &mut TcsMessage, now_ms: i64) {
 }
 
 /// A container the stats engine would track: running, in a task that is
-/// not stopped and has an ARN and a family (§6.3).
+/// not stopped and has an ARN and a family (docs/protocols.md §5.5).
 fn tracked_containers(task: &Task) -> impl Iterator<Item = &crate::engine::task::Container> {
     let task_tracked = task.known_status < TaskStatus::Stopped
         && !task.spec.arn.is_empty()
@@ -82,8 +82,8 @@ pub fn is_idle(tasks: &[Task]) -> bool {
 }
 
 /// The metrics collection of one tick: the single idle request when the
-/// instance is idle (or metrics are disabled, §6.7), else nothing until
-/// container metrics exist.
+/// instance is idle (or metrics are disabled, docs/protocols.md §5.5), else
+/// nothing until container metrics exist.
 pub fn metrics_collection(
     tasks: &[Task],
     disable_metrics: bool,
@@ -107,8 +107,8 @@ pub fn metrics_collection(
 }
 
 /// The health of one task's tracked containers that have a Docker health
-/// check; `None` when it has none (§6.6). A container whose status never
-/// changed yet reports `now` as `statusSince`.
+/// check; `None` when it has none (docs/protocols.md §5.5). A container whose
+/// status never changed yet reports `now` as `statusSince`.
 pub fn task_health(task: &Task, now_ms: i64) -> Option<TaskHealth> {
     let containers: Vec<ContainerHealth> = tracked_containers(task)
         .filter(|c| c.spec.docker_health_check)
@@ -163,7 +163,7 @@ pub fn health_collection(
         .collect()
 }
 
-/// One tick: a fresh `messageId` for each collection (§6.5).
+/// One tick: a fresh `messageId` for each collection (docs/protocols.md §5.5).
 pub fn collect(
     tasks: &[Task],
     disable_metrics: bool,
@@ -191,7 +191,7 @@ pub fn collect(
 
 /// Every `publish_interval`, starting at once: collects and queues. A full
 /// queue (TCS down for 15 ticks) gets `queue_full_wait` to drain, then this
-/// tick is dropped (§6.3).
+/// tick is dropped (docs/protocols.md §5.5).
 pub async fn publish_loop(ctx: &TcsContext, queue: mpsc::Sender<Collection>) {
     let mut ticks = tokio::time::interval(ctx.settings.publish_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -171,7 +171,7 @@ async fn full_queue_keeps_fifteen_ticks_and_drops_the_rest() {
 }
 
 /// Failed attempts back off 1 s, doubling, capped at 60 s, with at most
-/// 20 % added (§6.1).
+/// 20 % added (docs/protocols.md §5.4).
 #[tokio::test(start_paused = true)]
 async fn failed_connections_back_off_from_one_second_to_a_minute() {
     let host = Arc::new(Unreachable {
