@@ -18,8 +18,18 @@ fuzz_target!(|data: &[u8]| {
         Ok(t) => t,
         Err(_) => return,
     };
-    let Ok(incoming) = IncomingTask::try_from(&task) else { return };
+    let Ok(incoming) = IncomingTask::try_from(&task) else {
+        return;
+    };
     let task = Task::new(incoming, 0);
-    let ctx = CreateContext { cluster: "c", region: "r", image_env: &[] };
+    let ctx = CreateContext {
+        cluster: "c",
+        region: "r",
+        image_env: &["AWS_REGION=image".to_owned()],
+        privileged_disabled: true,
+        logging_drivers: &["json-file".to_owned(), "none".to_owned()],
+        extra_env: &[("ECS_CONTAINER_METADATA_FILE".to_owned(), "/m".to_owned())],
+        extra_binds: &["/host/m:/m".to_owned()],
+    };
     let _ = build(&task, 0, &ctx);
 });

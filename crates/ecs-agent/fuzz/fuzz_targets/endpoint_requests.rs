@@ -12,6 +12,7 @@ use ecs_agent::endpoints::server::Request;
 use ecs_agent::endpoints::tmds::{self, throttle::Throttle};
 use ecs_agent::endpoints::{introspection, paths, AgentView, TaskEndpointDeps, TaskSource};
 use ecs_agent::stats::StatsBoard;
+use ecs_agent::store::Health;
 use libfuzzer_sys::fuzz_target;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -26,6 +27,7 @@ static DEPS: LazyLock<TaskEndpointDeps> = LazyLock::new(|| TaskEndpointDeps {
         instance_arn: "arn:aws:ecs:us-east-1:1:container-instance/default/x".into(),
         availability_zone: None,
         tasks: TaskSource::Fixed(Arc::new(Vec::new())),
+        checkpoint: Health::default(),
     },
     credentials: Arc::new(CredentialsStore::new()),
     docker: None,

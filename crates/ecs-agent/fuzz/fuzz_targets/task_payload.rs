@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = reconcile::plan(&task, 0);
             reconcile::update_known_status(&mut task, 0);
             reconcile::update_desired_status(&mut task);
-            let _ = reconcile::take_report(&mut task);
+            let _ = reconcile::take_report(&mut task, false);
         }
         Err(e) => assert!(!e.reason().is_empty()),
     }
