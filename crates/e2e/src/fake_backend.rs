@@ -20,6 +20,47 @@ pub const INSTANCE_ARN: &str =
     "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d";
 pub const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/default";
 
+/// A task ARN in the fake's account and cluster.
+pub fn task_arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task/default/{id}")
+}
+
+/// An ACS task of one essential `sleep 600` container of the test image.
+pub fn sleeper_task(family: &str, id: &str) -> Value {
+    json!({
+        "arn": task_arn(id), "family": family, "version": "1", "desiredStatus": "RUNNING",
+        "networkMode": "bridge", "launchType": "EC2",
+        "containers": [{"name": "main", "image": crate::TEST_IMAGE, "command": ["sleep", "600"],
+            "memory": 32, "essential": true, "overrides": "{}"}]
+    })
+}
+
+/// A `TaskManifestMessage` listing the tasks `running` (IDs) as RUNNING.
+pub fn manifest(message_id: &str, timeline: i64, running: &[&str]) -> String {
+    let tasks: Vec<_> = running
+        .iter()
+        .map(|id| {
+            json!({"taskArn": task_arn(id), "taskClusterArn": CLUSTER_ARN, "desiredStatus": "RUNNING"})
+        })
+        .collect();
+    json!({"type": "TaskManifestMessage", "message": {
+        "messageId": message_id, "clusterArn": CLUSTER_ARN, "containerInstanceArn": INSTANCE_ARN,
+        "generatedAt": 1_795_810_862_257i64, "timeline": timeline, "tasks": tasks}})
+    .to_string()
+}
+
+/// A `TaskStopVerificationAck` answering manifest `message_id` and
+/// confirming the stop of these task ARNs.
+pub fn verification_ack(message_id: &str, task_arns: &[&str]) -> String {
+    let stop: Vec<_> = task_arns
+        .iter()
+        .map(|arn| json!({"taskArn": arn, "taskClusterArn": CLUSTER_ARN, "desiredStatus": "STOPPED"}))
+        .collect();
+    json!({"type": "TaskStopVerificationAck", "message": {
+        "messageId": message_id, "generatedAt": 1_795_810_868_419i64, "stopTasks": stop}})
+    .to_string()
+}
+
 /// One ECS API request as received.
 #[derive(Debug, Clone)]
 pub struct ApiRequest {

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::fake_backend::FakeBackend;
+use e2e::fake_backend::{
+    manifest, sleeper_task, task_arn as arn, verification_ack, FakeBackend, CLUSTER_ARN,
+};
 use e2e::{docker_inspect, require_docker, wait_for, Agent, AgentOptions, TEST_IMAGE};
 use serde_json::json;
 
@@ -19,21 +21,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// How long a check that something does NOT happen waits: it can pass
 /// wrongly, never fail wrongly.
 const QUIET: Duration = Duration::from_secs(3);
-const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/default";
-const INSTANCE: &str =
-    "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d";
-
-fn arn(id: &str) -> String {
-    format!("arn:aws:ecs:us-east-1:123456789012:task/default/{id}")
-}
 
 fn task(id: &str) -> serde_json::Value {
-    json!({
-        "arn": arn(id), "family": "crash", "version": "1", "desiredStatus": "RUNNING",
-        "networkMode": "bridge", "launchType": "EC2",
-        "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "600"],
-            "memory": 32, "essential": true, "overrides": "{}"}]
-    })
+    sleeper_task("crash", id)
 }
 
 fn ack_of(message_id: &str) -> String {
@@ -113,13 +103,6 @@ async fn an_internal_failure_exits_1_and_the_restart_resumes_without_touching_co
     e2e::remove_task_containers(&[arn(first), arn(second)]);
 }
 
-fn manifest(message_id: &str, timeline: i64) -> String {
-    json!({"type": "TaskManifestMessage", "message": {
-        "messageId": message_id, "clusterArn": CLUSTER_ARN, "containerInstanceArn": INSTANCE,
-        "generatedAt": 1_795_810_862_257i64, "timeline": timeline, "tasks": []}})
-    .to_string()
-}
-
 fn run_labelled(name: &str, labels: &[(&str, &str)]) -> String {
     let _ = Command::new("docker").args(["rm", "-f", name]).output();
     let mut args = vec!["run".to_string(), "-d".into(), "--name".into(), name.into()];
@@ -173,7 +156,7 @@ async fn containers_no_saved_task_owns_are_stopped_once_the_backend_confirms() {
     tokio::time::sleep(QUIET).await;
     assert!(running(&orphan));
 
-    backend.send(manifest("mf-1", 1));
+    backend.send(manifest("mf-1", 1, &[]));
     let verification = backend
         .wait_frame("TaskStopVerificationMessage", WAIT)
         .await
@@ -194,13 +177,7 @@ async fn containers_no_saved_task_owns_are_stopped_once_the_backend_confirms() {
         !verification.to_string().contains("task/other/"),
         "another cluster's task is not proposed: {verification}"
     );
-    backend.send(
-        json!({"type": "TaskStopVerificationAck", "message": {
-            "messageId": "mf-1", "generatedAt": 1_795_810_868_419i64,
-            "stopTasks": [{"taskArn": orphan_task, "taskClusterArn": CLUSTER_ARN,
-                           "desiredStatus": "STOPPED"}]}})
-        .to_string(),
-    );
+    backend.send(verification_ack("mf-1", &[&orphan_task]));
     wait_for("the orphan to stop", WAIT, || {
         Ok((!running(&orphan)).then_some(()))
     })

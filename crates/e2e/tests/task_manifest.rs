@@ -6,49 +6,20 @@
 
 use std::time::Duration;
 
-use e2e::fake_backend::FakeBackend;
-use e2e::{require_docker, Agent, AgentOptions, TEST_IMAGE};
+use e2e::fake_backend::{
+    manifest, sleeper_task, task_arn as arn, verification_ack, FakeBackend, CLUSTER_ARN as CLUSTER,
+    INSTANCE_ARN as INSTANCE,
+};
+use e2e::{require_docker, Agent, AgentOptions};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How long a check that something does NOT happen (no ack, no stop)
 /// waits for it: such a check can pass wrongly, never fail wrongly.
 const QUIET: Duration = Duration::from_secs(3);
-const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/default";
-const INSTANCE: &str =
-    "arn:aws:ecs:us-east-1:123456789012:container-instance/default/701bbc45062742f4a14a0c8f8f3a5e0d";
-
-fn arn(id: &str) -> String {
-    format!("arn:aws:ecs:us-east-1:123456789012:task/default/{id}")
-}
 
 fn task(id: &str) -> serde_json::Value {
-    json!({
-        "arn": arn(id), "family": "manifest", "version": "1", "desiredStatus": "RUNNING",
-        "networkMode": "bridge", "launchType": "EC2",
-        "containers": [{"name": "main", "image": TEST_IMAGE, "command": ["sleep", "600"],
-            "memory": 32, "essential": true, "overrides": "{}"}]
-    })
-}
-
-fn manifest(message_id: &str, timeline: i64, running: &[&str]) -> String {
-    let tasks: Vec<_> = running
-        .iter()
-        .map(
-            |id| json!({"taskArn": arn(id), "taskClusterArn": CLUSTER, "desiredStatus": "RUNNING"}),
-        )
-        .collect();
-    json!({"type": "TaskManifestMessage", "message": {
-        "messageId": message_id, "clusterArn": CLUSTER, "containerInstanceArn": INSTANCE,
-        "generatedAt": 1_795_810_862_257i64, "timeline": timeline, "tasks": tasks}})
-    .to_string()
-}
-
-fn verification_ack(message_id: &str, id: &str) -> String {
-    json!({"type": "TaskStopVerificationAck", "message": {
-        "messageId": message_id, "generatedAt": 1_795_810_868_419i64,
-        "stopTasks": [{"taskArn": arn(id), "taskClusterArn": CLUSTER, "desiredStatus": "STOPPED"}]}})
-    .to_string()
+    sleeper_task("manifest", id)
 }
 
 /// Waits until a line that this agent process logged has all `needles`:
@@ -138,7 +109,7 @@ async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
 
     // An ack for another manifest changes nothing; the right one stops
     // the candidate and nothing else.
-    backend.send(verification_ack("mf-other", lost));
+    backend.send(verification_ack("mf-other", &[&arn(lost)]));
     logged(
         &agent,
         &[
@@ -150,7 +121,7 @@ async fn only_a_confirmed_candidate_stops_and_stale_manifests_are_ignored() {
         .wait_task_status(&arn(lost), "STOPPED", QUIET)
         .await
         .is_none());
-    backend.send(verification_ack("mf-4", lost));
+    backend.send(verification_ack("mf-4", &[&arn(lost)]));
     backend
         .wait_task_status(&arn(lost), "STOPPED", WAIT)
         .await

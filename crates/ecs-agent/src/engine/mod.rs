@@ -635,10 +635,7 @@ impl TaskEngine {
                     docker_id = id,
                     "stopped container is running again; stopping it"
                 );
-                let docker = self.docker.clone();
-                tokio::spawn(async move {
-                    let _ = docker.stop_container(&id, grace).await;
-                });
+                self.spawn_stop(id, grace);
             }
         }
         self.progress(&arn);
@@ -907,6 +904,19 @@ impl TaskEngine {
                     index,
                     observation: exited,
                 });
+            }
+        });
+    }
+
+    /// Stops a container outside any transition (one that runs when it
+    /// should not); a failure is logged, and the next check sees it again.
+    fn spawn_stop(&self, docker_id: String, grace: Duration) {
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = docker.stop_container(&docker_id, grace).await {
+                if !e.is_not_modified() && !e.is_not_found() {
+                    tracing::warn!(docker_id, error = %e, "stopping a container failed");
+                }
             }
         });
     }

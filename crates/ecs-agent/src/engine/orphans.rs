@@ -66,14 +66,7 @@ impl TaskEngine {
                 docker_id = id,
                 "stopping container of a task the backend does not run here"
             );
-            let docker = self.docker.clone();
-            tokio::spawn(async move {
-                if let Err(e) = docker.stop_container(&id, grace).await {
-                    if !e.is_not_modified() && !e.is_not_found() {
-                        tracing::warn!(docker_id = id, error = %e, "stopping an orphaned container failed");
-                    }
-                }
-            });
+            self.spawn_stop(id, grace);
         }
     }
 }

@@ -55,6 +55,24 @@ pub(crate) fn health_check() -> serde_json::Value {
     serde_json::json!({"config": "{\"Healthcheck\":{\"Test\":[\"CMD-SHELL\",\"true\"]}}"})
 }
 
+/// `app` waits for `db` (container 1, with a Docker health check) to be
+/// HEALTHY; `db_extra` adds members to `db`'s definition.
+pub(crate) fn waits_for_healthy_db(id: &str, db_extra: serde_json::Value) -> IncomingTask {
+    let mut db = serde_json::json!({"name": "db", "essential": true,
+        "healthCheckType": "docker", "dockerConfig": health_check()});
+    if let (Some(db), Some(extra)) = (db.as_object_mut(), db_extra.as_object()) {
+        db.extend(extra.clone());
+    }
+    task(
+        id,
+        serde_json::json!([
+            {"name": "app", "essential": true,
+             "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
+            db
+        ]),
+    )
+}
+
 pub(crate) struct Agent {
     pub docker: Arc<FakeDocker>,
     pub store: Store,
@@ -133,6 +151,11 @@ pub(crate) async fn fresh() -> Agent {
 }
 
 impl Agent {
+    /// Hands tasks to the engine as a payload would, and waits for the save.
+    pub(crate) async fn add(&self, tasks: Vec<IncomingTask>) {
+        self.engine.add_tasks(tasks, None).await.unwrap();
+    }
+
     /// Waits (in virtual time, at most an hour of it) until the engine's
     /// tasks satisfy `done`.
     pub(crate) async fn until(&self, what: &str, done: impl Fn(&[Task]) -> bool) -> Vec<Task> {

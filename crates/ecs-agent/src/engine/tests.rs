@@ -55,22 +55,17 @@ async fn a_task_runs_then_stops_with_each_report_once_and_in_order() {
 async fn depends_on_orders_the_containers() {
     let agent = fresh().await;
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "t2",
-                serde_json::json!([
-                    {"name": "app", "essential": true,
-                     "dependsOn": [{"containerName": "init", "condition": "SUCCESS"},
-                                   {"containerName": "db", "condition": "START"}]},
-                    {"name": "init", "essential": false},
-                    {"name": "db", "essential": false}
-                ]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![task(
+            "t2",
+            serde_json::json!([
+                {"name": "app", "essential": true,
+                 "dependsOn": [{"containerName": "init", "condition": "SUCCESS"},
+                               {"containerName": "db", "condition": "START"}]},
+                {"name": "init", "essential": false},
+                {"name": "db", "essential": false}
+            ]),
+        )])
+        .await;
     // `init` and `db` start; `app` waits for `init` to succeed.
     let waiting = agent
         .until("init and db running", |tasks| {
@@ -97,20 +92,15 @@ async fn depends_on_orders_the_containers() {
 async fn a_failed_success_dependency_stops_the_task_without_starting_the_dependent() {
     let agent = fresh().await;
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "t3",
-                serde_json::json!([
-                    {"name": "app", "essential": true,
-                     "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
-                    {"name": "init", "essential": false}
-                ]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![task(
+            "t3",
+            serde_json::json!([
+                {"name": "app", "essential": true,
+                 "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+                {"name": "init", "essential": false}
+            ]),
+        )])
+        .await;
     let tasks = agent
         .until("init running", |t| {
             t[0].containers[1].known_status == ContainerStatus::Running
@@ -133,23 +123,13 @@ async fn a_dependency_that_never_turns_healthy_times_out_after_start_timeout() {
     let agent = fresh().await;
     let began = Instant::now();
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "t4",
-                serde_json::json!([
-                    {"name": "app", "essential": true,
-                     "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
-                    // The timeout is the dependency's: how long others wait
-                    // for it to reach their condition.
-                    {"name": "db", "essential": true, "healthCheckType": "docker",
-                     "startTimeout": 120, "dockerConfig": health_check()}
-                ]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![waits_for_healthy_db(
+            "t4",
+            // The timeout is the dependency's: how long others wait for
+            // it to reach their condition.
+            serde_json::json!({"startTimeout": 120}),
+        )])
+        .await;
     let stopped = agent.until_task("t4", TaskStatus::Stopped).await;
     let waited = began.elapsed();
     assert!(
@@ -171,21 +151,8 @@ async fn a_dependency_that_never_turns_healthy_times_out_after_start_timeout() {
 async fn a_healthy_dependency_lets_the_dependent_start() {
     let agent = fresh().await;
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "t5",
-                serde_json::json!([
-                    {"name": "app", "essential": true,
-                     "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
-                    {"name": "db", "essential": true, "healthCheckType": "docker",
-                     "dockerConfig": health_check()}
-                ]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![waits_for_healthy_db("t5", serde_json::json!({}))])
+        .await;
     let tasks = agent
         .until("db running", |t| {
             t[0].containers[1].known_status == ContainerStatus::Running
@@ -206,11 +173,7 @@ async fn docker_errors_become_the_reasons_the_backend_sees() {
     agent
         .docker
         .fail(Op::Create, Fault::Status(500, "driver failed programming"));
-    agent
-        .engine
-        .add_tasks(vec![one_container("create")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("create")]).await;
     let t = agent.until_task("create", TaskStatus::Stopped).await;
     assert_eq!(
         t.containers[0].reason.as_deref(),
@@ -220,11 +183,7 @@ async fn docker_errors_become_the_reasons_the_backend_sees() {
     agent
         .docker
         .fail(Op::Start, Fault::Status(500, "OCI runtime create failed"));
-    agent
-        .engine
-        .add_tasks(vec![one_container("start")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("start")]).await;
     let t = agent.until_task("start", TaskStatus::Stopped).await;
     assert_eq!(
         t.containers[0].reason.as_deref(),
@@ -255,11 +214,7 @@ async fn a_create_that_never_answers_times_out() {
     )
     .await;
     let began = Instant::now();
-    agent
-        .engine
-        .add_tasks(vec![one_container("hang")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("hang")]).await;
     let t = agent.until_task("hang", TaskStatus::Stopped).await;
     assert!(began.elapsed() >= Duration::from_secs(240));
     assert!(
@@ -275,11 +230,7 @@ async fn a_create_that_never_answers_times_out() {
 #[tokio::test(start_paused = true)]
 async fn a_refused_stop_is_tried_again() {
     let agent = fresh().await;
-    agent
-        .engine
-        .add_tasks(vec![one_container("stop")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("stop")]).await;
     agent.until_task("stop", TaskStatus::Running).await;
     agent
         .docker
@@ -298,16 +249,11 @@ async fn a_refused_stop_is_tried_again() {
 async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let agent = fresh().await;
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "kill",
-                serde_json::json!([{"name": "app", "essential": true, "stopTimeout": 45}]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![task(
+            "kill",
+            serde_json::json!([{"name": "app", "essential": true, "stopTimeout": 45}]),
+        )])
+        .await;
     let t = agent.until_task("kill", TaskStatus::Running).await;
     agent.docker.ignore_sigterm(&Agent::docker_id(&t, 0));
     let began = Instant::now();
@@ -321,11 +267,7 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_grace_period() {
 async fn events_out_of_order_duplicated_or_for_strangers_change_nothing_wrong() {
     let agent = fresh().await;
     let stranger = agent.docker.add_running_container("someone-else", &[]);
-    agent
-        .engine
-        .add_tasks(vec![one_container("events")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("events")]).await;
     let t = agent.until_task("events", TaskStatus::Running).await;
     let id = Agent::docker_id(&t, 0);
     // Exit, then a late `start` for the same container, a duplicate `die`,
@@ -350,11 +292,7 @@ async fn events_out_of_order_duplicated_or_for_strangers_change_nothing_wrong() 
 #[tokio::test(start_paused = true)]
 async fn an_exit_whose_event_was_lost_is_found_by_the_five_minute_reinspect() {
     let agent = fresh().await;
-    agent
-        .engine
-        .add_tasks(vec![one_container("lost")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("lost")]).await;
     let t = agent.until_task("lost", TaskStatus::Running).await;
     let began = Instant::now();
     agent.docker.exit_silently(&Agent::docker_id(&t, 0), 9);
@@ -374,11 +312,7 @@ async fn an_exit_whose_event_was_lost_is_found_by_the_five_minute_reinspect() {
 #[tokio::test(start_paused = true)]
 async fn an_oom_kill_is_reported_with_its_reason() {
     let agent = fresh().await;
-    agent
-        .engine
-        .add_tasks(vec![one_container("oom")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("oom")]).await;
     let t = agent.until_task("oom", TaskStatus::Running).await;
     agent.docker.oom_kill(&Agent::docker_id(&t, 0));
     let t = agent.until_task("oom", TaskStatus::Stopped).await;
@@ -393,18 +327,13 @@ async fn an_oom_kill_is_reported_with_its_reason() {
 async fn a_restart_policy_restarts_the_container_in_place() {
     let agent = fresh().await;
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "again",
-                serde_json::json!([{"name": "app", "essential": true,
+        .add(vec![task(
+            "again",
+            serde_json::json!([{"name": "app", "essential": true,
                     "restartPolicy": {"enabled": true, "ignoredExitCodes": [0],
                                       "restartAttemptPeriod": 60}}]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        )])
+        .await;
     let t = agent.until_task("again", TaskStatus::Running).await;
     let id = Agent::docker_id(&t, 0);
     // Too soon after the start: the policy does not restart it yet.
@@ -439,24 +368,19 @@ async fn a_missing_image_is_pulled_and_a_failed_pull_is_reported() {
     )
     .await;
     agent
-        .engine
-        .add_tasks(
-            vec![
-                task(
-                    "pulled",
-                    serde_json::json!([{"name": "app", "essential": true,
+        .add(vec![
+            task(
+                "pulled",
+                serde_json::json!([{"name": "app", "essential": true,
                                         "image": "registry.local/app:1"}]),
-                ),
-                task(
-                    "unpullable",
-                    serde_json::json!([{"name": "app", "essential": true,
+            ),
+            task(
+                "unpullable",
+                serde_json::json!([{"name": "app", "essential": true,
                                         "image": "registry.local/missing:1"}]),
-                ),
-            ],
-            None,
-        )
-        .await
-        .unwrap();
+            ),
+        ])
+        .await;
     agent.until_task("pulled", TaskStatus::Running).await;
     assert!(agent.docker.has_image("registry.local/app:1"));
     let failed = agent.until_task("unpullable", TaskStatus::Stopped).await;
@@ -488,11 +412,7 @@ async fn cleanup_waits_until_the_stopped_report_is_delivered() {
         },
     )
     .await;
-    agent
-        .engine
-        .add_tasks(vec![one_container("gc")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("gc")]).await;
     let t = agent.until_task("gc", TaskStatus::Running).await;
     let id = Agent::docker_id(&t, 0);
     agent.engine.stop_tasks(vec![arn("gc")]).unwrap();
@@ -518,17 +438,12 @@ async fn a_restarted_engine_adopts_running_containers_and_reports_what_happened_
     let store = Store::in_memory().unwrap();
     let first = start(docker.clone(), store.clone(), Options::default()).await;
     first
-        .engine
-        .add_tasks(
-            vec![
-                one_container("stays"),
-                one_container("exits"),
-                one_container("goes"),
-            ],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![
+            one_container("stays"),
+            one_container("exits"),
+            one_container("goes"),
+        ])
+        .await;
     let tasks = first
         .until("all running", |t| {
             t.len() == 3 && t.iter().all(|t| t.known_status == TaskStatus::Running)
@@ -571,11 +486,7 @@ async fn a_restarted_engine_adopts_running_containers_and_reports_what_happened_
 #[tokio::test(start_paused = true)]
 async fn a_docker_restart_is_waited_out_and_what_changed_is_found() {
     let agent = fresh().await;
-    agent
-        .engine
-        .add_tasks(vec![one_container("daemon")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("daemon")]).await;
     let t = agent.until_task("daemon", TaskStatus::Running).await;
     agent.docker.set_down(true);
     agent.docker.exit_silently(&Agent::docker_id(&t, 0), 137);
@@ -598,21 +509,8 @@ async fn a_docker_restart_is_waited_out_and_what_changed_is_found() {
 async fn a_task_waiting_on_a_dependency_does_not_write_again_and_again() {
     let agent = fresh().await;
     agent
-        .engine
-        .add_tasks(
-            vec![task(
-                "idle",
-                serde_json::json!([
-                    {"name": "app", "essential": true,
-                     "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
-                    {"name": "db", "essential": true, "healthCheckType": "docker",
-                     "dockerConfig": health_check()}
-                ]),
-            )],
-            None,
-        )
-        .await
-        .unwrap();
+        .add(vec![waits_for_healthy_db("idle", serde_json::json!({}))])
+        .await;
     agent
         .until("db running", |t| {
             t[0].containers[1].known_status == ContainerStatus::Running
@@ -679,11 +577,7 @@ async fn reports_lost_to_a_failed_save_are_queued_again() {
     docker.add_image(IMAGE);
     let (store, disk) = Store::flaky().unwrap();
     let agent = start(docker, store, Options::default()).await;
-    agent
-        .engine
-        .add_tasks(vec![one_container("report")], None)
-        .await
-        .unwrap();
+    agent.add(vec![one_container("report")]).await;
     let t = agent.until_task("report", TaskStatus::Running).await;
     disk.fail_writes(true);
     agent.docker.exit(&Agent::docker_id(&t, 0), 5);
@@ -776,7 +670,7 @@ async fn a_task_volume_is_created_before_its_container_and_removed_at_cleanup() 
     }))
     .unwrap();
     let incoming = crate::engine::task::IncomingTask::try_from(&acs).unwrap();
-    agent.engine.add_tasks(vec![incoming], None).await.unwrap();
+    agent.add(vec![incoming]).await;
     let t = agent.until_task("vol", TaskStatus::Running).await;
     let volume = t.volumes[0].docker_name.clone();
     assert!(docker.has_volume(&volume));
