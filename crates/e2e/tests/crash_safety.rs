@@ -31,7 +31,7 @@ fn ack_of(message_id: &str) -> String {
 }
 
 fn wait_exit(agent: &mut Agent) -> Option<i32> {
-    wait_for("the agent to exit", WAIT, || Ok(agent.exit_code()?)).unwrap()
+    wait_for("the agent to exit", WAIT, || agent.exit_code()).unwrap()
 }
 
 fn container_of(task_arn: &str) -> String {
