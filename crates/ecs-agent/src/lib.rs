@@ -16,6 +16,7 @@ pub mod engine;
 pub mod exit;
 pub mod failpoint;
 pub mod flags;
+pub mod go_state;
 pub mod host;
 pub mod host_setup;
 pub mod images;
