@@ -65,11 +65,14 @@ demo: setup
 # never disturb the debug and release builds. New inputs are written to
 # target/fuzz/corpus/<crate>/<target>, with the committed corpus in
 # crates/<crate>/fuzz/corpus/<target> read as seeds, so a run leaves the tree
-# clean; docs/fuzzing.md says how to merge new inputs back.
+# clean; docs/fuzzing.md says how to merge new inputs back. The recorded
+# samples of the reference spec are seeds too when they are there: they are
+# never copied into the repository.
 FUZZ_SECONDS ?= 60
 FUZZ_CRATES := ecs-model ecs-agent
 FUZZ_TARGET_DIR := $(CURDIR)/target/fuzz
 FUZZ_ENV := RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_LTO=false
+FUZZ_SPEC_SEEDS := $(wildcard $(CURDIR)/../shared/spec/samples)
 
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
@@ -84,7 +87,7 @@ fuzz:
 			new=$(FUZZ_TARGET_DIR)/corpus/$$crate/$$t; mkdir -p $$new; \
 			(cd crates/$$crate && $(FUZZ_ENV) $(CARGO) fuzz run \
 				--target-dir $(FUZZ_TARGET_DIR) $$t $$new fuzz/corpus/$$t \
-				-- -max_total_time=$(FUZZ_SECONDS)) \
+				$(FUZZ_SPEC_SEEDS) -- -max_total_time=$(FUZZ_SECONDS)) \
 				|| failed="$$failed $$crate/$$t"; \
 		done; \
 	done; \
