@@ -44,6 +44,8 @@ pub enum StartError {
     NoRegion,
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Takeover(#[from] crate::go_state::takeover::TakeoverError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -62,8 +64,10 @@ pub enum StartError {
 impl StartError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            StartError::Takeover(e) if e.is_retryable() => ExitCode::Error,
             StartError::DockerTooOld(_)
             | StartError::Store(_)
+            | StartError::Takeover(_)
             | StartError::ClusterMismatch { .. }
             | StartError::RegistrationRejected(_) => ExitCode::Terminal,
             _ => ExitCode::Error,
@@ -358,10 +362,35 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
         path: dir.display().to_string(),
         source,
     })?;
-    let opened = tokio::task::spawn_blocking(move || Store::open(&dir))
+    let cluster = config.cluster_or_default().to_string();
+    tokio::task::spawn_blocking(move || open_or_take_over(&dir, &cluster))
         .await
-        .map_err(|e| crate::store::StoreError::Worker(e.to_string()))??;
-    Ok(opened)
+        .map_err(|e| crate::store::StoreError::Worker(e.to_string()))?
+}
+
+/// This agent's checkpoint in `dir`: its own, or the one agent 0.1.0 left
+/// as `agent.db`, or, on a host where the Go agent ran and this agent has
+/// none yet, one made from the Go agent's state (docs/operations.md §3).
+fn open_or_take_over(dir: &std::path::Path, cluster: &str) -> Result<Store, StartError> {
+    use crate::go_state::takeover;
+    if !Store::exists_in(dir) {
+        Store::adopt_old_location(dir)?;
+    }
+    if !Store::exists_in(dir) && takeover::go_state_in(dir) {
+        let (store, taken) = takeover::take_over(dir, cluster)?;
+        tracing::info!(
+            cluster = taken.cluster,
+            containerInstanceARN = taken.instance_arn,
+            tasks = taken.tasks,
+            running = taken.running_tasks,
+            containers = taken.containers,
+            images = taken.images,
+            checkpoint = store.file(),
+            "took over the Go agent's state; its agent.db is left as it was"
+        );
+        return Ok(store);
+    }
+    Ok(Store::open(dir)?)
 }
 
 /// Who the instance is, as the endpoints show it.

@@ -8,4 +8,6 @@
 //! back into them.
 
 pub mod bolt;
+pub mod import;
 pub mod model;
+pub mod takeover;

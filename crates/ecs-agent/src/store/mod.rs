@@ -1,5 +1,5 @@
-//! The agent's checkpoint: an embedded transactional database (`agent.db`
-//! in `ECS_DATADIR`) holding instance metadata, every task with its
+//! The agent's checkpoint: an embedded transactional database
+//! (`ecs-agent.redb` in `ECS_DATADIR`) holding instance metadata, every task with its
 //! containers, the image states, and the outbox of state changes not yet
 //! accepted by the backend (docs/architecture.md §5, §6).
 //!
@@ -33,10 +33,24 @@ use crate::engine::task::Task;
 use crate::images::ImageRecord;
 use crate::state_change::TaskStateChange;
 
-pub use schema::CURRENT_VERSION;
+pub use schema::{is_bbolt, CURRENT_VERSION};
 
-/// The checkpoint's file name inside the data directory.
-pub const FILE_NAME: &str = "agent.db";
+/// The checkpoint's file name inside the data directory: a name of its
+/// own, so that it never meets the Go agent's `agent.db` (docs/operations.md §2).
+pub const FILE_NAME: &str = "ecs-agent.redb";
+
+/// Where agent 0.1.0 kept the checkpoint, and where the Go agent keeps its
+/// own: a file there is moved to [`FILE_NAME`] only when it is this agent's.
+pub const OLD_FILE_NAME: &str = "agent.db";
+
+/// Everything a new checkpoint starts with, written in its first
+/// transaction (a take-over from the Go agent).
+#[derive(Debug, Default)]
+pub struct Seed {
+    pub meta: Vec<(&'static str, String)>,
+    pub tasks: Vec<Task>,
+    pub images: Vec<ImageRecord>,
+}
 
 const METADATA: TableDefinition<&str, &str> = TableDefinition::new("metadata");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
@@ -219,7 +233,10 @@ impl Store {
     /// write, a newer schema, or any record it cannot decode. Blocks: call
     /// it before the agent's work starts, or from a blocking thread.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let path = dir.join(FILE_NAME);
+        Self::open_file(dir.join(FILE_NAME))
+    }
+
+    fn open_file(path: std::path::PathBuf) -> Result<Self, StoreError> {
         let file = path.display().to_string();
         let db = schema::open_file(&path)?;
         let again = file.clone();
@@ -230,6 +247,76 @@ impl Store {
             })
         };
         Self::ready(db, Box::new(reopen), file)
+    }
+
+    /// Whether `dir` holds this agent's checkpoint under its own name.
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join(FILE_NAME).exists()
+    }
+
+    /// Moves a checkpoint agent 0.1.0 left as `agent.db` to its own name,
+    /// when there is none under that name yet; a file there that is not
+    /// this agent's (the Go agent's) stays where it is. Returns whether it
+    /// moved one. The schema upgrade follows when it is opened.
+    pub fn adopt_old_location(dir: &Path) -> Result<bool, StoreError> {
+        let old = dir.join(OLD_FILE_NAME);
+        let own = dir.join(FILE_NAME);
+        if own.exists() || !schema::is_redb(&old) {
+            return Ok(false);
+        }
+        std::fs::rename(&old, &own).map_err(|e| StoreError::Unrecognised {
+            file: old.display().to_string(),
+            why: format!("it could not be moved to {}: {e}", own.display()),
+        })?;
+        tracing::info!(
+            from = %old.display(),
+            to = %own.display(),
+            "moved this agent's checkpoint to its own file name"
+        );
+        Ok(true)
+    }
+
+    /// Creates the checkpoint in `dir` holding `seed`, all or nothing: it
+    /// is written under a temporary name and renamed into place only once
+    /// committed, so a crash leaves no half-made checkpoint to resume from.
+    pub fn create_seeded(dir: &Path, seed: Seed) -> Result<Self, StoreError> {
+        let own = dir.join(FILE_NAME);
+        let staging = dir.join(format!("{FILE_NAME}.new"));
+        let file = staging.display().to_string();
+        let io = |e: std::io::Error| StoreError::Unrecognised {
+            file: file.clone(),
+            why: format!("it could not be written: {e}"),
+        };
+        match std::fs::remove_file(&staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        {
+            let store = Self::open_file(staging.clone())?;
+            store.inner.write(|txn| {
+                let mut meta = txn.open_table(METADATA)?;
+                for (k, v) in &seed.meta {
+                    meta.insert(*k, v.as_str())?;
+                }
+                let mut tasks = txn.open_table(TASKS)?;
+                for task in &seed.tasks {
+                    tasks.insert(task.arn(), serde_json::to_vec(task)?.as_slice())?;
+                }
+                let mut images = txn.open_table(IMAGES)?;
+                for image in &seed.images {
+                    images.insert(
+                        image.image_id.as_str(),
+                        serde_json::to_vec(image)?.as_slice(),
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        std::fs::rename(&staging, &own).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Self::open(dir)
     }
 
     /// A store that lives only as long as the process.

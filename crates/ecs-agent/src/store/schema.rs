@@ -77,6 +77,23 @@ pub(super) fn open_file(path: &Path) -> Result<Database, StoreError> {
     Database::create(path).map_err(open_error)
 }
 
+/// Whether `path` is a redb file (an existing file starting with redb's
+/// header).
+pub(super) fn is_redb(path: &Path) -> bool {
+    let mut head = [0u8; 9];
+    std::fs::File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .is_ok_and(|n| n == head.len() && head == REDB_MAGIC)
+}
+
+/// Whether `path` is a bbolt file: the Go agent's checkpoint.
+pub fn is_bbolt(path: &Path) -> bool {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .is_ok_and(|n| n == head.len() && head[16..20] == BBOLT_MAGIC)
+}
+
 /// `true` when the file exists with content, which must start with redb's
 /// header; a file that does not is refused with a hint at what it is.
 fn looks_at_header(path: &Path, file: &str) -> Result<bool, StoreError> {
@@ -97,7 +114,7 @@ fn looks_at_header(path: &Path, file: &str) -> Result<bool, StoreError> {
         return Ok(true);
     }
     let why = if n >= 20 && head[16..20] == BBOLT_MAGIC {
-        "it is a bbolt database, as the Go ECS agent writes; taking over the Go agent's state is not supported yet, so drain this instance first or keep the Go agent".to_string()
+        "it is a bbolt database, as the Go ECS agent writes, where this agent's own checkpoint belongs".to_string()
     } else {
         "it does not start with this agent's database header".to_string()
     };

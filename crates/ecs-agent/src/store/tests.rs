@@ -308,18 +308,23 @@ fn version_1_fixture() -> PathBuf {
 #[tokio::test]
 async fn a_version_1_checkpoint_is_upgraded_with_everything_in_it() {
     let dir = tempfile::tempdir().unwrap();
+    // Agent 0.1.0 kept it as agent.db: it moves to its own name first.
     std::fs::copy(
-        version_1_fixture().join(FILE_NAME),
-        dir.path().join(FILE_NAME),
+        version_1_fixture().join(OLD_FILE_NAME),
+        dir.path().join(OLD_FILE_NAME),
     )
     .unwrap();
     let store = tokio::task::spawn_blocking({
         let dir = dir.path().to_path_buf();
-        move || Store::open(&dir)
+        move || {
+            assert!(Store::adopt_old_location(&dir).unwrap());
+            Store::open(&dir)
+        }
     })
     .await
     .unwrap()
     .unwrap();
+    assert!(!dir.path().join(OLD_FILE_NAME).exists());
     assert_eq!(
         store.get_meta(keys::SCHEMA_VERSION).await.unwrap(),
         Some(CURRENT_VERSION.to_string())
@@ -471,4 +476,62 @@ async fn a_failed_write_is_reported_and_the_next_one_succeeds_after_reopening() 
     );
     assert!(store.outbox().await.unwrap().is_empty());
     assert_eq!(store.latest_seq().await.unwrap(), -1);
+}
+
+#[test]
+fn the_go_agents_agent_db_is_never_moved_and_ours_only_when_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join(OLD_FILE_NAME);
+    let mut bolt = vec![0u8; 8192];
+    bolt[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+    std::fs::write(&old, &bolt).unwrap();
+    assert!(is_bbolt(&old));
+    assert!(!Store::adopt_old_location(dir.path()).unwrap());
+    assert_eq!(std::fs::read(&old).unwrap(), bolt);
+    assert!(!Store::exists_in(dir.path()));
+
+    // An old redb file beside a checkpoint under the new name stays put.
+    let other = tempfile::tempdir().unwrap();
+    drop(Store::open(other.path()).unwrap());
+    std::fs::copy(
+        version_1_fixture().join(OLD_FILE_NAME),
+        other.path().join(OLD_FILE_NAME),
+    )
+    .unwrap();
+    assert!(!Store::adopt_old_location(other.path()).unwrap());
+    assert!(other.path().join(OLD_FILE_NAME).exists());
+}
+
+#[tokio::test]
+async fn a_seeded_checkpoint_appears_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    // Left by a crash during an earlier attempt.
+    std::fs::write(dir.path().join(format!("{FILE_NAME}.new")), b"half").unwrap();
+    let seed = Seed {
+        meta: vec![(keys::CLUSTER, "takeover".into())],
+        tasks: vec![task("arn:aws:ecs:us-east-1:1:task/c/seeded")],
+        images: vec![ImageRecord {
+            image_id: "sha256:1".into(),
+            names: vec!["a:1".into()],
+            size: 1,
+            pulled_at_ms: 1,
+            last_used_at_ms: 1,
+            pull_succeeded: true,
+        }],
+    };
+    let store = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || Store::create_seeded(&dir, seed)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        store.get_meta(keys::CLUSTER).await.unwrap().as_deref(),
+        Some("takeover")
+    );
+    assert_eq!(store.load_tasks().await.unwrap().len(), 1);
+    assert_eq!(store.load_images().await.unwrap().len(), 1);
+    assert!(!dir.path().join(format!("{FILE_NAME}.new")).exists());
+    assert!(Store::exists_in(dir.path()));
 }
