@@ -2,7 +2,7 @@
 //! leading dashes, `-name=value` or `-name value`, bool flags only as `-name`
 //! or `-name=true|false`, and parsing stops at the first non-flag argument.
 //! That argument is ignored, as Go ignores it, unless it names one of the
-//! agent's own commands (`host-setup`, `host-teardown`).
+//! agent's own commands (`host-setup`, `host-teardown`, `export-go-state`).
 
 /// What the command line asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -18,7 +18,33 @@ pub struct Flags {
     pub ecs_attributes: bool,
     pub windows_service: bool,
     /// A command to run instead of the agent.
-    pub command: Option<Subcommand>,
+    pub command: Option<Command>,
+}
+
+/// The agent's own commands, each run instead of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// A host duty of ecs-init's (`host_setup.rs`).
+    Host(Subcommand),
+    /// Hands the host back to the Go agent: writes its `agent.db` from this
+    /// agent's checkpoint (`go_state/handback.rs`).
+    ExportGoState,
+}
+
+impl Command {
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Host(c) => c.name(),
+            Command::ExportGoState => "export-go-state",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        if name == Command::ExportGoState.name() {
+            return Some(Command::ExportGoState);
+        }
+        Subcommand::from_name(name).map(Command::Host)
+    }
 }
 
 /// Commands the Go agent does not have; they replace ecs-init's host duties.
@@ -85,6 +111,8 @@ Commands (after the flags; each runs instead of the agent, then exits):
     \tSet up this host's sysctls and iptables rules for the agent's endpoints, as ecs-init does
   host-teardown
     \tRemove what host-setup set up
+  export-go-state
+    \tHand this host back to the Go ECS agent 1.105: write its agent.db in ECS_DATADIR from this agent's state (stop this agent first)
 ";
 
 enum Kind {
@@ -123,7 +151,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, FlagError
         else {
             // The first non-flag argument: the rest is ignored, unless it
             // names a command.
-            if let Some(command) = Subcommand::from_name(&arg) {
+            if let Some(command) = Command::from_name(&arg) {
                 if let Some(extra) = args.next() {
                     return Err(FlagError::CommandArgument {
                         command: arg,
@@ -198,11 +226,17 @@ mod tests {
     #[test]
     fn commands_after_flags() {
         let f = p(&["host-setup"]).unwrap();
-        assert_eq!(f.command, Some(Subcommand::HostSetup));
+        assert_eq!(f.command, Some(Command::Host(Subcommand::HostSetup)));
         let f = p(&["-k", "--loglevel=debug", "host-teardown"]).unwrap();
-        assert_eq!(f.command, Some(Subcommand::HostTeardown));
+        assert_eq!(f.command, Some(Command::Host(Subcommand::HostTeardown)));
         assert!(f.accept_insecure_cert);
         assert_eq!(f.loglevel.as_deref(), Some("debug"));
+        let f = p(&["export-go-state"]).unwrap();
+        assert_eq!(f.command, Some(Command::ExportGoState));
+        assert!(matches!(
+            p(&["export-go-state", "now"]),
+            Err(FlagError::CommandArgument { .. })
+        ));
         // Other words are ignored, as Go ignores them; so is a command
         // after `--` or after another word.
         assert_eq!(p(&["run"]).unwrap().command, None);

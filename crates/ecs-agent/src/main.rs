@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ecs_agent::config::{Config, Env};
 use ecs_agent::exit::ExitCode;
-use ecs_agent::flags::{self, FlagError};
+use ecs_agent::flags::{self, Command, FlagError};
 use ecs_agent::logging::{self, LogSettings};
 use ecs_agent::{agent, host_setup, version};
 
@@ -41,8 +41,10 @@ fn main() -> ProcessExit {
         let host = env.get("ECS_AGENT_HEALTHCHECK_HOST").unwrap_or("localhost");
         return exit(healthcheck(host));
     }
-    if let Some(command) = flags.command {
-        return exit(host_setup::main(command));
+    match flags.command {
+        Some(Command::Host(command)) => return exit(host_setup::main(command)),
+        Some(Command::ExportGoState) => return exit(ecs_agent::go_state::handback::main()),
+        None => {}
     }
 
     let log_settings = LogSettings::resolve(&env, &flags);

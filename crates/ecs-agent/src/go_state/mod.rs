@@ -8,6 +8,8 @@
 //! back into them.
 
 pub mod bolt;
+pub mod export;
+pub mod handback;
 pub mod import;
 pub mod model;
 pub mod takeover;

@@ -442,11 +442,22 @@ pub struct GoVolume {
     pub other: Map<String, Value>,
 }
 
+/// The `host` member of a host volume. The Go agent writes one of two
+/// shapes: `{"sourcePath": …}` for a bind mount of a host path, and
+/// `{"hostPath": …}` (the Docker volume's name) for a scratch volume it
+/// provisions; it tells them apart by an empty `sourcePath`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct GoHostVolume {
     /// Empty for a scratch volume the agent provisions.
-    #[serde(rename = "sourcePath", default)]
+    #[serde(
+        rename = "sourcePath",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub source_path: String,
+    /// The scratch volume's Docker volume name; empty for a bind mount.
+    #[serde(rename = "hostPath", default, skip_serializing_if = "String::is_empty")]
+    pub host_path: String,
 }
 
 /// A value of the `containers` bucket (key: `<task ID>-<container name>`).
