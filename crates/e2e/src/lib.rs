@@ -624,10 +624,10 @@ pub fn host_routing_lock() -> Result<HostRoutingLock> {
     })
 }
 
-/// Runs `ecs-agent <command>` (`host-setup` or `host-teardown`) with only
+/// Runs `ecs-agent <command>` (`host-setup`, `host-teardown`, `export-go-state`) with only
 /// `PATH` and `env` in its environment, and no JSON config file; returns
 /// its stdout, or an error holding both outputs when it does not exit 0.
-/// Callers hold a [`HostRoutingLock`].
+/// Callers of `host-setup` and `host-teardown` hold a [`HostRoutingLock`].
 pub fn agent_host_command(command: &str, env: &[(&str, &str)]) -> Result<String> {
     let mut cmd = Command::new(&binaries().agent);
     cmd.arg(command)
