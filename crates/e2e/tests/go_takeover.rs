@@ -307,7 +307,8 @@ async fn what_cannot_be_carried_is_refused_with_exit_5_leaving_everything_as_it_
         .map(|(_, id)| (id.clone(), started_at(id)))
         .collect();
     let plane = plane_on_a_copy_of_the_fixture(root.path());
-    let cases: [(&str, &str, fn(&mut Value)); 2] = [
+    type Change = fn(&mut Value);
+    let cases: [(&str, &str, Change); 2] = [
         ("awsvpc", CLUSTER, |t| {
             if t["Family"] == "web" {
                 t["NetworkMode"] = "awsvpc".into();
