@@ -18,6 +18,20 @@ pub enum ContainerStatus {
 }
 
 impl ContainerStatus {
+    /// The status's own name, as the Go agent writes it in its checkpoint
+    /// and the task metadata endpoint prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerStatus::None => "NONE",
+            ContainerStatus::ManifestPulled => "MANIFEST_PULLED",
+            ContainerStatus::Pulled => "PULLED",
+            ContainerStatus::Created => "CREATED",
+            ContainerStatus::Running => "RUNNING",
+            ContainerStatus::ResourcesProvisioned => "RESOURCES_PROVISIONED",
+            ContainerStatus::Stopped => "STOPPED",
+        }
+    }
+
     /// The backend's view: everything before RUNNING is PENDING.
     pub fn backend_string(self) -> &'static str {
         match self {
@@ -66,6 +80,17 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// The status's own name (see [`ContainerStatus::name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskStatus::None => "NONE",
+            TaskStatus::ManifestPulled => "MANIFEST_PULLED",
+            TaskStatus::Created => "CREATED",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+
     pub fn backend_string(self) -> &'static str {
         match self {
             TaskStatus::Running => "RUNNING",

@@ -226,8 +226,8 @@ fn check_settled(task: &Task) -> Result<(), ExportError> {
             task: task.arn().to_string(),
             detail: format!(
                 "known {}, desired {}",
-                task_status(task.known_status),
-                task_status(task.desired_status)
+                task.known_status.name(),
+                task.desired_status.name()
             ),
         });
     }
@@ -238,38 +238,13 @@ fn check_settled(task: &Task) -> Result<(), ExportError> {
                 detail: format!(
                     "container {} known {}, desired {}",
                     c.spec.name,
-                    container_status(c.known_status),
-                    container_status(c.desired_status)
+                    c.known_status.name(),
+                    c.desired_status.name()
                 ),
             });
         }
     }
     Ok(())
-}
-
-fn task_status(s: TaskStatus) -> &'static str {
-    // The Go agent's task statuses have no PULLED (its PULLED has no name
-    // and would be written as NONE); this agent's has none either, so each
-    // status maps to the one of the same name.
-    match s {
-        TaskStatus::None => "NONE",
-        TaskStatus::ManifestPulled => "MANIFEST_PULLED",
-        TaskStatus::Created => "CREATED",
-        TaskStatus::Running => "RUNNING",
-        TaskStatus::Stopped => "STOPPED",
-    }
-}
-
-fn container_status(s: ContainerStatus) -> &'static str {
-    match s {
-        ContainerStatus::None => "NONE",
-        ContainerStatus::ManifestPulled => "MANIFEST_PULLED",
-        ContainerStatus::Pulled => "PULLED",
-        ContainerStatus::Created => "CREATED",
-        ContainerStatus::Running => "RUNNING",
-        ContainerStatus::ResourcesProvisioned => "RESOURCES_PROVISIONED",
-        ContainerStatus::Stopped => "STOPPED",
-    }
 }
 
 fn resource_status(s: ResourceStatus) -> &'static str {
@@ -542,7 +517,7 @@ fn go_task(
             return Err(unrepresentable(format!(
                 "container {} is {} but has no Docker container",
                 c.spec.name,
-                container_status(c.known_status)
+                c.known_status.name()
             )));
         }
         containers.push(go);
@@ -566,13 +541,13 @@ fn go_task(
         volumes: opt_vec(volumes),
         cpu: spec.cpu,
         memory: i64::from(spec.memory_mib),
-        desired_status: Some(task_status(task.desired_status).to_string()),
-        known_status: Some(task_status(task.known_status).to_string()),
+        desired_status: Some(task.desired_status.name().to_string()),
+        known_status: Some(task.known_status.name().to_string()),
         known_time: time_of(Some(task.known_status_time_ms)),
         pull_started_at: time_of(task.pull_started_at_ms),
         pull_stopped_at: time_of(task.pull_stopped_at_ms),
         execution_stopped_at: time_of(task.execution_stopped_at_ms),
-        sent_status: Some(task_status(task_sent_status(task, pending)).to_string()),
+        sent_status: Some(task_sent_status(task, pending).name().to_string()),
         execution_credentials_id: spec
             .execution_role_credentials_id
             .clone()
@@ -957,8 +932,8 @@ fn go_container(
         logs_auth_strategy: String::new(),
         start_timeout: spec.start_timeout_secs,
         stop_timeout: spec.stop_timeout_secs,
-        desired_status: Some(container_status(c.desired_status).to_string()),
-        known_status: Some(container_status(c.known_status).to_string()),
+        desired_status: Some(c.desired_status.name().to_string()),
+        known_status: Some(c.known_status.name().to_string()),
         transition_dependency_set: transition_dependencies(
             c,
             state.settings.cgroups.enabled,
@@ -968,7 +943,7 @@ fn go_container(
         run_dependencies: Value::Null,
         is_internal: "NORMAL".into(),
         applying_error: c.reason.as_deref().map(applying_error),
-        sent_status: Some(container_status(container_sent_status(task, c, pending)).to_string()),
+        sent_status: Some(container_sent_status(task, c, pending).name().to_string()),
         // Makes the Go agent write the container metadata file again (when
         // enabled), in its own format, on start.
         metadata_file_updated: false,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::docker::{ContainerDetails, NetworkDetails};
 use crate::endpoints::introspection::{self, PortResponse, VolumeResponse};
 use crate::endpoints::json::go_time;
-use crate::engine::status::{ContainerStatus, TaskStatus};
+use crate::engine::status::ContainerStatus;
 use crate::engine::task::{Container, NetworkMode, Task};
 
 /// Which version's shape to produce.
@@ -186,29 +186,6 @@ pub struct ContainerResponse {
     restart_count: Option<u32>,
 }
 
-/// The internal status names these endpoints print (docs/endpoints.md §8.4).
-fn container_status_name(status: ContainerStatus) -> &'static str {
-    match status {
-        ContainerStatus::None => "NONE",
-        ContainerStatus::ManifestPulled => "MANIFEST_PULLED",
-        ContainerStatus::Pulled => "PULLED",
-        ContainerStatus::Created => "CREATED",
-        ContainerStatus::Running => "RUNNING",
-        ContainerStatus::ResourcesProvisioned => "RESOURCES_PROVISIONED",
-        ContainerStatus::Stopped => "STOPPED",
-    }
-}
-
-fn task_status_name(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::None => "NONE",
-        TaskStatus::ManifestPulled => "MANIFEST_PULLED",
-        TaskStatus::Created => "CREATED",
-        TaskStatus::Running => "RUNNING",
-        TaskStatus::Stopped => "STOPPED",
-    }
-}
-
 /// Networks from Docker's settings: one per network the container is on,
 /// or one from the network mode when Docker lists none.
 pub fn networks(task: &Task, details: Option<&ContainerDetails>) -> Vec<Network> {
@@ -280,8 +257,8 @@ pub fn container_response(
         image_id: details.map(|d| d.image_id.clone()).unwrap_or_default(),
         ports: introspection::ports(container, v4),
         labels: details.map(|d| d.labels.clone()).unwrap_or_default(),
-        desired_status: container_status_name(container.desired_status),
-        known_status: container_status_name(container.known_status),
+        desired_status: container.desired_status.name(),
+        known_status: container.known_status.name(),
         exit_code: container.exit_code,
         limits: ContainerLimits {
             cpu: container.spec.cpu.max(2),
@@ -344,8 +321,8 @@ pub fn task_response(task: &Task, ctx: &TaskContext<'_>, version: Version) -> Ta
         task_arn: task.spec.arn.clone(),
         family: task.spec.family.clone(),
         revision: task.spec.version.clone(),
-        desired_status: Some(task_status_name(task.desired_status)),
-        known_status: task_status_name(task.known_status),
+        desired_status: Some(task.desired_status.name()),
+        known_status: task.known_status.name(),
         containers_v3,
         limits,
         pull_started_at: task.pull_started_at_ms.map(go_time),

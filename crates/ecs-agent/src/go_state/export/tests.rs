@@ -292,7 +292,7 @@ fn every_status_maps_to_the_go_agents_string() {
         (ContainerStatus::Stopped, "STOPPED"),
     ];
     for (status, text) in container_cases {
-        assert_eq!(container_status(status), text);
+        assert_eq!(status.name(), text);
     }
     let task_cases = [
         (TaskStatus::None, "NONE"),
@@ -302,7 +302,7 @@ fn every_status_maps_to_the_go_agents_string() {
         (TaskStatus::Stopped, "STOPPED"),
     ];
     for (status, text) in task_cases {
-        assert_eq!(task_status(status), text);
+        assert_eq!(status.name(), text);
     }
 
     // Settled at each container status: known = desired.
@@ -327,7 +327,7 @@ fn every_status_maps_to_the_go_agents_string() {
         assert_eq!(go["Containers"][0]["desiredStatus"], json!(text), "{text}");
         assert_eq!(
             go["KnownStatus"],
-            json!(task_status(status.task_status())),
+            json!(status.task_status().name()),
             "{text}"
         );
     }
