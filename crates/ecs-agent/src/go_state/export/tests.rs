@@ -1171,14 +1171,9 @@ mod fixture {
         matches_the_dump(&to_go_buckets(&our_state(&dump)).unwrap(), &dump);
     }
 
-    /// The take-over and the hand-back together: the Go agent's file read
-    /// by `import` and written again by the export is the Go agent's file.
-    #[test]
-    fn importing_and_exporting_gives_the_go_agents_file_back() {
-        let Some(dump) = dump() else { return };
-        let dir = ecs_model::spec::require_or_skip("Go agent state fixture").unwrap();
-        let file = dir.join("samples/go-agent-state/agent.db");
-        let imported = import::import(&bolt::read(&file).unwrap(), "takeover").unwrap();
+    /// What the store would give the export after a take-over of `buckets`.
+    fn state_after_import(buckets: &Buckets, dump: &Value) -> ExportState {
+        let imported = import::import(buckets, "takeover").unwrap();
         let meta = |k: &str| {
             imported
                 .seed
@@ -1187,7 +1182,7 @@ mod fixture {
                 .find(|(key, _)| *key == k)
                 .map(|(_, v)| v.clone())
         };
-        let state = ExportState {
+        ExportState {
             cluster: meta(keys::CLUSTER),
             container_instance_arn: meta(keys::CONTAINER_INSTANCE_ARN),
             ec2_instance_id: meta(keys::EC2_INSTANCE_ID),
@@ -1196,9 +1191,52 @@ mod fixture {
             tasks: imported.seed.tasks,
             images: imported.seed.images,
             outbox: Vec::new(),
-            settings: our_state(&dump).settings,
+            settings: our_state(dump).settings,
+        }
+    }
+
+    fn fixture_buckets() -> Option<Buckets> {
+        let dir = ecs_model::spec::require_or_skip("Go agent state fixture")?;
+        Some(bolt::read(&dir.join("samples/go-agent-state/agent.db")).unwrap())
+    }
+
+    /// The take-over and the hand-back together: the Go agent's file read
+    /// by `import` and written again by the export is the Go agent's file.
+    #[test]
+    fn importing_and_exporting_gives_the_go_agents_file_back() {
+        let (Some(dump), Some(buckets)) = (dump(), fixture_buckets()) else {
+            return;
         };
+        let state = state_after_import(&buckets, &dump);
         matches_the_dump(&to_go_buckets(&state).unwrap(), &dump);
+    }
+
+    /// Import, export (through the file format), import again: the same
+    /// state, so a host can go back and forth.
+    #[test]
+    fn import_export_import_gives_the_same_state() {
+        let (Some(dump), Some(buckets)) = (dump(), fixture_buckets()) else {
+            return;
+        };
+        let first = state_after_import(&buckets, &dump);
+        let written = bolt::encode(&to_go_buckets(&first).unwrap()).unwrap();
+        let second = state_after_import(&bolt::parse(&written).unwrap(), &dump);
+        assert_eq!(second.tasks, first.tasks);
+        assert_eq!(second.images, first.images);
+        assert_eq!(
+            (
+                &second.cluster,
+                &second.container_instance_arn,
+                second.latest_seq
+            ),
+            (
+                &first.cluster,
+                &first.container_instance_arn,
+                first.latest_seq
+            )
+        );
+        assert_eq!(second.ec2_instance_id, first.ec2_instance_id);
+        assert_eq!(second.availability_zone, first.availability_zone);
     }
 
     /// Compares exported buckets with the fixture's dump, bucket by bucket,
