@@ -235,10 +235,11 @@ async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Ba
                     },
                     Some(Ok(_)) => continue,
                 };
+                let received = tokio::time::Instant::now();
                 match AcsMessage::decode(&text) {
                     Ok(message) => {
-                        inactivity.as_mut().reset(tokio::time::Instant::now() + jittered(60, 60));
-                        handle(ctx, message, &out_tx);
+                        inactivity.as_mut().reset(received + jittered(60, 60));
+                        handle(ctx, message, received, &out_tx);
                     }
                     Err(e) => tracing::warn!(error = %e, "dropping undecodable ACS frame"),
                 }
@@ -254,7 +255,12 @@ fn send(out: &mpsc::UnboundedSender<Message>, message: AcsMessage) {
     let _ = out.send(Message::Text(message.encode().into()));
 }
 
-fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Message>) {
+fn handle(
+    ctx: &AcsContext,
+    message: AcsMessage,
+    received: tokio::time::Instant,
+    out: &mpsc::UnboundedSender<Message>,
+) {
     match message {
         AcsMessage::HeartbeatMessage(hb) => {
             ctx.heartbeats.notify_one();
@@ -273,7 +279,8 @@ fn handle(ctx: &AcsContext, message: AcsMessage, out: &mpsc::UnboundedSender<Mes
             };
             let out = out.clone();
             tokio::spawn(async move {
-                let (ack, credential_acks) = handle_payload(&engine, &roles, payload).await;
+                let (ack, credential_acks) =
+                    handle_payload(&engine, &roles, payload, received).await;
                 for ack in credential_acks {
                     send(&out, AcsMessage::IAMRoleCredentialsAckRequest(ack));
                 }
@@ -412,6 +419,7 @@ async fn handle_payload(
     engine: &EngineHandle,
     roles: &Roles,
     payload: acs::PayloadMessage,
+    received: tokio::time::Instant,
 ) -> (
     Option<acs::AckRequest>,
     Vec<acs::IAMRoleCredentialsAckRequest>,
@@ -460,7 +468,7 @@ async fn handle_payload(
     }
     // Stops first, so their resources are free for the starts.
     accepted.sort_by_key(|t| t.desired_status != TaskStatus::Stopped);
-    if let Err(e) = engine.add_tasks(accepted, payload.seq_num).await {
+    if let Err(e) = engine.add_tasks(accepted, payload.seq_num, received).await {
         tracing::error!(
             message_id = %message_id,
             error = %e,
@@ -532,14 +540,26 @@ mod tests {
             },
         };
         disk.fail_writes(true);
-        let (ack, credential_acks) = handle_payload(&agent.engine, &roles, payload("p1", 4)).await;
+        let (ack, credential_acks) = handle_payload(
+            &agent.engine,
+            &roles,
+            payload("p1", 4),
+            tokio::time::Instant::now(),
+        )
+        .await;
         assert_eq!(ack, None, "nothing saved, nothing acked");
         assert!(credential_acks.is_empty());
         assert_eq!(docker.count(Op::Create), 0);
 
         disk.fail_writes(false);
         // ACS sends the unacked payload again.
-        let (ack, _) = handle_payload(&agent.engine, &roles, payload("p1", 4)).await;
+        let (ack, _) = handle_payload(
+            &agent.engine,
+            &roles,
+            payload("p1", 4),
+            tokio::time::Instant::now(),
+        )
+        .await;
         assert_eq!(ack.unwrap().message_id.as_deref(), Some("p1"));
         assert_eq!(agent.store.latest_seq().await.unwrap(), 4);
         agent

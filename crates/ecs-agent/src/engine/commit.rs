@@ -72,10 +72,25 @@ impl TaskEngine {
             written.push((arn.clone(), marks, digest));
         }
         let queued_reports = !batch.enqueue.is_empty();
+        let running_reports: Vec<String> = batch
+            .enqueue
+            .iter()
+            .filter(|c| c.status == TaskStatus::Running.backend_string())
+            .map(|c| c.task_arn.clone())
+            .collect();
+        let began = tokio::time::Instant::now();
         match self.store.commit(batch).await {
             Ok(()) => {
+                let took = began.elapsed();
                 for (arn, _, digest) in written {
+                    if let Some(task) = self.tasks.get(&arn) {
+                        self.timings
+                            .saved(&arn, took, task.known_status == TaskStatus::Running);
+                    }
                     self.saved.insert(arn, digest);
+                }
+                for arn in running_reports {
+                    self.timings.running_reported(&arn);
                 }
                 if queued_reports {
                     self.reports.notify_one();

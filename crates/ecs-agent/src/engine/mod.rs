@@ -19,6 +19,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod status;
 pub mod task;
+mod timings;
 mod watch;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::docker::{ContainerEvent, DockerApi, Observation};
 use crate::state_change::TaskStateChange;
@@ -96,6 +98,8 @@ enum Msg {
         tasks: Vec<IncomingTask>,
         /// The payload's `seqNum`, saved with its tasks.
         seq: Option<i64>,
+        /// When its ACS frame was read, for the launch timings.
+        received: Instant,
         done: SaveReply,
     },
     Rejected {
@@ -157,14 +161,21 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Adds new tasks or moves known tasks' desired status forward, and
     /// raises `latestSeq` to `seq`; returns once all of it is saved.
+    /// `received` is when the payload arrived.
     pub async fn add_tasks(
         &self,
         tasks: Vec<IncomingTask>,
         seq: Option<i64>,
+        received: Instant,
     ) -> Result<(), AcceptError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Msg::Payload { tasks, seq, done })
+            .send(Msg::Payload {
+                tasks,
+                seq,
+                received,
+                done,
+            })
             .map_err(|_| EngineStopped)?;
         wait.await.map_err(|_| EngineStopped)?
     }
@@ -252,6 +263,7 @@ pub struct TaskEngine {
     save_retry_scheduled: bool,
     /// Running containers no saved task owns, by their task ARN label.
     orphans: BTreeMap<String, Vec<String>>,
+    timings: timings::LaunchTimings,
 }
 
 /// Milliseconds since the epoch, the engine's clock.
@@ -320,6 +332,7 @@ impl TaskEngine {
             waiters: Vec::new(),
             save_retry_scheduled: false,
             orphans: BTreeMap::new(),
+            timings: timings::LaunchTimings::default(),
         };
         for task in engine.tasks.values() {
             if let Ok((_, digest)) = crate::store::encode_task(task) {
@@ -441,11 +454,18 @@ impl TaskEngine {
 
     async fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Payload { tasks, seq, done } => {
+            Msg::Payload {
+                tasks,
+                seq,
+                received,
+                done,
+            } => {
                 crate::failpoint::hit("engine-payload");
                 for incoming in tasks {
                     let arn = incoming.spec.arn.clone();
-                    self.accept(incoming);
+                    if self.accept(incoming) {
+                        self.timings.accepted(&arn, received);
+                    }
                     self.progress(&arn);
                 }
                 if let Some(seq) = seq {
@@ -504,6 +524,7 @@ impl TaskEngine {
                 if index >= task.containers.len() {
                     return;
                 }
+                self.timings.action_done(&arn, target, &outcome);
                 let effect =
                     reconcile::apply_outcome(task, index, target, outcome, stops_task, now_ms());
                 if effect.retry {
@@ -643,10 +664,11 @@ impl TaskEngine {
 
     /// A payload task: new ones are added, known ones only move their
     /// desired status forward (a task definition never changes in place).
-    fn accept(&mut self, incoming: IncomingTask) {
+    /// Returns whether it was new.
+    fn accept(&mut self, incoming: IncomingTask) -> bool {
         if let Some(task) = self.tasks.get_mut(&incoming.spec.arn) {
             task.raise_desired_status(incoming.desired_status);
-            return;
+            return false;
         }
         let now = now_ms();
         let mut task = Task::new(incoming, now);
@@ -668,6 +690,7 @@ impl TaskEngine {
         }
         tracing::info!(task = task.arn(), desired = ?task.desired_status, "task added");
         self.tasks.insert(task.arn().to_string(), task);
+        true
     }
 
     fn stop_grace(&self, arn: &str, index: usize) -> Duration {
@@ -841,6 +864,7 @@ impl TaskEngine {
         self.dirty.remove(&arn);
         self.planned.remove(&arn);
         self.cleanups.remove(&arn);
+        self.timings.forget(&arn);
         let ids: Vec<String> = task
             .containers
             .iter()

@@ -153,7 +153,10 @@ pub(crate) async fn fresh() -> Agent {
 impl Agent {
     /// Hands tasks to the engine as a payload would, and waits for the save.
     pub(crate) async fn add(&self, tasks: Vec<IncomingTask>) {
-        self.engine.add_tasks(tasks, None).await.unwrap();
+        self.engine
+            .add_tasks(tasks, None, Instant::now())
+            .await
+            .unwrap();
     }
 
     /// Waits (in virtual time, at most an hour of it) until the engine's

@@ -22,7 +22,7 @@ async fn a_task_runs_then_stops_with_each_report_once_and_in_order() {
     let agent = fresh().await;
     agent
         .engine
-        .add_tasks(vec![one_container("t1")], Some(7))
+        .add_tasks(vec![one_container("t1")], Some(7), Instant::now())
         .await
         .unwrap();
     let running = agent.until_task("t1", TaskStatus::Running).await;
@@ -533,7 +533,7 @@ async fn a_payload_is_acked_only_once_it_is_saved() {
     disk.fail_writes(true);
     let refused = agent
         .engine
-        .add_tasks(vec![one_container("unsaved")], Some(3))
+        .add_tasks(vec![one_container("unsaved")], Some(3), Instant::now())
         .await;
     assert!(
         matches!(refused, Err(AcceptError::NotSaved(_))),
@@ -559,7 +559,7 @@ async fn a_payload_is_acked_only_once_it_is_saved() {
     assert!(agent.store.health().last_error().is_none());
     agent
         .engine
-        .add_tasks(vec![one_container("unsaved")], Some(3))
+        .add_tasks(vec![one_container("unsaved")], Some(3), Instant::now())
         .await
         .unwrap();
     assert_eq!(agent.store.latest_seq().await.unwrap(), 3);
