@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET ?= x86_64-unknown-linux-gnu
 
 .PHONY: all build static test unit-tests run-integ-tests run-functional-tests \
-        demo setup lint fmt clean fuzz
+        demo setup lint fmt clean fuzz bench bench-quick
 
 all: build
 
@@ -55,6 +55,17 @@ run-functional-tests: setup
 ## demo: run a task on the local control plane (Ctrl-C stops everything)
 demo: setup
 	scripts/demo
+
+## bench: the agent (release build, with ecs-local) against Docker's API on
+## this machine; writes docs/benchmarks.md. About 15 minutes; ARGS=--quick
+## (or `make bench-quick`) for a run of under 3 minutes with fewer samples.
+# The tool builds nothing but itself: the release binaries and the static one
+# come from the two targets it depends on. Nothing here runs in `make test`.
+bench: setup build static
+	$(CARGO) run --release -p bench --bin ecs-bench -- --static-target $(TARGET) $(ARGS)
+
+bench-quick:
+	$(MAKE) bench ARGS=--quick
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60);
 ## fails if any target crashes. See docs/fuzzing.md.

@@ -44,26 +44,66 @@ fn target_dir() -> PathBuf {
 pub struct Binaries {
     pub agent: PathBuf,
     pub plane: PathBuf,
+    /// Which cargo profile built them.
+    pub profile: Profile,
 }
 
-pub fn binaries() -> &'static Binaries {
-    static BINARIES: OnceLock<Binaries> = OnceLock::new();
-    BINARIES.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--bin", "ecs-agent", "--bin", "ecs-local"])
-            .current_dir(workspace_root())
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            other => panic!("building ecs-agent and ecs-local failed: {other:?}"),
-        }
-        let dir = target_dir().join("debug");
-        Binaries {
-            agent: dir.join("ecs-agent"),
-            plane: dir.join("ecs-local"),
-        }
+/// The cargo profile the binaries are built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `cargo build`: what the tests run, the default.
+    Debug,
+    /// `cargo build --release`: what users run; for measurements.
+    Release,
+}
+
+static BINARIES: OnceLock<Binaries> = OnceLock::new();
+
+/// Builds `ecs-agent` and `ecs-local` with `profile` and returns their paths.
+pub fn build_binaries(profile: Profile) -> Result<Binaries> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "--bin", "ecs-agent", "--bin", "ecs-local"];
+    if profile == Profile::Release {
+        args.push("--release");
+    }
+    let status = Command::new(cargo)
+        .args(&args)
+        .current_dir(workspace_root())
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => bail!("building ecs-agent and ecs-local failed: {other:?}"),
+    }
+    let dir = target_dir().join(match profile {
+        Profile::Debug => "debug",
+        Profile::Release => "release",
+    });
+    Ok(Binaries {
+        agent: dir.join("ecs-agent"),
+        plane: dir.join("ecs-local"),
+        profile,
     })
+}
+
+/// The binaries every [`Plane`] and [`Agent`] of this process starts: the
+/// debug build, unless [`use_release_binaries`] was called first.
+pub fn binaries() -> &'static Binaries {
+    BINARIES.get_or_init(|| build_binaries(Profile::Debug).unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+/// Makes every later [`Plane`] and [`Agent`] of this process start the
+/// release binaries, built first (a benchmark measures what users run).
+/// Fails when this process already started the debug ones.
+pub fn use_release_binaries() -> Result<&'static Binaries> {
+    if BINARIES.get().is_none() {
+        let built = build_binaries(Profile::Release)?;
+        let _ = BINARIES.set(built);
+    }
+    let chosen = binaries();
+    if chosen.profile != Profile::Release {
+        bail!("this process already uses the debug binaries");
+    }
+    Ok(chosen)
 }
 
 /// Fails the test with a clear message when no Docker engine answers, or
@@ -366,6 +406,11 @@ impl Agent {
             log,
             log_start,
         })
+    }
+
+    /// The agent's process ID (to read `/proc/<pid>/…`).
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
     }
 
     /// SIGKILL: the agent gets no chance to save anything.

@@ -1,0 +1,871 @@
+//! `docs/benchmarks.md`: the machine, the method, and one section per
+//! figure, each with its table and what it means for a user.
+
+use std::fmt::Write as _;
+
+use crate::figures::{
+    Compare, CpuWindow, Results, Settings, Startup, BURST_CALLS, BURST_COUNT,
+    BURST_DOCKER_CONCURRENCY, BURST_POLL, BURST_TASKS, CLEANUP_WAIT, CYCLE_BATCH, CYCLE_WORKERS,
+    FAST_POLL, RSS_EVERY, STOP_GRACE_SECS, TASK_MEMORY_MIB,
+};
+use crate::logs::PHASES;
+use crate::machine::{Checkout, Machine};
+use crate::procfs::Rss;
+use crate::stats::{ratio, window_mean, Side, Summary};
+
+/// Goals, shown beside each figure; never asserted.
+pub const LAUNCH_TARGET: f64 = 1.03;
+pub const BURST_TARGET: f64 = 1.0;
+pub const STOP_TARGET: f64 = 1.05;
+pub const IDLE_RSS_TARGET_MIB: f64 = 10.0;
+pub const BUSY_RSS_TARGET_MIB: f64 = 20.0;
+pub const CLEANUP_RSS_TOLERANCE: f64 = 0.10;
+pub const IDLE_CPU_TARGET_PERCENT: f64 = 0.05;
+pub const STARTUP_TARGET_MS: f64 = 100.0;
+/// Round trips before the agent is connected: RegisterContainerInstance,
+/// DiscoverPollEndpoint and the ACS websocket upgrade.
+pub const STARTUP_ROUND_TRIPS: f64 = 3.0;
+pub const STATIC_SIZE_TARGET: u64 = 12_000_000;
+/// RSS that grows by more than this between the 10–20 % window and the
+/// last 10 % of the cycles does not level off.
+pub const LEVEL_OFF_TOLERANCE: f64 = 0.05;
+
+pub struct Report {
+    pub date: String,
+    pub duration_secs: f64,
+    pub checkout: Checkout,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub results: Results,
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn fmt_bytes(b: u64) -> String {
+    format!("{:.2} MB ({:.2} MiB)", b as f64 / 1e6, b as f64 / 1048576.0)
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "missed",
+        None => "not measured",
+    }
+}
+
+fn row(out: &mut String, label: &str, s: Option<Summary>) {
+    match s {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "| {label} | {} | {} | {} | {} |",
+                s.runs,
+                fmt_ms(s.median),
+                fmt_ms(s.min),
+                fmt_ms(s.max)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "| {label} | 0 | – | – | – |");
+        }
+    }
+}
+
+fn table_head(out: &mut String, first: &str) {
+    let _ = writeln!(out, "| {first} | runs | median | min | max |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+}
+
+fn order_text(c: &Compare) -> &'static str {
+    match c.first {
+        Some(Side::Docker) => "Docker, agent, Docker, agent, ...",
+        _ => "agent, Docker, agent, Docker, ...",
+    }
+}
+
+/// The comparison table and its ratio line; returns the ratio.
+fn compare(out: &mut String, c: &Compare, agent: &str, docker: &str) -> Option<f64> {
+    table_head(out, "side");
+    let (a, d) = (Summary::of(&c.agent), Summary::of(&c.docker));
+    row(out, agent, a);
+    row(out, docker, d);
+    let r = ratio(a, d);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Runs alternated {}.", order_text(c));
+    r
+}
+
+fn cpu_percent(cpu_seconds: f64, w: &CpuWindow) -> f64 {
+    if w.seconds > 0.0 {
+        cpu_seconds / w.seconds * 100.0
+    } else {
+        0.0
+    }
+}
+
+fn rss_cells(r: Option<Rss>) -> (String, String) {
+    match r {
+        Some(r) => (fmt_mib(r.rss_kib), fmt_mib(r.hwm_kib)),
+        None => ("–".into(), "–".into()),
+    }
+}
+
+fn startup_rows(out: &mut String, runs: &[Startup], restart: bool) {
+    table_head(out, "from process start to");
+    let collect =
+        |f: &dyn Fn(&Startup) -> Option<f64>| -> Vec<f64> { runs.iter().filter_map(f).collect() };
+    if !restart {
+        row(
+            out,
+            "RegisterContainerInstance answered (`Instance registration completed successfully`)",
+            Summary::of(&collect(&|s| s.registered_ms)),
+        );
+    }
+    row(
+        out,
+        if restart {
+            "engine started, every container re-inspected (`Beginning Polling for updates`)"
+        } else {
+            "engine started (`Beginning Polling for updates`)"
+        },
+        Summary::of(&collect(&|s| s.engine_ms)),
+    );
+    row(
+        out,
+        "connected to ACS (`connected to ACS`)",
+        Summary::of(&collect(&|s| Some(s.connected_ms))),
+    );
+    if restart {
+        row(
+            out,
+            "introspection `/v1/tasks` lists all 100 tasks RUNNING",
+            Summary::of(&collect(&|s| s.all_listed_ms)),
+        );
+    }
+}
+
+/// The whole document.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let res = &r.results;
+    let s = &r.settings;
+    let m = &r.machine;
+    let mode = if s.quick { "quick (`--quick`)" } else { "full" };
+
+    // Everything the summary needs, computed once.
+    let launch_a = Summary::of(&res.launch.compare.agent);
+    let launch_d = Summary::of(&res.launch.compare.docker);
+    let launch_ratio = ratio(launch_a, launch_d);
+    let burst_ratio = ratio(
+        Summary::of(&res.burst.compare.agent),
+        Summary::of(&res.burst.compare.docker),
+    );
+    let stop_ratio = ratio(Summary::of(&res.stop.agent), Summary::of(&res.stop.docker));
+    let mem = &res.memory;
+    let idle_ok = mem
+        .idle
+        .map(|r| r.rss_kib as f64 / 1024.0 < IDLE_RSS_TARGET_MIB);
+    let busy_ok = mem
+        .with_tasks
+        .map(|r| r.rss_kib as f64 / 1024.0 < BUSY_RSS_TARGET_MIB);
+    let back_ok = match (mem.idle, mem.after_cleanup) {
+        (Some(i), Some(a)) => {
+            Some((a.rss_kib as f64) <= i.rss_kib as f64 * (1.0 + CLEANUP_RSS_TOLERANCE))
+        }
+        _ => None,
+    };
+    let idle_cpu_pct = res.cpu_idle.map(|w| cpu_percent(w.agent, &w));
+    let rtt = Summary::of(&res.round_trip_ms);
+    let startup_target = STARTUP_TARGET_MS + STARTUP_ROUND_TRIPS * rtt.map_or(0.0, |r| r.median);
+    let connected = Summary::of(
+        &res.startups
+            .iter()
+            .map(|s| s.connected_ms)
+            .collect::<Vec<_>>(),
+    );
+    let size_ok = res.size.static_stripped.map(|b| b < STATIC_SIZE_TARGET);
+    let growth = level_off(&mem.cycle_samples);
+
+    let _ = writeln!(out, "# Benchmarks");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Written by `make bench` (the `ecs-bench` tool in `crates/bench`); run it again rather than editing this file. \
+         The numbers are this machine's on the day below: they change when the agent, Docker or the machine does."
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "* Date: {} (UTC)", r.date);
+    let _ = writeln!(out, "* Mode: {mode}, {:.1} minutes", r.duration_secs / 60.0);
+    let tree = if r.checkout.dirty_files == 0 {
+        "clean tree".to_string()
+    } else {
+        format!(
+            "dirty tree: {} file(s) changed or added since that commit; the binaries were built from the working tree",
+            r.checkout.dirty_files
+        )
+    };
+    let _ = writeln!(out, "* Commit: `{}` ({tree})", r.checkout.commit);
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "## Summary");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| figure | result | target | |");
+    let _ = writeln!(out, "|---|---:|---|---|");
+    let ratio_line = |out: &mut String, name: &str, r: Option<f64>, target: f64| {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | at most {target:.2}× Docker | {} |",
+            r.map_or("–".into(), |r| format!("{r:.2}× Docker")),
+            verdict(r.map(|r| r <= target))
+        );
+    };
+    ratio_line(&mut out, "launch, one task", launch_ratio, LAUNCH_TARGET);
+    ratio_line(&mut out, "burst, 100 tasks", burst_ratio, BURST_TARGET);
+    ratio_line(&mut out, "stop, one task", stop_ratio, STOP_TARGET);
+    let _ = writeln!(
+        out,
+        "| RSS idle | {} | under {IDLE_RSS_TARGET_MIB:.0} MiB | {} |",
+        rss_cells(mem.idle).0,
+        verdict(idle_ok)
+    );
+    let _ = writeln!(
+        out,
+        "| RSS with 100 tasks | {} | under {BUSY_RSS_TARGET_MIB:.0} MiB | {} |",
+        rss_cells(mem.with_tasks).0,
+        verdict(busy_ok)
+    );
+    let _ = writeln!(
+        out,
+        "| RSS after they are cleaned up | {} | within {:.0} % of idle | {} |",
+        rss_cells(mem.after_cleanup).0,
+        CLEANUP_RSS_TOLERANCE * 100.0,
+        verdict(back_ok)
+    );
+    let _ = writeln!(
+        out,
+        "| CPU idle | {} | under {IDLE_CPU_TARGET_PERCENT} % of a core | {} |",
+        idle_cpu_pct.map_or("–".into(), |p| format!("{p:.3} % of a core")),
+        verdict(idle_cpu_pct.map(|p| p < IDLE_CPU_TARGET_PERCENT))
+    );
+    let _ = writeln!(
+        out,
+        "| start-up to connected | {} | under {} (100 ms + {STARTUP_ROUND_TRIPS:.0} round trips) | {} |",
+        connected.map_or("–".into(), |c| fmt_ms(c.median)),
+        fmt_ms(startup_target),
+        verdict(connected.map(|c| c.median < startup_target))
+    );
+    let _ = writeln!(
+        out,
+        "| stripped static binary | {} | under 12 MB | {} |",
+        res.size
+            .static_stripped
+            .map_or("–".into(), |b| format!("{:.2} MB", b as f64 / 1e6)),
+        verdict(size_ok)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "A ratio is the agent's median divided by Docker's, both measured in this run: 1.00× would mean \
+         the agent adds nothing to what Docker itself costs, 2.00× that the same work takes twice as long through ECS. \
+         Targets are goals, not tests: nothing here is asserted anywhere."
+    );
+    let _ = writeln!(out);
+
+    // Machine.
+    let _ = writeln!(out, "## Machine");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| | |");
+    let _ = writeln!(out, "|---|---|");
+    let _ = writeln!(out, "| CPU | {} × {} |", m.cores, m.cpu_model);
+    let _ = writeln!(out, "| memory | {} MiB |", m.memory_mib);
+    let _ = writeln!(out, "| kernel | {} |", m.kernel);
+    let _ = writeln!(out, "| OS | {} |", m.os);
+    let _ = writeln!(
+        out,
+        "| Docker | {} ({} storage) |",
+        m.docker_version, m.storage_driver
+    );
+    let _ = writeln!(out, "| cgroup | {} |", m.cgroup);
+    let _ = writeln!(out, "| Rust | {} |", m.rustc);
+    let _ = writeln!(out, "| load average at the start | {} |", m.load_at_start);
+    let _ = writeln!(
+        out,
+        "| other containers running at the start | {} |",
+        m.other_containers
+    );
+    let _ = writeln!(out);
+
+    // Method.
+    let _ = writeln!(out, "## Method");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "* **What runs.** The release builds of `ecs-local` and `ecs-agent` (`cargo build --release`), \
+         started as the end-to-end tests start them (`crates/e2e`), on this machine's Docker engine, in a \
+         cluster of the bench's own. The agent runs with `ECS_LOGLEVEL=info`, `ECS_LOG_OUTPUT_FORMAT=json`, \
+         `ECS_IMAGE_PULL_BEHAVIOR=prefer-cached`, `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION={CLEANUP_WAIT}` and \
+         `ECS_CONTAINER_STOP_TIMEOUT={STOP_GRACE_SECS}s`; ecs-local sends ACS heartbeats every 5 s."
+    );
+    let _ = writeln!(
+        out,
+        "* **The task.** One essential container of the cached local image `{}`, {TASK_MEMORY_MIB} MiB hard \
+         memory limit, running `sh -c 'trap \"exit 0\" TERM; sleep 86400 & wait'`: a shell that exits at once \
+         on SIGTERM (busybox `sleep` as PID 1 ignores SIGTERM, which would turn every stop into the stop \
+         timeout). The bench checks that it exits with code 0 within 2 s of `docker stop` before it starts.",
+        e2e::TEST_IMAGE
+    );
+    let _ = writeln!(
+        out,
+        "* **The Docker side** of every comparison is the same container (image, command, memory limit, CPU \
+         shares 2, bridge network) created, started and stopped through the Docker Engine API with `bollard` \
+         from the bench's own process, so no CLI process start is counted. Its containers carry a label of \
+         the run, and are removed by it at the end, whatever happens."
+    );
+    let _ = writeln!(
+        out,
+        "* **The ECS side** goes through the AWS SDK for Rust against ecs-local on loopback: RunTask, then \
+         DescribeTasks every {} ms until `lastStatus` is RUNNING (every {} ms while 100 tasks are awaited, \
+         one call for all of them); StopTask, then DescribeTasks until STOPPED. The polling interval is part \
+         of every ECS figure: on average half an interval.",
+        FAST_POLL.as_millis(),
+        BURST_POLL.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "* **Interleaving.** Every ratio comes from one run in which the two sides take turns, so a slow \
+         moment of the machine falls on both. One uncounted pair goes first (connections, caches). Each side \
+         is summarised by its median, min and max; the ratio is the agent's median over Docker's."
+    );
+    let _ = writeln!(
+        out,
+        "* **The agent's share** comes from its log: its `task launch timings` line (phases in whole \
+         milliseconds, from the ACS frame read to the RUNNING report queued), and the moment the \
+         `reported task state` line for RUNNING appeared. JSON log times have whole seconds only, so the \
+         bench notes when each line appears by reading the log file every 1–2 ms; start-up milestones are \
+         timed the same way, from just before the process is spawned."
+    );
+    let _ = writeln!(
+        out,
+        "* **Memory** is `VmRSS` and `VmHWM` (peak) from `/proc/<pid>/status`; **CPU** is utime + stime from \
+         `/proc/<pid>/stat` (clock ticks of 10 ms) over a window in which the bench itself waits; containerd's \
+         shims (one per running container) are shown apart from containerd."
+    );
+    let _ = writeln!(
+        out,
+        "* **Amounts in this mode:** {} launch and {} stop pairs, {} burst pair(s), {} s CPU windows, {} \
+         launch/stop cycles, {} fresh start(s), {} restart(s) with 100 tasks.",
+        s.launch_pairs,
+        s.launch_pairs,
+        s.burst_pairs,
+        s.cpu_window.as_secs(),
+        mem.cycles.max(s.cycles),
+        s.startups,
+        s.restarts
+    );
+    let _ = writeln!(out);
+
+    // 1. Launch.
+    let _ = writeln!(out, "## 1. Launch overhead");
+    let _ = writeln!(out);
+    let r1 = compare(
+        &mut out,
+        &res.launch.compare,
+        "agent: RunTask → RUNNING in DescribeTasks",
+        "Docker API: create + start",
+    );
+    let _ = writeln!(
+        out,
+        "Ratio of medians: **{}** (target at most {LAUNCH_TARGET:.2}×: {}).",
+        r1.map_or("–".into(), |r| format!("{r:.2}×")),
+        verdict(r1.map(|r| r <= LAUNCH_TARGET))
+    );
+    let _ = writeln!(out);
+    let launches = &res.launch.agent;
+    let with_timings: Vec<_> = launches.iter().filter(|l| l.timings.is_some()).collect();
+    let mut agent_total_median = None;
+    if with_timings.is_empty() {
+        let _ = writeln!(
+            out,
+            "The agent logged no `task launch timings` lines, so its own share is not broken down here."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Where the agent's time goes, from its `task launch timings` line of each timed task ({} tasks):",
+            with_timings.len()
+        );
+        let _ = writeln!(out);
+        table_head(&mut out, "agent phase");
+        for (key, what) in PHASES {
+            let v: Vec<f64> = with_timings
+                .iter()
+                .filter_map(|l| l.timings.as_ref()?.phases.get(key).map(|v| *v as f64))
+                .collect();
+            row(&mut out, what, Summary::of(&v));
+        }
+        let totals: Vec<f64> = with_timings
+            .iter()
+            .filter_map(|l| l.timings.as_ref()?.total_ms.map(|v| v as f64))
+            .collect();
+        row(
+            &mut out,
+            "**agent total: ACS frame read → RUNNING report queued** (`total_ms`)",
+            Summary::of(&totals),
+        );
+        let submits: Vec<f64> = launches.iter().filter_map(|l| l.submit_ms).collect();
+        row(
+            &mut out,
+            "report sent: queued → SubmitTaskStateChange answered (from the log, ±2 ms)",
+            Summary::of(&submits),
+        );
+        let agent_share: Vec<f64> = launches
+            .iter()
+            .filter_map(|l| Some(l.timings.as_ref()?.total_ms? as f64 + l.submit_ms?))
+            .collect();
+        row(
+            &mut out,
+            "**agent share: ACS frame read → RUNNING state change sent**",
+            Summary::of(&agent_share),
+        );
+        let outside: Vec<f64> = launches
+            .iter()
+            .filter_map(|l| {
+                Some(l.end_to_end_ms - l.timings.as_ref()?.total_ms? as f64 - l.submit_ms?)
+            })
+            .collect();
+        row(
+            &mut out,
+            "outside the agent: RunTask, ACS delivery, ecs-local, DescribeTasks polling",
+            Summary::of(&outside),
+        );
+        agent_total_median = Summary::of(&agent_share).map(|s| s.median);
+        let _ = writeln!(out);
+        let biggest = PHASES
+            .iter()
+            .filter_map(|(key, what)| {
+                let v: Vec<f64> = with_timings
+                    .iter()
+                    .filter_map(|l| l.timings.as_ref()?.phases.get(key).map(|v| *v as f64))
+                    .collect();
+                Some((what, Summary::of(&v)?.median))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((what, median)) = biggest {
+            let phase = what.split(':').next().unwrap_or(what);
+            let _ = writeln!(
+                out,
+                "The largest agent phase is {phase} ({} median). Create and start are Docker's own work, \
+                 asked for by the agent.",
+                fmt_ms(median)
+            );
+            let _ = writeln!(out);
+        }
+    }
+    if let (Some(a), Some(d)) = (launch_a, launch_d) {
+        let _ = write!(
+            out,
+            "**For a user:** a one-container task on an ECS host with this agent is RUNNING, as \
+             DescribeTasks sees it, {} after RunTask; Docker alone starts the same container in {} \
+             ({} as long).",
+            fmt_ms(a.median),
+            fmt_ms(d.median),
+            launch_ratio.map_or("–".into(), |r| format!("{r:.2}×"))
+        );
+        if let Some(share) = agent_total_median {
+            let _ = write!(
+                out,
+                " Of that, {} is the agent's own (Docker's create and start included); the rest is the \
+                 control plane's part, which with Amazon ECS is its own API and delivery latency instead \
+                 of ecs-local's.",
+                fmt_ms(share)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out);
+
+    // 2. Burst.
+    let _ = writeln!(out, "## 2. Burst: {BURST_TASKS} tasks at once");
+    let _ = writeln!(out);
+    let r2 = compare(
+        &mut out,
+        &res.burst.compare,
+        &format!(
+            "agent: {BURST_CALLS} concurrent RunTask `--count {BURST_COUNT}` → all {BURST_TASKS} RUNNING"
+        ),
+        &format!(
+            "Docker API: {BURST_TASKS} create + start, {BURST_DOCKER_CONCURRENCY} in flight at a time"
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "Ratio of medians: **{}** (target at most {BURST_TARGET:.2}×: {}). Docker first in each pair, so \
+         that the last agent burst's tasks stay for the memory and CPU figures.",
+        r2.map_or("–".into(), |r| format!("{r:.2}×")),
+        verdict(r2.map(|r| r <= BURST_TARGET))
+    );
+    let _ = writeln!(out);
+    if let Some(t) = Summary::of(&res.burst.task_totals_ms) {
+        let _ = writeln!(
+            out,
+            "Within the agent's bursts, each task's `total_ms` (ACS frame read → RUNNING report queued): \
+             median {}, min {}, max {} over {} tasks.",
+            fmt_ms(t.median),
+            fmt_ms(t.min),
+            fmt_ms(t.max),
+            t.runs
+        );
+        let _ = writeln!(out);
+    }
+    if let (Some(a), Some(d)) = (
+        Summary::of(&res.burst.compare.agent),
+        Summary::of(&res.burst.compare.docker),
+    ) {
+        let _ = writeln!(
+            out,
+            "**For a user:** a service scaling out by {BURST_TASKS} tasks on one host has them all RUNNING in \
+             {} through the agent, against {} for the same containers created directly with {} calls in \
+             flight: the gap is what the agent's scheduling of Docker calls, its state saves and its \
+             reports add, or save, when many tasks arrive together.",
+            fmt_ms(a.median),
+            fmt_ms(d.median),
+            BURST_DOCKER_CONCURRENCY
+        );
+        let _ = writeln!(out);
+    }
+
+    // 3. Stop.
+    let _ = writeln!(out, "## 3. Stop");
+    let _ = writeln!(out);
+    let r3 = compare(
+        &mut out,
+        &res.stop,
+        "agent: StopTask → STOPPED in DescribeTasks",
+        &format!("Docker API: stop (`t={STOP_GRACE_SECS}`)"),
+    );
+    let _ = writeln!(
+        out,
+        "Ratio of medians: **{}** (target at most {STOP_TARGET:.2}×: {}). The tasks and containers stopped \
+         are the ones the launch figure started.",
+        r3.map_or("–".into(), |r| format!("{r:.2}×")),
+        verdict(r3.map(|r| r <= STOP_TARGET))
+    );
+    let _ = writeln!(out);
+    if let (Some(a), Some(d)) = (Summary::of(&res.stop.agent), Summary::of(&res.stop.docker)) {
+        let _ = writeln!(
+            out,
+            "**For a user:** a task whose container exits on SIGTERM is STOPPED in DescribeTasks {} after \
+             StopTask; `docker stop` of the same container returns in {}. The difference is the stop's \
+             delivery over ACS, the agent noticing the exit, and the STOPPED report.",
+            fmt_ms(a.median),
+            fmt_ms(d.median)
+        );
+        let _ = writeln!(out);
+    }
+
+    // 4. Memory.
+    let _ = writeln!(out, "## 4. Memory");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| agent | RSS | peak RSS | target | |");
+    let _ = writeln!(out, "|---|---:|---:|---|---|");
+    let (i_rss, i_hwm) = rss_cells(mem.idle);
+    let _ = writeln!(
+        out,
+        "| idle after registration | {i_rss} | {i_hwm} | under {IDLE_RSS_TARGET_MIB:.0} MiB | {} |",
+        verdict(idle_ok)
+    );
+    let (b_rss, b_hwm) = rss_cells(mem.with_tasks);
+    let _ = writeln!(
+        out,
+        "| with {BURST_TASKS} running tasks | {b_rss} | {b_hwm} | under {BUSY_RSS_TARGET_MIB:.0} MiB | {} |",
+        verdict(busy_ok)
+    );
+    let (c_rss, c_hwm) = rss_cells(mem.after_cleanup);
+    let _ = writeln!(
+        out,
+        "| after those stopped and were cleaned up | {c_rss} | {c_hwm} | within {:.0} % of idle | {} |",
+        CLEANUP_RSS_TOLERANCE * 100.0,
+        verdict(back_ok)
+    );
+    let (y_rss, y_hwm) = rss_cells(mem.after_cycles);
+    let _ = writeln!(
+        out,
+        "| after {} launch/stop cycles and their cleanup | {y_rss} | {y_hwm} | | |",
+        mem.cycles
+    );
+    let _ = writeln!(out);
+    if mem.cycles > 0 {
+        let _ = writeln!(
+            out,
+            "The cycles ran as RunTask batches of {CYCLE_BATCH} (RUNNING, then StopTask, then STOPPED), {CYCLE_WORKERS} \
+             batches in flight: {} cycles in {:.0} s ({:.1} tasks launched and stopped per second), with RSS read \
+             every {} ms ({} readings, {} to {}).",
+            mem.cycles,
+            mem.cycles_seconds,
+            mem.cycles as f64 / mem.cycles_seconds.max(0.001),
+            RSS_EVERY.as_millis(),
+            mem.cycle_samples.len(),
+            Summary::of(&mem.cycle_samples).map_or("–".into(), |s| fmt_mib(s.min as u64)),
+            Summary::of(&mem.cycle_samples).map_or("–".into(), |s| fmt_mib(s.max as u64)),
+        );
+        if let Some((early, late, change)) = growth {
+            let _ = writeln!(
+                out,
+                "Mean RSS over the 10–20 % window of the readings: {}; over the last 10 %: {} ({:+.1} %): {}.",
+                fmt_mib(early as u64),
+                fmt_mib(late as u64),
+                change * 100.0,
+                if change <= LEVEL_OFF_TOLERANCE {
+                    "it levels off"
+                } else {
+                    "it is still growing (more than 5 %), which suggests memory kept per task launched"
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "**For a user:** this is the memory the agent takes from the host's tasks: idle, with {BURST_TASKS} \
+         tasks, and after a long run of launches and stops, which shows whether it keeps anything per \
+         task once the task is gone."
+    );
+    let _ = writeln!(out);
+
+    // 5. CPU.
+    let _ = writeln!(out, "## 5. CPU");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "CPU seconds (utime + stime) and share of one core over each window:"
+    );
+    let _ = writeln!(out);
+    let idle = res.cpu_idle.unwrap_or_default();
+    let busy = res.cpu_busy.unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "| process | idle, {:.0} s | % of a core | {BURST_TASKS} tasks running, {:.0} s | % of a core |",
+        idle.seconds, busy.seconds
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (name, a, b) in [
+        ("ecs-agent", idle.agent, busy.agent),
+        ("dockerd", idle.dockerd, busy.dockerd),
+        ("containerd", idle.containerd, busy.containerd),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {a:.2} s | {:.3} % | {b:.2} s | {:.3} % |",
+            cpu_percent(a, &idle),
+            cpu_percent(b, &busy)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| containerd shims ({} idle, {} busy) | {:.2} s | {:.3} % | {:.2} s | {:.3} % |",
+        idle.shim_count,
+        busy.shim_count,
+        idle.shims,
+        cpu_percent(idle.shims, &idle),
+        busy.shims,
+        cpu_percent(busy.shims, &busy)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Agent idle: {} (target under {IDLE_CPU_TARGET_PERCENT} % of a core: {}). One clock tick is {:.3} % of \
+         a core over this idle window, so smaller values are not resolved.",
+        idle_cpu_pct.map_or("–".into(), |p| format!("{p:.3} % of a core")),
+        verdict(idle_cpu_pct.map(|p| p < IDLE_CPU_TARGET_PERCENT)),
+        if idle.seconds > 0.0 {
+            1.0 / crate::procfs::ticks_per_second() as f64 / idle.seconds * 100.0
+        } else {
+            0.0
+        }
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "**For a user:** this is the CPU the agent costs a host doing nothing, and one running {BURST_TASKS} \
+         tasks; dockerd's and containerd's columns show what the agent's Docker calls (inspects, events, \
+         the stats stream it keeps per running container) cost Docker on its behalf."
+    );
+    let _ = writeln!(out);
+
+    // 6. Start-up.
+    let _ = writeln!(out, "## 6. Start-up");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Fresh starts, each on a new data directory registering a new container instance:"
+    );
+    let _ = writeln!(out);
+    startup_rows(&mut out, &res.startups, false);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "One ECS API round trip to ecs-local (ListClusters through the SDK from the bench): median {}. \
+         Target: connected under 100 ms + {STARTUP_ROUND_TRIPS:.0} round trips (RegisterContainerInstance, \
+         DiscoverPollEndpoint, the ACS websocket upgrade) = {}: {}.",
+        rtt.map_or("–".into(), |r| fmt_ms(r.median)),
+        fmt_ms(startup_target),
+        verdict(connected.map(|c| c.median < startup_target))
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Restarts: the agent SIGKILLed with {BURST_TASKS} tasks running, started again on the same data \
+         directory:"
+    );
+    let _ = writeln!(out);
+    startup_rows(&mut out, &res.restarts, true);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "**For a user:** how soon after boot (or after a crash) the host takes tasks again, and how long \
+         after a restart its running tasks are all accounted for."
+    );
+    let _ = writeln!(out);
+
+    // 7. Size.
+    let _ = writeln!(out, "## 7. Size");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| `ecs-agent` binary | as built | stripped |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let cell = |b: Option<u64>| b.map_or("not built".to_string(), fmt_bytes);
+    let _ = writeln!(
+        out,
+        "| static (`make static`, `+crt-static`) | {} | {} |",
+        cell(res.size.static_bytes),
+        cell(res.size.static_stripped)
+    );
+    let _ = writeln!(
+        out,
+        "| dynamically linked (`cargo build --release`) | {} | {} |",
+        cell(res.size.dynamic_bytes),
+        cell(res.size.dynamic_stripped)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Stripped static binary target: under 12 MB (12,000,000 bytes): {}.",
+        verdict(size_ok)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Dependencies: `cargo tree -p ecs-agent -e normal --prefix none | sort -u | wc -l` gives {} \
+         ({} distinct packages once the `(*)` repeats are folded).",
+        res.size
+            .dependency_lines
+            .map_or("–".into(), |n| n.to_string()),
+        res.size
+            .dependency_packages
+            .map_or("–".into(), |n| n.to_string())
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "**For a user:** the size of what is copied to every host, and how much third-party code is in it."
+    );
+    let _ = writeln!(out);
+
+    // Notes.
+    let _ = writeln!(out, "## Notes from this run");
+    let _ = writeln!(out);
+    if res.notes.is_empty() {
+        let _ = writeln!(out, "Nothing unexpected was seen.");
+    } else {
+        for n in &res.notes {
+            let _ = writeln!(out, "* {n}");
+        }
+    }
+    out
+}
+
+/// Mean of the 10–20 % window, mean of the last 10 %, and the relative
+/// change between them.
+pub fn level_off(samples: &[f64]) -> Option<(f64, f64, f64)> {
+    let early = window_mean(samples, 0.1, 0.2)?;
+    let late = window_mean(samples, 0.9, 1.0)?;
+    (early > 0.0).then(|| (early, late, late / early - 1.0))
+}
+
+/// A short text summary for the terminal.
+pub fn summary_lines(r: &Report) -> Vec<String> {
+    let res = &r.results;
+    let line = |name: &str, c: &Compare| {
+        let (a, d) = (Summary::of(&c.agent), Summary::of(&c.docker));
+        format!(
+            "{name}: agent {} / Docker {} (median) = {}",
+            a.map_or("–".into(), |s| fmt_ms(s.median)),
+            d.map_or("–".into(), |s| fmt_ms(s.median)),
+            ratio(a, d).map_or("–".into(), |r| format!("{r:.2}×"))
+        )
+    };
+    let mut lines = vec![
+        line("launch", &res.launch.compare),
+        line("burst", &res.burst.compare),
+        line("stop", &res.stop),
+    ];
+    let rss = |r: Option<Rss>| rss_cells(r).0;
+    lines.push(format!(
+        "RSS: idle {}, 100 tasks {}, after cleanup {}, after cycles {}",
+        rss(res.memory.idle),
+        rss(res.memory.with_tasks),
+        rss(res.memory.after_cleanup),
+        rss(res.memory.after_cycles)
+    ));
+    if let Some(w) = res.cpu_idle {
+        lines.push(format!(
+            "agent CPU idle: {:.3} % of a core",
+            cpu_percent(w.agent, &w)
+        ));
+    }
+    let connected: Vec<f64> = res.startups.iter().map(|s| s.connected_ms).collect();
+    if let Some(c) = Summary::of(&connected) {
+        lines.push(format!(
+            "start-up to connected: {} median",
+            fmt_ms(c.median)
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levelling_off() {
+        let flat: Vec<f64> = (0..100)
+            .map(|i| if i < 5 { 1000.0 } else { 5000.0 })
+            .collect();
+        let (early, late, change) = level_off(&flat).unwrap_or_default();
+        assert_eq!((early, late, change), (5000.0, 5000.0, 0.0));
+        let growing: Vec<f64> = (0..100).map(|i| 1000.0 + f64::from(i) * 10.0).collect();
+        let (_, _, change) = level_off(&growing).unwrap_or_default();
+        assert!(change > LEVEL_OFF_TOLERANCE);
+        assert!(level_off(&[]).is_none());
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_ms(12.34), "12.3 ms");
+        assert_eq!(fmt_ms(123.4), "123 ms");
+        assert_eq!(fmt_ms(4321.0), "4.32 s");
+        assert_eq!(fmt_mib(10240), "10.0 MiB");
+    }
+}
