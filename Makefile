@@ -16,7 +16,7 @@ build:
 ## static: a statically linked ecs-agent (glibc, crt-static)
 static:
 	RUSTFLAGS="-C target-feature=+crt-static" \
-		$(CARGO) build --release --target $(TARGET) --bin ecs-agent
+		$(CARGO) build --release -p ecs-agent --target $(TARGET) --bin ecs-agent
 	@echo "built target/$(TARGET)/release/ecs-agent"
 
 ## setup: install and start what the tests and the demo need (idempotent)
@@ -71,8 +71,9 @@ bench-quick:
 ## fails if any target crashes. See docs/fuzzing.md.
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address); RUSTC_BOOTSTRAP=1
 # lets the stable toolchain accept them. The workspace's release profile has
-# thin LTO, which makes each fuzz binary take minutes to link and buys the
-# fuzzer nothing, so it is turned off here. Builds go to target/fuzz so they
+# fat LTO, which makes each fuzz binary take minutes to link and buys the
+# fuzzer nothing, so it is turned off here, and the size-first opt-level
+# is put back to speed. Builds go to target/fuzz so they
 # never disturb the debug and release builds. New inputs are written to
 # target/fuzz/corpus/<crate>/<target>, with the committed corpus in
 # crates/<crate>/fuzz/corpus/<target> read as seeds, so a run leaves the tree
@@ -82,7 +83,7 @@ bench-quick:
 FUZZ_SECONDS ?= 60
 FUZZ_CRATES := ecs-model ecs-agent
 FUZZ_TARGET_DIR := $(CURDIR)/target/fuzz
-FUZZ_ENV := RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_LTO=false
+FUZZ_ENV := RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_OPT_LEVEL=3
 FUZZ_SPEC_SEEDS := $(wildcard $(CURDIR)/../shared/spec/samples)
 
 fuzz:

@@ -230,8 +230,15 @@ impl Plane {
 
     /// The AWS SDK for Rust pointed at this plane.
     pub fn sdk(&self) -> aws_sdk_ecs::Client {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        // The workspace builds the SDK without its default client
+        // (docs/footprint.md §1): this is the same one.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
         let config = aws_sdk_ecs::Config::builder()
             .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .http_client(http)
             .region(aws_sdk_ecs::config::Region::new(REGION))
             .credentials_provider(aws_credential_types::Credentials::new(
                 ACCESS_KEY, SECRET_KEY, None, None, "e2e",

@@ -229,6 +229,7 @@ impl EcsClient {
     ) -> Self {
         let mut builder = aws_sdk_ecs::Config::builder()
             .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .http_client(crate::https::client())
             .region(Region::new(region.to_string()))
             .credentials_provider(credentials)
             .retry_config(aws_sdk_ecs::config::retry::RetryConfig::standard().with_max_attempts(3))

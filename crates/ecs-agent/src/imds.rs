@@ -38,6 +38,7 @@ impl InstanceMetadata {
             return Self { client: None };
         }
         let mut builder = aws_config::imds::Client::builder()
+            .configure(&crate::https::provider_config())
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(Duration::from_secs(5))
             .max_attempts(4);
@@ -95,6 +96,7 @@ impl InstanceMetadata {
 pub async fn credentials_provider(imds_enabled: bool, region: &str) -> SharedCredentialsProvider {
     if imds_enabled {
         let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+            .configure(crate::https::provider_config())
             .region(aws_config::Region::new(region.to_string()))
             .build()
             .await;
@@ -106,7 +108,9 @@ pub async fn credentials_provider(imds_enabled: bool, region: &str) -> SharedCre
     )
     .or_else(
         "Profile",
-        aws_config::profile::ProfileFileCredentialsProvider::builder().build(),
+        aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .configure(&crate::https::provider_config())
+            .build(),
     );
     SharedCredentialsProvider::new(chain)
 }

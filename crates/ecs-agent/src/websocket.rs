@@ -2,7 +2,7 @@
 //! with its Go-encoded query, the SigV4-signed upgrade, TLS (with `-k`), and
 //! how a connection's end is classified for the reconnect rules.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -112,8 +112,27 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-fn tls_config(accept_insecure_cert: bool) -> Result<rustls::ClientConfig, WsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+/// The TLS configuration of the websockets, built once per process for
+/// each `-k` setting: reading the host's trusted roots costs a directory
+/// scan and a parse of every certificate, which a reconnect need not repeat.
+/// ring is the provider, as for the SDK's calls (`crate::https`).
+fn tls_config(accept_insecure_cert: bool) -> Result<Arc<rustls::ClientConfig>, WsError> {
+    static VERIFIED: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let cell = if accept_insecure_cert {
+        &INSECURE
+    } else {
+        &VERIFIED
+    };
+    if let Some(config) = cell.get() {
+        return Ok(config.clone());
+    }
+    let config = Arc::new(build_tls_config(accept_insecure_cert)?);
+    Ok(cell.get_or_init(|| config).clone())
+}
+
+fn build_tls_config(accept_insecure_cert: bool) -> Result<rustls::ClientConfig, WsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
         .map_err(|e| WsError::Protocol(e.to_string()))?;
@@ -165,9 +184,9 @@ pub async fn connect(
         put("X-Amz-Security-Token", token)?;
     }
     let connector = if scheme == "wss" {
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls_config(
+        Some(tokio_tungstenite::Connector::Rustls(tls_config(
             accept_insecure_cert,
-        )?)))
+        )?))
     } else {
         None
     };

@@ -883,6 +883,7 @@ impl TaskEngine {
             .collect();
         let images = self.settings.actions.images.clone();
         tracing::info!(task = arn, "cleaning up stopped task");
+        crate::memory::release_freed_soon();
         if let Some(files) = &self.settings.actions.metadata_files {
             files.remove_task(&arn);
         }

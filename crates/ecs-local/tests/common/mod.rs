@@ -62,8 +62,14 @@ impl Harness {
     /// An SDK client with static fake credentials, built explicitly so that
     /// nothing looks for instance metadata.
     pub fn client(&self) -> aws_sdk_ecs::Client {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        // The workspace builds the SDK without its default client.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
         let config = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
+            .http_client(http)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
                 "AKIDEXAMPLE",
