@@ -400,7 +400,7 @@ struct EndpointIdentity {
     availability_zone: Option<String>,
 }
 
-/// Starts introspection, the task endpoint and the stats feeds; they run
+/// Starts introspection and the task endpoint; they run
 /// until `stop` (docs/endpoints.md §4.1: only after registration).
 #[allow(clippy::too_many_arguments)]
 fn spawn_endpoints(
@@ -430,8 +430,7 @@ fn spawn_endpoints(
             stop.clone(),
         )),
     );
-    let stats = Arc::new(StatsBoard::default());
-    crate::stats::spawn_collector(docker.clone(), view.tasks.clone(), stats.clone());
+    let stats = StatsBoard::new(docker.clone());
     let audit_file = (!config.credentials_audit_log_disabled)
         .then(|| std::path::PathBuf::from(&config.credentials_audit_log_file));
     let audit = AuditLog::new(

@@ -411,16 +411,16 @@ async fn read_tags(deps: &TaskEndpointDeps, task: &Task) -> Tags {
 
 /// One container's stats in the version's shape: the sample (v4 adds the
 /// network rates), or `null` (v3) / `{}` (v4) when there is none.
-fn stats_value(deps: &TaskEndpointDeps, version: Version, docker_id: &str) -> Value {
-    let sample = deps.stats.latest(docker_id);
+async fn stats_value(deps: &TaskEndpointDeps, version: Version, docker_id: &str) -> Value {
+    let stats = deps.stats.stats(docker_id).await;
     match version {
-        Version::V3 => sample.unwrap_or(Value::Null),
+        Version::V3 => stats.sample.unwrap_or(Value::Null),
         Version::V4 => {
-            let mut object = match sample {
+            let mut object = match stats.sample {
                 Some(Value::Object(map)) => map,
                 _ => serde_json::Map::new(),
             };
-            if let Some((rx, tx)) = deps.stats.network_rate(docker_id) {
+            if let Some((rx, tx)) = stats.network_rate {
                 object.insert(
                     "network_rate_stats".into(),
                     serde_json::json!({"rx_bytes_per_sec": rx, "tx_bytes_per_sec": tx}),
@@ -437,23 +437,23 @@ async fn container_stats(deps: &TaskEndpointDeps, version: Version, id: &str) ->
         return stats_lookup_failed(version, "container", id);
     };
     let docker_id = container.docker_id.clone().unwrap_or_default();
-    Reply::json(200, &stats_value(deps, version, &docker_id))
+    Reply::json(200, &stats_value(deps, version, &docker_id).await)
 }
 
+/// Every container of the task, their feeds opened and awaited together.
 async fn task_stats(deps: &TaskEndpointDeps, version: Version, id: &str) -> Reply {
     let tasks = deps.view.tasks.tasks().await;
     let Some((task, _)) = find(&tasks, id) else {
         return stats_lookup_failed(version, "task", id);
     };
-    let all: BTreeMap<String, Value> = task
+    let ids: Vec<String> = task
         .containers
         .iter()
         .filter_map(|c| c.docker_id.clone())
-        .map(|docker_id| {
-            let value = stats_value(deps, version, &docker_id);
-            (docker_id, value)
-        })
         .collect();
+    let values =
+        futures_util::future::join_all(ids.iter().map(|id| stats_value(deps, version, id))).await;
+    let all: BTreeMap<String, Value> = ids.into_iter().zip(values).collect();
     Reply::json(200, &all)
 }
 

@@ -13,7 +13,7 @@ fn deps(tasks: Vec<Task>) -> TaskEndpointDeps {
         credentials: Arc::new(CredentialsStore::new()),
         docker: None,
         ecs: None,
-        stats: Arc::new(StatsBoard::default()),
+        stats: StatsBoard::empty(),
         audit: Arc::new(AuditLog::disabled()),
         throttle: Arc::new(Throttle::new(40, 60)),
         az_disabled: false,
@@ -248,9 +248,20 @@ async fn an_endpoint_id_works_only_once_its_container_exists() {
     assert_eq!(body["AvailabilityZone"], "us-west-2a");
 }
 
-#[tokio::test]
+/// A board whose every feed sends `samples` and then stays open silent.
+fn fed(samples: Vec<serde_json::Value>) -> Arc<StatsBoard> {
+    use futures_util::StreamExt;
+    StatsBoard::with_feeds(Arc::new(move |_: &str| {
+        futures_util::stream::iter(samples.clone().into_iter().map(Ok))
+            .chain(futures_util::stream::pending())
+            .boxed()
+    }))
+}
+
+#[tokio::test(start_paused = true)]
 async fn stats_are_null_or_empty_until_a_sample_arrives() {
-    let d = deps(vec![fixtures::running_task()]);
+    let mut d = deps(vec![fixtures::running_task()]);
+    d.stats = fed(Vec::new());
     let v3 = ask(&d, &format!("/v3/{ENDPOINT_ID}/stats")).await;
     assert_eq!((v3.status, v3.body_text().as_str()), (200, "null"));
     let v4 = ask(&d, &format!("/v4/{ENDPOINT_ID}/stats")).await;
@@ -264,13 +275,15 @@ async fn stats_are_null_or_empty_until_a_sample_arrives() {
         serde_json::json!({"read": read, "id": DOCKER_ID,
             "networks": {"eth0": {"rx_bytes": rx, "tx_bytes": 0}}})
     };
-    d.stats.record(DOCKER_ID, sample("2026-11-28T00:00:00Z", 0));
-    d.stats
-        .record(DOCKER_ID, sample("2026-11-28T00:00:01Z", 4096));
+    d.stats = fed(vec![
+        sample("2026-11-28T00:00:00Z", 0),
+        sample("2026-11-28T00:00:01Z", 4096),
+    ]);
     let v3: serde_json::Value =
         serde_json::from_slice(&ask(&d, &format!("/v3/{ENDPOINT_ID}/stats")).await.body).unwrap();
     assert_eq!(v3["id"], DOCKER_ID);
     assert!(v3.get("network_rate_stats").is_none());
+    tokio::task::yield_now().await;
     let v4: serde_json::Value =
         serde_json::from_slice(&ask(&d, &format!("/v4/{ENDPOINT_ID}/stats")).await.body).unwrap();
     assert_eq!(v4["network_rate_stats"]["rx_bytes_per_sec"], 4096.0);
