@@ -46,7 +46,7 @@ impl Settings {
                 startups: 3,
                 restarts: 1,
                 settle: Duration::from_secs(3),
-                cpu_window: Duration::from_secs(30),
+                cpu_window: Duration::from_secs(20),
                 launch_pairs: 20,
                 burst_pairs: 1,
                 cycles: 50,
@@ -79,7 +79,9 @@ pub const CYCLE_BATCH: i32 = 10;
 /// ... with this many batches in flight.
 pub const CYCLE_WORKERS: usize = 2;
 /// How often DescribeTasks is polled while a single launch or stop is timed.
-pub const FAST_POLL: Duration = Duration::from_millis(10);
+/// Half of it, on average, is added to each timed ECS figure; 5 ms keeps
+/// that small at a cost of about 200 DescribeTasks a second on loopback.
+pub const FAST_POLL: Duration = Duration::from_millis(5);
 /// How often while 100 tasks are awaited (one DescribeTasks of 100).
 pub const BURST_POLL: Duration = Duration::from_millis(25);
 /// How often RSS is read during the cycles.
@@ -89,6 +91,9 @@ pub const STOP_GRACE_SECS: i32 = 10;
 /// `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION`.
 pub const CLEANUP_WAIT: &str = "3s";
 pub const TASK_MEMORY_MIB: i32 = 32;
+/// The wait before memory is read after a cleanup: the agent hands freed
+/// heap back 10 s after a burst of cleanups (`ecs_agent::memory::SETTLE`).
+const AFTER_CLEANUP: Duration = Duration::from_secs(12);
 const WAIT: Duration = Duration::from_secs(180);
 
 /// The command of every container: a shell that exits at once on SIGTERM
@@ -718,7 +723,7 @@ impl Bench {
         self.results.cpu_busy = Some(self.cpu_window().await?);
         self.step("stopping the 100 tasks; waiting for their cleanup");
         self.stop_tasks(arns).await?;
-        tokio::time::sleep(self.settings.settle).await;
+        tokio::time::sleep(self.settings.settle.max(AFTER_CLEANUP)).await;
         self.results.memory.after_cleanup = Some(self.read_rss()?);
         Ok(())
     }
@@ -771,7 +776,7 @@ impl Bench {
         self.results.memory.cycle_samples =
             std::mem::take(&mut *samples.lock().unwrap_or_else(PoisonError::into_inner));
         self.wait_cleaned_up().await?;
-        tokio::time::sleep(self.settings.settle).await;
+        tokio::time::sleep(self.settings.settle.max(AFTER_CLEANUP)).await;
         self.results.memory.after_cycles = Some(self.read_rss()?);
         Ok(())
     }

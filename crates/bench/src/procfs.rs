@@ -9,6 +9,11 @@ use anyhow::{anyhow, Context, Result};
 pub struct Rss {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// Of the RSS: heap, stacks and other private memory (`RssAnon`) ...
+    pub anon_kib: u64,
+    /// ... and pages of mapped files, almost all the binary's own code and
+    /// read-only data (`RssFile`): clean, shared with the page cache.
+    pub file_kib: u64,
 }
 
 pub fn rss(pid: u32) -> Result<Rss> {
@@ -27,6 +32,8 @@ fn parse_status(status: &str) -> Option<Rss> {
     Some(Rss {
         rss_kib: kib("VmRSS:")?,
         hwm_kib: kib("VmHWM:")?,
+        anon_kib: kib("RssAnon:").unwrap_or(0),
+        file_kib: kib("RssFile:").unwrap_or(0),
     })
 }
 
@@ -91,12 +98,15 @@ mod tests {
 
     #[test]
     fn status_and_stat() {
-        let status = "Name:\tecs-agent\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\n";
+        let status = "Name:\tecs-agent\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\n\
+                      RssAnon:\t    1789 kB\nRssFile:\t    5000 kB\n";
         assert_eq!(
             parse_status(status),
             Some(Rss {
                 rss_kib: 6789,
-                hwm_kib: 12345
+                hwm_kib: 12345,
+                anon_kib: 1789,
+                file_kib: 5000,
             })
         );
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 1 2 3";

@@ -115,10 +115,16 @@ fn cpu_percent(cpu_seconds: f64, w: &CpuWindow) -> f64 {
     }
 }
 
-fn rss_cells(r: Option<Rss>) -> (String, String) {
+/// RSS, peak RSS, and the RSS split into anonymous and file-backed.
+fn rss_cells(r: Option<Rss>) -> (String, String, String, String) {
     match r {
-        Some(r) => (fmt_mib(r.rss_kib), fmt_mib(r.hwm_kib)),
-        None => ("–".into(), "–".into()),
+        Some(r) => (
+            fmt_mib(r.rss_kib),
+            fmt_mib(r.hwm_kib),
+            fmt_mib(r.anon_kib),
+            fmt_mib(r.file_kib),
+        ),
+        None => ("–".into(), "–".into(), "–".into(), "–".into()),
     }
 }
 
@@ -578,32 +584,42 @@ pub fn render(r: &Report) -> String {
     // 4. Memory.
     let _ = writeln!(out, "## 4. Memory");
     let _ = writeln!(out);
-    let _ = writeln!(out, "| agent | RSS | peak RSS | target | |");
-    let _ = writeln!(out, "|---|---:|---:|---|---|");
-    let (i_rss, i_hwm) = rss_cells(mem.idle);
     let _ = writeln!(
         out,
-        "| idle after registration | {i_rss} | {i_hwm} | under {IDLE_RSS_TARGET_MIB:.0} MiB | {} |",
+        "| agent | RSS | peak RSS | of the RSS: anonymous | file-backed | target | |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|");
+    let (i_rss, i_hwm, i_anon, i_file) = rss_cells(mem.idle);
+    let _ = writeln!(
+        out,
+        "| idle after registration | {i_rss} | {i_hwm} | {i_anon} | {i_file} | under {IDLE_RSS_TARGET_MIB:.0} MiB | {} |",
         verdict(idle_ok)
     );
-    let (b_rss, b_hwm) = rss_cells(mem.with_tasks);
+    let (b_rss, b_hwm, b_anon, b_file) = rss_cells(mem.with_tasks);
     let _ = writeln!(
         out,
-        "| with {BURST_TASKS} running tasks | {b_rss} | {b_hwm} | under {BUSY_RSS_TARGET_MIB:.0} MiB | {} |",
+        "| with {BURST_TASKS} running tasks | {b_rss} | {b_hwm} | {b_anon} | {b_file} | under {BUSY_RSS_TARGET_MIB:.0} MiB | {} |",
         verdict(busy_ok)
     );
-    let (c_rss, c_hwm) = rss_cells(mem.after_cleanup);
+    let (c_rss, c_hwm, c_anon, c_file) = rss_cells(mem.after_cleanup);
     let _ = writeln!(
         out,
-        "| after those stopped and were cleaned up | {c_rss} | {c_hwm} | within {:.0} % of idle | {} |",
+        "| after those stopped and were cleaned up | {c_rss} | {c_hwm} | {c_anon} | {c_file} | within {:.0} % of idle | {} |",
         CLEANUP_RSS_TOLERANCE * 100.0,
         verdict(back_ok)
     );
-    let (y_rss, y_hwm) = rss_cells(mem.after_cycles);
+    let (y_rss, y_hwm, y_anon, y_file) = rss_cells(mem.after_cycles);
     let _ = writeln!(
         out,
-        "| after {} launch/stop cycles and their cleanup | {y_rss} | {y_hwm} | | |",
+        "| after {} launch/stop cycles and their cleanup | {y_rss} | {y_hwm} | {y_anon} | {y_file} | | |",
         mem.cycles
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Anonymous memory is the agent's heap and stacks; file-backed is almost all the binary's own code \
+         and read-only data, mapped from the file and shared with the page cache (docs/footprint.md §2 \
+         explains both)."
     );
     let _ = writeln!(out);
     if mem.cycles > 0 {
@@ -699,8 +715,9 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "**For a user:** this is the CPU the agent costs a host doing nothing, and one running {BURST_TASKS} \
-         tasks; dockerd's and containerd's columns show what the agent's Docker calls (inspects, events, \
-         the stats stream it keeps per running container) cost Docker on its behalf."
+         tasks; dockerd's and containerd's columns show what the agent's Docker calls (inspects and the \
+         event stream; a stats feed only for a container whose stats are being read) cost Docker on its \
+         behalf."
     );
     let _ = writeln!(out);
 
