@@ -354,10 +354,7 @@ impl Bench {
 
     /// The stripped sizes and the dependency count.
     pub fn size(&mut self, root: &Path, dynamic: &Path, static_target: &str) -> Result<()> {
-        let static_path = e2e_target_dir(root)
-            .join(static_target)
-            .join("release")
-            .join("ecs-agent");
+        let static_path = static_agent_path(root, static_target);
         let strip_dir = self.tmp.join("strip");
         std::fs::create_dir_all(&strip_dir)?;
         let stripped = |from: &Path, name: &str| -> Result<u64> {
@@ -835,7 +832,15 @@ impl Bench {
     }
 }
 
-fn e2e_target_dir(root: &Path) -> PathBuf {
+/// Where `make static` puts the static agent.
+pub fn static_agent_path(root: &Path, static_target: &str) -> PathBuf {
+    target_dir(root)
+        .join(static_target)
+        .join("release")
+        .join("ecs-agent")
+}
+
+pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))

@@ -220,9 +220,14 @@ async fn run(
 ) -> Result<Report> {
     let checkout = machine::checkout(&root);
     eprintln!("building the release binaries (cargo build --release)");
-    let agent_binary =
-        tokio::task::spawn_blocking(|| e2e::use_release_binaries().map(|b| b.agent.clone()))
-            .await??;
+    // The agent that runs is the static binary when `make static` built
+    // it: what users copy to their hosts, and what the memory figures are
+    // about (a dynamic one maps glibc's pages as well).
+    let static_agent = figures::static_agent_path(&root, &options.static_target);
+    let run_static = static_agent.exists().then(|| static_agent.clone());
+    tokio::task::spawn_blocking(move || e2e::use_release_binaries(run_static).map(|_| ()))
+        .await??;
+    let agent_binary = figures::target_dir(&root).join("release").join("ecs-agent");
     docker
         .ping()
         .await

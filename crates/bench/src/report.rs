@@ -318,7 +318,8 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "* **What runs.** The release builds of `ecs-local` and `ecs-agent` (`cargo build --release`), \
+        "* **What runs.** The release builds of `ecs-local` (`cargo build --release`) and `ecs-agent` \
+         (the static binary of `make static` when it is there, else `cargo build --release`), \
          started as the end-to-end tests start them (`crates/e2e`), on this machine's Docker engine, in a \
          cluster of the bench's own. The agent runs with `ECS_LOGLEVEL=info`, `ECS_LOG_OUTPUT_FORMAT=json`, \
          `ECS_IMAGE_PULL_BEHAVIOR=prefer-cached`, `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION={CLEANUP_WAIT}` and \

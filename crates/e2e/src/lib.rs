@@ -92,11 +92,16 @@ pub fn binaries() -> &'static Binaries {
 }
 
 /// Makes every later [`Plane`] and [`Agent`] of this process start the
-/// release binaries, built first (a benchmark measures what users run).
-/// Fails when this process already started the debug ones.
-pub fn use_release_binaries() -> Result<&'static Binaries> {
+/// release binaries, built first (a benchmark measures what users run);
+/// `agent`, when given, is the agent binary to start instead of the one
+/// built (the static one). Fails when this process already started the
+/// debug ones.
+pub fn use_release_binaries(agent: Option<PathBuf>) -> Result<&'static Binaries> {
     if BINARIES.get().is_none() {
-        let built = build_binaries(Profile::Release)?;
+        let mut built = build_binaries(Profile::Release)?;
+        if let Some(agent) = agent {
+            built.agent = agent;
+        }
         let _ = BINARIES.set(built);
     }
     let chosen = binaries();
