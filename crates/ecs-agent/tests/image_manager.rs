@@ -342,7 +342,9 @@ async fn prefer_cached_and_once_skip_the_pull_but_record_the_user() {
     let mut s = settings(Duration::ZERO, 5, &[]);
     s.pull_behavior = ImagePullBehavior::PreferCached;
     let m = manager(Store::in_memory().unwrap(), s.clone()).await;
-    assert_eq!(m.pull_for(&image, &user("t", "c")).await, Ok(None));
+    let ready = m.pull_for(&image, &user("t", "c")).await.unwrap();
+    assert_eq!(ready.pull_started_ms, None);
+    assert!(ready.image.is_some());
     assert_eq!(m.tracked()[0].1, [user("t", "c")]);
 
     s.pull_behavior = ImagePullBehavior::Once;

@@ -76,6 +76,18 @@ impl DockerError {
         )
     }
 
+    /// Docker answered 409: a container of that name exists already (on
+    /// create), or the object is in use (on remove).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                ..
+            })
+        )
+    }
+
     /// The message without the HTTP framing bollard adds.
     pub fn message(&self) -> String {
         match self {

@@ -161,10 +161,15 @@ async fn resolve_manifest(
             digest: Some(digest.to_string()),
         };
     }
-    if settings.images.pull_required(image).await {
+    let decision = settings.images.pull_decision(image).await;
+    if decision.required {
         return Outcome::ManifestResolved { digest: None };
     }
-    match docker.inspect_image(image).await {
+    let local = match decision.local {
+        Some(info) => Ok(Some(info)),
+        None => docker.inspect_image(image).await,
+    };
+    match local {
         Ok(Some(info)) => {
             let (repository, _) = crate::docker::split_reference(image);
             let digest = info.repo_digests.iter().find_map(|d| {
@@ -185,7 +190,10 @@ async fn resolve_manifest(
 /// records the container as the image's user.
 async fn pull(settings: &ActionSettings, image: &str, user: &ContainerRef) -> Outcome {
     match settings.images.pull_for(image, user).await {
-        Ok(pull_started_ms) => Outcome::Pulled { pull_started_ms },
+        Ok(ready) => Outcome::Pulled {
+            pull_started_ms: ready.pull_started_ms,
+            image_env: ready.image.map(|info| info.env),
+        },
         Err(failed) => Outcome::PullFailed {
             error: failed.error.to_string(),
             pull_started_ms: failed.started_ms,
@@ -206,16 +214,16 @@ async fn create(
             gone: false,
         };
     };
-    // A container created just before an agent restart is reused, never
-    // created twice.
-    if let Ok(Some(existing)) = docker.inspect_container(&name).await {
-        return Outcome::Created {
-            docker_id: existing.docker_id,
-        };
-    }
-    let image_env = match docker.inspect_image(&container.spec.image).await {
-        Ok(Some(info)) => info.env,
-        _ => Vec::new(),
+    let inspected;
+    let image_env: &[String] = match &container.image_env {
+        Some(env) => env,
+        None => {
+            inspected = match docker.inspect_image(&container.spec.image).await {
+                Ok(Some(info)) => info.env,
+                _ => Vec::new(),
+            };
+            &inspected
+        }
     };
     let (extra_env, extra_binds) = match &settings.metadata_files {
         None => (Vec::new(), Vec::new()),
@@ -231,7 +239,7 @@ async fn create(
     let ctx = CreateContext {
         cluster: &settings.cluster,
         region: &settings.region,
-        image_env: &image_env,
+        image_env,
         privileged_disabled: settings.privileged_disabled,
         logging_drivers: &settings.logging_drivers,
         extra_env: &extra_env,
@@ -251,6 +259,15 @@ async fn create(
         .await
     {
         Ok(docker_id) => Outcome::Created { docker_id },
+        // The name is taken: by the container created just before an agent
+        // restart, or by a create whose answer timed out. It is reused,
+        // never created twice.
+        Err(e) if e.is_conflict() => match docker.inspect_container(&name).await {
+            Ok(Some(existing)) => Outcome::Created {
+                docker_id: existing.docker_id,
+            },
+            _ => failed("CannotCreateContainerError", &e),
+        },
         Err(DockerError::Config(message)) => Outcome::Failed {
             error: format!("DockerClientConfigError: {message}"),
             gone: false,

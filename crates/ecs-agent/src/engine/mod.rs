@@ -498,7 +498,15 @@ impl TaskEngine {
                 }
             }
             Msg::DockerEvent(event) => {
-                if let Some((arn, index)) = self.by_docker_id.get(&event.docker_id).cloned() {
+                let Some((arn, index)) = self.by_docker_id.get(&event.docker_id).cloned() else {
+                    return;
+                };
+                let news = self
+                    .tasks
+                    .get(&arn)
+                    .and_then(|t| t.containers.get(index))
+                    .is_some_and(|c| reconcile::event_is_news(c, &event.action));
+                if news {
                     self.spawn_inspect(arn, index, event.docker_id);
                 }
             }

@@ -496,6 +496,9 @@ pub enum Outcome {
     /// actually made (a cached image under `prefer-cached` needs none).
     Pulled {
         pull_started_ms: Option<i64>,
+        /// The image's own environment (`K=V`), when it could be read:
+        /// the create needs it and need not ask Docker again.
+        image_env: Option<Vec<String>>,
     },
     /// A pull was made, from `pull_started_ms`, and failed.
     PullFailed {
@@ -546,7 +549,14 @@ pub fn apply_outcome(
             }
             raise_known(task, index, ContainerStatus::ManifestPulled, now_ms);
         }
-        (ContainerStatus::Pulled, Outcome::Pulled { pull_started_ms }) => {
+        (
+            ContainerStatus::Pulled,
+            Outcome::Pulled {
+                pull_started_ms,
+                image_env,
+            },
+        ) => {
+            task.containers[index].image_env = image_env;
             if let Some(started) = pull_started_ms {
                 task.pull_started_at_ms.get_or_insert(started);
                 task.pull_stopped_at_ms = Some(now_ms);
@@ -554,7 +564,10 @@ pub fn apply_outcome(
             raise_known(task, index, ContainerStatus::Pulled, now_ms);
         }
         (ContainerStatus::Created, Outcome::Created { docker_id }) => {
-            task.containers[index].docker_id = Some(docker_id);
+            let c = &mut task.containers[index];
+            c.docker_id = Some(docker_id);
+            // Only the create needed it.
+            c.image_env = None;
             raise_known(task, index, ContainerStatus::Created, now_ms);
         }
         (ContainerStatus::Running, Outcome::Done(observation)) => {
@@ -662,6 +675,24 @@ fn raise_known(task: &mut Task, index: usize, status: ContainerStatus, now_ms: i
     }
     if status == ContainerStatus::Stopped && essential {
         task.execution_stopped_at_ms.get_or_insert(now_ms);
+    }
+}
+
+/// Whether a Docker event (its `action`) may tell the engine something about
+/// container `c` that it does not know or will not learn anyway, and so is
+/// worth an inspect (docs/engine.md §11.1). An event that announces the
+/// state the container is known to be in, or the one the agent's own action
+/// in flight is bringing it to (whose outcome is inspected when the call
+/// returns), is not: skipping those halves Docker's work per launch and stop.
+pub fn event_is_news(c: &super::task::Container, action: &str) -> bool {
+    let known_or_underway = |s: ContainerStatus| c.known_status == s || c.applied_status == Some(s);
+    match action {
+        // The agent created it: its ID is known only from its own create.
+        "create" => false,
+        "start" => !known_or_underway(ContainerStatus::Running),
+        // A stop's outcome is inspected after the container has exited.
+        "stop" | "die" => !known_or_underway(ContainerStatus::Stopped),
+        _ => true,
     }
 }
 

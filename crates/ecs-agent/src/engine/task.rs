@@ -536,6 +536,10 @@ pub struct Container {
     pub docker_name: Option<String>,
     pub docker_id: Option<String>,
     pub image_digest: Option<String>,
+    /// The image's environment as the pull step found it. Not persisted:
+    /// a create after a restart inspects the image itself.
+    #[serde(skip)]
+    pub image_env: Option<Vec<String>>,
     pub exit_code: Option<i64>,
     /// `<ErrorName>: <message>` of the first failure, reported as `reason`.
     pub reason: Option<String>,
@@ -580,6 +584,7 @@ impl Container {
             docker_name: None,
             docker_id: None,
             image_digest: None,
+            image_env: None,
             exit_code: None,
             reason: None,
             port_bindings: Vec::new(),

@@ -96,7 +96,12 @@ impl Default for Options {
     }
 }
 
-pub(crate) async fn start(docker: Arc<FakeDocker>, store: Store, options: Options) -> Agent {
+/// The action settings an engine of [`start`] gets.
+pub(crate) async fn action_settings(
+    docker: &Arc<FakeDocker>,
+    store: &Store,
+    options: &Options,
+) -> ActionSettings {
     let images = ImageManager::new(
         docker.clone(),
         store.clone(),
@@ -110,20 +115,24 @@ pub(crate) async fn start(docker: Arc<FakeDocker>, store: Store, options: Option
     )
     .await
     .unwrap();
+    ActionSettings {
+        cluster: CLUSTER.into(),
+        region: "us-east-1".into(),
+        pull_behavior: options.pull_behavior,
+        images,
+        create_timeout: options.create_timeout,
+        start_timeout: Duration::from_secs(180),
+        default_stop_timeout: Duration::from_secs(30),
+        privileged_disabled: false,
+        logging_drivers: vec!["json-file".into(), "none".into()],
+        metadata_files: None,
+        shared_volume_match_full_config: false,
+    }
+}
+
+pub(crate) async fn start(docker: Arc<FakeDocker>, store: Store, options: Options) -> Agent {
     let settings = EngineSettings {
-        actions: ActionSettings {
-            cluster: CLUSTER.into(),
-            region: "us-east-1".into(),
-            pull_behavior: options.pull_behavior,
-            images,
-            create_timeout: options.create_timeout,
-            start_timeout: Duration::from_secs(180),
-            default_stop_timeout: Duration::from_secs(30),
-            privileged_disabled: false,
-            logging_drivers: vec!["json-file".into(), "none".into()],
-            metadata_files: None,
-            shared_volume_match_full_config: false,
-        },
+        actions: action_settings(&docker, &store, &options).await,
         cleanup_wait: options.cleanup_wait,
         cleanup_jitter: Duration::ZERO,
         dynamic_host_port_range: (32768, 60999),

@@ -690,3 +690,60 @@ async fn a_task_volume_is_created_before_its_container_and_removed_at_cleanup() 
         "task volume removed with the task"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_of_a_cached_image_asks_docker_each_thing_once() {
+    let agent = fresh().await;
+    agent.add(vec![one_container("lean")]).await;
+    agent.until_task("lean", TaskStatus::Running).await;
+    let count = |op| agent.docker.count(op);
+    // One image inspect for the manifest step and one for the pull step
+    // (whose answer the create reuses); the container is inspected once,
+    // after its start, for its state.
+    assert_eq!(
+        (
+            count(Op::InspectImage),
+            count(Op::Create),
+            count(Op::Start),
+            count(Op::Inspect)
+        ),
+        (2, 1, 1, 1),
+        "{:?}",
+        agent.docker.calls()
+    );
+    // The stop's outcome is inspected once the container has exited; its
+    // `stop` and `die` events add nothing.
+    agent.engine.stop_tasks(vec![arn("lean")]).unwrap();
+    agent.until_task("lean", TaskStatus::Stopped).await;
+    agent.settle().await;
+    assert_eq!(
+        (count(Op::Stop), count(Op::Inspect)),
+        (1, 2),
+        "{:?}",
+        agent.docker.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_finds_its_name_taken_adopts_that_container() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let settings = std::sync::Arc::new(
+        action_settings(&docker, &Store::in_memory().unwrap(), &Options::default()).await,
+    );
+    let mut task = super::task::Task::new(one_container("taken"), 0);
+    let name = super::create_config::docker_name(&task, "app");
+    task.containers[0].docker_name = Some(name.clone());
+    // Created by an earlier attempt whose answer was lost.
+    let existing = docker.add_running_container(&name, &[]);
+    let api: std::sync::Arc<dyn crate::docker::DockerApi> = docker.clone();
+    let work = super::actions::Work::Create {
+        task: Box::new(task),
+        index: 0,
+    };
+    match super::actions::run(&api, &settings, work).await {
+        super::reconcile::Outcome::Created { docker_id } => assert_eq!(docker_id, existing),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(docker.count(Op::Create), 1, "the refused create only");
+}

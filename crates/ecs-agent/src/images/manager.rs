@@ -19,7 +19,7 @@ use super::auth::EngineAuth;
 use super::pull::{self, PullError};
 use super::state::{Change, CleanupRules, ContainerRef, ImageRecord, ImageTable};
 use crate::config::{Config, ImagePullBehavior};
-use crate::docker::{DockerApi, DockerError};
+use crate::docker::{DockerApi, DockerError, ImageInfo};
 use crate::engine::now_ms;
 use crate::store::{Store, StoreError};
 
@@ -78,6 +78,31 @@ impl ImageSettings {
             }),
         }
     }
+}
+
+/// What [`ImageManager::pull_decision`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullDecision {
+    pub required: bool,
+    /// The local image, when deciding inspected it.
+    pub local: Option<ImageInfo>,
+}
+
+impl PullDecision {
+    const PULL: PullDecision = PullDecision {
+        required: true,
+        local: None,
+    };
+}
+
+/// An image made available by [`ImageManager::pull_for`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// When the pull started; `None` when no pull was needed.
+    pub pull_started_ms: Option<i64>,
+    /// The image as Docker has it afterwards (`None` if it could not be
+    /// inspected).
+    pub image: Option<ImageInfo>,
 }
 
 /// A pull that was made and failed, with when it began.
@@ -154,29 +179,40 @@ impl ImageManager {
     /// Whether `image` must be pulled under the configured behaviour
     /// (docs/engine.md §10.1).
     pub async fn pull_required(&self, image: &str) -> bool {
+        self.pull_decision(image).await.required
+    }
+
+    /// Whether `image` must be pulled, with the local image when finding
+    /// out took an inspect (under `prefer-cached`), so that callers need
+    /// not ask Docker again.
+    pub async fn pull_decision(&self, image: &str) -> PullDecision {
         match self.inner.settings.pull_behavior {
-            ImagePullBehavior::Default | ImagePullBehavior::Always => true,
-            ImagePullBehavior::Once => !self.table().pull_succeeded(image),
-            ImagePullBehavior::PreferCached => {
-                !matches!(self.inner.docker.inspect_image(image).await, Ok(Some(_)))
-            }
+            ImagePullBehavior::Default | ImagePullBehavior::Always => PullDecision::PULL,
+            ImagePullBehavior::Once => PullDecision {
+                required: !self.table().pull_succeeded(image),
+                local: None,
+            },
+            ImagePullBehavior::PreferCached => match self.inner.docker.inspect_image(image).await {
+                Ok(Some(info)) => PullDecision {
+                    required: false,
+                    local: Some(info),
+                },
+                _ => PullDecision::PULL,
+            },
         }
     }
 
     /// Makes `image` available to `user`: pulls it when the behaviour
-    /// requires, then records that `user` uses it. Returns when the pull
+    /// requires, then records that `user` uses it. Says when the pull
     /// started (`None` when no pull was needed); a failed pull says when it
     /// started too, since the task reports its pull times either way. After
     /// a failed pull the cached image, if any, is still recorded, since
     /// under `default` the container goes on to use it.
-    pub async fn pull_for(
-        &self,
-        image: &str,
-        user: &ContainerRef,
-    ) -> Result<Option<i64>, FailedPull> {
+    pub async fn pull_for(&self, image: &str, user: &ContainerRef) -> Result<Ready, FailedPull> {
         let _permit = self.pull_permit().await;
+        let decision = self.pull_decision(image).await;
         let mut result = Ok(None);
-        if self.pull_required(image).await {
+        if decision.required {
             let started = now_ms();
             let auth = self.inner.auth.lookup(image);
             let (docker, settings) = (&self.inner.docker, &self.inner.settings);
@@ -197,10 +233,25 @@ impl ImageManager {
             });
         }
         let pulled = matches!(result, Ok(Some(_)));
-        if let Err(e) = self.record_reference(image, user, pulled).await {
-            tracing::warn!(image, error = %e, "could not record the image's use");
-        }
-        result
+        let local = match decision.local {
+            Some(info) => Ok(Some(info)),
+            None => self.inner.docker.inspect_image(image).await,
+        };
+        let local = match local {
+            Ok(Some(info)) => {
+                self.record_inspected(image, &info, user, pulled).await;
+                Some(info)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(image, error = %e, "could not record the image's use");
+                None
+            }
+        };
+        result.map(|pull_started_ms| Ready {
+            pull_started_ms,
+            image: local,
+        })
     }
 
     /// Records that `user` uses `image` (`pulled`: it was just pulled
@@ -214,11 +265,21 @@ impl ImageManager {
         let Some(info) = self.inner.docker.inspect_image(image).await? else {
             return Ok(false);
         };
+        self.record_inspected(image, &info, user, pulled).await;
+        Ok(true)
+    }
+
+    async fn record_inspected(
+        &self,
+        image: &str,
+        info: &ImageInfo,
+        user: &ContainerRef,
+        pulled: bool,
+    ) {
         self.apply(|table| {
             table.add_reference(image, &info.id, info.size, user.clone(), pulled, now_ms())
         })
         .await;
-        Ok(true)
     }
 
     /// `user` no longer uses any image (its task was cleaned up).

@@ -8,7 +8,9 @@ pub mod pull;
 pub mod state;
 
 pub use auth::EngineAuth;
-pub use manager::{CleanupReport, CleanupSettings, FailedPull, ImageManager, ImageSettings};
+pub use manager::{
+    CleanupReport, CleanupSettings, FailedPull, ImageManager, ImageSettings, PullDecision, Ready,
+};
 pub use pull::PullError;
 pub use state::{ContainerRef, ImageRecord};
 

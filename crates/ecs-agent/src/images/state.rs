@@ -110,7 +110,8 @@ impl ImageTable {
     /// Records that `user` uses `name`, which Docker says is `image_id`
     /// of `size` bytes. The name leaves any other image it was recorded
     /// for (it was re-tagged); a new image starts with pulled and
-    /// last-used times of `now_ms`. Returns what to save.
+    /// last-used times of `now_ms`. Returns what to save: nothing when only
+    /// the users changed.
     pub fn add_reference(
         &mut self,
         name: &str,
@@ -127,6 +128,7 @@ impl ImageTable {
                 changes.push(Change::Put(state.record.clone()));
             }
         }
+        let before = self.images.get(image_id).map(|s| s.record.clone());
         let state = self
             .images
             .entry(image_id.to_string())
@@ -146,7 +148,11 @@ impl ImageTable {
         }
         state.record.pull_succeeded |= pulled;
         state.users.insert(user);
-        changes.push(Change::Put(state.record.clone()));
+        // Users are not saved (a restart rebuilds them), so a record that
+        // did not change costs no write: the usual launch of a known image.
+        if before.as_ref() != Some(&state.record) {
+            changes.push(Change::Put(state.record.clone()));
+        }
         changes
     }
 
@@ -260,6 +266,11 @@ mod tests {
         assert_eq!(s.users.len(), 2);
         assert!(t.pull_succeeded("app:latest"));
         assert!(!t.pull_succeeded("app:2"));
+        // A third container on a known name changes only the users, which
+        // are not saved: nothing to write.
+        let again = t.add_reference("app:1", "sha256:a", 10, user("c3"), true, 300);
+        assert!(again.is_empty(), "{again:?}");
+        assert_eq!(t.get("sha256:a").unwrap().users.len(), 3);
     }
 
     #[test]

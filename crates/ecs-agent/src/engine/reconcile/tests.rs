@@ -37,6 +37,36 @@ fn observed(status: ContainerStatus, exit_code: Option<i64>) -> Observation {
 }
 
 #[test]
+fn events_that_only_echo_what_is_known_or_underway_earn_no_inspect() {
+    let mut t = two_containers();
+    let c = &mut t.containers[0];
+    c.known_status = ContainerStatus::Created;
+    c.applied_status = Some(ContainerStatus::Running);
+    // The agent's own start in flight: its outcome is inspected anyway.
+    assert!(!event_is_news(c, "create"));
+    assert!(!event_is_news(c, "start"));
+    assert!(event_is_news(c, "die"), "it died during its start");
+    assert!(event_is_news(c, "health_status"));
+    assert!(event_is_news(c, "oom"));
+    c.known_status = ContainerStatus::Running;
+    c.applied_status = None;
+    assert!(!event_is_news(c, "start"));
+    assert!(event_is_news(c, "die"), "it exited on its own");
+    assert!(event_is_news(c, "stop"), "someone stopped it");
+    c.applied_status = Some(ContainerStatus::Stopped);
+    assert!(!event_is_news(c, "stop"), "the agent's own stop");
+    assert!(!event_is_news(c, "die"));
+    assert!(event_is_news(c, "destroy"));
+    c.known_status = ContainerStatus::Stopped;
+    c.applied_status = None;
+    assert!(!event_is_news(c, "die"));
+    assert!(
+        event_is_news(c, "start"),
+        "a stopped container started again is stopped again (§11.4)"
+    );
+}
+
+#[test]
 fn fresh_task_resolves_manifests_first() {
     let t = two_containers();
     let p = plan(&t, 0);
@@ -387,6 +417,7 @@ impl Sim {
                         Action::ResolveManifest => Outcome::ManifestResolved { digest: None },
                         Action::Pull => Outcome::Pulled {
                             pull_started_ms: Some(self.now),
+                            image_env: None,
                         },
                         Action::Create => Outcome::Created {
                             docker_id: format!("id{i}"),
