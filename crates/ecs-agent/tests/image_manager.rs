@@ -316,7 +316,11 @@ async fn a_failed_pull_times_out_overall_and_still_records_the_cached_image() {
     s.pull_timeout = Duration::from_secs(3);
     let m = manager(Store::in_memory().unwrap(), s).await;
     let started = std::time::Instant::now();
-    let err = m.pull_for(&image, &user("t", "c")).await.unwrap_err().error;
+    let err = m
+        .pull_for(&image, &user("t", "c"), None)
+        .await
+        .unwrap_err()
+        .error;
     assert_eq!(err, PullError::Timeout(Duration::from_secs(3)));
     assert_eq!(
         err.to_string(),
@@ -342,14 +346,21 @@ async fn prefer_cached_and_once_skip_the_pull_but_record_the_user() {
     let mut s = settings(Duration::ZERO, 5, &[]);
     s.pull_behavior = ImagePullBehavior::PreferCached;
     let m = manager(Store::in_memory().unwrap(), s.clone()).await;
-    let ready = m.pull_for(&image, &user("t", "c")).await.unwrap();
+    let ready = m.pull_for(&image, &user("t", "c"), None).await.unwrap();
     assert_eq!(ready.pull_started_ms, None);
-    assert!(ready.image.is_some());
+    let local = ready.image.unwrap();
+    // What a step before found is used, not asked again.
+    let decision = m.pull_decision(&image, Some(local.clone())).await;
+    assert!(!decision.required);
+    assert_eq!(decision.local.as_ref(), Some(&local));
     assert_eq!(m.tracked()[0].1, [user("t", "c")]);
 
     s.pull_behavior = ImagePullBehavior::Once;
     s.pull_timeout = Duration::from_secs(2);
     let m = manager(Store::in_memory().unwrap(), s).await;
-    // Never pulled: `once` pulls (and fails here), even with a local copy.
-    assert!(m.pull_for(&image, &user("t", "c")).await.is_err());
+    // Never pulled: `once` pulls (and fails here), even with a local copy,
+    // and a pull makes what was known out of date.
+    let decision = m.pull_decision(&image, Some(local)).await;
+    assert_eq!((decision.required, decision.local), (true, None));
+    assert!(m.pull_for(&image, &user("t", "c"), None).await.is_err());
 }

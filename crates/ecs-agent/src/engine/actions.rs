@@ -8,7 +8,7 @@ use super::create_config::{self, CreateContext};
 use super::reconcile::Outcome;
 use super::task::Task;
 use crate::config::ImagePullBehavior;
-use crate::docker::{DockerApi, DockerError};
+use crate::docker::{DockerApi, DockerError, ImageInfo};
 use crate::images::{ContainerRef, ImageManager};
 use crate::metadata_file::{MetadataFiles, Subject};
 
@@ -45,6 +45,8 @@ pub enum Work {
         image: String,
         /// The container the image is for, recorded as its user.
         user: ContainerRef,
+        /// The local image as the manifest step found it.
+        known: Option<ImageInfo>,
     },
     /// The task as it was when the create was planned (names of linked
     /// containers included).
@@ -70,7 +72,7 @@ pub async fn run(
 ) -> Outcome {
     match work {
         Work::ResolveManifest { image } => resolve_manifest(&**docker, settings, &image).await,
-        Work::Pull { image, user } => pull(settings, &image, &user).await,
+        Work::Pull { image, user, known } => pull(settings, &image, &user, known).await,
         Work::Create { task, index } => create(&**docker, settings, &task, index).await,
         Work::Start { docker_id, subject } => {
             match docker
@@ -159,11 +161,15 @@ async fn resolve_manifest(
     if let Some((_, digest)) = image.split_once('@') {
         return Outcome::ManifestResolved {
             digest: Some(digest.to_string()),
+            image: None,
         };
     }
-    let decision = settings.images.pull_decision(image).await;
+    let decision = settings.images.pull_decision(image, None).await;
     if decision.required {
-        return Outcome::ManifestResolved { digest: None };
+        return Outcome::ManifestResolved {
+            digest: None,
+            image: None,
+        };
     }
     let local = match decision.local {
         Some(info) => Ok(Some(info)),
@@ -176,7 +182,10 @@ async fn resolve_manifest(
                 let (repo, digest) = d.split_once('@')?;
                 (repo == repository).then(|| digest.to_string())
             });
-            Outcome::ManifestResolved { digest }
+            Outcome::ManifestResolved {
+                digest,
+                image: Some(info),
+            }
         }
         Ok(None) => Outcome::Failed {
             error: format!("CannotPullImageManifestError: image {image} not found locally"),
@@ -188,11 +197,16 @@ async fn resolve_manifest(
 
 /// Pulls when the behaviour requires (docs/engine.md §10.1, §10.3) and
 /// records the container as the image's user.
-async fn pull(settings: &ActionSettings, image: &str, user: &ContainerRef) -> Outcome {
-    match settings.images.pull_for(image, user).await {
+async fn pull(
+    settings: &ActionSettings,
+    image: &str,
+    user: &ContainerRef,
+    known: Option<ImageInfo>,
+) -> Outcome {
+    match settings.images.pull_for(image, user, known).await {
         Ok(ready) => Outcome::Pulled {
             pull_started_ms: ready.pull_started_ms,
-            image_env: ready.image.map(|info| info.env),
+            image: ready.image,
         },
         Err(failed) => Outcome::PullFailed {
             error: failed.error.to_string(),
@@ -215,8 +229,8 @@ async fn create(
         };
     };
     let inspected;
-    let image_env: &[String] = match &container.image_env {
-        Some(env) => env,
+    let image_env: &[String] = match &container.local_image {
+        Some(info) => &info.env,
         None => {
             inspected = match docker.inspect_image(&container.spec.image).await {
                 Ok(Some(info)) => info.env,

@@ -173,6 +173,7 @@ impl TaskEngine {
                 Action::Pull => Work::Pull {
                     image: c.spec.image.clone(),
                     user: crate::images::ContainerRef::new(arn, &c.spec.name),
+                    known: c.local_image.clone(),
                 },
                 Action::Create => match &snapshot {
                     Some(task) => Work::Create {

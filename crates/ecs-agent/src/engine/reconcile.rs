@@ -489,16 +489,17 @@ pub fn take_report(task: &mut Task, exclude_ipv6: bool) -> Option<TaskStateChang
 /// How a Docker action ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// `image`: the local image, when the step inspected it.
     ManifestResolved {
         digest: Option<String>,
+        image: Option<crate::docker::ImageInfo>,
     },
     /// The image is available; `pull_started_ms` is set when a pull was
     /// actually made (a cached image under `prefer-cached` needs none).
     Pulled {
         pull_started_ms: Option<i64>,
-        /// The image's own environment (`K=V`), when it could be read:
-        /// the create needs it and need not ask Docker again.
-        image_env: Option<Vec<String>>,
+        /// The image as Docker has it afterwards, when it could be read.
+        image: Option<crate::docker::ImageInfo>,
     },
     /// A pull was made, from `pull_started_ms`, and failed.
     PullFailed {
@@ -542,8 +543,9 @@ pub fn apply_outcome(
     let mut effect = Effect::default();
     task.containers[index].applied_status = None;
     match (target, outcome) {
-        (ContainerStatus::ManifestPulled, Outcome::ManifestResolved { digest }) => {
+        (ContainerStatus::ManifestPulled, Outcome::ManifestResolved { digest, image }) => {
             let c = &mut task.containers[index];
+            c.local_image = image;
             if c.image_digest.is_none() {
                 c.image_digest = digest;
             }
@@ -553,10 +555,10 @@ pub fn apply_outcome(
             ContainerStatus::Pulled,
             Outcome::Pulled {
                 pull_started_ms,
-                image_env,
+                image,
             },
         ) => {
-            task.containers[index].image_env = image_env;
+            task.containers[index].local_image = image;
             if let Some(started) = pull_started_ms {
                 task.pull_started_at_ms.get_or_insert(started);
                 task.pull_stopped_at_ms = Some(now_ms);
@@ -566,8 +568,8 @@ pub fn apply_outcome(
         (ContainerStatus::Created, Outcome::Created { docker_id }) => {
             let c = &mut task.containers[index];
             c.docker_id = Some(docker_id);
-            // Only the create needed it.
-            c.image_env = None;
+            // Only the steps up to the create need it.
+            c.local_image = None;
             raise_known(task, index, ContainerStatus::Created, now_ms);
         }
         (ContainerStatus::Running, Outcome::Done(observation)) => {

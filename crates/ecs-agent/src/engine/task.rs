@@ -536,10 +536,12 @@ pub struct Container {
     pub docker_name: Option<String>,
     pub docker_id: Option<String>,
     pub image_digest: Option<String>,
-    /// The image's environment as the pull step found it. Not persisted:
-    /// a create after a restart inspects the image itself.
+    /// The image as Docker had it when the manifest or pull step last
+    /// inspected it, handed on so the next step need not ask again; gone
+    /// once the container is created. Not persisted: after a restart the
+    /// steps inspect the image themselves.
     #[serde(skip)]
-    pub image_env: Option<Vec<String>>,
+    pub local_image: Option<crate::docker::ImageInfo>,
     pub exit_code: Option<i64>,
     /// `<ErrorName>: <message>` of the first failure, reported as `reason`.
     pub reason: Option<String>,
@@ -584,7 +586,7 @@ impl Container {
             docker_name: None,
             docker_id: None,
             image_digest: None,
-            image_env: None,
+            local_image: None,
             exit_code: None,
             reason: None,
             port_bindings: Vec::new(),

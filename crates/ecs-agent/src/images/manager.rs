@@ -84,7 +84,8 @@ impl ImageSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullDecision {
     pub required: bool,
-    /// The local image, when deciding inspected it.
+    /// The local image, when it is known and no pull is required (a pull
+    /// makes it out of date).
     pub local: Option<ImageInfo>,
 }
 
@@ -179,18 +180,24 @@ impl ImageManager {
     /// Whether `image` must be pulled under the configured behaviour
     /// (docs/engine.md §10.1).
     pub async fn pull_required(&self, image: &str) -> bool {
-        self.pull_decision(image).await.required
+        self.pull_decision(image, None).await.required
     }
 
-    /// Whether `image` must be pulled, with the local image when finding
-    /// out took an inspect (under `prefer-cached`), so that callers need
+    /// Whether `image` must be pulled, with the local image when it is
+    /// known: `known` (what a step just before found), or what finding out
+    /// took an inspect for (under `prefer-cached`), so that callers need
     /// not ask Docker again.
-    pub async fn pull_decision(&self, image: &str) -> PullDecision {
+    pub async fn pull_decision(&self, image: &str, known: Option<ImageInfo>) -> PullDecision {
         match self.inner.settings.pull_behavior {
             ImagePullBehavior::Default | ImagePullBehavior::Always => PullDecision::PULL,
+            ImagePullBehavior::Once if !self.table().pull_succeeded(image) => PullDecision::PULL,
             ImagePullBehavior::Once => PullDecision {
-                required: !self.table().pull_succeeded(image),
-                local: None,
+                required: false,
+                local: known,
+            },
+            ImagePullBehavior::PreferCached if known.is_some() => PullDecision {
+                required: false,
+                local: known,
             },
             ImagePullBehavior::PreferCached => match self.inner.docker.inspect_image(image).await {
                 Ok(Some(info)) => PullDecision {
@@ -207,10 +214,16 @@ impl ImageManager {
     /// started (`None` when no pull was needed); a failed pull says when it
     /// started too, since the task reports its pull times either way. After
     /// a failed pull the cached image, if any, is still recorded, since
-    /// under `default` the container goes on to use it.
-    pub async fn pull_for(&self, image: &str, user: &ContainerRef) -> Result<Ready, FailedPull> {
+    /// under `default` the container goes on to use it. `known` is the
+    /// local image as the step before found it, if it inspected it.
+    pub async fn pull_for(
+        &self,
+        image: &str,
+        user: &ContainerRef,
+        known: Option<ImageInfo>,
+    ) -> Result<Ready, FailedPull> {
         let _permit = self.pull_permit().await;
-        let decision = self.pull_decision(image).await;
+        let decision = self.pull_decision(image, known).await;
         let mut result = Ok(None);
         if decision.required {
             let started = now_ms();

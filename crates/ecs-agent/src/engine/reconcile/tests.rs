@@ -298,6 +298,7 @@ fn digest_gives_a_pending_report() {
         ContainerStatus::ManifestPulled,
         Outcome::ManifestResolved {
             digest: Some("sha256:abc".into()),
+            image: None,
         },
         false,
         1,
@@ -414,10 +415,13 @@ impl Sim {
                     }
                 } else {
                     match action {
-                        Action::ResolveManifest => Outcome::ManifestResolved { digest: None },
+                        Action::ResolveManifest => Outcome::ManifestResolved {
+                            digest: None,
+                            image: None,
+                        },
                         Action::Pull => Outcome::Pulled {
                             pull_started_ms: Some(self.now),
-                            image_env: None,
+                            image: None,
                         },
                         Action::Create => Outcome::Created {
                             docker_id: format!("id{i}"),
