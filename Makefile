@@ -3,6 +3,8 @@
 
 CARGO ?= cargo
 TARGET ?= x86_64-unknown-linux-gnu
+# Where cargo puts what it builds (CARGO_TARGET_DIR when set).
+TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 
 .PHONY: all build static test unit-tests run-integ-tests run-functional-tests \
         demo setup lint fmt clean fuzz bench bench-quick
@@ -59,10 +61,14 @@ demo: setup
 ## bench: the agent (release build, with ecs-local) against Docker's API on
 ## this machine; writes docs/benchmarks.md. About 15 minutes; ARGS=--quick
 ## (or `make bench-quick`) for a run of under 3 minutes with fewer samples.
-# The tool builds nothing but itself: the release binaries and the static one
-# come from the two targets it depends on. Nothing here runs in `make test`.
+# The release binaries and the static one come from the two targets it
+# depends on; the tool's own check that they are up to date then has nothing
+# to do. It runs as a plain process, not under `cargo run`, whose variables
+# would reach that check and make cargo build them again. Nothing here runs
+# in `make test`.
 bench: setup build static
-	$(CARGO) run --release -p bench --bin ecs-bench -- --static-target $(TARGET) $(ARGS)
+	$(CARGO) build --release -p bench --bin ecs-bench
+	$(TARGET_DIR)/release/ecs-bench --static-target $(TARGET) $(ARGS)
 
 bench-quick:
 	$(MAKE) bench ARGS=--quick

@@ -55,12 +55,14 @@ impl Settings {
         } else {
             Settings {
                 quick,
+                // The two 5-minute CPU windows take two thirds of the
+                // 15 minutes; the rest is shared out below.
                 startups: 5,
-                restarts: 3,
-                settle: Duration::from_secs(10),
+                restarts: 2,
+                settle: Duration::from_secs(5),
                 cpu_window: Duration::from_secs(300),
-                launch_pairs: 30,
-                burst_pairs: 3,
+                launch_pairs: 24,
+                burst_pairs: 2,
                 cycles: 1000,
                 pause: Duration::from_millis(300),
             }
@@ -77,7 +79,7 @@ pub const BURST_DOCKER_CONCURRENCY: usize = 10;
 /// Launch/stop cycles go in RunTask batches of this many ...
 pub const CYCLE_BATCH: i32 = 10;
 /// ... with this many batches in flight.
-pub const CYCLE_WORKERS: usize = 2;
+pub const CYCLE_WORKERS: usize = 4;
 /// How often DescribeTasks is polled while a single launch or stop is timed.
 /// Half of it, on average, is added to each timed ECS figure; 5 ms keeps
 /// that small at a cost of about 200 DescribeTasks a second on loopback.
@@ -89,7 +91,7 @@ pub const RSS_EVERY: Duration = Duration::from_millis(200);
 /// The agent's stop timeout and `docker stop -t`, the same on both sides.
 pub const STOP_GRACE_SECS: i32 = 10;
 /// `ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION`.
-pub const CLEANUP_WAIT: &str = "3s";
+pub const CLEANUP_WAIT: &str = "1s";
 pub const TASK_MEMORY_MIB: i32 = 32;
 /// The wait before memory is read after a cleanup: the agent hands freed
 /// heap back 10 s after a burst of cleanups (`ecs_agent::memory::SETTLE`).

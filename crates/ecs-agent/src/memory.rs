@@ -83,9 +83,19 @@ impl Default for Trimmer {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn trim() -> bool {
-    // SAFETY: malloc_trim takes no pointer and only walks the allocator's
-    // own free lists, under the allocator's own locks.
-    unsafe { libc::malloc_trim(0) == 1 }
+    // SAFETY: malloc_trim and mallinfo2 take no pointer and only walk the
+    // allocator's own lists, under the allocator's own locks.
+    let (released, info) = unsafe { (libc::malloc_trim(0) == 1, libc::mallinfo2()) };
+    // What is still in use against what is free but kept, for telling a
+    // leak from fragmentation.
+    tracing::debug!(
+        released,
+        in_use_kib = info.uordblks / 1024,
+        free_kib = info.fordblks / 1024,
+        mapped_kib = info.hblkhd / 1024,
+        "returned free heap pages"
+    );
+    released
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
