@@ -215,6 +215,9 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 privileged_disabled: config.privileged_disabled,
                 logging_drivers: config.available_logging_drivers.clone(),
                 shared_volume_match_full_config: config.shared_volume_match_full_config,
+                docker_slots: Arc::new(tokio::sync::Semaphore::new(
+                    crate::engine::actions::DOCKER_SLOTS,
+                )),
                 metadata_files: config.container_metadata_enabled.then(|| {
                     Arc::new(MetadataFiles {
                         data_dir: config.data_dir.clone(),

@@ -94,6 +94,10 @@ struct State {
     volumes: BTreeMap<String, VolumeInfo>,
     faults: Vec<(Op, Fault)>,
     calls: Vec<(Op, String)>,
+    /// How long each call of an operation takes (tokio's clock).
+    call_times: std::collections::HashMap<Op, Duration>,
+    /// Calls of each operation in progress now, and the most ever.
+    in_flight: std::collections::HashMap<Op, (usize, usize)>,
     /// Every event with its time in Unix seconds, for `since` replays.
     log: Vec<(i64, ContainerEvent)>,
     down: bool,
@@ -164,6 +168,17 @@ impl FakeDocker {
     /// The next call of `op` fails this way (faults queue per op).
     pub fn fail(&self, op: Op, fault: Fault) {
         self.state().faults.push((op, fault));
+    }
+
+    /// Every later call of `op` takes `time` before it is carried out.
+    pub fn set_call_time(&self, op: Op, time: Duration) {
+        self.state().call_times.insert(op, time);
+    }
+
+    /// The most calls of `op` ever in progress at once, among those given
+    /// a call time.
+    pub fn max_in_flight(&self, op: Op) -> usize {
+        self.state().in_flight.get(&op).map_or(0, |(_, most)| *most)
     }
 
     /// The daemon goes away (every call fails, event streams break) or
@@ -301,6 +316,22 @@ impl FakeDocker {
     /// Records the call and applies a queued fault or a dead daemon.
     /// `limit` is the caller's time limit for a hung call.
     async fn enter(&self, op: Op, target: &str, limit: Duration) -> DockerResult<()> {
+        let call_time = {
+            let mut st = self.state();
+            let time = st.call_times.get(&op).copied();
+            if time.is_some() {
+                let (now, most) = st.in_flight.entry(op).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+            }
+            time
+        };
+        if let Some(time) = call_time {
+            tokio::time::sleep(time).await;
+            if let Some((now, _)) = self.state().in_flight.get_mut(&op) {
+                *now -= 1;
+            }
+        }
         let (fault, down) = {
             let mut st = self.state();
             st.calls.push((op, target.to_string()));

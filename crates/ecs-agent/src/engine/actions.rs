@@ -12,6 +12,14 @@ use crate::docker::{DockerApi, DockerError, ImageInfo};
 use crate::images::{ContainerRef, ImageManager};
 use crate::metadata_file::{MetadataFiles, Subject};
 
+/// Creates and starts in flight at once. A burst of tasks would otherwise
+/// have one Docker connection per container waiting in dockerd, each with
+/// its buffers and futures (about 25 KiB: most of the heap at the peak of a
+/// 100-task burst, and the fragmentation left after it), while Docker
+/// starts containers no faster with more calls waiting (docs/footprint.md
+/// §3).
+pub const DOCKER_SLOTS: usize = 10;
+
 /// Settings the actions need, fixed for the agent's lifetime.
 #[derive(Debug, Clone)]
 pub struct ActionSettings {
@@ -33,6 +41,8 @@ pub struct ActionSettings {
     /// `ECS_SHARED_VOLUME_MATCH_FULL_CONFIG`: an existing shared volume
     /// must have the labels and driver options the task asks for.
     pub shared_volume_match_full_config: bool,
+    /// [`DOCKER_SLOTS`] permits, taken by every create and start.
+    pub docker_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A transition's Docker work, with everything it needs captured.
@@ -73,8 +83,12 @@ pub async fn run(
     match work {
         Work::ResolveManifest { image } => resolve_manifest(&**docker, settings, &image).await,
         Work::Pull { image, user, known } => pull(settings, &image, &user, known).await,
-        Work::Create { task, index } => create(&**docker, settings, &task, index).await,
+        Work::Create { task, index } => {
+            let _slot = settings.docker_slots.acquire().await;
+            create(&**docker, settings, &task, index).await
+        }
         Work::Start { docker_id, subject } => {
+            let _slot = settings.docker_slots.acquire().await;
             match docker
                 .start_container(&docker_id, settings.start_timeout)
                 .await

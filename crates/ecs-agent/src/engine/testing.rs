@@ -127,6 +127,7 @@ pub(crate) async fn action_settings(
         logging_drivers: vec!["json-file".into(), "none".into()],
         metadata_files: None,
         shared_volume_match_full_config: false,
+        docker_slots: Arc::new(tokio::sync::Semaphore::new(super::actions::DOCKER_SLOTS)),
     }
 }
 

@@ -747,3 +747,35 @@ async fn a_create_that_finds_its_name_taken_adopts_that_container() {
     }
     assert_eq!(docker.count(Op::Create), 1, "the refused create only");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_keeps_at_most_the_docker_slots_creating_and_starting() {
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    docker.set_call_time(Op::Create, Duration::from_secs(1));
+    docker.set_call_time(Op::Start, Duration::from_secs(1));
+    let agent = start(
+        docker.clone(),
+        Store::in_memory().unwrap(),
+        Options::default(),
+    )
+    .await;
+    let ids: Vec<String> = (0..30).map(|i| format!("burst{i}")).collect();
+    agent
+        .add(ids.iter().map(|id| one_container(id)).collect())
+        .await;
+    agent
+        .until("all running", |t| {
+            t.len() == ids.len() && t.iter().all(|t| t.known_status == TaskStatus::Running)
+        })
+        .await;
+    let slots = super::actions::DOCKER_SLOTS;
+    // Creates and starts share the slots, so each stays within them, and
+    // the burst does fill them.
+    let (creates, starts) = (
+        docker.max_in_flight(Op::Create),
+        docker.max_in_flight(Op::Start),
+    );
+    assert!(creates <= slots && starts <= slots, "{creates} {starts}");
+    assert_eq!(creates.max(starts), slots);
+}
