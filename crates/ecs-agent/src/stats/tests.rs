@@ -32,6 +32,22 @@ fn sample(read: &str, rx: u64) -> Value {
     serde_json::json!({"read": read, "networks": {"eth0": {"rx_bytes": rx, "tx_bytes": rx / 2}}})
 }
 
+/// A first request for `c1`'s stats, answered by its feed's first sample;
+/// returns the feed's sending end.
+async fn first_request(
+    board: &Arc<StatsBoard>,
+    source: &mut Source,
+) -> mpsc::UnboundedSender<Result<Value, DockerError>> {
+    let asking = tokio::spawn({
+        let board = board.clone();
+        async move { board.stats("c1").await }
+    });
+    let (_, feed) = source.feeds.recv().await.unwrap();
+    feed.send(Ok(sample("2026-11-28T00:00:00Z", 1))).unwrap();
+    asking.await.unwrap();
+    feed
+}
+
 #[tokio::test(start_paused = true)]
 async fn nothing_is_fed_until_someone_asks_and_then_once() {
     let (board, mut source) = board();
@@ -80,13 +96,7 @@ async fn a_feed_without_a_sample_answers_empty_after_the_wait_and_stays_open() {
 #[tokio::test(start_paused = true)]
 async fn a_feed_nobody_reads_closes_after_the_interest_window() {
     let (board, mut source) = board();
-    let asking = tokio::spawn({
-        let board = board.clone();
-        async move { board.stats("c1").await }
-    });
-    let (_, feed) = source.feeds.recv().await.unwrap();
-    feed.send(Ok(sample("2026-11-28T00:00:00Z", 1))).unwrap();
-    asking.await.unwrap();
+    let feed = first_request(&board, &mut source).await;
     // Docker sends a sample a second; nobody asks again.
     let mut seconds = 0;
     while !feed.is_closed() {
@@ -103,13 +113,7 @@ async fn a_feed_nobody_reads_closes_after_the_interest_window() {
 #[tokio::test(start_paused = true)]
 async fn a_request_keeps_its_feed_open() {
     let (board, mut source) = board();
-    let asking = tokio::spawn({
-        let board = board.clone();
-        async move { board.stats("c1").await }
-    });
-    let (_, feed) = source.feeds.recv().await.unwrap();
-    feed.send(Ok(sample("2026-11-28T00:00:00Z", 1))).unwrap();
-    asking.await.unwrap();
+    let feed = first_request(&board, &mut source).await;
     for _ in 0..3 {
         tokio::time::sleep(INTEREST - Duration::from_secs(1)).await;
         assert!(board.stats("c1").await.sample.is_some());
@@ -123,13 +127,7 @@ async fn a_request_keeps_its_feed_open() {
 #[tokio::test(start_paused = true)]
 async fn a_feed_that_ends_is_forgotten_and_opened_again_on_the_next_request() {
     let (board, mut source) = board();
-    let asking = tokio::spawn({
-        let board = board.clone();
-        async move { board.stats("c1").await }
-    });
-    let (_, feed) = source.feeds.recv().await.unwrap();
-    feed.send(Ok(sample("2026-11-28T00:00:00Z", 1))).unwrap();
-    asking.await.unwrap();
+    let feed = first_request(&board, &mut source).await;
     // The container stopped: Docker ends the stream.
     drop(feed);
     tokio::task::yield_now().await;
