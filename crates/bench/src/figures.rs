@@ -645,11 +645,20 @@ impl Bench {
     }
 
     async fn stop_tasks(&self, arns: &[String]) -> Result<()> {
+        let t0 = Instant::now();
         self.ecs.stop_all(arns, 10).await?;
+        let asked = t0.elapsed();
         self.ecs
             .wait_all(arns, "STOPPED", Duration::from_millis(100), WAIT)
             .await?;
-        self.wait_cleaned_up().await
+        let stopped = t0.elapsed();
+        self.wait_cleaned_up().await?;
+        eprintln!(
+            "        {} tasks: StopTask calls {asked:.1?}, STOPPED at {stopped:.1?}, cleaned up at {:.1?}",
+            arns.len(),
+            t0.elapsed()
+        );
+        Ok(())
     }
 
     /// Bursts of 100, Docker first so that the last burst is the agent's:

@@ -251,6 +251,10 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             cluster: configured_cluster.clone(),
         }),
         wake_reporter,
+        {
+            let engine = engine.clone();
+            move |arn: &str| engine.report_settled(arn)
+        },
     ));
     let reporter_abort = reporter.abort_handle();
     supervisor.watch("state change reporter", reporter);

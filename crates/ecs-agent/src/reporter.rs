@@ -45,8 +45,15 @@ fn retry_backoff() -> Backoff {
 }
 
 /// Runs until the process ends. `wake` is notified whenever the engine
-/// queues a change.
-pub async fn run<S: StateChangeSink>(store: Store, sink: Arc<S>, wake: Arc<Notify>) {
+/// queues a change; `settled` is told the task of every change that left
+/// the outbox (delivered, or dropped as undeliverable), so that a cleanup
+/// waiting on it goes ahead at once (docs/engine.md §14).
+pub async fn run<S: StateChangeSink>(
+    store: Store,
+    sink: Arc<S>,
+    wake: Arc<Notify>,
+    settled: impl Fn(&str),
+) {
     // Per task: when it may be retried, and its backoff.
     let mut waiting: HashMap<String, (Instant, Backoff)> = HashMap::new();
     loop {
@@ -111,8 +118,11 @@ pub async fn run<S: StateChangeSink>(store: Store, sink: Arc<S>, wake: Arc<Notif
                         "reported task state"
                     );
                     waiting.remove(&change.task_arn);
-                    if let Err(e) = store.dequeue(vec![id]).await {
-                        tracing::error!(error = %e, "removing a delivered state change failed");
+                    match store.dequeue(vec![id]).await {
+                        Ok(()) => settled(&change.task_arn),
+                        Err(e) => {
+                            tracing::error!(error = %e, "removing a delivered state change failed");
+                        }
                     }
                 }
                 Err(ApiError::Rejected { code, message }) => {
@@ -125,8 +135,11 @@ pub async fn run<S: StateChangeSink>(store: Store, sink: Arc<S>, wake: Arc<Notif
                         "state change rejected; dropping it"
                     );
                     waiting.remove(&change.task_arn);
-                    if let Err(e) = store.dequeue(vec![id]).await {
-                        tracing::error!(error = %e, "removing a rejected state change failed");
+                    match store.dequeue(vec![id]).await {
+                        Ok(()) => settled(&change.task_arn),
+                        Err(e) => {
+                            tracing::error!(error = %e, "removing a rejected state change failed");
+                        }
                     }
                 }
                 Err(e) => {
@@ -210,7 +223,11 @@ mod tests {
             .unwrap();
         let sink = Arc::new(FlakySink::default());
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(run(store.clone(), sink.clone(), wake.clone()));
+        let settled = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(run(store.clone(), sink.clone(), wake.clone(), {
+            let settled = settled.clone();
+            move |arn: &str| settled.lock().unwrap().push(arn.to_string())
+        }));
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if store.outbox().await.unwrap().is_empty() {
@@ -235,6 +252,13 @@ mod tests {
             b,
             ["RUNNING"],
             "a rejected change is dropped, later ones still go"
+        );
+        let mut settled = settled.lock().unwrap().clone();
+        settled.sort();
+        assert_eq!(
+            settled,
+            ["a", "a", "b", "b"],
+            "every change that left the outbox, the dropped one too, is told"
         );
     }
 }

@@ -48,7 +48,9 @@ use task::{IncomingTask, Task};
 const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// Delay before retrying a stop that Docker refused.
 const STOP_RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How often cleanup checks again whether STOPPED was delivered.
+/// How often cleanup checks again whether STOPPED was delivered, in case
+/// the reporter's word that it was ([`EngineHandle::report_settled`]) is
+/// lost, or the outbox could not be read.
 const CLEANUP_RECHECK: Duration = Duration::from_secs(30);
 /// How soon a task blocked on a dependency looks again.
 const RECHECK_DELAY: Duration = Duration::from_secs(1);
@@ -139,6 +141,10 @@ enum Msg {
     Cleanup {
         arn: String,
     },
+    /// One of the task's state changes left the outbox.
+    ReportSettled {
+        arn: String,
+    },
     Resync,
     /// A task waiting on a dependency looks again (start timeouts expire
     /// without any event to wake the task).
@@ -201,6 +207,14 @@ impl EngineHandle {
     }
 
     /// A copy of every task, for the local endpoints and tests.
+    /// The reporter delivered (or dropped) one of the task's state changes:
+    /// a cleanup held back by it may go ahead.
+    pub fn report_settled(&self, arn: &str) {
+        let _ = self.tx.send(Msg::ReportSettled {
+            arn: arn.to_string(),
+        });
+    }
+
     pub async fn snapshot(&self) -> Result<Vec<Task>, EngineStopped> {
         let (reply, wait) = oneshot::channel();
         self.tx
@@ -243,6 +257,8 @@ pub struct TaskEngine {
     tasks: BTreeMap<String, Task>,
     by_docker_id: HashMap<String, (String, usize)>,
     cleanups: HashSet<String>,
+    /// Tasks whose cleanup is due but waits for a report to be delivered.
+    awaiting_report: HashSet<String>,
     /// Tasks with a re-check scheduled.
     rechecks: HashSet<String>,
     ports: ports::PortAllocator,
@@ -322,6 +338,7 @@ impl TaskEngine {
                 .collect(),
             by_docker_id: HashMap::new(),
             cleanups: HashSet::new(),
+            awaiting_report: HashSet::new(),
             rechecks: HashSet::new(),
             tx: tx.clone(),
             dirty: BTreeSet::new(),
@@ -601,6 +618,11 @@ impl TaskEngine {
                 }
             }
             Msg::Cleanup { arn } => self.cleanup(arn).await,
+            Msg::ReportSettled { arn } => {
+                if self.awaiting_report.remove(&arn) {
+                    self.cleanup(arn).await;
+                }
+            }
             Msg::Resync => {
                 let targets: Vec<(String, usize, String)> = self
                     .tasks
@@ -852,10 +874,15 @@ impl TaskEngine {
         match self.store.has_pending_reports(&arn).await {
             Ok(false) => {}
             Ok(true) | Err(_) => {
+                // The delivery wakes the cleanup (Msg::ReportSettled): a
+                // queue of reports that outlasts the cleanup wait must not
+                // keep containers for another recheck period.
+                self.awaiting_report.insert(arn.clone());
                 self.send_later(CLEANUP_RECHECK, Msg::Cleanup { arn });
                 return;
             }
         }
+        self.awaiting_report.remove(&arn);
         let batch = Batch {
             delete_tasks: vec![arn.clone()],
             ..Batch::default()

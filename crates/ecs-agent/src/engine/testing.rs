@@ -231,15 +231,15 @@ impl Agent {
     }
 
     /// Marks every queued report delivered, as the reporter would.
+    /// Empties the outbox and tells the engine, as the reporter does.
     pub(crate) async fn deliver_reports(&self) {
-        let ids = self
-            .store
-            .outbox()
+        let pending = self.store.outbox().await.unwrap();
+        self.store
+            .dequeue(pending.iter().map(|(id, _)| *id).collect())
             .await
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        self.store.dequeue(ids).await.unwrap();
+            .unwrap();
+        for (_, change) in pending {
+            self.engine.report_settled(&change.task_arn);
+        }
     }
 }

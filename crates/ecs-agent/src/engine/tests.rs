@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::status::{ContainerStatus, HealthStatus, TaskStatus};
 use super::testing::*;
-use super::AcceptError;
+use super::{AcceptError, CLEANUP_RECHECK};
 use crate::config::ImagePullBehavior;
 use crate::docker::fake::{FakeDocker, Fault, Op, RunState};
 use crate::store::Store;
@@ -417,15 +417,25 @@ async fn cleanup_waits_until_the_stopped_report_is_delivered() {
     let id = Agent::docker_id(&t, 0);
     agent.engine.stop_tasks(vec![arn("gc")]).unwrap();
     agent.until_task("gc", TaskStatus::Stopped).await;
-    // Well past the wait, but STOPPED is still in the outbox: kept.
-    tokio::time::sleep(Duration::from_secs(3600)).await;
+    // Well past the wait, but STOPPED is still in the outbox: kept. (Not a
+    // whole number of rechecks, so that none falls due at the delivery.)
+    tokio::time::sleep(Duration::from_secs(3615)).await;
     agent.settle().await;
     assert_eq!(agent.docker.count(Op::Remove), 0);
     assert_eq!(agent.engine.snapshot().await.unwrap().len(), 1);
+    let delivered = Instant::now();
     agent.deliver_reports().await;
     agent
         .until("task forgotten", |tasks| tasks.is_empty())
         .await;
+    // Woken by the delivery, not by the next periodic recheck: a report
+    // queue slower than the cleanup wait must not keep containers longer.
+    // (Paused time: the engine's own work takes none.)
+    assert!(
+        delivered.elapsed() < CLEANUP_RECHECK / 30,
+        "cleaned up {:?} after the delivery",
+        delivered.elapsed()
+    );
     agent.settle().await;
     assert!(agent.docker.container(&id).is_none(), "container removed");
     assert!(agent.store.load_tasks().await.unwrap().is_empty());
