@@ -46,7 +46,7 @@ impl Settings {
                 startups: 3,
                 restarts: 1,
                 settle: Duration::from_secs(3),
-                cpu_window: Duration::from_secs(20),
+                cpu_window: Duration::from_secs(15),
                 launch_pairs: 20,
                 burst_pairs: 1,
                 cycles: 50,
@@ -94,8 +94,8 @@ pub const STOP_GRACE_SECS: i32 = 10;
 pub const CLEANUP_WAIT: &str = "1s";
 pub const TASK_MEMORY_MIB: i32 = 32;
 /// The wait before memory is read after a cleanup: the agent hands freed
-/// heap back 10 s after a burst of cleanups (`ecs_agent::memory::SETTLE`).
-const AFTER_CLEANUP: Duration = Duration::from_secs(12);
+/// heap back 5 s after a burst of cleanups (`ecs_agent::memory::SETTLE`).
+const AFTER_CLEANUP: Duration = Duration::from_secs(7);
 const WAIT: Duration = Duration::from_secs(180);
 
 /// The command of every container: a shell that exits at once on SIGTERM

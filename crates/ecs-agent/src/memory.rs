@@ -11,8 +11,11 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// How long after the first cleanup of a burst the trim runs.
-pub const SETTLE: Duration = Duration::from_secs(10);
+/// How long after the first cleanup of a burst the trim runs: long enough
+/// that a stop of 100 tasks (their cleanups spread over a few seconds)
+/// costs one or two trims, short enough that the host gets its memory back
+/// soon after.
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 /// Runs at most one trim per [`SETTLE`].
 pub struct Trimmer {
