@@ -27,6 +27,7 @@ pub mod imds;
 pub mod logging;
 pub mod memory;
 pub mod metadata_file;
+pub mod metrics;
 pub mod reporter;
 pub mod signer;
 pub mod state_change;

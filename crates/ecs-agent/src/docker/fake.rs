@@ -379,6 +379,7 @@ impl FakeDocker {
             },
             health: c.health,
             labels: c.labels.clone(),
+            pid: None,
         }
     }
 }

@@ -131,6 +131,9 @@ pub struct Observation {
     pub port_bindings: Vec<PortBinding>,
     pub health: Option<HealthStatus>,
     pub labels: HashMap<String, String>,
+    /// The main process, while the container runs: where the metrics
+    /// collector finds its cgroups and network namespace.
+    pub pid: Option<u32>,
 }
 
 /// A container event worth a fresh inspect.
@@ -693,6 +696,14 @@ pub fn observe(info: ContainerInspectResponse) -> Observation {
         _ => None,
     });
     let port_bindings = port_bindings(info.network_settings.and_then(|n| n.ports));
+    let pid = if running {
+        state
+            .pid
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+    } else {
+        None
+    };
     Observation {
         docker_id: info.id.unwrap_or_default(),
         status,
@@ -703,6 +714,7 @@ pub fn observe(info: ContainerInspectResponse) -> Observation {
         port_bindings,
         health,
         labels: info.config.and_then(|c| c.labels).unwrap_or_default(),
+        pid,
     }
 }
 

@@ -724,6 +724,7 @@ pub fn apply_observation(
         if c.started_at_ms.is_none() {
             c.started_at_ms = o.started_at_ms;
         }
+        c.pid = o.pid;
         if o.finished_at_ms.is_some() {
             c.finished_at_ms = o.finished_at_ms;
         }

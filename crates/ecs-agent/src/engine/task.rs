@@ -542,6 +542,10 @@ pub struct Container {
     /// steps inspect the image themselves.
     #[serde(skip)]
     pub local_image: Option<crate::docker::ImageInfo>,
+    /// The main process while the container runs (for the metrics
+    /// collector). Not persisted: a restart inspects every container again.
+    #[serde(skip)]
+    pub pid: Option<u32>,
     pub exit_code: Option<i64>,
     /// `<ErrorName>: <message>` of the first failure, reported as `reason`.
     pub reason: Option<String>,
@@ -587,6 +591,7 @@ impl Container {
             docker_id: None,
             image_digest: None,
             local_image: None,
+            pid: None,
             exit_code: None,
             reason: None,
             port_bindings: Vec::new(),

@@ -33,6 +33,7 @@ fn observed(status: ContainerStatus, exit_code: Option<i64>) -> Observation {
         port_bindings: vec![],
         health: None,
         labels: Default::default(),
+        pid: None,
     }
 }
 
