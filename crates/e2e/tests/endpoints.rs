@@ -206,13 +206,41 @@ fn bridge_containers_reach_their_own_credentials_and_metadata() {
     assert_eq!(tagged["TaskARN"], first);
     assert!(tagged.get("Errors").is_none(), "{tagged}");
 
-    // Stats arrive once Docker's feed has a sample.
+    // Stats are read from the kernel, in Docker's stats shape.
     let stats = wait_for("a stats sample", SETTLE, || {
         let s = json(&fetch_inside(&a, "$ECS_CONTAINER_METADATA_URI_V4/stats").unwrap());
         Ok(s.get("read").is_some().then_some(s))
     })
     .unwrap();
-    assert!(stats["memory_stats"].is_object(), "{stats}");
+    let inspect = e2e::docker_inspect(&a).unwrap();
+    assert_eq!(stats["id"], inspect["Id"], "{stats}");
+    assert_eq!(stats["name"], inspect["Name"], "{stats}");
+    assert_eq!(
+        stats["memory_stats"]["limit"], inspect["HostConfig"]["Memory"],
+        "the task's 32 MiB: {stats}"
+    );
+    let usage = stats["memory_stats"]["usage"].as_u64().unwrap();
+    assert!(usage > 0 && usage < 32 << 20, "{stats}");
+    assert!(
+        stats["cpu_stats"]["cpu_usage"]["total_usage"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(stats["cpu_stats"]["system_cpu_usage"].as_u64().unwrap() > 0);
+    assert!(
+        stats["networks"]["eth0"]["rx_bytes"].is_u64(),
+        "bridge: {stats}"
+    );
+    for key in [
+        "preread",
+        "pids_stats",
+        "blkio_stats",
+        "precpu_stats",
+        "storage_stats",
+    ] {
+        assert!(stats.get(key).is_some(), "{key} missing: {stats}");
+    }
     let task_stats = json(&fetch_inside(&a, "$ECS_CONTAINER_METADATA_URI/task/stats").unwrap());
     assert!(task_stats[&a].is_object(), "{task_stats}");
 

@@ -26,8 +26,8 @@ use crate::host;
 use crate::images::{EngineAuth, ImageManager, ImageSettings};
 use crate::imds::{self, InstanceMetadata};
 use crate::metadata_file::MetadataFiles;
+use crate::metrics::{Collector, Kernel};
 use crate::reporter::{self, EcsSink};
-use crate::stats::StatsBoard;
 use crate::store::{keys, Store};
 use crate::supervisor::Supervisor;
 use crate::tcs::{self, AgentTcsHost, TcsContext, TcsSettings};
@@ -260,6 +260,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     supervisor.watch("state change reporter", reporter);
 
     let log_settings = crate::logging::LogSettings::resolve(env, flags);
+    let collector = spawn_collector(&supervisor, &config, &engine, &stop_rx);
     spawn_endpoints(
         &supervisor,
         &store,
@@ -274,6 +275,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         &docker,
         &ecs,
         &role_credentials,
+        &collector,
         &stop_rx,
     );
 
@@ -289,6 +291,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                     instance_arn: instance_arn.clone(),
                     engine: engine.clone(),
                     docker: docker.clone(),
+                    collector,
                 }),
                 credentials: credentials.clone(),
                 region: region.clone(),
@@ -409,6 +412,37 @@ struct EndpointIdentity {
 
 /// Starts introspection and the task endpoint; they run
 /// until `stop` (docs/endpoints.md §4.1: only after registration).
+/// The metrics collector: read on one interval for TCS unless metrics are
+/// disabled; read on request by the task metadata endpoint either way
+/// (docs/metrics.md).
+fn spawn_collector(
+    supervisor: &Supervisor,
+    config: &Config,
+    engine: &EngineHandle,
+    stop: &watch::Receiver<bool>,
+) -> Arc<Collector> {
+    let interval = if config.poll_metrics {
+        config.polling_metrics_wait.to_std()
+    } else {
+        crate::metrics::STREAM_INTERVAL
+    };
+    let collector = Collector::new(Kernel::host(), interval);
+    if !config.disable_metrics {
+        let engine = engine.clone();
+        supervisor.watch(
+            "metrics collector",
+            tokio::spawn(collector.clone().run(
+                move || {
+                    let engine = engine.clone();
+                    async move { engine.metric_targets().await.ok() }
+                },
+                stop.clone(),
+            )),
+        );
+    }
+    collector
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spawn_endpoints(
     supervisor: &Supervisor,
@@ -420,6 +454,7 @@ fn spawn_endpoints(
     docker: &DockerClient,
     ecs: &EcsClient,
     role_credentials: &Arc<CredentialsStore>,
+    collector: &Arc<Collector>,
     stop: &watch::Receiver<bool>,
 ) {
     let view = AgentView {
@@ -437,7 +472,6 @@ fn spawn_endpoints(
             stop.clone(),
         )),
     );
-    let stats = StatsBoard::new(docker.clone());
     let audit_file = (!config.credentials_audit_log_disabled)
         .then(|| std::path::PathBuf::from(&config.credentials_audit_log_file));
     let audit = AuditLog::new(
@@ -454,7 +488,7 @@ fn spawn_endpoints(
         credentials: role_credentials.clone(),
         docker: Some(docker.clone()),
         ecs: Some(ecs.clone()),
-        stats,
+        stats: collector.clone(),
         audit: Arc::new(audit),
         throttle: Arc::new(Throttle::new(
             config.task_metadata_steady_state_rate,

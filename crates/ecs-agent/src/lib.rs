@@ -31,7 +31,6 @@ pub mod metrics;
 pub mod reporter;
 pub mod signer;
 pub mod state_change;
-pub mod stats;
 pub mod store;
 pub mod supervisor;
 pub mod task_manifest;

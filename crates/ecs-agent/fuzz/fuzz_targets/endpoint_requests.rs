@@ -11,7 +11,7 @@ use ecs_agent::endpoints::audit::AuditLog;
 use ecs_agent::endpoints::server::Request;
 use ecs_agent::endpoints::tmds::{self, throttle::Throttle};
 use ecs_agent::endpoints::{introspection, paths, AgentView, TaskEndpointDeps, TaskSource};
-use ecs_agent::stats::StatsBoard;
+use ecs_agent::metrics::{Collector, Kernel};
 use ecs_agent::store::Health;
 use libfuzzer_sys::fuzz_target;
 
@@ -32,7 +32,11 @@ static DEPS: LazyLock<TaskEndpointDeps> = LazyLock::new(|| TaskEndpointDeps {
     credentials: Arc::new(CredentialsStore::new()),
     docker: None,
     ecs: None,
-    stats: StatsBoard::empty(),
+    // A root with no /proc: every stats read fails cleanly.
+    stats: Collector::new(
+        Kernel::at(std::path::Path::new("/nonexistent")),
+        std::time::Duration::from_secs(1),
+    ),
     audit: Arc::new(AuditLog::disabled()),
     throttle: Arc::new(Throttle::new(1_000_000, 1_000_000)),
     az_disabled: false,

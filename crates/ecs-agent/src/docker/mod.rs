@@ -13,7 +13,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
 use crate::engine::status::{ContainerStatus, HealthStatus};
 use crate::engine::task::{PortBinding, Protocol};
@@ -883,22 +883,5 @@ fn details(info: ContainerInspectResponse) -> ContainerDetails {
         log_options: log.config.unwrap_or_default().into_iter().collect(),
         health,
         port_bindings,
-    }
-}
-
-impl DockerClient {
-    /// The container's stats feed (one sample a second), each sample in
-    /// Docker's own JSON form.
-    pub fn stats_feed(
-        &self,
-        id: &str,
-    ) -> impl Stream<Item = Result<serde_json::Value, DockerError>> + use<> {
-        let options = bollard::query_parameters::StatsOptionsBuilder::default()
-            .stream(true)
-            .build();
-        self.docker.stats(id, Some(options)).map(|item| {
-            item.map_err(DockerError::from)
-                .map(|sample| serde_json::to_value(sample).unwrap_or(serde_json::Value::Null))
-        })
     }
 }

@@ -61,7 +61,7 @@ pub struct TaskEndpointDeps {
     pub docker: Option<DockerClient>,
     /// For the `...WithTags` routes.
     pub ecs: Option<EcsClient>,
-    pub stats: Arc<crate::stats::StatsBoard>,
+    pub stats: Arc<crate::metrics::Collector>,
     pub audit: Arc<audit::AuditLog>,
     pub throttle: Arc<tmds::throttle::Throttle>,
     /// `ECS_DISABLE_TASK_METADATA_AZ`.

@@ -154,6 +154,7 @@ enum Msg {
     /// Tries again to save what a failed commit left unsaved.
     RetrySave,
     Snapshot(oneshot::Sender<Vec<Task>>),
+    MetricTargets(oneshot::Sender<Vec<crate::metrics::Target>>),
     Orphans(oneshot::Sender<Vec<String>>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -213,6 +214,16 @@ impl EngineHandle {
         let _ = self.tx.send(Msg::ReportSettled {
             arn: arn.to_string(),
         });
+    }
+
+    /// The running containers the metrics collector reads (without the
+    /// cost of a whole snapshot every collector interval).
+    pub async fn metric_targets(&self) -> Result<Vec<crate::metrics::Target>, EngineStopped> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::MetricTargets(reply))
+            .map_err(|_| EngineStopped)?;
+        wait.await.map_err(|_| EngineStopped)
     }
 
     pub async fn snapshot(&self) -> Result<Vec<Task>, EngineStopped> {
@@ -641,6 +652,14 @@ impl TaskEngine {
             }
             Msg::Snapshot(reply) => {
                 let _ = reply.send(self.tasks.values().cloned().collect());
+            }
+            Msg::MetricTargets(reply) => {
+                let _ = reply.send(
+                    self.tasks
+                        .values()
+                        .flat_map(crate::metrics::Target::tracked)
+                        .collect(),
+                );
             }
             Msg::Orphans(reply) => {
                 let _ = reply.send(self.orphans.keys().cloned().collect());

@@ -10,15 +10,22 @@
 //! does not cover, are flat `key value` or `major:minor …` lines parsed in
 //! [`parse`].
 
+mod collector;
 mod docker_json;
 mod kernel;
 pub mod parse;
+pub mod stat_sets;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use collector::{Collector, Stats, Target, TaskSets};
 pub use docker_json::docker_stats;
 pub use kernel::Kernel;
+
+/// How often containers are read when `ECS_POLL_METRICS` is off: the
+/// interval of Docker's stats stream, which the Go agent reads then.
+pub const STREAM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which cgroup hierarchy the host runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +157,16 @@ impl Reading {
             (rx.saturating_add(i.rx_bytes), tx.saturating_add(i.tx_bytes))
         }))
     }
+}
+
+/// A host made of one of the fixture trees (`v1`, `v2`), whose container
+/// has PID 4242.
+#[cfg(test)]
+pub(crate) fn fixture_kernel(name: &str) -> Kernel {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/metrics/fixtures")
+        .join(name);
+    Kernel::at(&root)
 }
 
 #[cfg(test)]

@@ -1,15 +1,10 @@
 #![allow(clippy::unwrap_used)]
-use std::path::PathBuf;
-
 use serde_json::json;
 
 use super::*;
 
 fn fixture(name: &str) -> Kernel {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/metrics/fixtures")
-        .join(name);
-    Kernel::at(&root)
+    fixture_kernel(name)
 }
 
 /// `MemTotal` of the fixtures' meminfo, in bytes.

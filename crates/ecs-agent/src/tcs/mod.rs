@@ -202,6 +202,7 @@ pub struct AgentTcsHost {
     pub instance_arn: String,
     pub engine: EngineHandle,
     pub docker: DockerClient,
+    pub collector: Arc<crate::metrics::Collector>,
 }
 
 impl TcsHost for AgentTcsHost {

@@ -410,9 +410,22 @@ async fn read_tags(deps: &TaskEndpointDeps, task: &Task) -> Tags {
 }
 
 /// One container's stats in the version's shape: the sample (v4 adds the
-/// network rates), or `null` (v3) / `{}` (v4) when there is none.
-async fn stats_value(deps: &TaskEndpointDeps, version: Version, docker_id: &str) -> Value {
-    let stats = deps.stats.stats(docker_id).await;
+/// network rates), or `null` (v3) / `{}` (v4) when there is none (the
+/// container is not running).
+async fn stats_value(
+    deps: &TaskEndpointDeps,
+    version: Version,
+    target: Option<crate::metrics::Target>,
+) -> Value {
+    let stats = match target {
+        Some(target) => {
+            let collector = deps.stats.clone();
+            tokio::task::spawn_blocking(move || collector.stats(&target))
+                .await
+                .unwrap_or_default()
+        }
+        None => crate::metrics::Stats::default(),
+    };
     match version {
         Version::V3 => stats.sample.unwrap_or(Value::Null),
         Version::V4 => {
@@ -433,27 +446,27 @@ async fn stats_value(deps: &TaskEndpointDeps, version: Version, docker_id: &str)
 
 async fn container_stats(deps: &TaskEndpointDeps, version: Version, id: &str) -> Reply {
     let tasks = deps.view.tasks.tasks().await;
-    let Some((_, container)) = find(&tasks, id) else {
+    let Some((task, container)) = find(&tasks, id) else {
         return stats_lookup_failed(version, "container", id);
     };
-    let docker_id = container.docker_id.clone().unwrap_or_default();
-    Reply::json(200, &stats_value(deps, version, &docker_id).await)
+    let target = crate::metrics::Target::of(task, container);
+    Reply::json(200, &stats_value(deps, version, target).await)
 }
 
-/// Every container of the task, their feeds opened and awaited together.
+/// Every container of the task that Docker knows, by Docker ID.
 async fn task_stats(deps: &TaskEndpointDeps, version: Version, id: &str) -> Reply {
     let tasks = deps.view.tasks.tasks().await;
     let Some((task, _)) = find(&tasks, id) else {
         return stats_lookup_failed(version, "task", id);
     };
-    let ids: Vec<String> = task
-        .containers
-        .iter()
-        .filter_map(|c| c.docker_id.clone())
-        .collect();
-    let values =
-        futures_util::future::join_all(ids.iter().map(|id| stats_value(deps, version, id))).await;
-    let all: BTreeMap<String, Value> = ids.into_iter().zip(values).collect();
+    let mut all = BTreeMap::new();
+    for c in &task.containers {
+        let Some(docker_id) = c.docker_id.clone() else {
+            continue;
+        };
+        let value = stats_value(deps, version, crate::metrics::Target::of(task, c)).await;
+        all.insert(docker_id, value);
+    }
     Reply::json(200, &all)
 }
 

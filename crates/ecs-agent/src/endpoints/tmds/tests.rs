@@ -4,7 +4,7 @@ use crate::credentials::{CredentialsStore, RoleCredentials, RoleType};
 use crate::endpoints::audit::AuditLog;
 use crate::endpoints::fixtures::{self, DOCKER_ID, ENDPOINT_ID, TASK_ARN};
 use crate::endpoints::tmds::throttle::Throttle;
-use crate::stats::StatsBoard;
+use crate::metrics::{fixture_kernel, Collector};
 use std::sync::Arc;
 
 fn deps(tasks: Vec<Task>) -> TaskEndpointDeps {
@@ -13,7 +13,7 @@ fn deps(tasks: Vec<Task>) -> TaskEndpointDeps {
         credentials: Arc::new(CredentialsStore::new()),
         docker: None,
         ecs: None,
-        stats: StatsBoard::empty(),
+        stats: Collector::new(fixture_kernel("v1"), crate::metrics::STREAM_INTERVAL),
         audit: Arc::new(AuditLog::disabled()),
         throttle: Arc::new(Throttle::new(40, 60)),
         az_disabled: false,
@@ -248,20 +248,10 @@ async fn an_endpoint_id_works_only_once_its_container_exists() {
     assert_eq!(body["AvailabilityZone"], "us-west-2a");
 }
 
-/// A board whose every feed sends `samples` and then stays open silent.
-fn fed(samples: Vec<serde_json::Value>) -> Arc<StatsBoard> {
-    use futures_util::StreamExt;
-    StatsBoard::with_feeds(Arc::new(move |_: &str| {
-        futures_util::stream::iter(samples.clone().into_iter().map(Ok))
-            .chain(futures_util::stream::pending())
-            .boxed()
-    }))
-}
-
 #[tokio::test(start_paused = true)]
-async fn stats_are_null_or_empty_until_a_sample_arrives() {
+async fn stats_are_null_or_empty_until_the_container_runs_then_read_from_the_kernel() {
+    // No process known yet (not started, or before the first inspect).
     let mut d = deps(vec![fixtures::running_task()]);
-    d.stats = fed(Vec::new());
     let v3 = ask(&d, &format!("/v3/{ENDPOINT_ID}/stats")).await;
     assert_eq!((v3.status, v3.body_text().as_str()), (200, "null"));
     let v4 = ask(&d, &format!("/v4/{ENDPOINT_ID}/stats")).await;
@@ -271,23 +261,27 @@ async fn stats_are_null_or_empty_until_a_sample_arrives() {
     let task_v4 = ask(&d, &format!("/v4/{ENDPOINT_ID}/task/stats")).await;
     assert_eq!(task_v4.body_text(), format!(r#"{{"{DOCKER_ID}":{{}}}}"#));
 
-    let sample = |read: &str, rx: u64| {
-        serde_json::json!({"read": read, "id": DOCKER_ID,
-            "networks": {"eth0": {"rx_bytes": rx, "tx_bytes": 0}}})
-    };
-    d.stats = fed(vec![
-        sample("2026-11-28T00:00:00Z", 0),
-        sample("2026-11-28T00:00:01Z", 4096),
-    ]);
+    // Running, PID known: read from the (fixture) kernel, in Docker's shape.
+    let mut task = fixtures::running_task();
+    task.containers[0].pid = Some(4242);
+    d.view = fixtures::view(vec![task]);
     let v3: serde_json::Value =
         serde_json::from_slice(&ask(&d, &format!("/v3/{ENDPOINT_ID}/stats")).await.body).unwrap();
     assert_eq!(v3["id"], DOCKER_ID);
+    assert_eq!(v3["memory_stats"]["usage"], 6_242_304);
+    assert_eq!(v3["networks"]["eth0"]["rx_bytes"], 806);
     assert!(v3.get("network_rate_stats").is_none());
-    tokio::task::yield_now().await;
+    // A later request has an earlier reading: precpu and the rates.
+    tokio::time::advance(std::time::Duration::from_secs(5)).await;
     let v4: serde_json::Value =
         serde_json::from_slice(&ask(&d, &format!("/v4/{ENDPOINT_ID}/stats")).await.body).unwrap();
-    assert_eq!(v4["network_rate_stats"]["rx_bytes_per_sec"], 4096.0);
+    assert_eq!(v4["precpu_stats"]["cpu_usage"]["total_usage"], 33_985_648);
+    assert_eq!(v4["network_rate_stats"]["rx_bytes_per_sec"], 0.0);
     assert_eq!(v4["network_rate_stats"]["tx_bytes_per_sec"], 0.0);
+    let all: serde_json::Value =
+        serde_json::from_slice(&ask(&d, &format!("/v4/{ENDPOINT_ID}/task/stats")).await.body)
+            .unwrap();
+    assert_eq!(all[DOCKER_ID]["id"], DOCKER_ID);
 }
 
 #[tokio::test]
