@@ -160,3 +160,129 @@ fn parsers_refuse_bad_text_with_a_reason() {
     let m = parse::flat_keyed("a 1\nb x\n\nc 3 extra\n");
     assert_eq!(m.len(), 2);
 }
+
+fn reading_after(base: &Reading, seconds: i64, cpu_ns: u64, rx: u64) -> Reading {
+    let mut r = base.clone();
+    r.at = base.at + time::Duration::seconds(seconds);
+    r.cpu.total_ns = base.cpu.total_ns + cpu_ns;
+    r.networks
+        .as_mut()
+        .unwrap()
+        .get_mut("eth0")
+        .unwrap()
+        .rx_bytes = rx;
+    r
+}
+
+#[test]
+fn cpu_is_a_share_of_the_whole_host_between_two_readings() {
+    let r0 = fixture("v1").read(4242, true).unwrap();
+    // One full CPU for 2 s on a 2-CPU host: half the host.
+    let r1 = reading_after(&r0, 2, 2_000_000_000, 806);
+    assert_eq!(stat_sets::cpu_percent(&r0, &r1), Some(50.0));
+    assert_eq!(stat_sets::cpu_percent(&r1, &r0), None, "time went back");
+    let r2 = reading_after(&r0, 4, 0, 806 + 4096);
+    assert_eq!(stat_sets::network_rates(&r0, &r2), Some((1024.0, 0.0)));
+}
+
+#[test]
+fn a_container_is_published_once_it_has_two_readings_then_starts_again() {
+    let r0 = fixture("v1").read(4242, true).unwrap();
+    let mut sets = stat_sets::ContainerSets::default();
+    sets.add(&r0, None);
+    assert_eq!(sets.take("app"), None, "one reading: no CPU yet");
+    let r1 = reading_after(&r0, 1, 200_000_000, 806);
+    sets.add(&r1, Some(&r0));
+    let r2 = reading_after(&r1, 1, 600_000_000, 806 + 100);
+    sets.add(&r2, Some(&r1));
+    let m = sets.take("app").unwrap();
+    assert_eq!(m.container_name.as_deref(), Some("app"));
+    let cpu = m.cpu_stats_set.unwrap();
+    assert_eq!(
+        (cpu.min, cpu.max, cpu.sample_count),
+        (Some(10.0), Some(30.0), Some(2))
+    );
+    assert_eq!(cpu.sum, Some(40.0));
+    let memory = m.memory_stats_set.unwrap();
+    // (6242304 - 5386240) bytes is 0 whole MiB, three times.
+    assert_eq!((memory.max, memory.sample_count), (Some(0.0), Some(3)));
+    let storage = m.storage_stats_set.unwrap();
+    let read = storage.read_size_bytes.unwrap();
+    assert_eq!(
+        (read.min, read.sum, read.overflow_sum),
+        (Some(40_960), Some(3 * 40_960), Some(0))
+    );
+    let net = m.network_stats_set.unwrap();
+    assert_eq!(net.rx_bytes.unwrap().max, Some(906));
+    let rate = net.rx_bytes_per_second.unwrap();
+    assert_eq!(
+        (rate.min, rate.max, rate.sample_count),
+        (Some(0.0), Some(100.0), Some(2))
+    );
+    assert_eq!(sets.take("app"), None, "published: the sets start again");
+}
+
+#[test]
+fn counters_past_i64_max_use_the_overflow_fields() {
+    let cap = i64::MAX as u128;
+    assert_eq!(stat_sets::split_overflow(5), (5, 0));
+    assert_eq!(stat_sets::split_overflow(cap), (i64::MAX, 0));
+    assert_eq!(stat_sets::split_overflow(cap + 7), (i64::MAX, 7));
+    let mut set = stat_sets::CounterSet::default();
+    set.push(u64::MAX);
+    set.push(u64::MAX);
+    let s = set.ulong();
+    assert_eq!((s.max, s.overflow_max), (Some(i64::MAX), Some(1)));
+    assert_eq!(s.sample_count, Some(2));
+    let sum = 2 * u128::from(u64::MAX);
+    assert_eq!(s.overflow_sum, Some((sum % cap) as i64));
+}
+
+fn target(task: &str, name: &str, id: &str) -> Target {
+    Target {
+        task_arn: task.into(),
+        family: "web".into(),
+        version: "3".into(),
+        container_name: name.into(),
+        docker_id: id.into(),
+        docker_name: format!("ecs-web-{name}"),
+        pid: 4242,
+        own_network: true,
+    }
+}
+
+#[test]
+fn the_collector_groups_by_task_and_forgets_what_is_no_longer_listed() {
+    let collector = Collector::new(fixture("v1"), STREAM_INTERVAL);
+    let both = [
+        target("t1", "b", "id-b"),
+        target("t1", "a", "id-a"),
+        target("t2", "c", "id-c"),
+    ];
+    collector.collect(&both);
+    assert!(collector.take_task_metrics().is_empty(), "one reading each");
+    // The fixture's CPU figure does not move, but a second reading gives a
+    // (zero) CPU utilisation.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    collector.collect(&both);
+    let tasks = collector.take_task_metrics();
+    assert_eq!(tasks.keys().collect::<Vec<_>>(), ["t1", "t2"]);
+    let names: Vec<_> = tasks["t1"]
+        .containers
+        .iter()
+        .map(|c| c.container_name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        (tasks["t1"].family.as_str(), tasks["t1"].version.as_str()),
+        ("web", "3")
+    );
+    assert_eq!(collector.followed(), 3);
+    collector.collect(&both[..1]);
+    assert_eq!(collector.followed(), 1, "stopped containers are forgotten");
+    // A process that is gone is skipped, not fatal.
+    let mut gone = target("t3", "d", "id-d");
+    gone.pid = 1;
+    collector.collect(&[gone]);
+    assert_eq!(collector.followed(), 0);
+}
