@@ -8,12 +8,11 @@
 //!
 //! What is published today:
 //!
-//! * `PublishMetricsRequest`: only the idle form (`idle:true`, `fin:true`, no
-//!   `taskMetrics`), sent while no task is tracked or when
-//!   `ECS_DISABLE_METRICS=true`. Container metrics from cgroups are not
-//!   collected yet, so while tasks run nothing is sent for metrics, which is
-//!   what the Go agent does while no container has usable samples
-//!   (docs/protocols.md §5.5).
+//! * `PublishMetricsRequest`: the idle form (`idle:true`, `fin:true`, no
+//!   `taskMetrics`) while no task is tracked or when
+//!   `ECS_DISABLE_METRICS=true`; else the task and container metrics the
+//!   collector gathered from the kernel (docs/metrics.md), in batches of 10
+//!   tasks and 1 MiB (docs/protocols.md §5.5).
 //! * `PublishHealthRequest` for running containers whose task payload asked
 //!   for `healthCheckType: "docker"` (docs/protocols.md §5.5).
 //! * `PublishInstanceStatusRequest` with the `ContainerRuntime` check, run on
@@ -172,6 +171,10 @@ pub trait TcsHost: Send + Sync + 'static {
     fn tasks(&self) -> BoxFuture<'_, Option<Vec<Task>>>;
     /// The `ContainerRuntime` check: whether the runtime answered a ping.
     fn runtime_responds(&self) -> BoxFuture<'_, bool>;
+    /// The container metrics gathered since the last call, per task.
+    fn task_metrics(&self) -> std::collections::BTreeMap<String, crate::metrics::TaskSets> {
+        std::collections::BTreeMap::new()
+    }
     /// Opens the websocket to `url` with the SigV4-signed upgrade
     /// (docs/protocols.md §3.2): over TCP, or TLS for `https`.
     fn open<'a>(
@@ -223,6 +226,10 @@ impl TcsHost for AgentTcsHost {
 
     fn runtime_responds(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move { self.docker.ping(RUNTIME_PING_TIMEOUT).await.is_ok() })
+    }
+
+    fn task_metrics(&self) -> std::collections::BTreeMap<String, crate::metrics::TaskSets> {
+        self.collector.take_task_metrics()
     }
 }
 

@@ -3,13 +3,16 @@
 //! container health in batches of 10 tasks, and the queue of 15 ticks that
 //! hands them to the connection.
 //!
-//! Container utilisation (cgroup metrics) is not collected yet: while tasks
-//! are tracked, no `PublishMetricsRequest` is built, exactly as the Go agent
-//! behaves while no container has usable samples.
+//! Container utilisation comes from the metrics collector's statistics sets
+//! (docs/metrics.md §4): batches of at most 10 tasks and 1 MiB. While tasks
+//! are tracked but none has usable figures yet, nothing is sent that tick,
+//! as the Go agent does.
+
+use std::collections::BTreeMap;
 
 use ecs_model::tcs::{
     ContainerHealth, HealthMetadata, MetricsMetadata, PublishHealthRequest, PublishMetricsRequest,
-    TaskHealth, TcsMessage,
+    TaskHealth, TaskMetric, TcsMessage,
 };
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
@@ -18,9 +21,14 @@ use super::{health_status_string, ids, tcs_time, TcsContext};
 use crate::engine::now_ms;
 use crate::engine::status::{ContainerStatus, TaskStatus};
 use crate::engine::task::Task;
+use crate::metrics::TaskSets;
 
 /// At most this many tasks per request (docs/protocols.md §5.5).
 pub const TASKS_PER_REQUEST: usize = 10;
+
+/// At most this many bytes of JSON in a `PublishMetricsRequest`'s message
+/// (docs/protocols.md §5.5).
+pub const MAX_METRICS_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// One tick's output: every request of its metrics collection and of its
 /// health collection. The queue holds whole ticks, so "drop this tick's
@@ -82,28 +90,69 @@ pub fn is_idle(tasks: &[Task]) -> bool {
 }
 
 /// The metrics collection of one tick: the single idle request when the
-/// instance is idle (or metrics are disabled, docs/protocols.md §5.5), else
-/// nothing until container metrics exist.
+/// instance is idle (or metrics are disabled, docs/protocols.md §5.5);
+/// else the tasks' metrics in batches of at most [`TASKS_PER_REQUEST`] tasks
+/// and [`MAX_METRICS_REQUEST_BYTES`], all sharing `message_id`, `fin:true`
+/// only on the last; nothing when no task has metrics yet.
 pub fn metrics_collection(
     tasks: &[Task],
     disable_metrics: bool,
+    task_metrics: BTreeMap<String, TaskSets>,
     cluster: &str,
     instance_arn: &str,
     message_id: &str,
 ) -> Vec<PublishMetricsRequest> {
-    if !(disable_metrics || is_idle(tasks)) {
-        return Vec::new();
-    }
-    vec![PublishMetricsRequest {
+    let idle = disable_metrics || is_idle(tasks);
+    let request = |batch: Option<Vec<TaskMetric>>, fin: bool| PublishMetricsRequest {
         metadata: Some(MetricsMetadata {
             cluster: Some(cluster.to_string()),
             container_instance: Some(instance_arn.to_string()),
-            fin: Some(true),
-            idle: Some(true),
+            fin: Some(fin),
+            idle: Some(idle),
             message_id: Some(message_id.to_string()),
         }),
+        task_metrics: batch,
         ..PublishMetricsRequest::default()
-    }]
+    };
+    if idle {
+        return vec![request(None, true)];
+    }
+    let metrics: Vec<TaskMetric> = task_metrics
+        .into_iter()
+        .map(|(arn, sets)| TaskMetric {
+            task_arn: Some(arn),
+            task_definition_family: Some(sets.family),
+            task_definition_version: Some(sets.version),
+            container_metrics: Some(sets.containers),
+            ..TaskMetric::default()
+        })
+        .collect();
+    // The room a request takes before any task: its metadata, the list's
+    // brackets and a timestamp.
+    let base = serde_json::to_vec(&request(Some(Vec::new()), false)).map_or(0, |v| v.len()) + 32;
+    let mut batches: Vec<Vec<TaskMetric>> = Vec::new();
+    let mut current: Vec<TaskMetric> = Vec::new();
+    let mut size = base;
+    for m in metrics {
+        let bytes = serde_json::to_vec(&m).map_or(0, |v| v.len()) + 1;
+        if !current.is_empty()
+            && (current.len() == TASKS_PER_REQUEST || size + bytes > MAX_METRICS_REQUEST_BYTES)
+        {
+            batches.push(std::mem::take(&mut current));
+            size = base;
+        }
+        size += bytes;
+        current.push(m);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    let last = batches.len().saturating_sub(1);
+    batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, batch)| request(Some(batch), i == last))
+        .collect()
 }
 
 /// The health of one task's tracked containers that have a Docker health
@@ -167,6 +216,7 @@ pub fn health_collection(
 pub fn collect(
     tasks: &[Task],
     disable_metrics: bool,
+    task_metrics: BTreeMap<String, TaskSets>,
     cluster: &str,
     instance_arn: &str,
 ) -> Collection {
@@ -175,6 +225,7 @@ pub fn collect(
         metrics: metrics_collection(
             tasks,
             disable_metrics,
+            task_metrics,
             cluster,
             instance_arn,
             &uuid::Uuid::new_v4().to_string(),
@@ -202,7 +253,18 @@ pub async fn publish_loop(ctx: &TcsContext, queue: mpsc::Sender<Collection>) {
         let Some(tasks) = ctx.host.tasks().await else {
             continue;
         };
-        let collection = collect(&tasks, ctx.disable_metrics, &cluster, &instance_arn);
+        let task_metrics = if ctx.disable_metrics {
+            BTreeMap::new()
+        } else {
+            ctx.host.task_metrics()
+        };
+        let collection = collect(
+            &tasks,
+            ctx.disable_metrics,
+            task_metrics,
+            &cluster,
+            &instance_arn,
+        );
         if collection.is_empty() {
             continue;
         }
@@ -253,21 +315,84 @@ mod tests {
 
     #[test]
     fn idle_instance_sends_one_idle_request_and_busy_instance_none() {
-        let idle = metrics_collection(&[], false, "default", "arn:ci", "m-1");
+        let none = BTreeMap::new;
+        let idle = metrics_collection(&[], false, none(), "default", "arn:ci", "m-1");
         assert_eq!(idle.len(), 1);
         let meta = idle[0].metadata.as_ref().unwrap();
         assert_eq!((meta.idle, meta.fin), (Some(true), Some(true)));
         assert!(idle[0].task_metrics.is_none());
-        assert!(metrics_collection(&[checked(1)], false, "c", "i", "m").is_empty());
+        assert!(metrics_collection(&[checked(1)], false, none(), "c", "i", "m").is_empty());
         // ECS_DISABLE_METRICS: idle whatever runs.
         assert_eq!(
-            metrics_collection(&[checked(1)], true, "c", "i", "m").len(),
+            metrics_collection(&[checked(1)], true, none(), "c", "i", "m").len(),
             1
         );
         // A stopped task is not tracked.
         let mut stopped = checked(2);
         stopped.known_status = TaskStatus::Stopped;
         assert!(is_idle(&[stopped]));
+    }
+
+    fn sets(containers: usize, name_len: usize) -> TaskSets {
+        TaskSets {
+            family: "web".into(),
+            version: "3".into(),
+            containers: (0..containers)
+                .map(|i| ecs_model::tcs::ContainerMetric {
+                    container_name: Some(format!("{i}{}", "x".repeat(name_len))),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn metrics_are_batched_by_ten_tasks_and_a_megabyte_with_one_message_id() {
+        let tasks: Vec<Task> = (0..23).map(checked).collect();
+        let metrics: BTreeMap<String, TaskSets> =
+            (0..23).map(|n| (format!("t{n:03}"), sets(2, 4))).collect();
+        let requests = metrics_collection(&tasks, false, metrics, "default", "arn:ci", "m-3");
+        let sizes: Vec<usize> = requests
+            .iter()
+            .map(|r| r.task_metrics.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [10, 10, 3]);
+        let meta: Vec<(Option<bool>, Option<bool>, Option<&str>)> = requests
+            .iter()
+            .map(|r| {
+                let m = r.metadata.as_ref().unwrap();
+                (m.fin, m.idle, m.message_id.as_deref())
+            })
+            .collect();
+        assert_eq!(
+            meta,
+            [
+                (Some(false), Some(false), Some("m-3")),
+                (Some(false), Some(false), Some("m-3")),
+                (Some(true), Some(false), Some("m-3"))
+            ]
+        );
+        let first = &requests[0].task_metrics.as_ref().unwrap()[0];
+        assert_eq!(first.task_arn.as_deref(), Some("t000"));
+        assert_eq!(first.task_definition_family.as_deref(), Some("web"));
+        assert_eq!(first.container_metrics.as_ref().unwrap().len(), 2);
+
+        // Three tasks of about 400 KiB each: two fit a megabyte, not three.
+        let big: BTreeMap<String, TaskSets> = (0..3)
+            .map(|n| (format!("b{n}"), sets(4, 100_000)))
+            .collect();
+        let requests = metrics_collection(&tasks, false, big, "c", "i", "m");
+        let sizes: Vec<usize> = requests
+            .iter()
+            .map(|r| r.task_metrics.as_ref().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [2, 1]);
+        for r in &requests {
+            let bytes = serde_json::to_vec(r).unwrap().len();
+            assert!(bytes <= MAX_METRICS_REQUEST_BYTES, "{bytes}");
+        }
+        // Nothing usable yet while tasks run: nothing sent.
+        assert!(metrics_collection(&tasks, false, BTreeMap::new(), "c", "i", "m").is_empty());
     }
 
     #[test]
