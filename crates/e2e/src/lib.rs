@@ -127,6 +127,23 @@ pub fn require_docker() {
     }
 }
 
+/// A plain `GET` over HTTP/1.0 to `127.0.0.1:<port><path>`; the body.
+pub fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("no HTTP header in {response:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(anyhow!("GET {path}: {head}"));
+    }
+    Ok(body.to_string())
+}
+
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -224,6 +241,11 @@ impl Plane {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// ecs-local's `GET /metrics` page.
+    pub fn metrics_page(&self) -> Result<String> {
+        http_get(self.port, "/metrics")
     }
 
     /// The AWS CLI pointed at this plane.

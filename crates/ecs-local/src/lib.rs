@@ -15,6 +15,7 @@ pub mod clock;
 pub mod credentials;
 pub mod lifecycle;
 pub mod local_api;
+pub mod metrics_page;
 pub mod render;
 pub mod scheduler;
 pub mod store;
@@ -147,6 +148,7 @@ impl Plane {
             .route("/", post(api::handle))
             .route("/acs/ws", get(acs_hub::upgrade))
             .route("/tcs/ws", get(tcs_hub::upgrade))
+            .route("/metrics", get(metrics_page_handler))
             .route(
                 local_api::TASK_CREDENTIALS_PATH,
                 get(local_api::task_credentials),
@@ -278,4 +280,18 @@ impl Drop for Plane {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// `GET /metrics`: the task and container utilisation agents last
+/// published, in Prometheus's text format (crate::metrics_page).
+async fn metrics_page_handler(
+    axum::extract::State(ctx): axum::extract::State<Arc<Context>>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ctx.tcs.metrics.render(),
+    )
 }

@@ -31,6 +31,8 @@ pub struct InstanceTelemetry {
 /// Telemetry received over TCS, by container instance id.
 pub struct TcsHub {
     store: Arc<Store>,
+    /// Task and container utilisation, for `GET /metrics`.
+    pub metrics: crate::metrics_page::MetricsBoard,
     latest: Mutex<HashMap<String, InstanceTelemetry>>,
     heartbeat_interval: Duration,
     first_heartbeat: Duration,
@@ -40,6 +42,7 @@ impl TcsHub {
     pub fn new(store: Arc<Store>, heartbeat_interval: Duration, first_heartbeat: Duration) -> Self {
         Self {
             store,
+            metrics: crate::metrics_page::MetricsBoard::default(),
             latest: Mutex::new(HashMap::new()),
             heartbeat_interval,
             first_heartbeat,
@@ -88,6 +91,7 @@ impl TcsHub {
         let entry = latest.entry(instance_id.to_owned()).or_default();
         match message {
             TcsMessage::PublishMetricsRequest(m) => {
+                self.metrics.record(instance_id, &m);
                 entry.metrics = Some(m);
                 Some(TcsMessage::AckPublishMetric(ok))
             }
