@@ -96,6 +96,8 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         return Err(StartError::DockerTooOld(engine_version.api_version));
     }
 
+    let task_cgroups = task_cgroups(&config, &docker, api).await;
+
     let metadata = InstanceMetadata::new(
         imds_enabled(&config, flags, env),
         env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
@@ -144,7 +146,12 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     let mut request = RegistrationRequest {
         cluster: configured_cluster.clone(),
         existing_arn: saved_arn.clone(),
-        attributes: capabilities::attributes(&config, api, saved_arn.is_none()),
+        attributes: capabilities::attributes(
+            &config,
+            api,
+            saved_arn.is_none(),
+            task_cgroups.is_some(),
+        ),
         resources,
         reserved_ports: config.reserved_ports.clone(),
         reserved_ports_udp: config.reserved_ports_udp.clone(),
@@ -218,6 +225,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 docker_slots: Arc::new(tokio::sync::Semaphore::new(
                     crate::engine::actions::DOCKER_SLOTS,
                 )),
+                task_cgroups: task_cgroups.clone(),
                 metadata_files: config.container_metadata_enabled.then(|| {
                     Arc::new(MetadataFiles {
                         data_dir: config.data_dir.clone(),
@@ -412,6 +420,41 @@ struct EndpointIdentity {
 
 /// Starts introspection and the task endpoint; they run
 /// until `stop` (docs/endpoints.md §4.1: only after registration).
+/// Task cgroups, when `ECS_ENABLE_TASK_CPU_MEM_LIMIT` is not false, Docker's
+/// API is 1.22 or later and Docker uses the `cgroupfs` driver (the
+/// `systemd` driver needs slices made through systemd, not built yet;
+/// docs/engine.md §6.10). Without them, task-level limits are ignored and
+/// the capability is not advertised.
+async fn task_cgroups(
+    config: &Config,
+    docker: &DockerClient,
+    api: (u32, u32),
+) -> Option<Arc<crate::task_cgroup::TaskCgroups>> {
+    if config.task_cpu_mem_limit == crate::config::Bool3::Disabled || api < (1, 22) {
+        return None;
+    }
+    match docker.cgroup_driver().await {
+        Ok(driver) if driver == "cgroupfs" => {}
+        Ok(driver) => {
+            tracing::warn!(
+                driver,
+                "task-level CPU and memory limits are off: they need Docker's cgroupfs driver"
+            );
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "task-level CPU and memory limits are off: docker info failed");
+            return None;
+        }
+    }
+    let period_us = u64::try_from(config.cgroup_cpu_period.to_std().as_micros()).unwrap_or(100_000);
+    Some(Arc::new(crate::task_cgroup::TaskCgroups::new(
+        std::path::Path::new(&config.cgroup_path),
+        period_us,
+        (config.task_pids_limit > 0).then(|| u64::from(config.task_pids_limit)),
+    )))
+}
+
 /// The metrics collector: read on one interval for TCS unless metrics are
 /// disabled; read on request by the task metadata endpoint either way
 /// (docs/metrics.md).
@@ -554,7 +597,8 @@ pub async fn print_attributes(config: &Config) -> Result<(), StartError> {
     let v = docker.version().await?;
     let api = capabilities::parse_api_version(&v.api_version)
         .ok_or_else(|| StartError::DockerTooOld(v.api_version.clone()))?;
-    for a in capabilities::attributes(config, api, true) {
+    let task_cgroups = task_cgroups(config, &docker, api).await.is_some();
+    for a in capabilities::attributes(config, api, true, task_cgroups) {
         println!("{}\t{}", a.name, a.value.unwrap_or_default());
     }
     Ok(())

@@ -90,10 +90,13 @@ pub fn supported_api_versions(daemon: (u32, u32)) -> Vec<(u32, u32)> {
 
 /// The attributes for RegisterContainerInstance. Custom attributes
 /// (`ECS_INSTANCE_ATTRIBUTES`) are only sent on the first registration.
+/// `task_cgroups`: task-level CPU and memory limits are on
+/// (docs/engine.md §6.10).
 pub fn attributes(
     config: &Config,
     daemon_api: (u32, u32),
     first_registration: bool,
+    task_cgroups: bool,
 ) -> Vec<Attribute> {
     let supported = supported_api_versions(daemon_api);
     let has = |v: (u32, u32)| supported.contains(&v);
@@ -135,6 +138,12 @@ pub fn attributes(
             attrs.push(Attribute::flag(format!("{CAP}task-iam-role-network-host")));
         }
     }
+    if task_cgroups {
+        attrs.push(Attribute::flag(format!("{ECS_CAP}task-cpu-mem-limit")));
+        attrs.push(Attribute::flag(format!(
+            "{ECS_CAP}increased-task-cpu-limit"
+        )));
+    }
     attrs.push(Attribute::valued("ecs.os-type", "linux"));
     attrs.push(Attribute::valued("ecs.os-family", "LINUX"));
     attrs.push(Attribute::valued(
@@ -172,7 +181,7 @@ mod tests {
     #[test]
     fn task_role_capabilities_follow_the_two_settings() {
         let has = |env: &[(&str, &str)], name: &str| {
-            names(&attributes(&config(env), (1, 41), true))
+            names(&attributes(&config(env), (1, 41), true, false))
                 .contains(&format!("com.amazonaws.ecs.capability.{name}").as_str())
         };
         assert!(!has(&[], "task-iam-role"));
@@ -187,8 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn task_limits_are_advertised_only_with_task_cgroups() {
+        let with = names(&attributes(&config(&[]), (1, 41), true, true))
+            .into_iter()
+            .filter(|n| n.contains("task-cpu-mem-limit") || n.contains("increased-task-cpu"))
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            with,
+            [
+                "ecs.capability.task-cpu-mem-limit",
+                "ecs.capability.increased-task-cpu-limit"
+            ]
+        );
+        assert!(!names(&attributes(&config(&[]), (1, 41), true, false))
+            .iter()
+            .any(|n| n.contains("task-cpu-mem-limit")));
+    }
+
+    #[test]
     fn docker_remote_api_list_matches_the_go_agent() {
-        let attrs = attributes(&config(&[]), (1, 41), true);
+        let attrs = attributes(&config(&[]), (1, 41), true, false);
         let apis: Vec<&str> = names(&attrs)
             .into_iter()
             .filter_map(|n| n.strip_prefix("com.amazonaws.ecs.capability.docker-remote-api."))
@@ -217,6 +245,7 @@ mod tests {
             ]),
             (1, 28),
             true,
+            false,
         );
         let n = names(&attrs);
         assert!(!n.contains(&"com.amazonaws.ecs.capability.privileged-container"));
@@ -229,6 +258,7 @@ mod tests {
         let again = attributes(
             &config(&[("ECS_INSTANCE_ATTRIBUTES", r#"{"stack":"prod"}"#)]),
             (1, 41),
+            false,
             false,
         );
         assert!(

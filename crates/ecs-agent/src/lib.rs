@@ -33,6 +33,7 @@ pub mod signer;
 pub mod state_change;
 pub mod store;
 pub mod supervisor;
+pub mod task_cgroup;
 pub mod task_manifest;
 pub mod tcs;
 pub mod version;

@@ -287,6 +287,15 @@ impl DockerClient {
         Ok(Self { docker })
     }
 
+    /// Docker's cgroup driver (`cgroupfs` or `systemd`), from `docker info`.
+    pub async fn cgroup_driver(&self) -> Result<String, DockerError> {
+        let info = within(INSPECT_TIMEOUT, self.docker.info()).await?;
+        Ok(info
+            .cgroup_driver
+            .map(|d| d.to_string())
+            .unwrap_or_default())
+    }
+
     pub async fn version(&self) -> Result<EngineVersion, DockerError> {
         let v = within(INSPECT_TIMEOUT, self.docker.version()).await?;
         Ok(EngineVersion {

@@ -43,6 +43,9 @@ pub struct ActionSettings {
     pub shared_volume_match_full_config: bool,
     /// [`DOCKER_SLOTS`] permits, taken by every create and start.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
+    /// Task cgroups (`ECS_ENABLE_TASK_CPU_MEM_LIMIT`), when the host has
+    /// them (docs/engine.md §6.10).
+    pub task_cgroups: Option<Arc<crate::task_cgroup::TaskCgroups>>,
 }
 
 /// A transition's Docker work, with everything it needs captured.
@@ -264,7 +267,23 @@ async fn create(
             }
         },
     };
+    // The task's cgroup before its containers: each create makes sure of it
+    // (the same limits again are harmless), so a restart between two
+    // creates needs nothing special.
+    let cgroup_parent = match &settings.task_cgroups {
+        None => None,
+        Some(cgroups) => match cgroups.create(task.spec.task_id(), &task.spec) {
+            Ok(_) => Some(crate::task_cgroup::TaskCgroups::parent(task.spec.task_id())),
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("TaskCgroupError: {e}"),
+                    gone: false,
+                }
+            }
+        },
+    };
     let ctx = CreateContext {
+        cgroup_parent: cgroup_parent.as_deref(),
         cluster: &settings.cluster,
         region: &settings.region,
         image_env,

@@ -34,6 +34,9 @@ pub struct CreateContext<'a> {
     pub extra_env: &'a [(String, String)],
     /// Host bind mounts the agent adds (`host:container[:opts]`).
     pub extra_binds: &'a [String],
+    /// The task's cgroup (docs/engine.md §6.10), which wins over the
+    /// backend's.
+    pub cgroup_parent: Option<&'a str>,
 }
 
 /// Where containers reach the agent's task endpoints (through the host's
@@ -233,6 +236,9 @@ pub fn build(
         }
     }
 
+    if let (Some(parent), Value::Object(h)) = (ctx.cgroup_parent, &mut host) {
+        h.insert("CgroupParent".into(), json!(parent));
+    }
     if let Value::Object(map) = &mut config {
         map.insert("HostConfig".into(), host);
     }

@@ -936,6 +936,8 @@ impl TaskEngine {
             .map(|c| crate::images::ContainerRef::new(&arn, &c.spec.name))
             .collect();
         let images = self.settings.actions.images.clone();
+        let cgroups = self.settings.actions.task_cgroups.clone();
+        let task_id = task.spec.task_id().to_string();
         tracing::info!(task = arn, "cleaning up stopped task");
         crate::memory::release_freed_soon();
         if let Some(files) = &self.settings.actions.metadata_files {
@@ -960,10 +962,15 @@ impl TaskEngine {
             for user in &image_users {
                 images.remove_reference(user).await;
             }
-            // Volumes go after the containers that used them.
+            // Volumes and the task cgroup go after the containers in them.
             for name in task_volumes {
                 if let Err(e) = docker.remove_volume(&name).await {
                     tracing::warn!(volume = name, error = %e, "removing task volume failed");
+                }
+            }
+            if let Some(cgroups) = cgroups {
+                if let Err(e) = cgroups.remove(&task_id) {
+                    tracing::warn!(task = task_id, error = %e, "removing the task cgroup failed");
                 }
             }
         });

@@ -84,6 +84,7 @@ pub(crate) struct Options {
     pub pull_behavior: ImagePullBehavior,
     pub cleanup_wait: Duration,
     pub create_timeout: Duration,
+    pub task_cgroups: Option<Arc<crate::task_cgroup::TaskCgroups>>,
 }
 
 impl Default for Options {
@@ -92,6 +93,7 @@ impl Default for Options {
             pull_behavior: ImagePullBehavior::PreferCached,
             cleanup_wait: Duration::from_secs(3 * 3600),
             create_timeout: Duration::from_secs(240),
+            task_cgroups: None,
         }
     }
 }
@@ -128,6 +130,7 @@ pub(crate) async fn action_settings(
         metadata_files: None,
         shared_volume_match_full_config: false,
         docker_slots: Arc::new(tokio::sync::Semaphore::new(super::actions::DOCKER_SLOTS)),
+        task_cgroups: options.task_cgroups.clone(),
     }
 }
 

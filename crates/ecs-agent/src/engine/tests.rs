@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -788,4 +789,79 @@ async fn a_burst_keeps_at_most_the_docker_slots_creating_and_starting() {
     );
     assert!(creates <= slots && starts <= slots, "{creates} {starts}");
     assert_eq!(creates.max(starts), slots);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_runs_in_its_own_cgroup_with_its_limits_until_cleanup() {
+    let root = tempfile::tempdir().unwrap();
+    for c in ["cpu", "memory"] {
+        std::fs::create_dir(root.path().join(c)).unwrap();
+    }
+    let cgroups = Arc::new(crate::task_cgroup::TaskCgroups::new(
+        root.path(),
+        100_000,
+        None,
+    ));
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let agent = start(
+        docker,
+        Store::in_memory().unwrap(),
+        Options {
+            cleanup_wait: Duration::from_secs(60),
+            task_cgroups: Some(cgroups),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut limited = one_container("lim");
+    limited.spec.cpu = 0.5;
+    limited.spec.memory_mib = 64;
+    let mut over = one_container("over");
+    over.spec.memory_mib = 64;
+    over.spec.containers[0].memory_mib = 128;
+    agent.add(vec![limited, over]).await;
+    let t = agent.until_task("lim", TaskStatus::Running).await;
+    let body = agent
+        .docker
+        .container(&Agent::docker_id(&t, 0))
+        .unwrap()
+        .body;
+    assert_eq!(body["HostConfig"]["CgroupParent"], "/ecs/lim");
+    let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+    assert_eq!(read("cpu/ecs/lim/cpu.cfs_quota_us"), "50000");
+    assert_eq!(
+        read("memory/ecs/lim/memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+
+    // A container asking for more memory than its task: never created.
+    let over = agent.until_task("over", TaskStatus::Stopped).await;
+    assert!(
+        over.containers[0]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("TaskCgroupError: container memory limit (128 MiB) greater than task"),
+        "{:?}",
+        over.containers[0].reason
+    );
+    assert!(over.containers[0].docker_id.is_none());
+
+    // Cleanup removes the cgroup after the containers. (The limit files
+    // are the kernel's in a real cgroup; here they must go first.)
+    agent.engine.stop_tasks(vec![arn("lim")]).unwrap();
+    agent.until_task("lim", TaskStatus::Stopped).await;
+    std::fs::remove_file(root.path().join("cpu/ecs/lim/cpu.cfs_quota_us")).unwrap();
+    std::fs::remove_file(root.path().join("cpu/ecs/lim/cpu.cfs_period_us")).unwrap();
+    std::fs::remove_file(root.path().join("memory/ecs/lim/memory.limit_in_bytes")).unwrap();
+    agent.deliver_reports().await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    agent.deliver_reports().await;
+    agent
+        .until("both forgotten", |tasks| tasks.is_empty())
+        .await;
+    agent.settle().await;
+    assert!(!root.path().join("cpu/ecs/lim").exists());
+    assert!(!root.path().join("memory/ecs/lim").exists());
 }

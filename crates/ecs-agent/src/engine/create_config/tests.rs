@@ -24,6 +24,7 @@ fn ctx() -> CreateContext<'static> {
         logging_drivers: Box::leak(Box::new(["json-file".to_string(), "none".to_string()])),
         extra_env: &[],
         extra_binds: &[],
+        cgroup_parent: None,
     }
 }
 
