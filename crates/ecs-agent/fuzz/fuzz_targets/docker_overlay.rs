@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         logging_drivers: &["json-file".to_owned(), "none".to_owned()],
         extra_env: &[("ECS_CONTAINER_METADATA_FILE".to_owned(), "/m".to_owned())],
         extra_binds: &["/host/m:/m".to_owned()],
+        cgroup_parent: Some("/ecs/t"),
     };
     let _ = build(&task, 0, &ctx);
 });
