@@ -423,7 +423,7 @@ struct EndpointIdentity {
 /// Task cgroups, when `ECS_ENABLE_TASK_CPU_MEM_LIMIT` is not false, Docker's
 /// API is 1.22 or later and Docker uses the `cgroupfs` driver (the
 /// `systemd` driver needs slices made through systemd, not built yet;
-/// docs/engine.md §6.10). Without them, task-level limits are ignored and
+/// docs/engine.md §7.7). Without them, task-level limits are ignored and
 /// the capability is not advertised.
 async fn task_cgroups(
     config: &Config,

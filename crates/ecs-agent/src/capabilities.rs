@@ -91,7 +91,7 @@ pub fn supported_api_versions(daemon: (u32, u32)) -> Vec<(u32, u32)> {
 /// The attributes for RegisterContainerInstance. Custom attributes
 /// (`ECS_INSTANCE_ATTRIBUTES`) are only sent on the first registration.
 /// `task_cgroups`: task-level CPU and memory limits are on
-/// (docs/engine.md §6.10).
+/// (docs/engine.md §7.7).
 pub fn attributes(
     config: &Config,
     daemon_api: (u32, u32),

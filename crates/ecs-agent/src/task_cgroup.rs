@@ -1,7 +1,7 @@
 //! Task-level CPU and memory limits: one cgroup per task, `/ecs/<task id>`,
 //! that the task's containers run under (Docker's `CgroupParent`), with the
 //! task's CPU quota or shares, memory limit and process limit
-//! (docs/engine.md §6.10). Written directly to the cgroup filesystem, for
+//! (docs/engine.md §7.7). Written directly to the cgroup filesystem, for
 //! Docker's `cgroupfs` driver on cgroup v1 or v2; the `systemd` driver
 //! (slices made through systemd) is not supported yet, and the agent turns
 //! task cgroups off under it.

@@ -44,7 +44,7 @@ pub struct ActionSettings {
     /// [`DOCKER_SLOTS`] permits, taken by every create and start.
     pub docker_slots: Arc<tokio::sync::Semaphore>,
     /// Task cgroups (`ECS_ENABLE_TASK_CPU_MEM_LIMIT`), when the host has
-    /// them (docs/engine.md §6.10).
+    /// them (docs/engine.md §7.7).
     pub task_cgroups: Option<Arc<crate::task_cgroup::TaskCgroups>>,
 }
 

@@ -34,7 +34,7 @@ pub struct CreateContext<'a> {
     pub extra_env: &'a [(String, String)],
     /// Host bind mounts the agent adds (`host:container[:opts]`).
     pub extra_binds: &'a [String],
-    /// The task's cgroup (docs/engine.md §6.10), which wins over the
+    /// The task's cgroup (docs/engine.md §7.7), which wins over the
     /// backend's.
     pub cgroup_parent: Option<&'a str>,
 }
