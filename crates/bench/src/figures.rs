@@ -20,6 +20,9 @@ use crate::logs::{self, LaunchTimings, LogTail};
 use crate::procfs::{self, Rss};
 use crate::stats::{interleaved, Side};
 
+mod metrics;
+pub use metrics::MetricsFigure;
+
 /// How much of each figure to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -208,6 +211,7 @@ pub struct Results {
     pub memory: Memory,
     pub cpu_idle: Option<CpuWindow>,
     pub cpu_busy: Option<CpuWindow>,
+    pub metrics: MetricsFigure,
     /// Whatever looked wrong during the run.
     pub notes: Vec<String>,
 }
@@ -480,6 +484,12 @@ impl Bench {
     }
 
     pub async fn cpu_window(&self) -> Result<CpuWindow> {
+        self.cpu_window_for(self.settings.cpu_window).await
+    }
+
+    /// CPU seconds of the agent, dockerd, containerd and the shims over
+    /// `length`, while the bench waits.
+    pub async fn cpu_window_for(&self, length: Duration) -> Result<CpuWindow> {
         let agent = self.agent_pid()?;
         let dockerd = procfs::pids_named(|c| c == "dockerd");
         let containerd = procfs::pids_named(|c| c == "containerd");
@@ -491,7 +501,7 @@ impl Bench {
             procfs::cpu_seconds_of(&shims),
         ];
         let t0 = Instant::now();
-        tokio::time::sleep(self.settings.cpu_window).await;
+        tokio::time::sleep(length).await;
         let after = [
             procfs::cpu_seconds(agent)?,
             procfs::cpu_seconds_of(&dockerd),
@@ -729,6 +739,8 @@ impl Bench {
             self.settings.cpu_window
         ));
         self.results.cpu_busy = Some(self.cpu_window().await?);
+        self.step("the same with one Docker stats stream per container");
+        self.stats_streams_window().await?;
         self.step("stopping the 100 tasks; waiting for their cleanup");
         self.stop_tasks(arns).await?;
         tokio::time::sleep(self.settings.settle.max(AFTER_CLEANUP)).await;

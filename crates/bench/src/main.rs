@@ -277,6 +277,9 @@ async fn run(
     bench.step("memory with 100 tasks");
     bench.with_tasks(&running).await?;
 
+    bench.step("metrics: the agent's figures against Docker's stats");
+    bench.metrics_accuracy().await?;
+
     bench.step(&format!("{} launch/stop cycles", settings.cycles));
     bench.cycles().await?;
 
