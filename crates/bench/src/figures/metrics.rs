@@ -134,20 +134,25 @@ impl Bench {
 
     /// A task spinning one shell (about one core) and one holding 24 MiB;
     /// each read alternately through the agent's task endpoint and through
-    /// Docker's stats API.
+    /// Docker's stats API. Both exit on SIGTERM, so their stop is quick.
     pub async fn metrics_accuracy(&mut self) -> Result<()> {
         let command = |c: &str| vec!["sh".to_string(), "-c".to_string(), c.to_string()];
         let image = self.spec.image.clone();
         let burn_td = self
             .ecs
-            .register("bench-burn", &image, &command("while :; do :; done"), 64)
+            .register(
+                "bench-burn",
+                &image,
+                &command("trap 'exit 0' TERM; while :; do :; done"),
+                64,
+            )
             .await?;
         let hold_td = self
             .ecs
             .register(
                 "bench-hold",
                 &image,
-                &command("dd if=/dev/zero bs=24M count=1 | sleep 86400"),
+                &command("trap 'exit 0' TERM; dd if=/dev/zero bs=24M count=1 | sleep 86400 & wait"),
                 64,
             )
             .await?;

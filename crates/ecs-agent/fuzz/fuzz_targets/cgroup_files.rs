@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let _ = parse::flat_keyed(&text);
+    let _ = parse::keyed(&text, "cache");
     let _ = parse::single(&text);
     let _ = parse::numbers(&text);
     let _ = parse::blkio_v1(&text);

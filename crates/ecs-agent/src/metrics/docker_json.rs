@@ -57,7 +57,7 @@ pub fn docker_stats(now: &Reading, previous: Option<&Reading>, id: &str, name: &
     if let Some(max) = now.memory.max_usage {
         memory.insert("max_usage".into(), json!(max));
     }
-    memory.insert("stats".into(), json!(now.memory.stats));
+    memory.insert("stats".into(), json!(now.memory.stats()));
     memory.insert("limit".into(), json!(now.memory.limit));
     out.insert("memory_stats".into(), Value::Object(memory));
     out.insert(

@@ -155,13 +155,12 @@ impl Kernel {
         groups: &ProcessCGroups,
     ) -> Result<(Cpu, Memory, Blkio, Option<u64>), MetricsError> {
         let cpuacct = self.v1_dir(pid, groups, "cpuacct")?;
-        let ticks = parse::flat_keyed(&read(&cpuacct.join("cpuacct.stat"))?);
+        let ticks = read(&cpuacct.join("cpuacct.stat"))?;
         let tick_ns = 1_000_000_000 / USER_HZ;
         let throttling = self
             .v1_dir(pid, groups, "cpu")
             .ok()
             .and_then(|dir| read(&dir.join("cpu.stat")).ok())
-            .map(|t| parse::flat_keyed(&t))
             .unwrap_or_default();
         let cpu = Cpu {
             total_ns: number(&cpuacct.join("cpuacct.usage"))?.unwrap_or(0),
@@ -170,19 +169,15 @@ impl Kernel {
                 parse::numbers(&read(&path)?)
                     .map_err(|detail| MetricsError::Parse { path, detail })?
             },
-            user_ns: ticks
-                .get("user")
-                .copied()
+            user_ns: parse::keyed(&ticks, "user")
                 .unwrap_or(0)
                 .saturating_mul(tick_ns),
-            system_ns: ticks
-                .get("system")
-                .copied()
+            system_ns: parse::keyed(&ticks, "system")
                 .unwrap_or(0)
                 .saturating_mul(tick_ns),
-            periods: throttling.get("nr_periods").copied().unwrap_or(0),
-            throttled_periods: throttling.get("nr_throttled").copied().unwrap_or(0),
-            throttled_ns: throttling.get("throttled_time").copied().unwrap_or(0),
+            periods: parse::keyed(&throttling, "nr_periods").unwrap_or(0),
+            throttled_periods: parse::keyed(&throttling, "nr_throttled").unwrap_or(0),
+            throttled_ns: parse::keyed(&throttling, "throttled_time").unwrap_or(0),
         };
         let mem = self.v1_dir(pid, groups, "memory")?;
         let memory = Memory {
@@ -192,7 +187,7 @@ impl Kernel {
             limit: number(&mem.join("memory.limit_in_bytes"))?
                 .unwrap_or(u64::MAX)
                 .min(self.mem_total),
-            stats: parse::flat_keyed(&read(&mem.join("memory.stat"))?),
+            stat: read(&mem.join("memory.stat"))?,
         };
         // Block I/O and process counts are best effort: a host without
         // those controllers still gets CPU and memory.
@@ -227,15 +222,15 @@ impl Kernel {
             .root
             .join("sys/fs/cgroup")
             .join(group.pathname.trim_start_matches('/'));
-        let stat = parse::flat_keyed(&read(&dir.join("cpu.stat"))?);
-        let usec = |key: &str| stat.get(key).copied().unwrap_or(0).saturating_mul(1000);
+        let stat = read(&dir.join("cpu.stat"))?;
+        let usec = |key: &str| parse::keyed(&stat, key).unwrap_or(0).saturating_mul(1000);
         let cpu = Cpu {
             total_ns: usec("usage_usec"),
             percpu_ns: Vec::new(),
             user_ns: usec("user_usec"),
             system_ns: usec("system_usec"),
-            periods: stat.get("nr_periods").copied().unwrap_or(0),
-            throttled_periods: stat.get("nr_throttled").copied().unwrap_or(0),
+            periods: parse::keyed(&stat, "nr_periods").unwrap_or(0),
+            throttled_periods: parse::keyed(&stat, "nr_throttled").unwrap_or(0),
             throttled_ns: usec("throttled_usec"),
         };
         let peak = dir.join("memory.peak");
@@ -246,7 +241,7 @@ impl Kernel {
             limit: number(&dir.join("memory.max"))?
                 .unwrap_or(u64::MAX)
                 .min(self.mem_total),
-            stats: parse::flat_keyed(&read(&dir.join("memory.stat"))?),
+            stat: read(&dir.join("memory.stat"))?,
         };
         let io = dir.join("io.stat");
         let blkio = if io.exists() {

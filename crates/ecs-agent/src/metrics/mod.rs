@@ -86,17 +86,25 @@ pub struct Memory {
     pub max_usage: Option<u64>,
     /// The hard limit, or the host's memory when there is none.
     pub limit: u64,
-    pub stats: BTreeMap<String, u64>,
+    /// `memory.stat` as read, parsed only when Docker's JSON is wanted: a
+    /// map of its forty-odd keys for every container every second would
+    /// churn the heap for nothing (docs/metrics.md §3).
+    pub stat: String,
 }
 
 impl Memory {
+    /// Every `memory.stat` figure.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        parse::flat_keyed(&self.stat)
+    }
+
     /// Page cache: `cache` on cgroup v1, `inactive_file` on v2.
     pub fn cache(&self) -> u64 {
         let key = match self.version {
             CgroupVersion::V1 => "cache",
             CgroupVersion::V2 => "inactive_file",
         };
-        self.stats.get(key).copied().unwrap_or(0)
+        parse::keyed(&self.stat, key).unwrap_or(0)
     }
 
     /// What ECS calls memory in use: usage without the page cache.

@@ -19,6 +19,16 @@ pub fn flat_keyed(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The value of `key` in `key value` lines, without building a map (the
+/// collector reads these files for every container every second).
+pub fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        (parts.next()? == key).then_some(())?;
+        parts.next()?.parse().ok()
+    })
+}
+
 /// A file holding one number, or `max` (cgroup v2 for "no limit").
 pub fn single(text: &str) -> Result<Option<u64>, String> {
     let t = text.trim();

@@ -22,7 +22,7 @@ fn cgroup_v1_as_a_docker_host_lays_it_out() {
     assert_eq!(r.memory.usage, 6_242_304);
     assert_eq!(r.memory.max_usage, Some(7_671_808));
     assert_eq!(r.memory.limit, 67_108_864);
-    assert_eq!(r.memory.stats["total_inactive_file"], 5_242_880);
+    assert_eq!(r.memory.stats()["total_inactive_file"], 5_242_880);
     assert_eq!(r.memory.cache(), 5_386_240);
     assert_eq!(r.memory.in_use(), 6_242_304 - 5_386_240);
     assert_eq!(
