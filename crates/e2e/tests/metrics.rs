@@ -63,7 +63,8 @@ fn a_busy_task_and_a_memory_holding_task_appear_on_the_metrics_page() {
         }])
     };
     // One shell spinning: about one core, half of a 2-CPU host.
-    cli.register("burn", &one("while :; do :; done")).unwrap();
+    cli.register("burn", &one("trap 'exit 0' TERM; while :; do :; done"))
+        .unwrap();
     // 24 MiB held: dd fills its buffer, then blocks writing it to a pipe
     // nobody reads.
     cli.register("hold", &one("dd if=/dev/zero bs=24M count=1 | sleep 600"))
