@@ -39,6 +39,15 @@ fn a_task_with_limits_runs_in_its_cgroup_and_the_kernel_holds_it_to_them() {
         eprintln!("skipped: this test reads cgroup v1 files; the v2 writer is unit-tested");
         return;
     }
+    let driver = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.CgroupDriver}}"])
+        .output()
+        .unwrap();
+    let driver = String::from_utf8_lossy(&driver.stdout).trim().to_string();
+    if driver != "cgroupfs" {
+        eprintln!("skipped: Docker's {driver} cgroup driver; task cgroups need cgroupfs (docs/engine.md §7.7)");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let plane = Plane::start(&dir.path().join("plane")).unwrap();
     let options = AgentOptions::new(&dir.path().join("agent"))
