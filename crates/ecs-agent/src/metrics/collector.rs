@@ -148,8 +148,18 @@ impl Collector {
         self.series().retain(|id, s| {
             wanted.contains(id.as_str()) || (!s.collected && s.read_at.elapsed() < INTEREST)
         });
+        let system_cpu_ns = match self.kernel.system_cpu_ns() {
+            Ok(ns) => ns,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the host's CPU time failed");
+                return;
+            }
+        };
         for target in targets {
-            let reading = match self.kernel.read(target.pid, target.own_network) {
+            let reading = match self
+                .kernel
+                .read_with(target.pid, target.own_network, system_cpu_ns)
+            {
                 Ok(r) => r,
                 Err(e) => {
                     // The container may have just exited: the next pass

@@ -69,6 +69,17 @@ impl Kernel {
     /// Reads the container whose main process is `pid`. `own_network`:
     /// the container has its own network namespace (not host mode).
     pub fn read(&self, pid: u32, own_network: bool) -> Result<Reading, MetricsError> {
+        self.read_with(pid, own_network, self.system_cpu_ns()?)
+    }
+
+    /// [`Kernel::read`] with the host's CPU time already read (once for a
+    /// whole pass of the collector).
+    pub fn read_with(
+        &self,
+        pid: u32,
+        own_network: bool,
+        system_cpu_ns: u64,
+    ) -> Result<Reading, MetricsError> {
         let at = time::OffsetDateTime::now_utc();
         let proc_dir = self.root.join("proc").join(pid.to_string());
         let groups: ProcessCGroups = parse_proc(&proc_dir.join("cgroup"))?;
@@ -108,12 +119,13 @@ impl Kernel {
             blkio,
             pids,
             networks,
-            system_cpu_ns: self.system_cpu_ns()?,
+            system_cpu_ns,
             online_cpus: self.online_cpus,
         })
     }
 
-    fn system_cpu_ns(&self) -> Result<u64, MetricsError> {
+    /// The host's CPU time since boot, all CPUs, in nanoseconds.
+    pub fn system_cpu_ns(&self) -> Result<u64, MetricsError> {
         let path = self.root.join("proc/stat");
         let file = std::fs::File::open(&path).map_err(|source| MetricsError::Io {
             path: path.clone(),

@@ -118,7 +118,9 @@ impl Memory {
 pub struct BlkioEntry {
     pub major: u64,
     pub minor: u64,
-    pub op: String,
+    /// One of the kernel's names (a static string: a reading a second per
+    /// container should not allocate one per entry).
+    pub op: &'static str,
     pub value: u64,
 }
 

@@ -52,6 +52,9 @@ fn device(field: &str) -> Option<(u64, u64)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The operations of cgroup v1's blkio files.
+const V1_OPS: [&str; 6] = ["Read", "Write", "Sync", "Async", "Discard", "Total"];
+
 /// cgroup v1 `blkio.throttle.io_service_bytes_recursive` and friends:
 /// `major:minor Op value` lines, then a `Total value` line, which is left
 /// out (Docker leaves it out too).
@@ -63,13 +66,17 @@ pub fn blkio_v1(text: &str) -> Result<Vec<BlkioEntry>, String> {
             [] | ["Total", _] => {}
             [dev, op, value] => {
                 let (major, minor) = device(dev).ok_or_else(|| format!("bad device {dev:?}"))?;
+                // The kernel's operation names; anything else is left out.
+                let Some(op) = V1_OPS.iter().find(|o| *o == op) else {
+                    continue;
+                };
                 let value = value
                     .parse()
                     .map_err(|_| format!("bad value in {line:?}"))?;
                 entries.push(BlkioEntry {
                     major,
                     minor,
-                    op: (*op).to_string(),
+                    op,
                     value,
                 });
             }
@@ -105,7 +112,7 @@ pub fn io_stat_v2(text: &str) -> Result<(Vec<BlkioEntry>, Vec<BlkioEntry>), Stri
             list.push(BlkioEntry {
                 major,
                 minor,
-                op: op.to_string(),
+                op,
                 value,
             });
         }
