@@ -448,11 +448,16 @@ async fn task_cgroups(
         }
     }
     let period_us = u64::try_from(config.cgroup_cpu_period.to_std().as_micros()).unwrap_or(100_000);
-    Some(Arc::new(crate::task_cgroup::TaskCgroups::new(
+    let cgroups = crate::task_cgroup::TaskCgroups::new(
         std::path::Path::new(&config.cgroup_path),
         period_us,
         (config.task_pids_limit > 0).then(|| u64::from(config.task_pids_limit)),
-    )))
+    );
+    if let Err(e) = cgroups.init() {
+        tracing::warn!(error = %e, "task-level CPU and memory limits are off: the cgroup hierarchy cannot be written");
+        return None;
+    }
+    Some(Arc::new(cgroups))
 }
 
 /// The metrics collector: read on one interval for TCS unless metrics are

@@ -127,6 +127,17 @@ impl TaskCgroups {
         }
     }
 
+    /// Makes the `ecs` parent cgroup, proving the hierarchy is writable
+    /// (an agent in a container without the host's cgroups mounted
+    /// read-write cannot make task cgroups, and must not fail every task
+    /// for it).
+    pub fn init(&self) -> Result<(), TaskCgroupError> {
+        match self.version {
+            CgroupVersion::V1 => make_dir(&self.root.join("cpu").join(ECS_CGROUP)),
+            CgroupVersion::V2 => make_dir(&self.root.join(ECS_CGROUP)),
+        }
+    }
+
     /// The task's containers' `CgroupParent`.
     pub fn parent(task_id: &str) -> String {
         format!("/{ECS_CGROUP}/{task_id}")

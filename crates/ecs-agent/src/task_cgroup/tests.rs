@@ -66,6 +66,18 @@ fn a_container_may_not_ask_for_more_memory_than_its_task() {
 }
 
 #[test]
+fn a_hierarchy_that_cannot_be_written_is_found_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    // A file where the cpu controller's directory should be.
+    std::fs::write(root.path().join("cpu"), "").unwrap();
+    assert!(TaskCgroups::new(root.path(), 100_000, None).init().is_err());
+    std::fs::remove_file(root.path().join("cpu")).unwrap();
+    std::fs::create_dir(root.path().join("cpu")).unwrap();
+    TaskCgroups::new(root.path(), 100_000, None).init().unwrap();
+    assert!(root.path().join("cpu/ecs").is_dir());
+}
+
+#[test]
 fn cgroup_v1_gets_a_directory_per_controller_and_loses_it_at_cleanup() {
     let root = tempfile::tempdir().unwrap();
     for c in ["cpu", "cpuacct", "memory", "pids", "blkio"] {
