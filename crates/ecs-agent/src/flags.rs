@@ -29,6 +29,8 @@ pub enum Command {
     /// Hands the host back to the Go agent: writes its `agent.db` from this
     /// agent's checkpoint (`go_state/handback.rs`).
     ExportGoState,
+    /// The init service (`init/mod.rs`): `init <verb>`.
+    Init(crate::init::Verb),
 }
 
 impl Command {
@@ -36,6 +38,7 @@ impl Command {
         match self {
             Command::Host(c) => c.name(),
             Command::ExportGoState => "export-go-state",
+            Command::Init(_) => "init",
         }
     }
 
@@ -84,6 +87,8 @@ pub enum FlagError {
     Help,
     #[error("{command} takes no arguments, got {argument:?}")]
     CommandArgument { command: String, argument: String },
+    #[error("init needs one of pre-start, start, stop or post-stop, got {0:?}")]
+    InitVerb(Option<String>),
 }
 
 pub const USAGE: &str = "Usage of ecs-agent:
@@ -113,6 +118,8 @@ Commands (after the flags; each runs instead of the agent, then exits):
     \tRemove what host-setup set up
   export-go-state
     \tHand this host back to the Go ECS agent 1.105: write its agent.db in ECS_DATADIR from this agent's state (stop this agent first)
+  init pre-start|start|stop|post-stop
+    \tThe init service, as ecs-init: set up the host, run and restart the agent, install staged updates, stop it, undo the set-up
 ";
 
 enum Kind {
@@ -151,7 +158,20 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Flags, FlagError
         else {
             // The first non-flag argument: the rest is ignored, unless it
             // names a command.
-            if let Some(command) = Command::from_name(&arg) {
+            if arg == "init" {
+                let verb = args.next();
+                let parsed = verb.as_deref().and_then(crate::init::Verb::from_name);
+                match (parsed, args.next()) {
+                    (Some(v), None) => flags.command = Some(Command::Init(v)),
+                    (Some(_), Some(extra)) => {
+                        return Err(FlagError::CommandArgument {
+                            command: format!("init {}", verb.unwrap_or_default()),
+                            argument: extra,
+                        })
+                    }
+                    (None, _) => return Err(FlagError::InitVerb(verb)),
+                }
+            } else if let Some(command) = Command::from_name(&arg) {
                 if let Some(extra) = args.next() {
                     return Err(FlagError::CommandArgument {
                         command: arg,
@@ -244,6 +264,28 @@ mod tests {
         assert_eq!(p(&["run", "host-setup"]).unwrap().command, None);
         assert!(matches!(
             p(&["host-setup", "-k"]),
+            Err(FlagError::CommandArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn init_takes_one_verb() {
+        use crate::init::Verb;
+        assert_eq!(
+            p(&["init", "start"]).unwrap().command,
+            Some(Command::Init(Verb::Start))
+        );
+        assert_eq!(
+            p(&["-loglevel=debug", "init", "pre-stop"]).unwrap().command,
+            Some(Command::Init(Verb::Stop))
+        );
+        assert_eq!(p(&["init"]), Err(FlagError::InitVerb(None)));
+        assert_eq!(
+            p(&["init", "reload-cache"]),
+            Err(FlagError::InitVerb(Some("reload-cache".into())))
+        );
+        assert!(matches!(
+            p(&["init", "start", "now"]),
             Err(FlagError::CommandArgument { .. })
         ));
     }

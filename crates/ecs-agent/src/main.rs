@@ -44,6 +44,7 @@ fn main() -> ProcessExit {
     match flags.command {
         Some(Command::Host(command)) => return exit(host_setup::main(command)),
         Some(Command::ExportGoState) => return exit(ecs_agent::go_state::handback::main()),
+        Some(Command::Init(verb)) => return exit(ecs_agent::init::main(verb)),
         None => {}
     }
 
