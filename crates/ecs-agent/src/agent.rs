@@ -524,9 +524,8 @@ fn spawn_endpoints(
         .then(|| std::path::PathBuf::from(&config.credentials_audit_log_file));
     let audit = AuditLog::new(
         audit_file,
-        // The audit log rolls like the main log (by size;
-        // docs/endpoints.md §10).
-        log_settings.max_file_bytes,
+        // By size like the main log, or hourly (docs/endpoints.md §10).
+        log_settings.audit_rollover,
         log_settings.max_roll_count,
         &identity.cluster,
         &identity.instance_arn,

@@ -1,12 +1,14 @@
 //! The agent's logs (docs/endpoints.md §3): a stdout sink and an
-//! optional file sink (`ECS_LOGFILE`, rotated by size), each with its own
-//! level, in `logfmt` (default) or `json`.
+//! optional file sink (`ECS_LOGFILE`, rolled by size, hourly or never),
+//! each with its own level, in `logfmt` (default) or `json`.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use time::{OffsetDateTime, UtcOffset};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -34,8 +36,13 @@ pub struct LogSettings {
     pub file_level: LevelFilter,
     pub file: Option<PathBuf>,
     pub format: Format,
-    /// Bytes before the file rolls; `None` never rolls.
-    pub max_file_bytes: Option<u64>,
+    /// When the `ECS_LOGFILE` file rolls.
+    pub rollover: Rollover,
+    /// When the credentials audit log rolls (docs/endpoints.md §10): by
+    /// size with `ECS_LOG_ROLLOVER_TYPE=size`, otherwise hourly, even for
+    /// `none`.
+    pub audit_rollover: Rollover,
+    /// Rolled files kept; 0 keeps them all.
     pub max_roll_count: usize,
     /// Problems found while resolving, logged once logging works.
     pub warnings: Vec<String>,
@@ -116,22 +123,29 @@ impl LogSettings {
                 5.0
             }
         };
-        let max_roll_count = match env.get("ECS_LOG_MAX_ROLL_COUNT").map(str::parse::<usize>) {
+        // Zero or a negative count keeps every rolled file, as in the Go agent.
+        let max_roll_count = match env.get("ECS_LOG_MAX_ROLL_COUNT").map(str::parse::<i64>) {
             None => 24,
-            Some(Ok(v)) => v,
+            Some(Ok(v)) => usize::try_from(v).unwrap_or(0),
             Some(Err(_)) => {
                 warnings.push("invalid ECS_LOG_MAX_ROLL_COUNT; using 24".into());
                 24
             }
         };
-        let max_file_bytes = match env.get("ECS_LOG_ROLLOVER_TYPE") {
-            Some("none") => None,
-            Some("size") | None => Some((max_mb * 1_000_000.0) as u64),
+        let by_size = Rollover::Size {
+            max_bytes: (max_mb * 1_000_000.0) as u64,
+        };
+        // The Go agent matches `size` and `none` exactly and rolls hourly
+        // for any other value; its audit log rolls hourly unless `size`.
+        let (rollover, audit_rollover) = match env.get("ECS_LOG_ROLLOVER_TYPE") {
+            Some("size") | None => (by_size, by_size),
+            Some("none") => (Rollover::Never, Rollover::Hourly),
+            Some("hourly") => (Rollover::Hourly, Rollover::Hourly),
             Some(other) => {
                 warnings.push(format!(
-                    "ECS_LOG_ROLLOVER_TYPE {other:?} is not supported by this agent; rolling by size"
+                    "unknown ECS_LOG_ROLLOVER_TYPE {other:?} (use size, hourly or none); rolling hourly"
                 ));
-                Some((max_mb * 1_000_000.0) as u64)
+                (Rollover::Hourly, Rollover::Hourly)
             }
         };
         Self {
@@ -139,7 +153,8 @@ impl LogSettings {
             file_level,
             file: env.get("ECS_LOGFILE").map(PathBuf::from),
             format,
-            max_file_bytes,
+            rollover,
+            audit_rollover,
             max_roll_count,
             warnings,
         }
@@ -166,7 +181,7 @@ pub fn init(settings: &LogSettings) -> io::Result<()> {
                 .event_format(LineFormat(settings.format))
                 .with_writer(RollingFile::open(
                     path.clone(),
-                    settings.max_file_bytes,
+                    settings.rollover,
                     settings.max_roll_count,
                 )?)
                 .with_filter(filter(settings.file_level)),
@@ -283,8 +298,28 @@ where
     }
 }
 
-/// A log file that rolls by size: `<file>.1`, `<file>.2`, … with the
-/// highest number the newest, keeping at most `max_rolls` of them.
+/// When a [`RollingFile`] rolls (docs/endpoints.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollover {
+    /// Before a write that would take a non-empty file past `max_bytes`.
+    /// Rolled files are `<file>.1`, `<file>.2`, … with the highest the
+    /// newest.
+    Size { max_bytes: u64 },
+    /// At the first write in a new UTC hour. The rolled file is named
+    /// `<file>.YYYY-MM-DD-HH` after the hour its first line was written
+    /// in, like the Go agent's files.
+    Hourly,
+    /// One file that grows for ever.
+    Never,
+}
+
+/// The time source of a [`RollingFile`]; tests pass a fake one.
+pub(crate) type Clock = fn() -> OffsetDateTime;
+
+/// A log file that rolls as its [`Rollover`] says, keeping at most
+/// `max_rolls` rolled files (0 keeps all). A file left by an earlier run is
+/// appended to. Rolling never loses a line: when it fails, writing goes on
+/// in the current file and the first failure is reported on stderr.
 #[derive(Clone)]
 pub(crate) struct RollingFile {
     inner: Arc<Mutex<RollingState>>,
@@ -294,88 +329,216 @@ struct RollingState {
     path: PathBuf,
     file: File,
     written: u64,
-    max_bytes: Option<u64>,
+    rollover: Rollover,
     max_rolls: usize,
+    clock: Clock,
+    /// Hourly: the `YYYY-MM-DD-HH` of the current file's lines, taken at
+    /// the first write after opening or rolling (as the Go agent does).
+    hour: Option<String>,
+    /// A roll failed and was reported; reset by the next successful roll.
+    roll_failed: bool,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// `path` with `.suffix` added to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The UTC hour of `t` as `YYYY-MM-DD-HH`.
+fn hour_stamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}-{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour()
+    )
+}
+
+/// Whether `s` is a real hour written as `YYYY-MM-DD-HH`.
+fn is_hour_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 13
+        || [4, 7, 10].iter().any(|&i| b[i] != b'-')
+        || ![0..4, 5..7, 8..10, 11..13].into_iter().all(digits)
+    {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u16>().unwrap_or(u16::MAX);
+    let month = u8::try_from(num(5..7))
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok());
+    let day = u8::try_from(num(8..10)).unwrap_or(0);
+    month.is_some_and(|m| time::Date::from_calendar_date(i32::from(num(0..4)), m, day).is_ok())
+        && num(11..13) < 24
 }
 
 impl RollingFile {
-    pub(crate) fn open(
+    pub(crate) fn open(path: PathBuf, rollover: Rollover, max_rolls: usize) -> io::Result<Self> {
+        Self::open_with_clock(path, rollover, max_rolls, OffsetDateTime::now_utc)
+    }
+
+    pub(crate) fn open_with_clock(
         path: PathBuf,
-        max_bytes: Option<u64>,
+        rollover: Rollover,
         max_rolls: usize,
+        clock: Clock,
     ) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = open_append(&path)?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self {
             inner: Arc::new(Mutex::new(RollingState {
                 path,
                 file,
                 written,
-                max_bytes,
+                rollover,
                 max_rolls,
+                clock,
+                hour: None,
+                roll_failed: false,
             })),
         })
     }
 }
 
 impl RollingState {
-    fn rolled(&self, n: usize) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
-    }
-
-    fn roll(&mut self) -> io::Result<()> {
-        let mut existing: Vec<usize> = (1..=10_000)
-            .take_while(|n| self.rolled(*n).exists())
-            .collect();
-        let next = existing.len() + 1;
-        std::fs::rename(&self.path, self.rolled(next))?;
-        existing.push(next);
-        // Drop the oldest and renumber, so the newest keeps the highest number.
-        if existing.len() > self.max_rolls {
-            let excess = existing.len() - self.max_rolls;
-            for n in 1..=excess {
-                let _ = std::fs::remove_file(self.rolled(n));
+    /// Rolls first if the next `incoming` bytes call for it.
+    fn roll_if_due(&mut self, incoming: u64) {
+        let stamp = match self.rollover {
+            Rollover::Never => return,
+            Rollover::Size { max_bytes } => {
+                if self.written == 0 || self.written + incoming <= max_bytes {
+                    return;
+                }
+                None
             }
-            for n in (excess + 1)..=existing.len() {
-                let _ = std::fs::rename(self.rolled(n), self.rolled(n - excess));
+            Rollover::Hourly => {
+                let now = hour_stamp((self.clock)());
+                match self.hour.replace(now.clone()) {
+                    Some(previous) if previous != now => Some(previous),
+                    _ => return,
+                }
+            }
+        };
+        match self.roll(stamp.as_deref()) {
+            Ok(()) => self.roll_failed = false,
+            Err(e) => {
+                // Keep the current file; by size, try again after another
+                // `max_bytes`, hourly at the next hour.
+                self.written = 0;
+                if !self.roll_failed {
+                    self.roll_failed = true;
+                    eprintln!(
+                        "cannot roll the log file {}: {e}; still writing to it",
+                        self.path.display()
+                    );
+                }
             }
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+    }
+
+    /// Moves the current file aside (numbered, or named after `stamp`),
+    /// prunes old rolls and starts a new file. A current file removed by
+    /// someone else is simply created again.
+    fn roll(&mut self, stamp: Option<&str>) -> io::Result<()> {
+        if self.path.exists() {
+            match stamp {
+                None => self.roll_numbered()?,
+                Some(stamp) => self.roll_dated(stamp)?,
+            }
+        }
+        self.file = open_append(&self.path)?;
         self.written = 0;
         Ok(())
+    }
+
+    fn roll_numbered(&mut self) -> io::Result<()> {
+        let numbered = |n: usize| with_suffix(&self.path, &n.to_string());
+        let mut existing: Vec<usize> = (1..=10_000).take_while(|n| numbered(*n).exists()).collect();
+        let next = existing.len() + 1;
+        std::fs::rename(&self.path, numbered(next))?;
+        existing.push(next);
+        // Drop the oldest and renumber, so the newest keeps the highest number.
+        if self.max_rolls > 0 && existing.len() > self.max_rolls {
+            let excess = existing.len() - self.max_rolls;
+            for n in 1..=excess {
+                let _ = std::fs::remove_file(numbered(n));
+            }
+            for n in (excess + 1)..=existing.len() {
+                let _ = std::fs::rename(numbered(n), numbered(n - excess));
+            }
+        }
+        Ok(())
+    }
+
+    fn roll_dated(&mut self, stamp: &str) -> io::Result<()> {
+        let rolled = with_suffix(&self.path, stamp);
+        if rolled.exists() {
+            // The same hour again (the clock went back): add to that file
+            // rather than replace it.
+            let mut to = OpenOptions::new().append(true).open(&rolled)?;
+            io::copy(&mut File::open(&self.path)?, &mut to)?;
+            std::fs::remove_file(&self.path)?;
+        } else {
+            std::fs::rename(&self.path, &rolled)?;
+        }
+        self.prune_dated();
+        Ok(())
+    }
+
+    /// Removes the oldest `<file>.YYYY-MM-DD-HH` beyond `max_rolls`.
+    fn prune_dated(&self) {
+        let (Some(dir), Some(base)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let prefix = format!("{}.", base.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut stamps: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_prefix(&prefix).map(str::to_string))
+            .filter(|stamp| is_hour_stamp(stamp))
+            .collect();
+        if self.max_rolls == 0 || stamps.len() <= self.max_rolls {
+            return;
+        }
+        // Fixed-width stamps sort oldest first.
+        stamps.sort();
+        for stamp in &stamps[..stamps.len() - self.max_rolls] {
+            let _ = std::fs::remove_file(with_suffix(&self.path, stamp));
+        }
     }
 }
 
 impl Write for RollingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut state = self
-            .inner
-            .lock()
-            .map_err(|_| io::Error::other("log file lock poisoned"))?;
-        if state
-            .max_bytes
-            .is_some_and(|max| state.written + buf.len() as u64 > max && state.written > 0)
-        {
-            state.roll()?;
-        }
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        state.roll_if_due(buf.len() as u64);
         state.file.write_all(buf)?;
         state.written += buf.len() as u64;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut state = self
-            .inner
-            .lock()
-            .map_err(|_| io::Error::other("log file lock poisoned"))?;
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         state.file.flush()
     }
 }
@@ -447,7 +610,7 @@ mod tests {
     fn file_rolls_by_size_keeping_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.log");
-        let mut f = RollingFile::open(path.clone(), Some(10), 2).unwrap();
+        let mut f = RollingFile::open(path.clone(), Rollover::Size { max_bytes: 10 }, 2).unwrap();
         for i in 0..5 {
             f.write_all(format!("line{i}xxxx\n").as_bytes()).unwrap();
         }
@@ -461,5 +624,291 @@ mod tests {
             "line2xxxx\n"
         );
         assert!(!dir.path().join("agent.log.3").exists());
+    }
+
+    #[test]
+    fn rollover_type_resolution() {
+        let rollovers = |env: &[(&str, &str)]| {
+            let s = resolve(env, Flags::default());
+            (s.rollover, s.audit_rollover, s.warnings)
+        };
+        let five_mb = Rollover::Size {
+            max_bytes: 5_000_000,
+        };
+        assert_eq!(rollovers(&[]), (five_mb, five_mb, vec![]));
+        assert_eq!(
+            rollovers(&[("ECS_LOG_ROLLOVER_TYPE", "size")]),
+            (five_mb, five_mb, vec![])
+        );
+        assert_eq!(
+            rollovers(&[
+                ("ECS_LOG_ROLLOVER_TYPE", "size"),
+                ("ECS_LOG_MAX_FILE_SIZE_MB", "0.5")
+            ])
+            .0,
+            Rollover::Size { max_bytes: 500_000 }
+        );
+        assert_eq!(
+            rollovers(&[("ECS_LOG_ROLLOVER_TYPE", "hourly")]),
+            (Rollover::Hourly, Rollover::Hourly, vec![])
+        );
+        // `none` never rolls the agent's log, but the audit log goes hourly.
+        assert_eq!(
+            rollovers(&[("ECS_LOG_ROLLOVER_TYPE", "none")]),
+            (Rollover::Never, Rollover::Hourly, vec![])
+        );
+        // Anything else, including another case, rolls hourly with a warning.
+        for junk in ["junk", "SIZE", "daily"] {
+            let (main, audit, warnings) = rollovers(&[("ECS_LOG_ROLLOVER_TYPE", junk)]);
+            assert_eq!(
+                (main, audit),
+                (Rollover::Hourly, Rollover::Hourly),
+                "{junk}"
+            );
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].contains("ECS_LOG_ROLLOVER_TYPE") && warnings[0].contains(junk),
+                "{warnings:?}"
+            );
+        }
+        let count = |v: &str| {
+            let s = resolve(&[("ECS_LOG_MAX_ROLL_COUNT", v)], Flags::default());
+            (s.max_roll_count, s.warnings.len())
+        };
+        assert_eq!(count("3"), (3, 0));
+        assert_eq!(count("0"), (0, 0), "0 keeps every rolled file");
+        assert_eq!(count("-2"), (0, 0), "so does a negative count");
+        assert_eq!(count("many"), (24, 1));
+    }
+
+    thread_local! {
+        /// The fake clock's time, per test thread.
+        static NOW: std::cell::Cell<OffsetDateTime> =
+            const { std::cell::Cell::new(OffsetDateTime::UNIX_EPOCH) };
+    }
+
+    fn fake_clock() -> OffsetDateTime {
+        NOW.with(std::cell::Cell::get)
+    }
+
+    fn set_now(t: OffsetDateTime) {
+        NOW.with(|now| now.set(t));
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn hourly_rolls_when_the_utc_hour_changes() {
+        use time::macros::datetime;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        let mut f =
+            RollingFile::open_with_clock(path.clone(), Rollover::Hourly, 24, fake_clock).unwrap();
+        set_now(datetime!(2024-03-01 10:15:00 UTC));
+        f.write_all(b"a\n").unwrap();
+        set_now(datetime!(2024-03-01 10:59:59.999 UTC));
+        f.write_all(b"b\n").unwrap();
+        assert_eq!(names(dir.path()), ["agent.log"], "no roll within the hour");
+        set_now(datetime!(2024-03-01 11:00:00 UTC));
+        f.write_all(b"c\n").unwrap();
+        assert_eq!(names(dir.path()), ["agent.log", "agent.log.2024-03-01-10"]);
+        assert_eq!(read(&dir.path().join("agent.log.2024-03-01-10")), "a\nb\n");
+        assert_eq!(read(&path), "c\n");
+        // The hour is UTC whatever the clock's offset: 13:30 at +02:00 is
+        // still 11 UTC, and 14:05 at +02:00 is 12 UTC.
+        set_now(datetime!(2024-03-01 13:30:00 +02:00));
+        f.write_all(b"d\n").unwrap();
+        assert_eq!(read(&path), "c\nd\n");
+        set_now(datetime!(2024-03-01 14:05:00 +02:00));
+        f.write_all(b"e\n").unwrap();
+        assert_eq!(read(&dir.path().join("agent.log.2024-03-01-11")), "c\nd\n");
+        assert_eq!(read(&path), "e\n");
+        // Across a day boundary, with a gap of several hours.
+        set_now(datetime!(2024-03-02 03:00:00 UTC));
+        f.write_all(b"f\n").unwrap();
+        assert_eq!(
+            names(dir.path()),
+            [
+                "agent.log",
+                "agent.log.2024-03-01-10",
+                "agent.log.2024-03-01-11",
+                "agent.log.2024-03-01-12"
+            ]
+        );
+        assert_eq!(read(&path), "f\n");
+    }
+
+    #[test]
+    fn hourly_keeps_only_the_newest_rolls() {
+        use time::macros::datetime;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        // An old roll from an earlier run, and files that are not rolls.
+        for other in [
+            "agent.log.2024-02-28-23",
+            "agent.log.1",
+            "agent.log.2024-02-30-01",
+            "agent.log.notes",
+            "other.log.2024-01-01-00",
+        ] {
+            std::fs::write(dir.path().join(other), "x").unwrap();
+        }
+        let mut f =
+            RollingFile::open_with_clock(path.clone(), Rollover::Hourly, 2, fake_clock).unwrap();
+        for hour in 10..=13u8 {
+            set_now(datetime!(2024-03-01 00:00 UTC).replace_hour(hour).unwrap());
+            f.write_all(format!("{hour}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(
+            names(dir.path()),
+            [
+                "agent.log",
+                "agent.log.1",
+                "agent.log.2024-02-30-01",
+                "agent.log.2024-03-01-11",
+                "agent.log.2024-03-01-12",
+                "agent.log.notes",
+                "other.log.2024-01-01-00",
+            ]
+        );
+        assert_eq!(read(&dir.path().join("agent.log.2024-03-01-12")), "12\n");
+        assert_eq!(read(&path), "13\n");
+    }
+
+    #[test]
+    fn an_hour_seen_again_is_added_to_not_replaced() {
+        use time::macros::datetime;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        let mut f =
+            RollingFile::open_with_clock(path.clone(), Rollover::Hourly, 24, fake_clock).unwrap();
+        set_now(datetime!(2024-03-01 10:10 UTC));
+        f.write_all(b"a\n").unwrap();
+        set_now(datetime!(2024-03-01 11:10 UTC));
+        f.write_all(b"b\n").unwrap();
+        // The clock steps back into hour 10, then forward again.
+        set_now(datetime!(2024-03-01 10:50 UTC));
+        f.write_all(b"c\n").unwrap();
+        set_now(datetime!(2024-03-01 11:20 UTC));
+        f.write_all(b"d\n").unwrap();
+        assert_eq!(read(&dir.path().join("agent.log.2024-03-01-10")), "a\nc\n");
+        assert_eq!(read(&dir.path().join("agent.log.2024-03-01-11")), "b\n");
+        assert_eq!(read(&path), "d\n");
+    }
+
+    #[test]
+    fn a_failed_roll_keeps_every_line() {
+        use time::macros::datetime;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        // A directory where the roll must go makes the roll fail.
+        let blocker = dir.path().join("agent.log.2024-03-01-10");
+        std::fs::create_dir(&blocker).unwrap();
+        std::fs::write(blocker.join("x"), "x").unwrap();
+        let mut f =
+            RollingFile::open_with_clock(path.clone(), Rollover::Hourly, 24, fake_clock).unwrap();
+        set_now(datetime!(2024-03-01 10:10 UTC));
+        f.write_all(b"a\n").unwrap();
+        set_now(datetime!(2024-03-01 11:10 UTC));
+        f.write_all(b"b\n").unwrap();
+        f.write_all(b"c\n").unwrap();
+        assert_eq!(read(&path), "a\nb\nc\n");
+        // The next hour rolls normally.
+        set_now(datetime!(2024-03-01 12:10 UTC));
+        f.write_all(b"d\n").unwrap();
+        assert_eq!(
+            read(&dir.path().join("agent.log.2024-03-01-11")),
+            "a\nb\nc\n"
+        );
+        assert_eq!(read(&path), "d\n");
+        assert!(blocker.join("x").exists());
+    }
+
+    #[test]
+    fn a_file_from_an_earlier_run_is_appended_to() {
+        use time::macros::datetime;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        for rollover in [
+            Rollover::Size { max_bytes: 100 },
+            Rollover::Hourly,
+            Rollover::Never,
+        ] {
+            std::fs::write(&path, "old\n").unwrap();
+            set_now(datetime!(2024-03-01 10:10 UTC));
+            let mut f =
+                RollingFile::open_with_clock(path.clone(), rollover, 24, fake_clock).unwrap();
+            f.write_all(b"new\n").unwrap();
+            assert_eq!(read(&path), "old\nnew\n", "{rollover:?}");
+            assert_eq!(names(dir.path()), ["agent.log"], "{rollover:?}");
+        }
+        // By size, the earlier run's bytes count towards the limit.
+        let mut f = RollingFile::open(path.clone(), Rollover::Size { max_bytes: 10 }, 24).unwrap();
+        f.write_all(b"newer\n").unwrap();
+        assert_eq!(read(&dir.path().join("agent.log.1")), "old\nnew\n");
+        assert_eq!(read(&path), "newer\n");
+    }
+
+    #[test]
+    fn never_rolls_and_zero_rolls_keeps_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        let mut f = RollingFile::open(path.clone(), Rollover::Never, 1).unwrap();
+        for _ in 0..100 {
+            f.write_all(b"0123456789\n").unwrap();
+        }
+        assert_eq!(names(dir.path()), ["agent.log"]);
+        assert_eq!(read(&path).len(), 1100);
+        std::fs::remove_file(&path).unwrap();
+        let mut f = RollingFile::open(path.clone(), Rollover::Size { max_bytes: 10 }, 0).unwrap();
+        for i in 0..5 {
+            f.write_all(format!("line{i}xxxx\n").as_bytes()).unwrap();
+        }
+        assert_eq!(
+            names(dir.path()),
+            [
+                "agent.log",
+                "agent.log.1",
+                "agent.log.2",
+                "agent.log.3",
+                "agent.log.4"
+            ]
+        );
+        assert_eq!(read(&dir.path().join("agent.log.4")), "line3xxxx\n");
+    }
+
+    #[test]
+    fn hour_stamps() {
+        assert_eq!(
+            hour_stamp(time::macros::datetime!(2024-03-01 09:59:59 -05:00)),
+            "2024-03-01-14"
+        );
+        assert!(is_hour_stamp("2024-03-01-10"));
+        assert!(is_hour_stamp("2024-02-29-23"));
+        for bad in [
+            "2024-03-01-24",
+            "2023-02-29-10",
+            "2024-13-01-10",
+            "2024-03-00-10",
+            "2024-3-01-100",
+            "2024-03-01-1",
+            "2024_03_01_10",
+            "１２３４-03-01-10",
+            "",
+        ] {
+            assert!(!is_hour_stamp(bad), "{bad}");
+        }
     }
 }

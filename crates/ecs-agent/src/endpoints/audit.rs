@@ -1,13 +1,15 @@
 //! The credentials audit log (docs/endpoints.md §10): one line per
 //! credentials request, and per throttled request, to stdout and a file.
-//! Credentials IDs and keys never appear in it.
+//! Credentials IDs and keys never appear in it. The file rolls by size
+//! when `ECS_LOG_ROLLOVER_TYPE=size`, otherwise hourly
+//! ([`crate::logging::LogSettings::audit_rollover`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::logging::RollingFile;
+use crate::logging::{RollingFile, Rollover};
 
 /// Where audit lines go.
 pub struct AuditLog {
@@ -42,12 +44,12 @@ impl AuditLog {
     /// `file` `None` means `ECS_AUDIT_LOGFILE_DISABLED=true`.
     pub fn new(
         file: Option<PathBuf>,
-        max_bytes: Option<u64>,
+        rollover: Rollover,
         max_rolls: usize,
         cluster: &str,
         instance_arn: &str,
     ) -> Self {
-        let file = file.and_then(|path| match RollingFile::open(path.clone(), max_bytes, max_rolls) {
+        let file = file.and_then(|path| match RollingFile::open(path.clone(), rollover, max_rolls) {
             Ok(f) => Some(Mutex::new(f)),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot open the credentials audit log");
@@ -107,7 +109,9 @@ impl AuditLog {
             let mut file = file
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Err(e) = writeln!(file, "{line}") {
+            // One write per line, so a roll never splits a line from its
+            // newline.
+            if let Err(e) = file.write_all(format!("{line}\n").as_bytes()) {
                 tracing::warn!(error = %e, "writing the credentials audit log failed");
             }
         }
@@ -154,5 +158,43 @@ mod tests {
             log.line(&refused),
             "2024-03-01T12:00:00Z 400 172.17.0.3:40312 \"/v2/credentials\" \"-\" - "
         );
+    }
+
+    #[test]
+    fn the_file_is_appended_to_and_rolls_whole_lines() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("audit.log");
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let entry = AuditEntry {
+            status: 200,
+            peer: "172.17.0.3:40312"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+            path: "/v2/credentials",
+            user_agent: "curl",
+            subject: Some((
+                "arn:aws:ecs:us-west-2:1:task/default/0a1b",
+                "GetCredentials",
+            )),
+            at_ms: 1_709_294_400_000,
+        };
+        // Hourly (any rollover type but `size`): an earlier run's lines stay.
+        std::fs::write(&path, "old\n").unwrap_or_else(|e| panic!("{e}"));
+        let log = AuditLog::new(Some(path.clone()), Rollover::Hourly, 24, "default", "ci");
+        log.record(&entry);
+        let line = log.line(&entry);
+        assert_eq!(read("audit.log"), format!("old\n{line}\n"));
+        // By size, with room for one line without its newline: every file
+        // still holds whole lines.
+        let max_bytes = line.len() as u64;
+        let log = AuditLog::new(Some(path), Rollover::Size { max_bytes }, 2, "default", "ci");
+        log.record(&entry);
+        log.record(&entry);
+        assert_eq!(read("audit.log"), format!("{line}\n"));
+        assert_eq!(read("audit.log.2"), format!("{line}\n"));
+        assert_eq!(read("audit.log.1"), format!("old\n{line}\n"));
+        assert!(!dir.path().join("audit.log.3").exists());
     }
 }
