@@ -16,6 +16,7 @@ use serde_json::Value;
 
 pub mod fake_backend;
 pub mod registry;
+pub mod systemd_unit;
 
 /// The image every test runs; `scripts/setup` builds it with `docker import`.
 pub const TEST_IMAGE: &str = "ecs-test/busybox:latest";
@@ -25,7 +26,8 @@ pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 pub const REGION: &str = "us-east-1";
 
-fn workspace_root() -> PathBuf {
+/// The repository's root directory.
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -109,6 +111,21 @@ pub fn use_release_binaries(agent: Option<PathBuf>) -> Result<&'static Binaries>
         bail!("this process already uses the debug binaries");
     }
     Ok(chosen)
+}
+
+/// The static `ecs-agent` and `ecs-local` that `make static` builds (and
+/// `make test` first): what the image and the Debian package hold.
+pub fn static_binaries() -> (PathBuf, PathBuf) {
+    let dir = target_dir().join("x86_64-unknown-linux-gnu/release");
+    let (agent, plane) = (dir.join("ecs-agent"), dir.join("ecs-local"));
+    for binary in [&agent, &plane] {
+        assert!(
+            binary.is_file(),
+            "{} is missing: `make static` builds it (`make test` does first)",
+            binary.display()
+        );
+    }
+    (agent, plane)
 }
 
 /// Fails the test with a clear message when no Docker engine answers, or
@@ -207,6 +224,11 @@ impl Plane {
 
     /// Starts on a given port (to restart a plane where agents expect it).
     pub fn start_on(data_dir: &Path, port: u16) -> Result<Plane> {
+        Self::start_with_args(data_dir, port, &[])
+    }
+
+    /// Starts on a given port with more flags (`--agent-update-bundle`, …).
+    pub fn start_with_args(data_dir: &Path, port: u16, args: &[&str]) -> Result<Plane> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join("ecs-local.log");
         let child = Command::new(&binaries().plane)
@@ -218,6 +240,7 @@ impl Plane {
                 "--heartbeat-interval",
                 "5",
             ])
+            .args(args)
             .stdout(Stdio::from(std::fs::File::create(&log)?))
             .stderr(Stdio::from(
                 std::fs::File::options().append(true).open(&log)?,
@@ -500,6 +523,15 @@ impl Agent {
 /// The real AWS CLI (`scripts/setup` installs it in the workspace venv).
 pub struct Cli {
     endpoint: String,
+}
+
+impl Cli {
+    /// The AWS CLI pointed at any ECS endpoint.
+    pub fn at(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+        }
+    }
 }
 
 pub fn aws_cli_path() -> PathBuf {

@@ -3,6 +3,13 @@
 //! the process: discover the endpoint, connect with a signed upgrade, answer
 //! heartbeats, hand payloads to the engine and ack them, and reconnect with
 //! the backoff rules of docs/protocols.md §4.4 when the connection ends.
+//!
+//! Answers produced outside the read loop, by work that may outlive a
+//! connection (agent updates, docs/protocols.md §4.9), arrive on a queue
+//! the session drains onto whichever connection is up. On shutdown the
+//! session sends what is queued and closes the connection itself before
+//! it returns, so an ack given just before exiting (the one of
+//! `PerformUpdateMessage`) reaches the backend.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,11 +30,16 @@ use crate::engine::task::IncomingTask;
 use crate::engine::EngineHandle;
 use crate::store::Store;
 use crate::task_manifest::{self, PendingVerification, Verdict};
+use crate::update::Updater;
 use crate::websocket::{self, WsError};
 
 /// Reconnect delay after an `InactiveInstanceException` (docs/protocols.md
 /// §4.4).
 const INACTIVE_INSTANCE_DELAY: Duration = Duration::from_secs(3600);
+
+/// How long a shutting-down session waits for its queued frames and its
+/// close to be written; a dead peer must not hold up the exit.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Everything the session needs, fixed for the process lifetime.
 pub struct AcsContext {
@@ -51,6 +63,8 @@ pub struct AcsContext {
     pub role_policy: RolePolicy,
     /// The last accepted task manifest, awaiting its verification ack.
     pub pending_verification: Arc<PendingVerification>,
+    /// Stages and performs agent updates.
+    pub updater: Arc<Updater>,
 }
 
 /// The ACS URL: `<endpoint>/ws?<sorted, form-encoded query>`
@@ -91,8 +105,14 @@ enum Ended {
     Shutdown,
 }
 
-/// Runs the ACS loop until `shutdown` turns true.
-pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
+/// Runs the ACS loop until `shutdown` turns true. `replies` are messages
+/// for the backend produced outside the read loop; each is sent on the
+/// connection that is up, or on the next one.
+pub async fn run(
+    ctx: Arc<AcsContext>,
+    mut shutdown: watch::Receiver<bool>,
+    mut replies: mpsc::UnboundedReceiver<AcsMessage>,
+) {
     let mut backoff = Backoff::new(
         Duration::from_millis(250),
         Duration::from_secs(120),
@@ -101,10 +121,14 @@ pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
     );
     let mut send_credentials = true;
     loop {
-        let ended = tokio::select! {
-            ended = session(&ctx, &mut send_credentials, &mut backoff) => ended,
-            _ = shutdown.wait_for(|stop| *stop) => Ended::Shutdown,
-        };
+        let ended = session(
+            &ctx,
+            &mut send_credentials,
+            &mut backoff,
+            &mut shutdown,
+            &mut replies,
+        )
+        .await;
         let delay = match ended {
             Ended::Shutdown => {
                 tracing::info!("ACS session ended (context closed)");
@@ -137,14 +161,41 @@ pub async fn run(ctx: Arc<AcsContext>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Backoff) -> Ended {
+/// One connection attempt and, if it connects, the connection's life. It
+/// watches `shutdown` itself, so that a connection ends by flushing and
+/// closing rather than by being dropped.
+async fn session(
+    ctx: &AcsContext,
+    send_credentials: &mut bool,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+    replies: &mut mpsc::UnboundedReceiver<AcsMessage>,
+) -> Ended {
+    let connected = tokio::select! {
+        connected = connect(ctx, *send_credentials) => connected,
+        _ = shutdown.wait_for(|stop| *stop) => return Ended::Shutdown,
+    };
+    let (stream, endpoint) = match connected {
+        Ok(c) => c,
+        Err(ended) => return ended,
+    };
+    tracing::info!(endpoint = %endpoint, "connected to ACS");
+    *send_credentials = false;
+    serve(ctx, stream, backoff, shutdown, replies).await
+}
+
+/// Discovers the endpoint and opens a signed websocket to it.
+async fn connect(
+    ctx: &AcsContext,
+    send_credentials: bool,
+) -> Result<(websocket::WsStream, String), Ended> {
     let endpoints = match ctx
         .ecs
         .poll_endpoints(&ctx.cluster, &ctx.instance_arn)
         .await
     {
         Ok(e) => e,
-        Err(e) => return Ended::Failed(format!("DiscoverPollEndpoint: {e}")),
+        Err(e) => return Err(Ended::Failed(format!("DiscoverPollEndpoint: {e}"))),
     };
     let url = match acs_url(
         &endpoints.acs,
@@ -153,16 +204,25 @@ async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Ba
         &ctx.agent_version,
         &ctx.agent_hash,
         ctx.docker_version.as_deref(),
-        *send_credentials,
+        send_credentials,
     ) {
         Ok(url) => url,
-        Err(e) => return Ended::Failed(format!("bad ACS endpoint {:?}: {e}", endpoints.acs)),
+        Err(e) => {
+            return Err(Ended::Failed(format!(
+                "bad ACS endpoint {:?}: {e}",
+                endpoints.acs
+            )))
+        }
     };
     let credentials = match ctx.credentials.provide_credentials().await {
         Ok(c) => c,
-        Err(e) => return Ended::Failed(format!("no credentials to sign the ACS handshake: {e}")),
+        Err(e) => {
+            return Err(Ended::Failed(format!(
+                "no credentials to sign the ACS handshake: {e}"
+            )))
+        }
     };
-    let stream = match websocket::connect(
+    match websocket::connect(
         &url,
         &credentials,
         &ctx.region,
@@ -171,14 +231,23 @@ async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Ba
     )
     .await
     {
-        Ok(stream) => stream,
+        Ok(stream) => Ok((stream, endpoints.acs)),
         Err(WsError::Refused { body, .. }) if body.contains("InactiveInstanceException") => {
-            return Ended::InactiveInstance
+            Err(Ended::InactiveInstance)
         }
-        Err(e) => return Ended::Failed(e.to_string()),
-    };
-    tracing::info!(endpoint = %endpoints.acs, "connected to ACS");
-    *send_credentials = false;
+        Err(e) => Err(Ended::Failed(e.to_string())),
+    }
+}
+
+/// Reads and answers frames until the connection ends or the agent shuts
+/// down.
+async fn serve(
+    ctx: &AcsContext,
+    stream: websocket::WsStream,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+    replies: &mut mpsc::UnboundedReceiver<AcsMessage>,
+) -> Ended {
     let (mut sink, mut source) = stream.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(async move {
@@ -204,6 +273,8 @@ async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Ba
 
     let ended = loop {
         tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break Ended::Shutdown,
+            Some(reply) = replies.recv() => send(&out_tx, reply),
             _ = &mut inactivity => {
                 // No close frame: just drop the connection (docs/protocols.md §4.3).
                 break Ended::Failed("no message from ACS within the inactivity timeout".into());
@@ -246,6 +317,17 @@ async fn session(ctx: &AcsContext, send_credentials: &mut bool, backoff: &mut Ba
             }
         }
     };
+    if matches!(ended, Ended::Shutdown) {
+        // Whatever was queued before the stop goes out before the close.
+        while let Ok(reply) = replies.try_recv() {
+            send(&out_tx, reply);
+        }
+        drop(out_tx);
+        if tokio::time::timeout(SHUTDOWN_FLUSH, writer).await.is_err() {
+            tracing::warn!("ACS connection did not close in time at shutdown");
+        }
+        return ended;
+    }
     drop(out_tx);
     let _ = writer.await;
     ended
@@ -335,6 +417,8 @@ fn handle(
                 ),
             }
         }
+        AcsMessage::StageUpdateMessage(message) => ctx.updater.stage(message),
+        AcsMessage::PerformUpdateMessage(message) => ctx.updater.perform(message),
         other => {
             tracing::debug!(
                 message_type = other.type_name(),

@@ -1,7 +1,8 @@
 //! Start-up and shutdown of the whole agent (docs/architecture.md §9,
 //! docs/endpoints.md §4): Docker, instance metadata, the checkpoint,
 //! registration, then the engine, the reporter and the ACS and TCS
-//! sessions, until a termination signal arrives.
+//! sessions, until a termination signal arrives or a performed agent
+//! update asks the process to end (exit code 42, docs/protocols.md §4.9).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use crate::reporter::{self, EcsSink};
 use crate::store::{keys, Store};
 use crate::supervisor::Supervisor;
 use crate::tcs::{self, AgentTcsHost, TcsContext, TcsSettings};
+use crate::update::{Downloader, UpdateExit, UpdateSettings, Updater};
 use crate::version;
 
 /// Why the agent stopped before running, and what the supervisor should do.
@@ -83,9 +85,13 @@ pub fn imds_enabled(config: &Config, flags: &Flags, env: &Env) -> bool {
     !(config.external || flags.blackhole_ec2_metadata || disabled_by_env)
 }
 
-/// Runs the agent until SIGTERM/SIGINT; returns the exit code.
+/// Runs the agent until SIGTERM/SIGINT, or until a performed update asks
+/// it to end; returns the exit code.
 pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCode, StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    // One switch for both ways of ending: a signal, or an update.
+    let stop_tx = Arc::new(stop_tx);
+    let update_exit = UpdateExit::new(stop_tx.clone());
     let signals = tokio::spawn(wait_for_signal(stop_tx));
 
     let docker = DockerClient::connect(&config.docker_endpoint).await?;
@@ -317,6 +323,13 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         )),
     );
 
+    let (acs_replies_tx, acs_replies) = tokio::sync::mpsc::unbounded_channel();
+    let updater = Arc::new(Updater::new(
+        UpdateSettings::from_config(&config),
+        Downloader::new(version::user_agent(&os_family)),
+        acs_replies_tx,
+        update_exit.clone(),
+    ));
     tracing::info!("Beginning Polling for updates");
     let acs = supervisor.watch(
         "ACS session",
@@ -336,6 +349,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 heartbeats: acs_heartbeats,
                 role_credentials,
                 pending_verification: Arc::default(),
+                updater,
                 role_policy: RolePolicy {
                     task_roles: config.task_iam_role_enabled,
                     host_network: config.task_iam_role_enabled
@@ -343,6 +357,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 },
             }),
             stop_rx,
+            acs_replies,
         )),
     );
 
@@ -352,6 +367,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
     }
     let _ = acs.await;
     let _ = tcs.await;
+    let for_update = update_exit.requested();
     // Every change is already saved as it happens; the engine only has to
     // stop taking new work (docs/endpoints.md §4.2, 5 s budget).
     if tokio::time::timeout(Duration::from_secs(5), engine.shutdown())
@@ -361,10 +377,18 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         tracing::error!(
             "Error saving state before final shutdown: timed out waiting for TaskEngine to settle"
         );
-        return Ok(ExitCode::Terminal);
+        // Before an update the failure is only logged (docs/endpoints.md
+        // §2.3): the staged agent starts from what was saved.
+        if !for_update {
+            return Ok(ExitCode::Terminal);
+        }
     }
     reporter_abort.abort();
     signals.abort();
+    if for_update {
+        tracing::info!("exiting with code 42 so the supervisor loads the staged agent update");
+        return Ok(ExitCode::Update);
+    }
     Ok(ExitCode::Success)
 }
 
@@ -388,7 +412,7 @@ async fn open_store(config: &Config) -> Result<Store, StartError> {
 
 /// This agent's checkpoint in `dir`: its own, or the one agent 0.1.0 left
 /// as `agent.db`, or, on a host where the Go agent ran and this agent has
-/// none yet, one made from the Go agent's state (docs/operations.md §3).
+/// none yet, one made from the Go agent's state (docs/operations.md §11).
 fn open_or_take_over(dir: &std::path::Path, cluster: &str) -> Result<Store, StartError> {
     use crate::go_state::takeover;
     if !Store::exists_in(dir) {
@@ -546,7 +570,7 @@ fn spawn_endpoints(
     supervisor.watch("task endpoint", tokio::spawn(tmds::run(deps, stop.clone())));
 }
 
-async fn wait_for_signal(stop: watch::Sender<bool>) {
+async fn wait_for_signal(stop: Arc<watch::Sender<bool>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -560,7 +584,7 @@ async fn wait_for_signal(stop: watch::Sender<bool>) {
         _ = int.recv() => "interrupt",
     };
     tracing::info!("Agent received termination signal: {name}");
-    let _ = stop.send(true);
+    stop.send_replace(true);
 }
 
 /// RegisterContainerInstance with the Go agent's retry rules

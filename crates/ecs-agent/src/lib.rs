@@ -37,5 +37,6 @@ pub mod supervisor;
 pub mod task_cgroup;
 pub mod task_manifest;
 pub mod tcs;
+pub mod update;
 pub mod version;
 pub mod websocket;

@@ -116,7 +116,7 @@ fn unsupported_settings_are_warned_about_once_each_at_start_up() {
     env.extend([
         ("ECS_POLL_METRICS", "true"),
         ("ECS_ENABLE_TASK_ENI", "true"),
-        ("ECS_UPDATES_ENABLED", "false"),
+        ("ECS_WARM_POOLS_CHECK", "false"),
     ]);
     let out = agent(&["-ecs-attributes"], &env);
     let log = String::from_utf8_lossy(&out.stdout);
@@ -130,5 +130,5 @@ fn unsupported_settings_are_warned_about_once_each_at_start_up() {
         assert_eq!(lines, 1, "{name}: {log}");
     }
     // At its default value a setting is not warned about.
-    assert!(!log.contains("ECS_UPDATES_ENABLED"), "{log}");
+    assert!(!log.contains("ECS_WARM_POOLS_CHECK"), "{log}");
 }

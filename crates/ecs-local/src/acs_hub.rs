@@ -21,7 +21,14 @@
 //! manifest does not list, asks with a `TaskStopVerificationMessage`; the
 //! hub confirms only the candidates the plane does not want RUNNING there
 //! ([`verify_stops`]) in a `TaskStopVerificationAck`.
+//!
+//! An agent update (see [`crate::agent_update`]) is driven from here too:
+//! `StageUpdateMessage` when UpdateContainerAgent is called or when the
+//! agent connects with an update under way, `PerformUpdateMessage` on the
+//! stage's ack, and the instance's `agentUpdateStatus` from the agent's
+//! acks, nacks and reconnection.
 
+use crate::agent_update::{self, Bundle, OnConnect, UpdateStatus};
 use crate::arn;
 use crate::clock;
 use crate::credentials::RoleType;
@@ -30,12 +37,12 @@ use crate::store::{State, Store, StoreError, TaskRecord};
 use crate::Context;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State as AxumState};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ecs_model::acs::{
     AcsMessage, HeartbeatMessage, IAMRoleCredentialsAckRequest, IAMRoleCredentialsMessage,
-    PayloadMessage, TaskIdentifier, TaskManifestMessage, TaskStopVerificationAck,
-    TaskStopVerificationMessage,
+    NackRequest, PayloadMessage, PerformUpdateMessage, StageUpdateMessage, TaskIdentifier,
+    TaskManifestMessage, TaskStopVerificationAck, TaskStopVerificationMessage, UpdateInfo,
 };
 use ecs_model::ecs_api::VersionInfo;
 use std::collections::{HashMap, HashSet};
@@ -62,6 +69,9 @@ enum Outbound {
 struct Connection {
     generation: u64,
     tx: mpsc::UnboundedSender<Outbound>,
+    /// The `Host` the agent reached the plane at: where it can download
+    /// an agent update from.
+    host: String,
     /// (task id, desired status) already sent on this connection.
     sent: HashSet<(String, String)>,
 }
@@ -110,6 +120,8 @@ pub struct AcsHub {
     /// Time between `TaskManifestMessage`s on a connection (the first one
     /// goes out this long after connecting).
     task_manifest_interval: Duration,
+    /// The agent update the plane offers.
+    agent_update: Option<Arc<Bundle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,17 +146,30 @@ impl AcsHub {
             first_heartbeat,
             credentials_ttl,
             task_manifest_interval,
+            agent_update: None,
         }
     }
 
+    /// Offers `bundle` to `UpdateContainerAgent`.
+    pub fn with_agent_update(mut self, bundle: Option<Arc<Bundle>>) -> Self {
+        self.agent_update = bundle;
+        self
+    }
+
     /// Makes `tx` the instance's connection; an older one is told to close.
-    fn register(&self, instance_id: &str, tx: mpsc::UnboundedSender<Outbound>) -> u64 {
+    fn register(
+        &self,
+        instance_id: &str,
+        tx: mpsc::UnboundedSender<Outbound>,
+        host: String,
+    ) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let old = lock(&self.state).connections.insert(
             instance_id.to_owned(),
             Connection {
                 generation,
                 tx,
+                host,
                 sent: HashSet::new(),
             },
         );
@@ -330,8 +355,276 @@ impl AcsHub {
         }
     }
 
-    /// Records an `AckRequest`: of the instance's last manifest, or of a
-    /// payload (the task's desired status reached the agent).
+    /// The instance's connection: its sender and the host the agent used.
+    fn connection_of(
+        &self,
+        instance_id: &str,
+    ) -> Option<(mpsc::UnboundedSender<Outbound>, String)> {
+        lock(&self.state)
+            .connections
+            .get(instance_id)
+            .map(|c| (c.tx.clone(), c.host.clone()))
+    }
+
+    /// Sends the instance's agent the `StageUpdateMessage` of its update
+    /// under way, which becomes `STAGING`. Does nothing when the agent is
+    /// not connected: the update then waits for its next connection
+    /// ([`AcsHub::resume_update`]).
+    pub fn stage_update(&self, instance_id: &str) {
+        let Some((tx, host)) = self.connection_of(instance_id) else {
+            return;
+        };
+        let bundle = self.agent_update.clone();
+        let built = self.store.update(|st| {
+            let Some(cluster) = st.instances.get(instance_id).map(|r| r.cluster.clone()) else {
+                return Ok::<_, StoreError>(None);
+            };
+            let cluster_arn = st.clusters.get(&cluster).map(|c| c.arn.clone());
+            let Some(record) = st.instances.get_mut(instance_id) else {
+                return Ok(None);
+            };
+            let instance_arn = record.arn.clone();
+            let Some(update) = record
+                .agent_update
+                .as_mut()
+                .filter(|u| u.status.in_progress())
+            else {
+                return Ok(None);
+            };
+            // A plane restarted without its bundle cannot finish the update.
+            let Some(bundle) = bundle else {
+                tracing::warn!(
+                    instance = instance_id,
+                    "agent update failed: the plane no longer offers a bundle"
+                );
+                update.status = UpdateStatus::Failed;
+                record.version = record.version.saturating_add(1);
+                return Ok(None);
+            };
+            let message_id = uuid::Uuid::new_v4().to_string();
+            update.status = UpdateStatus::Staging;
+            update.bundle = bundle.sha256().to_owned();
+            update.stage_message_id = Some(message_id.clone());
+            update.perform_message_id = None;
+            update.perform_acked = false;
+            record.version = record.version.saturating_add(1);
+            Ok(Some(StageUpdateMessage {
+                cluster_arn,
+                container_instance_arn: Some(instance_arn),
+                message_id: Some(message_id),
+                update_info: Some(UpdateInfo {
+                    location: Some(bundle.location(&host)),
+                    signature: Some(bundle.sha256().to_owned()),
+                }),
+            }))
+        });
+        match built {
+            Ok(Some(stage)) => {
+                tracing::info!(
+                    instance = instance_id,
+                    message_id = stage.message_id.as_deref().unwrap_or_default(),
+                    location = stage
+                        .update_info
+                        .as_ref()
+                        .and_then(|u| u.location.as_deref())
+                        .unwrap_or_default(),
+                    "agent update staging"
+                );
+                let _ = tx.send(Outbound::Frame(
+                    AcsMessage::StageUpdateMessage(stage).encode(),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(instance = instance_id, error = %e, "cannot record an agent update stage; not sent")
+            }
+        }
+    }
+
+    /// Sends the `PerformUpdateMessage` of a `STAGED` update, which becomes
+    /// `UPDATING`. Without a connection the update stays `STAGED` and is
+    /// staged again on the next one.
+    fn perform_update(&self, instance_id: &str) {
+        let Some((tx, host)) = self.connection_of(instance_id) else {
+            return;
+        };
+        let built = self.store.update(|st| {
+            let Some(cluster) = st.instances.get(instance_id).map(|r| r.cluster.clone()) else {
+                return Ok::<_, StoreError>(None);
+            };
+            let cluster_arn = st.clusters.get(&cluster).map(|c| c.arn.clone());
+            let Some(record) = st.instances.get_mut(instance_id) else {
+                return Ok(None);
+            };
+            let instance_arn = record.arn.clone();
+            let Some(update) = record
+                .agent_update
+                .as_mut()
+                .filter(|u| u.status == UpdateStatus::Staged)
+            else {
+                return Ok(None);
+            };
+            let message_id = uuid::Uuid::new_v4().to_string();
+            update.status = UpdateStatus::Updating;
+            update.perform_message_id = Some(message_id.clone());
+            update.perform_acked = false;
+            // The same update info as the stage; the agent does not read it.
+            let update_info = self.agent_update.as_ref().map(|b| UpdateInfo {
+                location: Some(b.location(&host)),
+                signature: Some(b.sha256().to_owned()),
+            });
+            record.version = record.version.saturating_add(1);
+            Ok(Some(PerformUpdateMessage {
+                cluster_arn,
+                container_instance_arn: Some(instance_arn),
+                message_id: Some(message_id),
+                update_info,
+            }))
+        });
+        match built {
+            Ok(Some(perform)) => {
+                tracing::info!(
+                    instance = instance_id,
+                    message_id = perform.message_id.as_deref().unwrap_or_default(),
+                    "agent update staged; performing it"
+                );
+                let _ = tx.send(Outbound::Frame(
+                    AcsMessage::PerformUpdateMessage(perform).encode(),
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(instance = instance_id, error = %e, "cannot record an agent update perform; not sent")
+            }
+        }
+    }
+
+    /// On a new connection: stages the instance's update under way again,
+    /// or, when the agent acked the perform before, records it `UPDATED`.
+    pub fn resume_update(&self, instance_id: &str) {
+        let next = self.store.read(|st| {
+            agent_update::on_connect(
+                st.instances
+                    .get(instance_id)
+                    .and_then(|r| r.agent_update.as_ref()),
+            )
+        });
+        match next {
+            OnConnect::Nothing => {}
+            OnConnect::Stage => self.stage_update(instance_id),
+            OnConnect::Updated => {
+                let result = self.store.update(|st| {
+                    if let Some(record) = st.instances.get_mut(instance_id) {
+                        if let Some(update) = record.agent_update.as_mut() {
+                            update.status = UpdateStatus::Updated;
+                            record.version = record.version.saturating_add(1);
+                        }
+                    }
+                    Ok::<_, StoreError>(())
+                });
+                match result {
+                    Ok(()) => tracing::info!(
+                        instance = instance_id,
+                        "agent update complete: the agent is back"
+                    ),
+                    Err(e) => {
+                        tracing::error!(instance = instance_id, error = %e, "cannot record a completed agent update")
+                    }
+                }
+            }
+        }
+    }
+
+    /// An `AckRequest` of the instance's update messages: a stage ack makes
+    /// it `STAGED` and sends the perform; a perform ack is noted. Returns
+    /// whether the ack was one of them.
+    fn update_acked(&self, instance_id: &str, message_id: &str) -> bool {
+        let acked = self.store.update(|st| {
+            let Some(record) = st.instances.get_mut(instance_id) else {
+                return Ok::<_, StoreError>(None);
+            };
+            let Some(update) = record.agent_update.as_mut() else {
+                return Ok(None);
+            };
+            if update.stage_message_id.as_deref() == Some(message_id) {
+                if update.status == UpdateStatus::Staging {
+                    update.status = UpdateStatus::Staged;
+                    record.version = record.version.saturating_add(1);
+                }
+                return Ok(Some(UpdateStatus::Staged));
+            }
+            if update.perform_message_id.as_deref() == Some(message_id) {
+                update.perform_acked = true;
+                return Ok(Some(UpdateStatus::Updating));
+            }
+            Ok(None)
+        });
+        match acked {
+            Ok(Some(UpdateStatus::Staged)) => {
+                self.perform_update(instance_id);
+                true
+            }
+            Ok(Some(_)) => {
+                tracing::info!(
+                    instance = instance_id,
+                    message_id,
+                    "agent acked the update perform; it exits to install it"
+                );
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(instance = instance_id, error = %e, "cannot record an agent update ack");
+                true
+            }
+        }
+    }
+
+    /// A `NackRequest` of the instance's current stage or perform makes
+    /// the update `FAILED`. Nacks of older messages (a stage the agent
+    /// replaced) change nothing.
+    fn update_nacked(&self, instance_id: &str, nack: &NackRequest) {
+        let message_id = nack.message_id.as_deref().unwrap_or_default();
+        let reason = nack.reason.as_deref().unwrap_or_default();
+        let failed = self.store.update(|st| {
+            let Some(record) = st.instances.get_mut(instance_id) else {
+                return Ok::<_, StoreError>(false);
+            };
+            let Some(update) = record.agent_update.as_mut() else {
+                return Ok(false);
+            };
+            let ours = !message_id.is_empty()
+                && (update.stage_message_id.as_deref() == Some(message_id)
+                    || update.perform_message_id.as_deref() == Some(message_id));
+            if !ours || !update.status.in_progress() {
+                return Ok(false);
+            }
+            update.status = UpdateStatus::Failed;
+            record.version = record.version.saturating_add(1);
+            Ok(true)
+        });
+        match failed {
+            Ok(true) => tracing::warn!(
+                instance = instance_id,
+                message_id,
+                reason,
+                "agent update failed: the agent refused it"
+            ),
+            Ok(false) => tracing::warn!(
+                instance = instance_id,
+                message_id,
+                reason,
+                "agent nacked a message"
+            ),
+            Err(e) => {
+                tracing::error!(instance = instance_id, error = %e, "cannot record an agent update nack")
+            }
+        }
+    }
+
+    /// Records an `AckRequest`: of the instance's last manifest, of its
+    /// agent update, or of a payload (the task's desired status reached
+    /// the agent).
     fn acked(&self, instance_id: &str, message_id: &str) {
         {
             let mut state = lock(&self.state);
@@ -344,6 +637,9 @@ impl AcsHub {
                 tracing::debug!(instance = instance_id, message_id, "task manifest acked");
                 return;
             }
+        }
+        if self.update_acked(instance_id, message_id) {
+            return;
         }
         let Some(ack) = lock(&self.state).pending.remove(message_id) else {
             tracing::debug!(
@@ -765,6 +1061,7 @@ fn refuse(kind: &str, message: &str) -> Response {
 pub(crate) async fn upgrade(
     AxumState(ctx): AxumState<Arc<Context>>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let query = query_map(raw.as_deref());
@@ -811,30 +1108,51 @@ pub(crate) async fn upgrade(
             .map(|v| v.strip_prefix("DockerVersion: ").unwrap_or(v).to_owned()),
     };
     let send_credentials = query.get("sendCredentials").map(String::as_str) == Some("true");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| ctx.local_addr.to_string());
     let shutdown = ctx.shutdown.clone();
     ws.on_upgrade(move |socket| {
         run(
             ctx,
             socket,
-            instance_id,
-            version_info,
-            send_credentials,
+            Agent {
+                instance_id,
+                version_info,
+                send_credentials,
+                host,
+            },
             shutdown,
         )
     })
 }
 
-async fn run(
-    ctx: Arc<Context>,
-    mut socket: WebSocket,
+/// Who is on the other end of a new connection.
+struct Agent {
     instance_id: String,
     version_info: VersionInfo,
     send_credentials: bool,
+    /// The `Host` of its upgrade request.
+    host: String,
+}
+
+async fn run(
+    ctx: Arc<Context>,
+    mut socket: WebSocket,
+    agent: Agent,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Agent {
+        instance_id,
+        version_info,
+        send_credentials,
+        host,
+    } = agent;
     let hub = &ctx.acs;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let generation = hub.register(&instance_id, tx);
+    let generation = hub.register(&instance_id, tx, host);
     let connected = ctx.store.update(|st| {
         if let Some(i) = st.instances.get_mut(&instance_id) {
             i.agent_connected = true;
@@ -853,6 +1171,7 @@ async fn run(
     );
     hub.deliver(&instance_id);
     hub.push_credentials(&instance_id, send_credentials);
+    hub.resume_update(&instance_id);
 
     let start = tokio::time::Instant::now() + hub.first_heartbeat;
     let mut heartbeat = tokio::time::interval_at(start, hub.heartbeat_interval);
@@ -942,14 +1261,7 @@ fn handle_frame(hub: &AcsHub, instance_id: &str, text: &str) {
         Ok(AcsMessage::IAMRoleCredentialsAckRequest(ack)) => {
             hub.credentials_acked(instance_id, &ack);
         }
-        Ok(AcsMessage::NackRequest(nack)) => {
-            tracing::warn!(
-                instance = instance_id,
-                message_id = nack.message_id.as_deref().unwrap_or_default(),
-                reason = nack.reason.as_deref().unwrap_or_default(),
-                "agent nacked a message"
-            );
-        }
+        Ok(AcsMessage::NackRequest(nack)) => hub.update_nacked(instance_id, &nack),
         Ok(other) => {
             tracing::info!(
                 instance = instance_id,
@@ -1168,7 +1480,7 @@ mod tests {
         let (_dir, hub) = hub();
         more_tasks(&hub);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        hub.register("i1", tx);
+        hub.register("i1", tx, "127.0.0.1:1".into());
         hub.deliver("i1");
         let mut payload_ids = Vec::new();
         while let Ok(Outbound::Frame(f)) = rx.try_recv() {

@@ -2,13 +2,16 @@
 //! JSON 1.1 API (`POST /`) for the AWS CLI, SDKs and agents, the ACS
 //! (`/acs/ws`) and TCS (`/tcs/ws`) websockets agents connect to, and a few
 //! local-only routes under `/_local/` (see [`local_api`]), such as the task
-//! IAM role credentials the plane issued (see [`credentials`]).
+//! IAM role credentials the plane issued (see [`credentials`]), and, when
+//! it was given one, the agent update bundle it offers to
+//! `UpdateContainerAgent` (see [`agent_update`]).
 //!
 //! Start it in-process with [`Plane::start`] on a bound listener, and stop
 //! it with [`Plane::shutdown`].
 #![forbid(unsafe_code)]
 
 pub mod acs_hub;
+pub mod agent_update;
 mod api;
 pub mod arn;
 pub mod clock;
@@ -22,6 +25,7 @@ pub mod store;
 pub mod tcs_hub;
 
 use acs_hub::AcsHub;
+use agent_update::{Bundle, BundleError};
 use arn::ArnBuilder;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -62,6 +66,10 @@ pub struct Config {
     /// Time between the `TaskManifestMessage`s each connected agent gets
     /// (docs/protocols.md §4.8); the first goes out this long after it connects.
     pub task_manifest_interval: Duration,
+    /// The agent update bundle `UpdateContainerAgent` installs (a tar file,
+    /// served by the plane itself); none means every such call answers
+    /// `NoUpdateAvailableException`.
+    pub agent_update_bundle: Option<PathBuf>,
 }
 
 impl Config {
@@ -76,6 +84,7 @@ impl Config {
             first_heartbeat: Duration::from_secs(1),
             credentials_ttl: credentials::DEFAULT_TTL,
             task_manifest_interval: DEFAULT_TASK_MANIFEST_INTERVAL,
+            agent_update_bundle: None,
         }
     }
 }
@@ -85,6 +94,8 @@ impl Config {
 pub enum PlaneError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     #[error("cannot read the listener address: {0}")]
     Address(std::io::Error),
     #[error("server failed: {0}")]
@@ -102,6 +113,8 @@ pub(crate) struct Context {
     pub(crate) local_addr: SocketAddr,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) credentials_ttl: Duration,
+    /// The agent update offered, if any.
+    pub(crate) agent_update: Option<Arc<Bundle>>,
 }
 
 /// A running plane.
@@ -124,6 +137,19 @@ impl Plane {
             tags: None,
             settings: None,
         })?);
+        let agent_update = match &config.agent_update_bundle {
+            Some(path) => {
+                let bundle = Bundle::load(path)?;
+                tracing::info!(
+                    path = %path.display(),
+                    sha256 = bundle.sha256(),
+                    bytes = bundle.size(),
+                    "offering an agent update"
+                );
+                Some(Arc::new(bundle))
+            }
+            None => None,
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(Context {
             acs: AcsHub::new(
@@ -132,7 +158,8 @@ impl Plane {
                 config.first_heartbeat,
                 config.credentials_ttl,
                 config.task_manifest_interval,
-            ),
+            )
+            .with_agent_update(agent_update.clone()),
             tcs: TcsHub::new(
                 store.clone(),
                 config.heartbeat_interval,
@@ -143,12 +170,14 @@ impl Plane {
             local_addr,
             shutdown: shutdown_rx.clone(),
             credentials_ttl: config.credentials_ttl,
+            agent_update,
         });
         let app = Router::new()
             .route("/", post(api::handle))
             .route("/acs/ws", get(acs_hub::upgrade))
             .route("/tcs/ws", get(tcs_hub::upgrade))
             .route("/metrics", get(metrics_page_handler))
+            .route(agent_update::ROUTE, get(agent_update::serve))
             .route(
                 local_api::TASK_CREDENTIALS_PATH,
                 get(local_api::task_credentials),

@@ -490,6 +490,7 @@ mod tests {
                 registered_at: 0.0,
                 version: 1,
                 tags: None,
+                agent_update: None,
             },
         );
         (arns, st)

@@ -37,6 +37,13 @@ struct Args {
     /// tasks it runs that are not listed (1 to 86400).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     task_manifest_interval: u64,
+    /// A tar file to offer as the agent update: UpdateContainerAgent stages
+    /// it on the instance's agent, which downloads it from this plane
+    /// (GET /agent-updates/<sha256>.tar) and exits with code 42 to install
+    /// it. Without it, UpdateContainerAgent answers
+    /// NoUpdateAvailableException.
+    #[arg(long, value_name = "FILE")]
+    agent_update_bundle: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -102,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_interval);
     config.credentials_ttl = credentials_ttl;
     config.task_manifest_interval = Duration::from_secs(args.task_manifest_interval);
+    config.agent_update_bundle = args.agent_update_bundle;
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;

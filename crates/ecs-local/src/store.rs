@@ -7,6 +7,7 @@
 //! memory and disk at the previous state. The lock is a plain mutex and is
 //! never held across an `.await`.
 
+use crate::agent_update::AgentUpdate;
 use crate::credentials::{IssuedCredentials, RoleType};
 use crate::scheduler::Demand;
 use ecs_model::ecs_api::{
@@ -97,6 +98,9 @@ pub struct InstanceRecord {
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
+    /// The latest UpdateContainerAgent of this instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_update: Option<AgentUpdate>,
 }
 
 /// A task: the ECS API view plus what the plane needs to schedule it and
@@ -388,6 +392,7 @@ mod tests {
                         registered_at: 1.5,
                         version: 1,
                         tags: None,
+                        agent_update: None,
                     },
                 );
                 Ok::<_, StoreError>(())

@@ -26,11 +26,6 @@ const NOT_SUPPORTED_YET: &[Entry] = &[
     ("ECS_ENABLE_SPOT_INSTANCE_DRAINING", |c| {
         c.spot_instance_draining
     }),
-    // Agent updates.
-    ("ECS_UPDATES_ENABLED", |c| c.updates_enabled),
-    ("ECS_UPDATE_DOWNLOAD_DIR", |c| {
-        c.update_download_dir.is_some()
-    }),
     // Metrics and runtime statistics.
     ("ECS_POLL_METRICS", |c| c.poll_metrics),
     ("ECS_POLLING_METRICS_WAIT_DURATION", |c| {
@@ -133,8 +128,6 @@ mod tests {
         ("ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM", "ec2_instance"),
         ("ECS_WARM_POOLS_CHECK", "true"),
         ("ECS_ENABLE_SPOT_INSTANCE_DRAINING", "true"),
-        ("ECS_UPDATES_ENABLED", "true"),
-        ("ECS_UPDATE_DOWNLOAD_DIR", "/var/cache/ecs"),
         ("ECS_POLL_METRICS", "true"),
         ("ECS_POLLING_METRICS_WAIT_DURATION", "15s"),
         ("ECS_ENABLE_RUNTIME_STATS", "true"),
@@ -190,7 +183,6 @@ mod tests {
         let defaults = [
             ("ECS_CONTAINER_INSTANCE_PROPAGATE_TAGS_FROM", "none"),
             ("ECS_WARM_POOLS_CHECK", "false"),
-            ("ECS_UPDATES_ENABLED", "false"),
             ("ECS_POLL_METRICS", "false"),
             ("ECS_POLLING_METRICS_WAIT_DURATION", "10s"),
             ("ECS_MANIFEST_PULL_TIMEOUT", "1m"),
@@ -209,6 +201,20 @@ mod tests {
         ];
         assert_eq!(
             load(&defaults, "").unsupported_settings(),
+            Vec::<&str>::new()
+        );
+    }
+
+    /// Agent updates are implemented (`crate::update`): setting them is
+    /// not warned about.
+    #[test]
+    fn update_settings_are_acted_on_and_not_warned_about() {
+        let changed = [
+            ("ECS_UPDATES_ENABLED", "true"),
+            ("ECS_UPDATE_DOWNLOAD_DIR", "/var/cache/ecs"),
+        ];
+        assert_eq!(
+            load(&changed, "").unsupported_settings(),
             Vec::<&str>::new()
         );
     }

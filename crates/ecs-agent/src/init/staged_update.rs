@@ -1,4 +1,4 @@
-//! Installing an update the agent staged (docs/operations.md §7): the
+//! Installing an update the agent staged (docs/operations.md §6): the
 //! agent downloads the bundle, checks it, names it in `desired-image` and
 //! exits 42; the init service then takes the agent binary out of the
 //! bundle and puts it in place of the one it runs.
@@ -12,8 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// The file in the update directory that names the staged bundle.
-pub const DESIRED_IMAGE_FILE: &str = "desired-image";
+use crate::update::DESIRED_IMAGE_FILE;
 /// Where the image keeps the agent binary.
 const BINARY_IN_IMAGE: &str = "agent";
 /// Larger than any agent binary; a layer entry above it is not read.

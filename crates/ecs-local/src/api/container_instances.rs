@@ -1,7 +1,9 @@
 //! `RegisterContainerInstance`, `DeregisterContainerInstance`,
-//! `ListContainerInstances`, `DescribeContainerInstances`.
+//! `ListContainerInstances`, `DescribeContainerInstances`,
+//! `UpdateContainerAgent`.
 
 use super::{clusters, paginate, ApiError};
+use crate::agent_update::{self, Refusal};
 use crate::arn;
 use crate::clock;
 use crate::scheduler::Capacity;
@@ -12,7 +14,7 @@ use ecs_model::ecs_api::{
     DeregisterContainerInstanceResponse, DescribeContainerInstancesRequest,
     DescribeContainerInstancesResponse, Failure, ListContainerInstancesRequest,
     ListContainerInstancesResponse, RegisterContainerInstanceRequest,
-    RegisterContainerInstanceResponse,
+    RegisterContainerInstanceResponse, UpdateContainerAgentRequest, UpdateContainerAgentResponse,
 };
 
 /// The attribute that tells the agent its availability zone.
@@ -38,6 +40,10 @@ pub(crate) fn view(state: &State, record: &InstanceRecord) -> ContainerInstance 
         registered_resources: Some(record.registered_resources.clone()),
         status: Some(record.status.clone()),
         agent_connected: Some(record.agent_connected),
+        agent_update_status: record
+            .agent_update
+            .as_ref()
+            .map(|u| u.status.as_str().to_owned()),
         running_tasks_count: Some(count("RUNNING")),
         pending_tasks_count: Some(count("PENDING")),
         attributes: Some(record.attributes.clone()),
@@ -111,6 +117,9 @@ pub(super) fn register(
                 .tags
                 .clone()
                 .or_else(|| previous.and_then(|p| p.tags.clone())),
+            // An agent re-registering after an update finds it here; its
+            // ACS connection completes it (crate::agent_update).
+            agent_update: previous.and_then(|p| p.agent_update.clone()),
         };
         let reregistered = previous.is_some();
         st.instances.insert(id, record.clone());
@@ -178,6 +187,55 @@ pub(super) fn deregister(
     ctx.acs.disconnect(&id, "container instance deregistered");
     tracing::info!(container_instance = %id, force, "container instance deregistered");
     Ok(DeregisterContainerInstanceResponse {
+        container_instance: Some(instance),
+    })
+}
+
+/// Starts updating the instance's agent to the plane's bundle
+/// (crate::agent_update): the answer shows `agentUpdateStatus` `PENDING`,
+/// and the stage goes to the agent at once if it is connected.
+pub(super) fn update_agent(
+    ctx: &Context,
+    req: UpdateContainerAgentRequest,
+) -> Result<UpdateContainerAgentResponse, ApiError> {
+    if req.container_instance.is_empty() {
+        return Err(ApiError::InvalidParameter(
+            "containerInstance is required.".to_owned(),
+        ));
+    }
+    let (instance, id) = ctx.store.update(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let id = arn::resource_id(&req.container_instance).to_owned();
+        let record = st
+            .instances
+            .get_mut(&id)
+            .filter(|i| i.cluster == cluster)
+            .ok_or_else(|| {
+                ApiError::InvalidParameter("Container instance not found.".to_owned())
+            })?;
+        if record.status != "ACTIVE" {
+            return Err(ApiError::Client(
+                "The container instance is not ACTIVE.".to_owned(),
+            ));
+        }
+        agent_update::start(record, ctx.agent_update.as_deref()).map_err(|refusal| match refusal {
+            Refusal::NoBundle => ApiError::NoUpdateAvailable(
+                "There is no update available for this container agent (ecs-local was started without --agent-update-bundle).".to_owned(),
+            ),
+            Refusal::AlreadyUpdated => ApiError::NoUpdateAvailable(
+                "There is no update available for this container agent: it already runs the offered bundle.".to_owned(),
+            ),
+            Refusal::InProgress(status) => ApiError::UpdateInProgress(format!(
+                "An agent update is already in progress on this container instance (agentUpdateStatus {}).",
+                status.as_str()
+            )),
+        })?;
+        let record = record.clone();
+        Ok::<_, ApiError>((view(st, &record), id))
+    })?;
+    tracing::info!(container_instance = %id, "container agent update requested");
+    ctx.acs.stage_update(&id);
+    Ok(UpdateContainerAgentResponse {
         container_instance: Some(instance),
     })
 }

@@ -36,6 +36,10 @@ pub enum ApiError {
     #[error("{0}")]
     ResourceNotFound(String),
     #[error("{0}")]
+    NoUpdateAvailable(String),
+    #[error("{0}")]
+    UpdateInProgress(String),
+    #[error("{0}")]
     Server(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,6 +55,8 @@ impl ApiError {
             ApiError::Serialization(_) => "SerializationException",
             ApiError::UnknownOperation(_) => "UnknownOperationException",
             ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
+            ApiError::NoUpdateAvailable(_) => "NoUpdateAvailableException",
+            ApiError::UpdateInProgress(_) => "UpdateInProgressException",
             ApiError::Server(_) | ApiError::Store(_) => "ServerException",
         }
     }
@@ -106,6 +112,7 @@ fn run_action(
         }
         "ListContainerInstances" => encode(&container_instances::list(ctx, decode(body)?)?),
         "DescribeContainerInstances" => encode(&container_instances::describe(ctx, decode(body)?)?),
+        "UpdateContainerAgent" => encode(&container_instances::update_agent(ctx, decode(body)?)?),
         "DiscoverPollEndpoint" => encode(&agent::discover_poll_endpoint(ctx, decode(body)?, info)?),
         "RunTask" => encode(&tasks::run(ctx, decode(body)?)?),
         "StopTask" => encode(&tasks::stop(ctx, decode(body)?)?),

@@ -1,6 +1,7 @@
 //! Container instance shapes: `RegisterContainerInstance`,
 //! `DeregisterContainerInstance`, `ListContainerInstances`,
-//! `DescribeContainerInstances`, and `DiscoverPollEndpoint`.
+//! `DescribeContainerInstances`, `UpdateContainerAgent`, and
+//! `DiscoverPollEndpoint`.
 
 use super::{Attachment, Attribute, Failure, Tag};
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,24 @@ pub struct DescribeContainerInstancesResponse {
     pub container_instances: Vec<ContainerInstance>,
     #[serde(default)]
     pub failures: Vec<Failure>,
+}
+
+/// `UpdateContainerAgentRequest`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateContainerAgentRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub container_instance: String,
+}
+
+/// `UpdateContainerAgentResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateContainerAgentResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_instance: Option<ContainerInstance>,
 }
 
 /// `DiscoverPollEndpointRequest`. `zoneId` is not in the public model, but
