@@ -6,8 +6,8 @@ TARGET ?= x86_64-unknown-linux-gnu
 # Where cargo puts what it builds (CARGO_TARGET_DIR when set).
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 
-.PHONY: all build static test unit-tests run-integ-tests run-functional-tests \
-        demo setup lint fmt clean fuzz bench bench-quick
+.PHONY: all build static release deb test test-in-docker unit-tests run-integ-tests \
+        run-functional-tests demo setup lint fmt clean fuzz bench bench-quick
 
 all: build
 
@@ -15,11 +15,45 @@ all: build
 build:
 	$(CARGO) build --release --bin ecs-agent --bin ecs-local
 
-## static: a statically linked ecs-agent (glibc, crt-static)
+## static: statically linked ecs-agent and ecs-local (glibc, crt-static),
+## in target/$(TARGET)/release: what the image and the package hold
 static:
 	RUSTFLAGS="-C target-feature=+crt-static" \
-		$(CARGO) build --release -p ecs-agent --target $(TARGET) --bin ecs-agent
-	@echo "built target/$(TARGET)/release/ecs-agent"
+		$(CARGO) build --release --target $(TARGET) --bin ecs-agent --bin ecs-local
+	@echo "built target/$(TARGET)/release/ecs-agent and ecs-local"
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+STATIC_AGENT := $(TARGET_DIR)/$(TARGET)/release/ecs-agent
+IMAGE_NAME ?= ecs-agent-rs
+IMAGE_DIR := $(TARGET_DIR)/image
+# The classic builder where BuildKit's buildx plugin is not installed
+# (Debian's docker.io has none); the Dockerfile needs nothing newer.
+DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
+DEB_REVISION ?= 1
+DEB_DIR := $(TARGET_DIR)/deb
+
+## release: the agent's container image from the static binary and the
+## host's CA certificates, on no base image (packaging/docker/Dockerfile),
+## tagged amazon/amazon-ecs-agent:make, ecs-agent-rs:<version> and
+## ecs-agent-rs:latest; and its `docker save` archive, which is also the
+## bundle of an agent update: target/image/ecs-agent-rs-v<version>.tar
+release: static
+	rm -rf $(IMAGE_DIR)
+	mkdir -p $(IMAGE_DIR)/rootfs/etc/ssl/certs
+	strip -o $(IMAGE_DIR)/rootfs/agent $(STATIC_AGENT)
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_DIR)/rootfs/etc/ssl/certs/
+	cp packaging/docker/Dockerfile $(IMAGE_DIR)/
+	DOCKER_BUILDKIT=$(DOCKER_BUILDKIT) docker build -q \
+		-t amazon/amazon-ecs-agent:make -t $(IMAGE_NAME):$(VERSION) -t $(IMAGE_NAME):latest \
+		$(IMAGE_DIR)
+	docker save -o $(IMAGE_DIR)/$(IMAGE_NAME)-v$(VERSION).tar $(IMAGE_NAME):$(VERSION) $(IMAGE_NAME):latest
+	@echo "built image $(IMAGE_NAME):$(VERSION) and $(IMAGE_DIR)/$(IMAGE_NAME)-v$(VERSION).tar"
+
+## deb: the Debian package target/deb/ecs-agent-rs_<version>-<DEB_REVISION>_amd64.deb
+## (the static agent, ecs-local, the systemd units, /etc/ecs/ecs.config)
+deb: static
+	packaging/deb/build $(VERSION)-$(DEB_REVISION) $(STATIC_AGENT) \
+		$(TARGET_DIR)/$(TARGET)/release/ecs-local $(DEB_DIR)
 
 ## setup: install and start what the tests and the demo need (idempotent)
 setup:
@@ -37,7 +71,9 @@ setup:
 # needs a second, check-mode build of every dependency; and a separate fuzz
 # workspace (`--manifest-path`) resolves features differently and rebuilds
 # most of the dependency tree a second time.
-test: setup
+# The image and the static binaries are built first: the image, package
+# and init-service tests run what users install.
+test: setup release
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace
 

@@ -1,5 +1,5 @@
 //! Swapping this agent in on a host where the Go agent ran, tasks running
-//! (docs/operations.md §3), on real Docker: the Go agent's checkpoint (the
+//! (docs/operations.md §11), on real Docker: the Go agent's checkpoint (the
 //! recorded fixture, pointed at containers made here as the Go agent makes
 //! them) is taken over, the same instance reconnects, its tasks keep
 //! running untouched and are managed from then on; what cannot be carried
@@ -227,7 +227,7 @@ async fn the_go_agents_host_is_taken_over_with_its_tasks_running() {
     let pair_task = cli.describe_task(CLUSTER, &pair).unwrap();
     assert_eq!(pair_task["lastStatus"], "RUNNING");
 
-    // Hand back (docs/operations.md §4): stop, export, and the written
+    // Hand back (docs/operations.md §12): stop, export, and the written
     // agent.db holds the instance and the task still running.
     assert_eq!(agent.terminate(WAIT).unwrap(), Some(0));
     let data = data_dir.display().to_string();

@@ -119,7 +119,10 @@ fn sigterm(pid: u32) {
 
 #[test]
 fn failures_are_restarted_and_a_terminal_exit_ends_the_service_with_five() {
-    let f = Fixture::new("1\n2\n1\n5\n", "ECS_CLUSTER=\"quoted\"\n#ECS_LOGLEVEL=debug\n");
+    let f = Fixture::new(
+        "1\n2\n1\n5\n",
+        "ECS_CLUSTER=\"quoted\"\n#ECS_LOGLEVEL=debug\n",
+    );
     let out = f.init("start").output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{log}");
@@ -129,7 +132,10 @@ fn failures_are_restarted_and_a_terminal_exit_ends_the_service_with_five() {
     // ecs-init reads it (quotes kept; `#` makes no comment, only a name
     // that is not ECS_LOGLEVEL), the caller's PATH.
     let env = std::fs::read_to_string(f.path("env.1")).unwrap();
-    assert!(!env.lines().any(|l| l.starts_with("ECS_LOGLEVEL=")), "{env}");
+    assert!(
+        !env.lines().any(|l| l.starts_with("ECS_LOGLEVEL=")),
+        "{env}"
+    );
     for line in [
         "ECS_CLUSTER=\"quoted\"",
         "ECS_DATADIR=/var/lib/ecs/data",

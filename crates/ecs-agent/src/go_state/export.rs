@@ -1,7 +1,7 @@
 //! The hand-back: this agent's checkpoint turned into the buckets of the Go
 //! agent 1.105's `agent.db`, so that the Go agent started next on the data
 //! directory reconnects as the same container instance and goes on
-//! managing the tasks that run (docs/operations.md §4).
+//! managing the tasks that run (docs/operations.md §12).
 //!
 //! [`to_go_buckets`] is pure: it takes what the store holds
 //! ([`ExportState`]) and gives the keys and JSON values of every bucket, in

@@ -1,5 +1,5 @@
 //! `ecs-agent export-go-state`: hands the host back to the Go agent 1.105
-//! (docs/operations.md §4). It reads the configuration as the agent does,
+//! (docs/operations.md §12). It reads the configuration as the agent does,
 //! opens this agent's checkpoint in `ECS_DATADIR` (which redb refuses while
 //! the agent runs), builds the Go agent's buckets ([`super::export`]),
 //! writes them as `agent.db`, and moves this agent's checkpoint aside, so
@@ -178,7 +178,7 @@ pub fn run(env: &Env, out: &mut dyn Write) -> Result<(), HandbackError> {
         .count();
     let _ = writeln!(
         out,
-        "handed back: cluster {}, container instance {}, {} task(s) ({running} running), {} container(s), {} image(s); start the Go agent 1.105 on {} next (docs/operations.md §4)",
+        "handed back: cluster {}, container instance {}, {} task(s) ({running} running), {} container(s), {} image(s); start the Go agent 1.105 on {} next (docs/operations.md §12)",
         state.cluster.as_deref().unwrap_or(""),
         state.container_instance_arn.as_deref().unwrap_or(""),
         counts.tasks,

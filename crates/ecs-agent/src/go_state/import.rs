@@ -1,4 +1,4 @@
-//! Taking a host over from the Go agent (docs/operations.md §3): its
+//! Taking a host over from the Go agent (docs/operations.md §11): its
 //! checkpoint's records become this agent's tasks, images and instance
 //! metadata, or the whole take-over is refused, before anything changes,
 //! naming what this agent cannot carry.

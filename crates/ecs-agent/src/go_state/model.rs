@@ -2,7 +2,7 @@
 //! field order the Go agent writes them, so that an exported file reads as
 //! the Go agent's own. Members this agent does not interpret are kept as
 //! raw JSON; members a newer Go agent may add land in `extra`, where the
-//! import refuses any that carries a value (docs/operations.md §3).
+//! import refuses any that carries a value (docs/operations.md §11).
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! Starting on a data directory where the Go agent ran
-//! (docs/operations.md §3): its `agent.db` is read, never written, and
+//! (docs/operations.md §11): its `agent.db` is read, never written, and
 //! this agent's own checkpoint is created from it in one step.
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! The environment the init service gives the agent (docs/operations.md
-//! §6.2): ecs-init's defaults, then the init's own environment, then the
+//! §2): ecs-init's defaults, then the init's own environment, then the
 //! ecs.config files read the way ecs-init reads them, not the way systemd
 //! does.
 
@@ -130,7 +130,10 @@ mod tests {
         let mut env = BTreeMap::new();
         assert_eq!(
             config_files(&env),
-            vec![PathBuf::from(VENDOR_CONFIG_FILE), PathBuf::from(CONFIG_FILE)]
+            vec![
+                PathBuf::from(VENDOR_CONFIG_FILE),
+                PathBuf::from(CONFIG_FILE)
+            ]
         );
         env.insert("ECS_INIT_CONFIG_FILES".into(), "/a:/b".into());
         assert_eq!(

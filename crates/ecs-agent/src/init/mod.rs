@@ -1,5 +1,5 @@
 //! `ecs-agent init <verb>`: the init service, what ecs-init does around
-//! the Go agent on Amazon Linux (docs/operations.md §6). systemd runs
+//! the Go agent on Amazon Linux (docs/operations.md §3). systemd runs
 //! `pre-start`, then `start`, which runs the agent as a child process and
 //! answers its exit codes, then `post-stop` once it is down.
 //!
@@ -28,7 +28,7 @@ use crate::flags::Subcommand;
 /// `ECS_INIT_PID_FILE` says otherwise.
 pub const PID_FILE: &str = "/run/ecs-agent-init.pid";
 /// How long `stop` waits for the agent to save its state and end: the
-/// agent's own shutdown is bounded well inside it (docs/operations.md §8).
+/// agent's own shutdown is bounded well inside it (docs/operations.md §5).
 const STOP_WAIT: Duration = Duration::from_secs(60);
 
 /// The init service's verbs, named as ecs-init's.
@@ -79,10 +79,8 @@ pub fn main(verb: Verb) -> ExitCode {
     let process: BTreeMap<String, String> = std::env::vars().collect();
     match verb {
         Verb::PreStart => {
-            let env = agent_env::agent_environment(
-                process.clone(),
-                &agent_env::config_files(&process),
-            );
+            let env =
+                agent_env::agent_environment(process.clone(), &agent_env::config_files(&process));
             if let Err(e) = make_directories(&env) {
                 say(verb, e);
                 return ExitCode::Error;
@@ -134,7 +132,10 @@ pub fn main(verb: Verb) -> ExitCode {
 /// The binary to run as the agent: this one, unless `ECS_INIT_AGENT_BINARY`
 /// names another. Resolved once, before an update can replace the file.
 fn agent_binary(process: &BTreeMap<String, String>) -> std::io::Result<PathBuf> {
-    match process.get("ECS_INIT_AGENT_BINARY").filter(|v| !v.is_empty()) {
+    match process
+        .get("ECS_INIT_AGENT_BINARY")
+        .filter(|v| !v.is_empty())
+    {
         Some(path) => Ok(PathBuf::from(path)),
         None => std::env::current_exe(),
     }

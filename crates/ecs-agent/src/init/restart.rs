@@ -1,5 +1,5 @@
 //! What the init service does when the agent exits (docs/operations.md
-//! §6.3), as a pure function of the exit and the run's length, so every
+//! §3), as a pure function of the exit and the run's length, so every
 //! exit code's answer is tested without running anything.
 
 use std::time::Duration;
@@ -95,7 +95,12 @@ mod tests {
             Next::Stop(ExitCode::Terminal)
         );
         assert_eq!(b.decide(Exit::Code(42), SHORT, 0.5), Next::Update);
-        for exit in [Exit::Code(1), Exit::Code(2), Exit::Code(77), Exit::Signal(9)] {
+        for exit in [
+            Exit::Code(1),
+            Exit::Code(2),
+            Exit::Code(77),
+            Exit::Signal(9),
+        ] {
             assert!(matches!(
                 Backoff::default().decide(exit, SHORT, 0.5),
                 Next::Restart(_)

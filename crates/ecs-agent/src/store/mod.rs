@@ -36,7 +36,7 @@ use crate::state_change::TaskStateChange;
 pub use schema::{is_bbolt, CURRENT_VERSION};
 
 /// The checkpoint's file name inside the data directory: a name of its
-/// own, so that it never meets the Go agent's `agent.db` (docs/operations.md §2).
+/// own, so that it never meets the Go agent's `agent.db` (docs/operations.md §10).
 pub const FILE_NAME: &str = "ecs-agent.redb";
 
 /// Where agent 0.1.0 kept the checkpoint, and where the Go agent keeps its
