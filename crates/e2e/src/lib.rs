@@ -476,15 +476,20 @@ impl Agent {
     }
 
     /// SIGTERM, then wait for the exit code.
-    pub fn terminate(mut self, timeout: Duration) -> Result<Option<i32>> {
-        self.process.signal("-TERM");
+    pub fn terminate(self, timeout: Duration) -> Result<Option<i32>> {
+        self.stop_with("-TERM", timeout)
+    }
+
+    /// `signal` (`-TERM`, `-INT`), then wait for the exit code.
+    pub fn stop_with(mut self, signal: &str, timeout: Duration) -> Result<Option<i32>> {
+        self.process.signal(signal);
         let start = Instant::now();
         loop {
             if let Some(status) = self.process.child.try_wait()? {
                 return Ok(status.code());
             }
             if start.elapsed() > timeout {
-                bail!("agent did not exit within {timeout:?} after SIGTERM");
+                bail!("agent did not exit within {timeout:?} after {signal}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
