@@ -28,6 +28,8 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(300);
 const REMOVE_IMAGE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Volume create/inspect/remove calls (docs/engine.md §6.4).
 const VOLUME_TIMEOUT: Duration = Duration::from_secs(300);
+/// Loading an agent image archive of a few tens of megabytes.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// No first progress message within this long counts as a stuck pull.
 const PULL_BEGIN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The client-wide limit; each call applies its own, shorter, limit.
@@ -302,6 +304,32 @@ impl DockerClient {
             version: v.version.unwrap_or_default(),
             api_version: v.api_version.unwrap_or_default(),
         })
+    }
+
+    /// `docker load` of an image archive (`docker save` output), as
+    /// ecs-init loads an agent update; fails on the daemon's first error.
+    pub async fn load_image(&self, archive: bytes::Bytes) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+            .quiet(true)
+            .build();
+        let mut stream = Box::pin(self.docker.import_image(
+            options,
+            bollard::body_full(archive),
+            None,
+        ));
+        let load = async {
+            while let Some(step) = stream.next().await {
+                let step = step?;
+                if let Some(error) = step.error_detail.and_then(|d| d.message) {
+                    return Err(DockerError::status(500, error));
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(LOAD_TIMEOUT, load).await {
+            Ok(result) => result,
+            Err(_) => Err(DockerError::Timeout(LOAD_TIMEOUT)),
+        }
     }
 
     /// `docker inspect`; `None` when the container does not exist.

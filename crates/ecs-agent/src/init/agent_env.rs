@@ -11,10 +11,15 @@ pub const VENDOR_CONFIG_FILE: &str = "/var/lib/ecs/ecs.config";
 /// The operator's file.
 pub const CONFIG_FILE: &str = crate::host_setup::ECS_CONFIG_FILE;
 
+/// How the init service runs the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    Process,
+    Container,
+}
+
 /// Settings ecs-init gives the agent unless the environment or the files
-/// say otherwise, with the host paths of a process (ecs-init's container
-/// paths `/log` and `/data` are the host's `/var/log/ecs` and
-/// `/var/lib/ecs/data`).
+/// say otherwise; the first two are paths, which [`Runs`] decides.
 const DEFAULTS: [(&str, &str); 7] = [
     ("ECS_LOGFILE", "/var/log/ecs/ecs-agent.log"),
     ("ECS_DATADIR", "/var/lib/ecs/data"),
@@ -54,9 +59,19 @@ pub fn config_files(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
     }
 }
 
+/// ecs-init's own paths, inside its agent container: the host's
+/// `/var/log/ecs` and `/var/lib/ecs/data` mounted at `/log` and `/data`.
+const CONTAINER_PATHS: [(&str, &str); 2] = [
+    ("ECS_LOGFILE", "/log/ecs-agent.log"),
+    ("ECS_DATADIR", "/data"),
+];
+
 /// The agent's environment: defaults < `process` < each file in order.
-/// A file that cannot be read is skipped, as ecs-init skips it.
+/// A file that cannot be read is skipped, as ecs-init skips it. A
+/// container gets no variable of the init service's own environment, as
+/// ecs-init gives its container none: pass an empty `process`.
 pub fn agent_environment(
+    runs: Runs,
     process: impl IntoIterator<Item = (String, String)>,
     files: &[PathBuf],
 ) -> BTreeMap<String, String> {
@@ -64,6 +79,13 @@ pub fn agent_environment(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    if runs == Runs::Container {
+        env.extend(
+            CONTAINER_PATHS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+    }
     env.extend(process);
     for file in files {
         if let Ok(text) = std::fs::read_to_string(file) {
@@ -112,17 +134,22 @@ mod tests {
         std::fs::write(&operator, "ECS_CLUSTER=mine\n").unwrap();
         let missing = dir.path().join("missing");
         let env = agent_environment(
+            Runs::Process,
             [
                 ("ECS_DATADIR".to_string(), "/srv/data".to_string()),
                 ("ECS_CLUSTER".to_string(), "process".to_string()),
             ],
-            &[vendor, missing, operator],
+            &[vendor.clone(), missing, operator.clone()],
         );
         assert_eq!(env["ECS_CLUSTER"], "mine");
         assert_eq!(env["ECS_LOGLEVEL"], "warn");
         assert_eq!(env["ECS_DATADIR"], "/srv/data");
         assert_eq!(env["ECS_LOGFILE"], "/var/log/ecs/ecs-agent.log");
         assert_eq!(update_dir(&env), Path::new("/var/cache/ecs"));
+        let env = agent_environment(Runs::Container, [], &[vendor, operator]);
+        assert_eq!(env["ECS_CLUSTER"], "mine");
+        assert_eq!(env["ECS_DATADIR"], "/data");
+        assert_eq!(env["ECS_LOGFILE"], "/log/ecs-agent.log");
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! - `pre-start`: the host set-up of `host-setup` and the directories the
 //!   agent writes to.
 //! - `start`: runs the agent with the environment of [`agent_env`] until it
-//!   ends for good; restarts it with growing pauses on a failure, installs
-//!   a staged update and restarts it at once on exit 42 ([`restart`],
-//!   [`staged_update`]); passes SIGTERM and SIGINT on to it and ends with it.
+//!   ends for good, as a child process, or as the container `ecs-agent`
+//!   when `ECS_INIT_AGENT_IMAGE` names an image ([`container`]); restarts
+//!   it with growing pauses on a failure, installs a staged update and
+//!   restarts it at once on exit 42 ([`restart`], [`staged_update`]);
+//!   passes SIGTERM and SIGINT on to it and ends with it.
 //! - `stop`: asks a running `start` to stop, and waits until it has.
 //! - `post-stop`: removes the host set-up.
 
 pub mod agent_env;
+pub mod container;
 pub mod restart;
 pub mod staged_update;
 mod supervise;
@@ -21,6 +24,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agent_env::Runs;
+
+use crate::docker::DockerClient;
 use crate::exit::ExitCode;
 use crate::flags::Subcommand;
 
@@ -79,9 +85,19 @@ pub fn main(verb: Verb) -> ExitCode {
     let process: BTreeMap<String, String> = std::env::vars().collect();
     match verb {
         Verb::PreStart => {
-            let env =
-                agent_env::agent_environment(process.clone(), &agent_env::config_files(&process));
-            if let Err(e) = make_directories(&env) {
+            let files = agent_env::config_files(&process);
+            let env = agent_env::agent_environment(Runs::Process, process.clone(), &files);
+            // A container's paths are its own: it gets the host's mounted.
+            let dirs = if env
+                .get("ECS_INIT_AGENT_IMAGE")
+                .is_some_and(|v| !v.is_empty())
+            {
+                let host = container::HostDirs::from_env(&env, agent_env::update_dir(&env));
+                vec![host.data.into(), host.log.into(), host.updates.into()]
+            } else {
+                directories(&env)
+            };
+            if let Err(e) = make_directories(&dirs) {
                 say(verb, e);
                 return ExitCode::Error;
             }
@@ -99,15 +115,6 @@ pub fn main(verb: Verb) -> ExitCode {
             }
         },
         Verb::Start => {
-            let env =
-                agent_env::agent_environment(process.clone(), &agent_env::config_files(&process));
-            let agent = match agent_binary(&process) {
-                Ok(path) => path,
-                Err(e) => {
-                    say(verb, format!("cannot find the agent binary: {e}"));
-                    return ExitCode::Error;
-                }
-            };
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -118,15 +125,60 @@ pub fn main(verb: Verb) -> ExitCode {
                     return ExitCode::Error;
                 }
             };
-            let update_dir = agent_env::update_dir(&env).to_path_buf();
-            runtime.block_on(supervise::start(supervise::Start {
-                agent,
-                env,
-                update_dir,
-                pid_file: pid_file(&process),
-            }))
+            match runtime.block_on(prepare_start(&process)) {
+                Ok(start) => runtime.block_on(supervise::start(start)),
+                Err(e) => {
+                    say(verb, e);
+                    ExitCode::Error
+                }
+            }
         }
     }
+}
+
+/// What `start` runs, and how: a process, or the container of
+/// `ECS_INIT_AGENT_IMAGE` (read from the environment or the files).
+async fn prepare_start(process: &BTreeMap<String, String>) -> Result<supervise::Start, String> {
+    let files = agent_env::config_files(process);
+    let settings = agent_env::agent_environment(Runs::Process, process.clone(), &files);
+    let image = settings
+        .get("ECS_INIT_AGENT_IMAGE")
+        .filter(|v| !v.is_empty())
+        .cloned();
+    let (runner, env) = match image {
+        None => {
+            let agent =
+                agent_binary(process).map_err(|e| format!("cannot find the agent binary: {e}"))?;
+            (supervise::Runner::Process(agent), settings)
+        }
+        Some(image) => {
+            let env = agent_env::agent_environment(Runs::Container, [], &files);
+            let endpoint = settings
+                .get("DOCKER_HOST")
+                .filter(|v| !v.is_empty())
+                .map(String::as_str)
+                .unwrap_or("unix:///var/run/docker.sock");
+            let docker = DockerClient::connect(endpoint)
+                .await
+                .map_err(|e| format!("cannot reach Docker at {endpoint}: {e}"))?;
+            let dirs = container::HostDirs::from_env(&settings, agent_env::update_dir(&env));
+            (
+                supervise::Runner::Container {
+                    docker,
+                    image,
+                    dirs,
+                },
+                env,
+            )
+        }
+    };
+    let update_dir = agent_env::update_dir(&env).to_path_buf();
+    Ok(supervise::Start {
+        runner,
+        env,
+        update_dir,
+        pid_file: pid_file(process),
+    })
 }
 
 /// The binary to run as the agent: this one, unless `ECS_INIT_AGENT_BINARY`
@@ -141,16 +193,23 @@ fn agent_binary(process: &BTreeMap<String, String>) -> std::io::Result<PathBuf> 
     }
 }
 
-/// The data directory, the log file's directory and the update directory.
-fn make_directories(env: &BTreeMap<String, String>) -> Result<(), String> {
+/// The data directory, the log file's directory and the update directory
+/// of an agent run as a process.
+fn directories(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dirs = [
+    [
         get("ECS_DATADIR"),
         get("ECS_LOGFILE").and_then(|f| f.parent().map(Path::to_path_buf)),
         Some(agent_env::update_dir(env).to_path_buf()),
-    ];
-    for dir in dirs.into_iter().flatten() {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn make_directories(dirs: &[PathBuf]) -> Result<(), String> {
+    for dir in dirs {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     Ok(())
 }
@@ -180,7 +239,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.display().to_string()))
         .collect();
-        make_directories(&env).unwrap();
+        make_directories(&directories(&env)).unwrap();
         for d in ["data", "log", "cache"] {
             assert!(dir.path().join(d).is_dir(), "{d}");
         }

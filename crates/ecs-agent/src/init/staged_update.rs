@@ -6,7 +6,8 @@
 //! The bundle is the agent's container image as `docker save` writes it,
 //! the same file whether the agent runs as a process or as a container:
 //! `manifest.json` lists the image's layers, each an uncompressed tar, and
-//! the binary is the image's `/agent` in the topmost layer that has it.
+//! the binary is the image's `/agent` in the topmost layer that has it. For
+//! an agent run as a container, the bundle is loaded into Docker instead.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -187,6 +188,25 @@ pub fn apply(update_dir: &Path, target: &Path) -> Result<PathBuf, UpdateError> {
     // installed again at the next exit 42 of the new agent.
     let marker = update_dir.join(DESIRED_IMAGE_FILE);
     std::fs::remove_file(&marker).map_err(io_err(&marker))?;
+    let _ = std::fs::remove_file(&bundle);
+    Ok(bundle)
+}
+
+/// For an agent run as a container: loads the staged bundle into Docker,
+/// which then holds the new image under the names saved in it, and
+/// forgets the update. Returns the bundle it came from.
+pub async fn load_into_docker(
+    update_dir: &Path,
+    docker: &crate::docker::DockerClient,
+) -> Result<PathBuf, String> {
+    let bundle = staged_bundle(update_dir).map_err(|e| e.to_string())?;
+    let archive = std::fs::read(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    docker
+        .load_image(archive.into())
+        .await
+        .map_err(|e| format!("docker load of {}: {e}", bundle.display()))?;
+    let marker = update_dir.join(DESIRED_IMAGE_FILE);
+    std::fs::remove_file(&marker).map_err(|e| format!("{}: {e}", marker.display()))?;
     let _ = std::fs::remove_file(&bundle);
     Ok(bundle)
 }

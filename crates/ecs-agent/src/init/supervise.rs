@@ -9,12 +9,121 @@ use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::restart::{Backoff, Exit, Next};
-use super::{say, staged_update, Verb};
+use super::{container, say, staged_update, Verb};
+use crate::docker::DockerClient;
 use crate::exit::ExitCode;
+
+/// How the agent runs: a child process of this one, or a container.
+pub enum Runner {
+    /// The binary to run; an update replaces it.
+    Process(PathBuf),
+    /// The image to run as the container `ecs-agent`; an update loads a
+    /// new image under the same name.
+    Container {
+        docker: DockerClient,
+        image: String,
+        dirs: container::HostDirs,
+    },
+}
+
+/// One run of the agent.
+enum Launched {
+    Child(tokio::process::Child),
+    Container,
+}
+
+impl Runner {
+    fn describe(&self) -> String {
+        match self {
+            Runner::Process(binary) => binary.display().to_string(),
+            Runner::Container { image, .. } => format!("container {} of {image}", container::NAME),
+        }
+    }
+
+    async fn launch(&self, env: &BTreeMap<String, String>) -> Result<Launched, String> {
+        match self {
+            Runner::Process(binary) => Command::new(binary)
+                .env_clear()
+                .envs(env)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .map(Launched::Child)
+                .map_err(|e| e.to_string()),
+            Runner::Container {
+                docker,
+                image,
+                dirs,
+            } => container::start(docker, container::create_body(image, env, dirs))
+                .await
+                .map(|()| Launched::Container)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn wait(&self, launched: &mut Launched) -> Exit {
+        match (self, launched) {
+            (_, Launched::Child(child)) => match child.wait().await {
+                Ok(status) => match (status.code(), status.signal()) {
+                    (Some(code), _) => Exit::Code(code),
+                    (None, Some(sig)) => Exit::Signal(sig),
+                    (None, None) => Exit::Code(1),
+                },
+                Err(e) => {
+                    say(Verb::Start, format!("lost the agent process: {e}"));
+                    Exit::Code(1)
+                }
+            },
+            (Runner::Container { docker, .. }, Launched::Container) => {
+                match container::wait(docker).await {
+                    Ok(code) => Exit::Code(i32::try_from(code).unwrap_or(1)),
+                    Err(e) => {
+                        say(Verb::Start, format!("lost the agent container: {e}"));
+                        Exit::Code(1)
+                    }
+                }
+            }
+            (Runner::Process(_), Launched::Container) => Exit::Code(1),
+        }
+    }
+
+    /// SIGTERM to the agent, then waits for it to save its state and end.
+    async fn stop(&self, launched: &mut Launched) {
+        match (self, launched) {
+            (_, Launched::Child(child)) => {
+                if let Some(pid) = child.id() {
+                    send_signal(pid, libc::SIGTERM);
+                }
+                match child.wait().await {
+                    Ok(status) => say(Verb::Start, format!("the agent stopped: {status}")),
+                    Err(e) => say(Verb::Start, format!("lost the agent process: {e}")),
+                }
+            }
+            (Runner::Container { docker, .. }, Launched::Container) => {
+                match container::stop(docker).await {
+                    Ok(()) => say(Verb::Start, "the agent container stopped"),
+                    Err(e) => say(Verb::Start, format!("cannot stop the agent container: {e}")),
+                }
+            }
+            (Runner::Process(_), Launched::Container) => {}
+        }
+    }
+
+    /// Installs the staged update; returns the bundle it came from.
+    async fn install_update(&self, update_dir: &Path) -> Result<PathBuf, String> {
+        match self {
+            Runner::Process(binary) => {
+                staged_update::apply(update_dir, binary).map_err(|e| e.to_string())
+            }
+            Runner::Container { docker, .. } => {
+                staged_update::load_into_docker(update_dir, docker).await
+            }
+        }
+    }
+}
 
 /// What `start` runs.
 pub struct Start {
-    pub agent: PathBuf,
+    pub runner: Runner,
     pub env: BTreeMap<String, String>,
     pub update_dir: PathBuf,
     pub pid_file: PathBuf,
@@ -73,15 +182,13 @@ async fn run_until_done(
     let verb = Verb::Start;
     let mut backoff = Backoff::default();
     loop {
-        say(verb, format!("starting the agent ({})", s.agent.display()));
+        say(
+            verb,
+            format!("starting the agent ({})", s.runner.describe()),
+        );
         let started = Instant::now();
-        let mut child = match Command::new(&s.agent)
-            .env_clear()
-            .envs(&s.env)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
+        let mut launched = match s.runner.launch(&s.env).await {
+            Ok(launched) => launched,
             Err(e) => {
                 let pause = backoff.after_failure(jitter());
                 say(
@@ -94,32 +201,34 @@ async fn run_until_done(
                 continue;
             }
         };
-        let status = tokio::select! {
-            status = child.wait() => status,
-            _ = term.recv() => return stop_child(&mut child, "SIGTERM").await,
-            _ = int.recv() => return stop_child(&mut child, "SIGINT").await,
+        let stop_requested = tokio::select! {
+            exit = s.runner.wait(&mut launched) => Err(exit),
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
         };
-        let exit = match status {
-            Ok(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => Exit::Code(code),
-                (None, Some(sig)) => Exit::Signal(sig),
-                (None, None) => Exit::Code(1),
-            },
-            Err(e) => {
-                say(verb, format!("lost the agent process: {e}"));
-                Exit::Code(1)
+        let exit = match stop_requested {
+            Ok(what) => {
+                // The init service ends with 0 whatever the agent answers:
+                // it was asked to stop, and a restart by systemd would
+                // undo that.
+                say(
+                    verb,
+                    format!("{what} received; stopping the agent (its tasks keep running)"),
+                );
+                s.runner.stop(&mut launched).await;
+                return ExitCode::Success;
             }
+            Err(exit) => exit,
         };
         say(verb, format!("the agent exited: {exit:?}"));
         match backoff.decide(exit, started.elapsed(), jitter()) {
             Next::Stop(code) => return code,
-            Next::Update => match staged_update::apply(&s.update_dir, &s.agent) {
+            Next::Update => match s.runner.install_update(&s.update_dir).await {
                 Ok(bundle) => say(
                     verb,
                     format!(
-                        "installed the update from {} over {}; starting it",
-                        bundle.display(),
-                        s.agent.display()
+                        "installed the update from {}; starting it",
+                        bundle.display()
                     ),
                 ),
                 Err(e) => {
@@ -154,24 +263,6 @@ async fn pause_or_stop(
         _ = term.recv() => true,
         _ = int.recv() => true,
     }
-}
-
-/// Passes SIGTERM on and waits for the agent to save its state and end.
-/// The init service then ends with 0 whatever the agent answered: it was
-/// asked to stop, and a restart by systemd would undo that.
-async fn stop_child(child: &mut tokio::process::Child, what: &str) -> ExitCode {
-    say(
-        Verb::Start,
-        format!("{what} received; stopping the agent (its tasks keep running)"),
-    );
-    if let Some(pid) = child.id() {
-        send_signal(pid, libc::SIGTERM);
-    }
-    match child.wait().await {
-        Ok(status) => say(Verb::Start, format!("the agent stopped: {status}")),
-        Err(e) => say(Verb::Start, format!("lost the agent process: {e}")),
-    }
-    ExitCode::Success
 }
 
 #[derive(Debug, thiserror::Error)]
