@@ -77,6 +77,33 @@ test: setup release
 	$(CARGO) build --workspace --bins --tests
 	$(CARGO) test --workspace
 
+## test-in-docker: the test suite in a Debian container built locally
+## (scripts/test-image; nothing pulled), with the Docker socket, this tree
+## and /tmp mounted at their own paths and this host's Rust toolchain;
+## TEST_IN_DOCKER_CMD replaces `make test` (for example a single cargo test)
+TEST_IN_DOCKER_CMD ?= make test
+# The reference spec, when there, at its own path (the tests look for it
+# next to the workspace, or at ECS_SPEC_DIR).
+SPEC_DIR := $(abspath $(or $(ECS_SPEC_DIR),$(wildcard $(CURDIR)/../shared/spec)))
+# What the host set-up, task cgroup and package tests do to the host:
+# iptables, sysctls under /proc/sys, cgroups. Not --privileged, which a
+# Docker engine that lacks a capability itself (this one in a sandbox)
+# cannot grant.
+TEST_IN_DOCKER_PRIVILEGES := --cap-add=NET_ADMIN --cap-add=NET_RAW --cap-add=SYS_ADMIN \
+	--security-opt=seccomp=unconfined --security-opt=apparmor=unconfined \
+	--security-opt=systempaths=unconfined --volume=/sys/fs/cgroup:/sys/fs/cgroup
+CARGO_HOME ?= $(HOME)/.cargo
+RUSTUP_HOME ?= $(HOME)/.rustup
+test-in-docker:
+	scripts/test-image
+	docker run --rm --net=host --pid=host $(TEST_IN_DOCKER_PRIVILEGES) \
+		--volume=/var/run/docker.sock:/var/run/docker.sock \
+		--volume=/tmp:/tmp --volume=$(CURDIR):$(CURDIR) --workdir=$(CURDIR) \
+		--volume=$(CARGO_HOME):/root/.cargo --volume=$(RUSTUP_HOME):/root/.rustup:ro \
+		$(foreach d,$(SPEC_DIR),--volume=$(d):$(d):ro) \
+		--env=CARGO_TARGET_DIR=$(TARGET_DIR) --env=ECS_SPEC_REQUIRED --env=ECS_SPEC_DIR \
+		ecs-agent-rs-test:latest $(TEST_IN_DOCKER_CMD)
+
 ## unit-tests: tests that need neither Docker nor the binaries
 unit-tests:
 	$(CARGO) test --workspace --lib
