@@ -17,8 +17,11 @@ build:
 
 ## static: statically linked ecs-agent and ecs-local (glibc, crt-static),
 ## in target/$(TARGET)/release: what the image and the package hold
+# They carry the commit they were built from (`ecs-agent -version`, the
+# User-Agent); a change of commit rebuilds only the agent crate.
+ECS_AGENT_GIT_HASH ?= $(shell git rev-parse --short=8 HEAD 2>/dev/null || echo unknown)
 static:
-	RUSTFLAGS="-C target-feature=+crt-static" \
+	RUSTFLAGS="-C target-feature=+crt-static" ECS_AGENT_GIT_HASH=$(ECS_AGENT_GIT_HASH) \
 		$(CARGO) build --release --target $(TARGET) --bin ecs-agent --bin ecs-local
 	@echo "built target/$(TARGET)/release/ecs-agent and ecs-local"
 
