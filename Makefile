@@ -78,7 +78,7 @@ setup:
 # and init-service tests run what users install.
 test: setup release
 	$(CARGO) build --workspace --bins --tests
-	$(CARGO) test --workspace
+	ECS_E2E_BINARIES_BUILT=1 $(CARGO) test --workspace
 
 ## test-in-docker: the test suite in a Debian container built locally
 ## (scripts/test-image; nothing pulled), with the Docker socket, this tree

@@ -89,8 +89,23 @@ pub fn build_binaries(profile: Profile) -> Result<Binaries> {
 
 /// The binaries every [`Plane`] and [`Agent`] of this process starts: the
 /// debug build, unless [`use_release_binaries`] was called first.
+///
+/// `make test` builds them with the whole workspace first and says so with
+/// `ECS_E2E_BINARIES_BUILT=1`: a `cargo build` of the two binaries alone
+/// resolves dependency features without the test targets' and would
+/// compile a second copy of much of the tree (minutes on two cores).
 pub fn binaries() -> &'static Binaries {
-    BINARIES.get_or_init(|| build_binaries(Profile::Debug).unwrap_or_else(|e| panic!("{e:#}")))
+    BINARIES.get_or_init(|| {
+        if std::env::var_os("ECS_E2E_BINARIES_BUILT").is_some() {
+            let dir = target_dir().join("debug");
+            return Binaries {
+                agent: dir.join("ecs-agent"),
+                plane: dir.join("ecs-local"),
+                profile: Profile::Debug,
+            };
+        }
+        build_binaries(Profile::Debug).unwrap_or_else(|e| panic!("{e:#}"))
+    })
 }
 
 /// Makes every later [`Plane`] and [`Agent`] of this process start the

@@ -1,6 +1,7 @@
 //! The agent's container image from `make release`, run with the original
 //! README's `docker run` recipe (docs/operations.md §1.2): it registers,
-//! runs a task, serves its endpoints, writes its log file in the mounted
+//! runs a task, serves its endpoints and the container metadata file,
+//! writes its log file in the mounted
 //! log directory, reports healthy, stops cleanly on `docker stop`, and a
 //! new container on the same volumes is the same instance with the same
 //! task, whose container never stopped.
@@ -103,8 +104,11 @@ fn the_readme_recipe_runs_the_image_and_a_new_container_resumes() {
             "ECS_CLUSTER={CLUSTER}\nECS_BACKEND_HOST={}\nAWS_DEFAULT_REGION=us-east-1\n\
              AWS_ACCESS_KEY_ID=AKIDEXAMPLE\nAWS_SECRET_ACCESS_KEY=secret\n\
              AWS_EC2_METADATA_DISABLED=true\nECS_IMAGE_PULL_BEHAVIOR=prefer-cached\n\
-             ECS_CONTAINER_STOP_TIMEOUT=2s\n",
-            plane.url()
+             ECS_CONTAINER_STOP_TIMEOUT=2s\nECS_ENABLE_CONTAINER_METADATA=true\n\
+             ECS_HOST_DATA_DIR={}\n",
+            plane.url(),
+            // What the container sees at /data is <this>/data on the host.
+            host.display()
         ),
     )
     .unwrap();
@@ -147,6 +151,21 @@ fn the_readme_recipe_runs_the_image_and_a_new_container_resumes() {
     let tmds: Value = serde_json::from_str(&http_get(51679, &format!("{path}/task")).unwrap())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(tmds["TaskARN"], task_arn.as_str());
+
+    // The container metadata file reaches the task's container through
+    // the host path of the agent's /data.
+    wait_for("the task's metadata file", WAIT, || {
+        let out = docker(&[
+            "exec",
+            &task_container,
+            "sh",
+            "-c",
+            "cat \"$ECS_CONTAINER_METADATA_FILE\"",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok((text.contains(&task_arn) && text.contains("READY")).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", agent_logs()));
 
     // Its log file, in the host directory mounted at /log.
     let log = wait_for("the agent's log file", WAIT, || {

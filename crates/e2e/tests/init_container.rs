@@ -122,7 +122,7 @@ fn the_init_service_runs_updates_and_stops_the_agent_container() {
              AWS_DEFAULT_REGION=us-east-1\nAWS_ACCESS_KEY_ID=AKIDEXAMPLE\n\
              AWS_SECRET_ACCESS_KEY=secret\nAWS_EC2_METADATA_DISABLED=true\n\
              ECS_IMAGE_PULL_BEHAVIOR=prefer-cached\nECS_CONTAINER_STOP_TIMEOUT=2s\n\
-             ECS_UPDATE_DOWNLOAD_DIR={}\n",
+             ECS_UPDATE_DOWNLOAD_DIR={}\nECS_ENABLE_CONTAINER_METADATA=true\n",
             plane.url(),
             cache.display()
         ),
@@ -137,7 +137,7 @@ fn the_init_service_runs_updates_and_stops_the_agent_container() {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("ECS_INIT_CONFIG_FILES", &config)
             .env("ECS_INIT_PID_FILE", work.join("init.pid"))
-            .env("ECS_HOST_DATA_DIR", work.join("data"))
+            .env("ECS_HOST_DATA_DIR", work)
             .env("ECS_INIT_HOST_LOG_DIR", work.join("log"))
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
@@ -174,6 +174,23 @@ fn the_init_service_runs_updates_and_stops_the_agent_container() {
         .as_str()
         .unwrap()
         .to_string();
+
+    // The init service told the container where its /data is on the
+    // host, so the task's metadata file reaches the task.
+    wait_for("the task's metadata file", WAIT, || {
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                &task_container,
+                "sh",
+                "-c",
+                "cat \"$ECS_CONTAINER_METADATA_FILE\"",
+            ])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok((text.contains(&task_arn) && text.contains("READY")).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
 
     cli.ecs(&[
         "update-container-agent",

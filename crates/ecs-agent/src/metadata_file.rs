@@ -63,6 +63,10 @@ pub struct Mount {
 #[derive(Debug, Clone)]
 pub struct MetadataFiles {
     pub data_dir: PathBuf,
+    /// Where Docker finds the data directory's paths, for an agent that
+    /// runs in a container: the host directory holding what the agent
+    /// sees at `/` ([`host_prefix`]). `None` for an agent on the host.
+    pub host_prefix: Option<PathBuf>,
     pub cluster: String,
     pub instance_arn: String,
     pub availability_zone: Option<String>,
@@ -153,6 +157,20 @@ fn write_atomically(dir: &Path, text: &str) -> Result<(), MetadataFileError> {
     std::fs::rename(&temp, &target).map_err(io_error(&target))
 }
 
+/// The bind source prefix of an agent run in a container (Docker's
+/// `/.dockerenv` is there): `ECS_HOST_DATA_DIR`, default `/var/lib/ecs`,
+/// as the Go agent, whose data directory `/data` is the host's
+/// `/var/lib/ecs/data` (docs/endpoints.md §11). An agent on the host needs
+/// none: its paths are the host's.
+pub fn host_prefix(data_dir_on_host: &Path, in_container: bool) -> Option<PathBuf> {
+    in_container.then(|| data_dir_on_host.to_path_buf())
+}
+
+/// Whether this process runs in a Docker container.
+pub fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+}
+
 impl MetadataFiles {
     fn task_dir(&self, task_arn: &str) -> Result<PathBuf, MetadataFileError> {
         let part =
@@ -186,8 +204,12 @@ impl MetadataFiles {
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         write_atomically(&dir, &render(&self.base(subject)))?;
         let inside = format!("{CONTAINER_DIR}/{}", uuid::Uuid::new_v4());
+        let source = match &self.host_prefix {
+            Some(prefix) => prefix.join(dir.strip_prefix("/").unwrap_or(&dir)),
+            None => dir,
+        };
         Ok(Mount {
-            bind: format!("{}:{inside}", dir.display()),
+            bind: format!("{}:{inside}", source.display()),
             env: (
                 "ECS_CONTAINER_METADATA_FILE".into(),
                 format!("{inside}/{FILE_NAME}"),

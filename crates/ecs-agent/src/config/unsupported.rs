@@ -8,7 +8,7 @@
 
 use super::{
     Bool3, Config, DEFAULT_CGROUP_CPU_PERIOD, DEFAULT_CGROUP_PATH, DEFAULT_CNI_PLUGINS_PATH,
-    DEFAULT_HOST_DATA_DIR, DEFAULT_MANIFEST_PULL_TIMEOUT, DEFAULT_NON_ECS_IMAGE_MINIMUM_AGE,
+    DEFAULT_MANIFEST_PULL_TIMEOUT, DEFAULT_NON_ECS_IMAGE_MINIMUM_AGE,
     DEFAULT_NUM_NON_ECS_CONTAINERS_PER_CYCLE, DEFAULT_NVIDIA_RUNTIME, DEFAULT_POLLING_METRICS_WAIT,
 };
 
@@ -47,9 +47,6 @@ const NOT_SUPPORTED_YET: &[Entry] = &[
         c.override_awslogs_execution_role
     }),
     ("ECS_EBSTA_SUPPORTED", |c| !c.ebsta_supported),
-    ("ECS_HOST_DATA_DIR", |c| {
-        c.data_dir_on_host.as_os_str() != DEFAULT_HOST_DATA_DIR
-    }),
     // GPU and Inferentia.
     ("ECS_ENABLE_GPU_SUPPORT", |c| c.gpu_support),
     ("ECS_NVIDIA_RUNTIME", |c| {
@@ -137,7 +134,6 @@ mod tests {
         ("ECS_ENABLE_FIRELENS_ASYNC", "false"),
         ("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", "true"),
         ("ECS_EBSTA_SUPPORTED", "false"),
-        ("ECS_HOST_DATA_DIR", "/srv/ecs"),
         ("ECS_ENABLE_GPU_SUPPORT", "true"),
         ("ECS_NVIDIA_RUNTIME", "nvidia-custom"),
         ("ECS_ENABLE_INF_SUPPORT", "true"),
@@ -189,7 +185,6 @@ mod tests {
             ("ECS_VOLUME_PLUGIN_CAPABILITIES", "[]"),
             ("ECS_ENABLE_FIRELENS_ASYNC", "true"),
             ("ECS_EBSTA_SUPPORTED", "true"),
-            ("ECS_HOST_DATA_DIR", "/var/lib/ecs"),
             ("ECS_ENABLE_GPU_SUPPORT", "false"),
             ("ECS_NVIDIA_RUNTIME", "nvidia"),
             ("NONECS_NUM_CONTAINERS_DELETE_PER_CYCLE", "5"),

@@ -22,6 +22,10 @@ const CALL_LIMIT: Duration = Duration::from_secs(120);
 /// Where the agent's directories are on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostDirs {
+    /// `ECS_HOST_DATA_DIR` as the Go agent reads it: the host directory
+    /// whose `data` the container sees at `/data`; the agent prefixes the
+    /// bind sources it gives Docker with it.
+    pub prefix: String,
     pub data: String,
     pub log: String,
     /// The update directory, mounted at the same path, so that the
@@ -30,7 +34,7 @@ pub struct HostDirs {
 }
 
 impl HostDirs {
-    /// `ECS_HOST_DATA_DIR` (default `/var/lib/ecs/data`),
+    /// `<ECS_HOST_DATA_DIR>/data` (default `/var/lib/ecs/data`),
     /// `ECS_INIT_HOST_LOG_DIR` (default `/var/log/ecs`), and the agent's
     /// update directory.
     pub fn from_env(env: &BTreeMap<String, String>, updates: &Path) -> Self {
@@ -40,8 +44,10 @@ impl HostDirs {
                 .cloned()
                 .unwrap_or_else(|| default.to_string())
         };
+        let prefix = get("ECS_HOST_DATA_DIR", "/var/lib/ecs");
         Self {
-            data: get("ECS_HOST_DATA_DIR", "/var/lib/ecs/data"),
+            data: Path::new(&prefix).join("data").display().to_string(),
+            prefix,
             log: get("ECS_INIT_HOST_LOG_DIR", "/var/log/ecs"),
             updates: updates.display().to_string(),
         }
@@ -132,6 +138,7 @@ mod tests {
             .collect();
         let dirs = HostDirs::from_env(&BTreeMap::new(), Path::new("/var/cache/ecs"));
         assert_eq!(dirs.data, "/var/lib/ecs/data");
+        assert_eq!(dirs.prefix, "/var/lib/ecs");
         assert_eq!(dirs.log, "/var/log/ecs");
         let body = create_body("ecs-agent-rs:latest", &env, &dirs);
         assert_eq!(body["Image"], "ecs-agent-rs:latest");

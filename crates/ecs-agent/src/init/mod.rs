@@ -152,7 +152,7 @@ async fn prepare_start(process: &BTreeMap<String, String>) -> Result<supervise::
             (supervise::Runner::Process(agent), settings)
         }
         Some(image) => {
-            let env = agent_env::agent_environment(Runs::Container, [], &files);
+            let mut env = agent_env::agent_environment(Runs::Container, [], &files);
             let endpoint = settings
                 .get("DOCKER_HOST")
                 .filter(|v| !v.is_empty())
@@ -162,6 +162,9 @@ async fn prepare_start(process: &BTreeMap<String, String>) -> Result<supervise::
                 .await
                 .map_err(|e| format!("cannot reach Docker at {endpoint}: {e}"))?;
             let dirs = container::HostDirs::from_env(&settings, agent_env::update_dir(&env));
+            // The agent's bind sources (container metadata files) are
+            // host paths under it.
+            env.insert("ECS_HOST_DATA_DIR".into(), dirs.prefix.clone());
             (
                 supervise::Runner::Container {
                     docker,

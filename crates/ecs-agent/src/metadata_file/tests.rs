@@ -6,6 +6,7 @@ use crate::engine::task::{PortBinding, Protocol};
 fn files(dir: &Path) -> MetadataFiles {
     MetadataFiles {
         data_dir: dir.to_path_buf(),
+        host_prefix: None,
         cluster: "default".into(),
         instance_arn: "arn:aws:ecs:us-west-2:111122223333:container-instance/default/4f1e0c9a2b7d4e3f9a6b5c4d3e2f1a0b".into(),
         availability_zone: Some("us-west-2a".into()),
@@ -113,4 +114,29 @@ fn final_version_matches_the_spec_example() {
         .path()
         .join("metadata/default/0a1b2c3d4e5f60718293a4b5c6d7e8f9")
         .exists());
+}
+
+#[test]
+fn in_a_container_the_bind_source_is_the_hosts_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let on_host = files(dir.path()).prepare(&subject()).unwrap();
+    let source = on_host.bind.split_once(':').unwrap().0.to_string();
+    assert!(
+        source.starts_with(&dir.path().display().to_string()),
+        "{source}"
+    );
+    let contained = MetadataFiles {
+        host_prefix: host_prefix(Path::new("/var/lib/ecs"), true),
+        ..files(dir.path())
+    };
+    let bind = contained.prepare(&subject()).unwrap().bind;
+    let (source, _) = bind.split_once(':').unwrap();
+    assert_eq!(
+        source,
+        format!(
+            "/var/lib/ecs{}/metadata/default/0a1b2c3d4e5f60718293a4b5c6d7e8f9/app",
+            dir.path().display()
+        )
+    );
+    assert_eq!(host_prefix(Path::new("/var/lib/ecs"), false), None);
 }
