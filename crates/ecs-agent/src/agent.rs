@@ -235,10 +235,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 metadata_files: config.container_metadata_enabled.then(|| {
                     Arc::new(MetadataFiles {
                         data_dir: config.data_dir.clone(),
-                        host_prefix: crate::metadata_file::host_prefix(
-                            &config.data_dir_on_host,
-                            crate::metadata_file::in_container(),
-                        ),
+                        host_prefix: config.data_dir_on_host.clone(),
                         cluster: configured_cluster.clone(),
                         instance_arn: instance_arn.clone(),
                         availability_zone: registration.availability_zone.clone(),

@@ -63,9 +63,11 @@ pub struct Mount {
 #[derive(Debug, Clone)]
 pub struct MetadataFiles {
     pub data_dir: PathBuf,
-    /// Where Docker finds the data directory's paths, for an agent that
-    /// runs in a container: the host directory holding what the agent
-    /// sees at `/` ([`host_prefix`]). `None` for an agent on the host.
+    /// For an agent that runs in a container, `ECS_HOST_DATA_DIR`: the
+    /// host directory that Docker finds this agent's paths under, as the
+    /// Go agent prefixes them (its `/data` is the host's
+    /// `/var/lib/ecs/data`). `None` on the host, where the paths are the
+    /// host's.
     pub host_prefix: Option<PathBuf>,
     pub cluster: String,
     pub instance_arn: String,
@@ -155,20 +157,6 @@ fn write_atomically(dir: &Path, text: &str) -> Result<(), MetadataFileError> {
         .map_err(io_error(&temp))?;
     let target = dir.join(FILE_NAME);
     std::fs::rename(&temp, &target).map_err(io_error(&target))
-}
-
-/// The bind source prefix of an agent run in a container (Docker's
-/// `/.dockerenv` is there): `ECS_HOST_DATA_DIR`, default `/var/lib/ecs`,
-/// as the Go agent, whose data directory `/data` is the host's
-/// `/var/lib/ecs/data` (docs/endpoints.md §11). An agent on the host needs
-/// none: its paths are the host's.
-pub fn host_prefix(data_dir_on_host: &Path, in_container: bool) -> Option<PathBuf> {
-    in_container.then(|| data_dir_on_host.to_path_buf())
-}
-
-/// Whether this process runs in a Docker container.
-pub fn in_container() -> bool {
-    Path::new("/.dockerenv").exists()
 }
 
 impl MetadataFiles {

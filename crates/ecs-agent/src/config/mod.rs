@@ -25,7 +25,6 @@ const DEFAULT_PORT_RANGE: (u16, u16) = (49153, 65535);
 const DEFAULT_CGROUP_PATH: &str = "/sys/fs/cgroup";
 const DEFAULT_CNI_PLUGINS_PATH: &str = "/amazon-ecs-cni-plugins";
 const DEFAULT_NVIDIA_RUNTIME: &str = "nvidia";
-const DEFAULT_HOST_DATA_DIR: &str = "/var/lib/ecs";
 const DEFAULT_NUM_NON_ECS_CONTAINERS_PER_CYCLE: u32 = 5;
 
 const SECOND: i64 = 1_000_000_000;
@@ -190,7 +189,11 @@ pub struct Config {
     // State and files.
     pub data_dir: PathBuf,
     pub checkpoint: bool,
-    pub data_dir_on_host: PathBuf,
+    /// `ECS_HOST_DATA_DIR`: set only for an agent that runs in a container,
+    /// where the paths it gives Docker are not its own (the Go agent's
+    /// default `/var/lib/ecs` is not applied: on the host, this agent's
+    /// paths are the host's; docs/endpoints.md §11).
+    pub data_dir_on_host: Option<PathBuf>,
     // Local endpoints.
     pub task_metadata_steady_state_rate: u32,
     pub task_metadata_burst_rate: u32,
@@ -727,10 +730,9 @@ impl Config {
             ),
             data_dir: PathBuf::from(data_dir),
             checkpoint,
-            data_dir_on_host: PathBuf::from(
-                l.string("ECS_HOST_DATA_DIR", "DataDirOnHost")
-                    .unwrap_or_else(|| DEFAULT_HOST_DATA_DIR.to_string()),
-            ),
+            data_dir_on_host: l
+                .string("ECS_HOST_DATA_DIR", "DataDirOnHost")
+                .map(PathBuf::from),
             task_metadata_steady_state_rate,
             task_metadata_burst_rate,
             task_metadata_az_disabled: l.plain_bool(
