@@ -78,13 +78,15 @@ setup:
 # and init-service tests run what users install.
 test: setup release
 	$(CARGO) build --workspace --bins --tests
-	ECS_E2E_BINARIES_BUILT=1 $(CARGO) test --workspace
+	ECS_E2E_BINARIES_BUILT=1 $(CARGO) test --workspace $(TEST_ARGS)
 
 ## test-in-docker: the test suite in a Debian container built locally
 ## (scripts/test-image; nothing pulled), with the Docker socket, this tree
 ## and /tmp mounted at their own paths and this host's Rust toolchain;
 ## TEST_IN_DOCKER_CMD replaces `make test` (for example a single cargo test)
-TEST_IN_DOCKER_CMD ?= make test
+# One test cannot run there: it restarts the Docker engine, which ends the
+# container it runs in (and the engine started from inside goes with it).
+TEST_IN_DOCKER_CMD ?= make test TEST_ARGS="-- --skip agent_follows_a_docker_engine_restart"
 # The reference spec, when there, at its own path (the tests look for it
 # next to the workspace, or at ECS_SPEC_DIR).
 SPEC_DIR := $(abspath $(or $(ECS_SPEC_DIR),$(wildcard $(CURDIR)/../shared/spec)))
