@@ -366,6 +366,27 @@ impl AcsHub {
             .map(|c| (c.tx.clone(), c.host.clone()))
     }
 
+    /// Runs `change` on the instance's saved record, with its cluster's ARN
+    /// and its own, in one store update; `None` when there is no such
+    /// instance or `change` has nothing to send.
+    fn update_instance<T>(
+        &self,
+        instance_id: &str,
+        change: impl FnOnce(&mut crate::store::InstanceRecord, Option<String>, String) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        self.store.update(|st| {
+            let Some(cluster) = st.instances.get(instance_id).map(|r| r.cluster.clone()) else {
+                return Ok(None);
+            };
+            let cluster_arn = st.clusters.get(&cluster).map(|c| c.arn.clone());
+            let Some(record) = st.instances.get_mut(instance_id) else {
+                return Ok(None);
+            };
+            let instance_arn = record.arn.clone();
+            Ok(change(record, cluster_arn, instance_arn))
+        })
+    }
+
     /// Sends the instance's agent the `StageUpdateMessage` of its update
     /// under way, which becomes `STAGING`. Does nothing when the agent is
     /// not connected: the update then waits for its next connection
@@ -375,21 +396,13 @@ impl AcsHub {
             return;
         };
         let bundle = self.agent_update.clone();
-        let built = self.store.update(|st| {
-            let Some(cluster) = st.instances.get(instance_id).map(|r| r.cluster.clone()) else {
-                return Ok::<_, StoreError>(None);
-            };
-            let cluster_arn = st.clusters.get(&cluster).map(|c| c.arn.clone());
-            let Some(record) = st.instances.get_mut(instance_id) else {
-                return Ok(None);
-            };
-            let instance_arn = record.arn.clone();
+        let built = self.update_instance(instance_id, |record, cluster_arn, instance_arn| {
             let Some(update) = record
                 .agent_update
                 .as_mut()
                 .filter(|u| u.status.in_progress())
             else {
-                return Ok(None);
+                return None;
             };
             // A plane restarted without its bundle cannot finish the update.
             let Some(bundle) = bundle else {
@@ -399,7 +412,7 @@ impl AcsHub {
                 );
                 update.status = UpdateStatus::Failed;
                 record.version = record.version.saturating_add(1);
-                return Ok(None);
+                return None;
             };
             let message_id = uuid::Uuid::new_v4().to_string();
             update.status = UpdateStatus::Staging;
@@ -408,7 +421,7 @@ impl AcsHub {
             update.perform_message_id = None;
             update.perform_acked = false;
             record.version = record.version.saturating_add(1);
-            Ok(Some(StageUpdateMessage {
+            Some(StageUpdateMessage {
                 cluster_arn,
                 container_instance_arn: Some(instance_arn),
                 message_id: Some(message_id),
@@ -416,7 +429,7 @@ impl AcsHub {
                     location: Some(bundle.location(&host)),
                     signature: Some(bundle.sha256().to_owned()),
                 }),
-            }))
+            })
         });
         match built {
             Ok(Some(stage)) => {
@@ -448,21 +461,13 @@ impl AcsHub {
         let Some((tx, host)) = self.connection_of(instance_id) else {
             return;
         };
-        let built = self.store.update(|st| {
-            let Some(cluster) = st.instances.get(instance_id).map(|r| r.cluster.clone()) else {
-                return Ok::<_, StoreError>(None);
-            };
-            let cluster_arn = st.clusters.get(&cluster).map(|c| c.arn.clone());
-            let Some(record) = st.instances.get_mut(instance_id) else {
-                return Ok(None);
-            };
-            let instance_arn = record.arn.clone();
+        let built = self.update_instance(instance_id, |record, cluster_arn, instance_arn| {
             let Some(update) = record
                 .agent_update
                 .as_mut()
                 .filter(|u| u.status == UpdateStatus::Staged)
             else {
-                return Ok(None);
+                return None;
             };
             let message_id = uuid::Uuid::new_v4().to_string();
             update.status = UpdateStatus::Updating;
@@ -474,12 +479,12 @@ impl AcsHub {
                 signature: Some(b.sha256().to_owned()),
             });
             record.version = record.version.saturating_add(1);
-            Ok(Some(PerformUpdateMessage {
+            Some(PerformUpdateMessage {
                 cluster_arn,
                 container_instance_arn: Some(instance_arn),
                 message_id: Some(message_id),
                 update_info,
-            }))
+            })
         });
         match built {
             Ok(Some(perform)) => {
