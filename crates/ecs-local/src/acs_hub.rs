@@ -397,13 +397,10 @@ impl AcsHub {
         };
         let bundle = self.agent_update.clone();
         let built = self.update_instance(instance_id, |record, cluster_arn, instance_arn| {
-            let Some(update) = record
+            let update = record
                 .agent_update
                 .as_mut()
-                .filter(|u| u.status.in_progress())
-            else {
-                return None;
-            };
+                .filter(|u| u.status.in_progress())?;
             // A plane restarted without its bundle cannot finish the update.
             let Some(bundle) = bundle else {
                 tracing::warn!(
@@ -462,13 +459,10 @@ impl AcsHub {
             return;
         };
         let built = self.update_instance(instance_id, |record, cluster_arn, instance_arn| {
-            let Some(update) = record
+            let update = record
                 .agent_update
                 .as_mut()
-                .filter(|u| u.status == UpdateStatus::Staged)
-            else {
-                return None;
-            };
+                .filter(|u| u.status == UpdateStatus::Staged)?;
             let message_id = uuid::Uuid::new_v4().to_string();
             update.status = UpdateStatus::Updating;
             update.perform_message_id = Some(message_id.clone());
