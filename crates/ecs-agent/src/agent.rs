@@ -232,6 +232,8 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                     crate::engine::actions::DOCKER_SLOTS,
                 )),
                 task_cgroups: task_cgroups.clone(),
+                credentials: role_credentials.clone(),
+                aws: Arc::new(crate::aws::AwsServices::new(&region, credentials.clone())),
                 metadata_files: config.container_metadata_enabled.then(|| {
                     Arc::new(MetadataFiles {
                         data_dir: config.data_dir.clone(),
@@ -248,7 +250,6 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
             reserved_ports: config.reserved_ports.clone(),
             reserved_ports_udp: config.reserved_ports_udp.clone(),
             exclude_ipv6_port_binding: config.exclude_ipv6_port_binding,
-            credentials: role_credentials.clone(),
         },
         engine_docker,
         store.clone(),

@@ -138,6 +138,26 @@ pub fn attributes(
             attrs.push(Attribute::flag(format!("{CAP}task-iam-role-network-host")));
         }
     }
+    // Registry logins, secrets and environment files through other AWS
+    // services (docs/aws-services.md).
+    if has((1, 19)) {
+        attrs.push(Attribute::flag(format!("{CAP}ecr-auth")));
+        attrs.push(Attribute::flag(format!("{ECS_CAP}execution-role-ecr-pull")));
+    }
+    for name in [
+        "ecr-endpoint",
+        "private-registry-authentication.secretsmanager",
+        "secrets.ssm.environment-variables",
+        "secrets.ssm.bootstrap.log-driver",
+        "secrets.asm.environment-variables",
+        "secrets.asm.bootstrap.log-driver",
+        "env-files.s3",
+    ] {
+        attrs.push(Attribute::flag(format!("{ECS_CAP}{name}")));
+    }
+    if config.override_awslogs_execution_role {
+        attrs.push(Attribute::flag(format!("{ECS_CAP}execution-role-awslogs")));
+    }
     if task_cgroups {
         attrs.push(Attribute::flag(format!("{ECS_CAP}task-cpu-mem-limit")));
         attrs.push(Attribute::flag(format!(
@@ -176,6 +196,34 @@ mod tests {
 
     fn names(attrs: &[Attribute]) -> Vec<&str> {
         attrs.iter().map(|a| a.name.as_str()).collect()
+    }
+
+    #[test]
+    fn registry_secrets_and_env_file_capabilities_are_advertised() {
+        let attrs = attributes(&config(&[]), (1, 41), true, false);
+        let n = names(&attrs);
+        for name in [
+            "com.amazonaws.ecs.capability.ecr-auth",
+            "ecs.capability.execution-role-ecr-pull",
+            "ecs.capability.ecr-endpoint",
+            "ecs.capability.private-registry-authentication.secretsmanager",
+            "ecs.capability.secrets.ssm.environment-variables",
+            "ecs.capability.secrets.ssm.bootstrap.log-driver",
+            "ecs.capability.secrets.asm.environment-variables",
+            "ecs.capability.secrets.asm.bootstrap.log-driver",
+            "ecs.capability.env-files.s3",
+        ] {
+            assert!(n.contains(&name), "{name} missing");
+        }
+        // The awslogs one follows its switch, as ecs-init sets it.
+        assert!(!n.contains(&"ecs.capability.execution-role-awslogs"));
+        let on = attributes(
+            &config(&[("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", "true")]),
+            (1, 41),
+            true,
+            false,
+        );
+        assert!(names(&on).contains(&"ecs.capability.execution-role-awslogs"));
     }
 
     #[test]

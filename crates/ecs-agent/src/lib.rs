@@ -7,6 +7,7 @@
 
 pub mod acs;
 pub mod agent;
+pub mod aws;
 pub mod backoff;
 pub mod capabilities;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod memory;
 pub mod metadata_file;
 pub mod metrics;
 pub mod reporter;
+pub mod secrets;
 pub mod signer;
 pub mod state_change;
 pub mod store;

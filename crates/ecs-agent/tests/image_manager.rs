@@ -317,7 +317,7 @@ async fn a_failed_pull_times_out_overall_and_still_records_the_cached_image() {
     let m = manager(Store::in_memory().unwrap(), s).await;
     let started = std::time::Instant::now();
     let err = m
-        .pull_for(&image, &user("t", "c"), None)
+        .pull_for(&image, &user("t", "c"), None, async { Ok(None) })
         .await
         .unwrap_err()
         .error;
@@ -346,7 +346,10 @@ async fn prefer_cached_and_once_skip_the_pull_but_record_the_user() {
     let mut s = settings(Duration::ZERO, 5, &[]);
     s.pull_behavior = ImagePullBehavior::PreferCached;
     let m = manager(Store::in_memory().unwrap(), s.clone()).await;
-    let ready = m.pull_for(&image, &user("t", "c"), None).await.unwrap();
+    let ready = m
+        .pull_for(&image, &user("t", "c"), None, async { Ok(None) })
+        .await
+        .unwrap();
     assert_eq!(ready.pull_started_ms, None);
     let local = ready.image.unwrap();
     // What a step before found is used, not asked again.
@@ -362,5 +365,8 @@ async fn prefer_cached_and_once_skip_the_pull_but_record_the_user() {
     // and a pull makes what was known out of date.
     let decision = m.pull_decision(&image, Some(local)).await;
     assert_eq!((decision.required, decision.local), (true, None));
-    assert!(m.pull_for(&image, &user("t", "c"), None).await.is_err());
+    assert!(m
+        .pull_for(&image, &user("t", "c"), None, async { Ok(None) })
+        .await
+        .is_err());
 }

@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         extra_env: &[("ECS_CONTAINER_METADATA_FILE".to_owned(), "/m".to_owned())],
         extra_binds: &["/host/m:/m".to_owned()],
         cgroup_parent: Some("/ecs/t"),
+        secrets: None,
     };
     let _ = build(&task, 0, &ctx);
 });

@@ -43,9 +43,6 @@ const NOT_SUPPORTED_YET: &[Entry] = &[
         !c.volume_plugin_capabilities.is_empty()
     }),
     ("ECS_ENABLE_FIRELENS_ASYNC", |c| !c.firelens_async),
-    ("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", |c| {
-        c.override_awslogs_execution_role
-    }),
     ("ECS_EBSTA_SUPPORTED", |c| !c.ebsta_supported),
     // GPU and Inferentia.
     ("ECS_ENABLE_GPU_SUPPORT", |c| c.gpu_support),
@@ -132,7 +129,6 @@ mod tests {
         ("ECS_PULL_DEPENDENT_CONTAINERS_UPFRONT", "true"),
         ("ECS_VOLUME_PLUGIN_CAPABILITIES", r#"["efsAuth"]"#),
         ("ECS_ENABLE_FIRELENS_ASYNC", "false"),
-        ("ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE", "true"),
         ("ECS_EBSTA_SUPPORTED", "false"),
         ("ECS_ENABLE_GPU_SUPPORT", "true"),
         ("ECS_NVIDIA_RUNTIME", "nvidia-custom"),

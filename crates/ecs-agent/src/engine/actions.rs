@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use super::create_config::{self, CreateContext};
 use super::reconcile::Outcome;
-use super::task::Task;
+use super::task::{RegistryAuthSpec, Task, TaskSpec};
+use crate::aws::{AwsServices, Caller};
 use crate::config::ImagePullBehavior;
-use crate::docker::{DockerApi, DockerError, ImageInfo};
-use crate::images::{ContainerRef, ImageManager};
+use crate::credentials::{CredentialsStore, Lookup, RoleCredentials};
+use crate::docker::{DockerApi, DockerError, ImageInfo, RegistryAuth};
+use crate::images::{ContainerRef, ImageManager, PullError};
 use crate::metadata_file::{MetadataFiles, Subject};
+use crate::secrets::{FetchError, SecretsState, TaskSecrets};
 
 /// Creates and starts in flight at once. A burst of tasks would otherwise
 /// have one Docker connection per container waiting in dockerd, each with
@@ -46,6 +49,25 @@ pub struct ActionSettings {
     /// Task cgroups (`ECS_ENABLE_TASK_CPU_MEM_LIMIT`), when the host has
     /// them (docs/engine.md §7.7).
     pub task_cgroups: Option<Arc<crate::task_cgroup::TaskCgroups>>,
+    /// Role credentials from ACS: the execution role's sign the calls to
+    /// other AWS services; the engine drops each set as its task stops and
+    /// goes.
+    pub credentials: Arc<CredentialsStore>,
+    /// ECR, SSM, Secrets Manager and S3 (docs/aws-services.md).
+    pub aws: Arc<AwsServices>,
+}
+
+/// How long a call that needs the execution role's credentials waits for
+/// ACS to send them again after the agent restarted.
+const CREDENTIALS_WAIT: Duration = Duration::from_secs(60);
+
+/// How a pull logs in to the image's registry (a container's
+/// `registryAuthentication`).
+#[derive(Debug, Clone)]
+pub struct PullLogin {
+    pub auth: RegistryAuthSpec,
+    /// The task's execution role credentials, by ID.
+    pub execution_credentials_id: Option<String>,
 }
 
 /// A transition's Docker work, with everything it needs captured.
@@ -60,6 +82,9 @@ pub enum Work {
         user: ContainerRef,
         /// The local image as the manifest step found it.
         known: Option<ImageInfo>,
+        /// The registry login the payload asks for; `None`: the engine-wide
+        /// credentials, if any.
+        login: Option<PullLogin>,
     },
     /// The task as it was when the create was planned (names of linked
     /// containers included).
@@ -85,7 +110,12 @@ pub async fn run(
 ) -> Outcome {
     match work {
         Work::ResolveManifest { image } => resolve_manifest(&**docker, settings, &image).await,
-        Work::Pull { image, user, known } => pull(settings, &image, &user, known).await,
+        Work::Pull {
+            image,
+            user,
+            known,
+            login,
+        } => pull(settings, &image, &user, known, login).await,
         Work::Create { task, index } => {
             let _slot = settings.docker_slots.acquire().await;
             create(&**docker, settings, &task, index).await
@@ -213,14 +243,26 @@ async fn resolve_manifest(
 }
 
 /// Pulls when the behaviour requires (docs/engine.md §10.1, §10.3) and
-/// records the container as the image's user.
+/// records the container as the image's user. The registry login is made
+/// only if a pull is needed.
 async fn pull(
     settings: &ActionSettings,
     image: &str,
     user: &ContainerRef,
     known: Option<ImageInfo>,
+    login: Option<PullLogin>,
 ) -> Outcome {
-    match settings.images.pull_for(image, user, known).await {
+    let credentials = async {
+        match &login {
+            None => Ok(None),
+            Some(login) => registry_login(settings, login).await.map(Some),
+        }
+    };
+    match settings
+        .images
+        .pull_for(image, user, known, credentials)
+        .await
+    {
         Ok(ready) => Outcome::Pulled {
             pull_started_ms: ready.pull_started_ms,
             image: ready.image,
@@ -230,6 +272,119 @@ async fn pull(
             pull_started_ms: failed.started_ms,
         },
     }
+}
+
+/// The execution role's credentials with ID `id`, waiting a while for
+/// ACS to send them again when the agent has restarted since.
+async fn execution_credentials(
+    store: &CredentialsStore,
+    id: Option<&str>,
+) -> Option<RoleCredentials> {
+    let id = id?;
+    let deadline = tokio::time::Instant::now() + CREDENTIALS_WAIT;
+    loop {
+        match store.lookup(id) {
+            Lookup::Ready { credentials, .. } => return Some(credentials),
+            Lookup::Pending if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Lookup::Pending | Lookup::Unknown => return None,
+        }
+    }
+}
+
+/// The registry login a container's `registryAuthentication` asks for
+/// (docs/aws-services.md §2): an ECR token, or a user name and password
+/// from Secrets Manager.
+async fn registry_login(
+    settings: &ActionSettings,
+    login: &PullLogin,
+) -> Result<RegistryAuth, PullError> {
+    let id = login.execution_credentials_id.as_deref();
+    match &login.auth {
+        RegistryAuthSpec::Ecr {
+            registry,
+            use_execution_role,
+        } => {
+            let ecr_error = |message: String| PullError::Login {
+                name: "CannotPullECRContainerError",
+                message,
+            };
+            let role;
+            let caller = if *use_execution_role {
+                role = execution_credentials(&settings.credentials, id)
+                    .await
+                    .ok_or_else(|| ecr_error("engine ecr credentials: not found".into()))?;
+                Caller::Role {
+                    id: id.unwrap_or_default(),
+                    credentials: &role,
+                }
+            } else {
+                Caller::Instance
+            };
+            settings
+                .aws
+                .ecr_login(registry, caller)
+                .await
+                .map_err(|e| ecr_error(format!("ecr auth: {e}")))
+        }
+        RegistryAuthSpec::Asm {
+            credentials_parameter,
+            region,
+        } => {
+            let auth_error = |message: String| PullError::Login {
+                name: "CannotPullContainerAuthError",
+                message,
+            };
+            let role = execution_credentials(&settings.credentials, id)
+                .await
+                .ok_or_else(|| {
+                    auth_error("engine docker private registry credentials: not found".into())
+                })?;
+            let caller = Caller::Role {
+                id: id.unwrap_or_default(),
+                credentials: &role,
+            };
+            let reference = crate::aws::arn::SecretRef::parse(credentials_parameter)
+                .map_err(|e| auth_error(e.0))?;
+            let region = region.as_deref().unwrap_or(&settings.region);
+            let secret = settings
+                .aws
+                .secret_string(region, &reference, caller)
+                .await
+                .map_err(|e| auth_error(format!("asm fetching secret from the service: {e}")))?;
+            let (username, password) =
+                crate::aws::arn::registry_credentials(&secret).map_err(|e| auth_error(e.0))?;
+            Ok(RegistryAuth {
+                username: Some(username),
+                password: Some(password),
+                email: None,
+                server_address: None,
+            })
+        }
+    }
+}
+
+/// Fetches a task's secrets and environment files with its execution
+/// role (docs/aws-services.md §3).
+pub async fn fetch_secrets(
+    settings: &ActionSettings,
+    spec: &TaskSpec,
+) -> Result<TaskSecrets, FetchError> {
+    let id = spec.execution_role_credentials_id.as_deref();
+    let role = execution_credentials(&settings.credentials, id)
+        .await
+        .ok_or_else(|| FetchError("unable to find execution role credentials".into()))?;
+    let caller = Caller::Role {
+        id: id.unwrap_or_default(),
+        credentials: &role,
+    };
+    let secrets = crate::secrets::fetch(&settings.aws, spec, caller, &settings.region).await?;
+    tracing::info!(
+        task = spec.arn,
+        "fetched the task's secrets and environment files"
+    );
+    Ok(secrets)
 }
 
 async fn create(
@@ -283,6 +438,10 @@ async fn create(
         },
     };
     let ctx = CreateContext {
+        secrets: match &task.secrets {
+            SecretsState::Ready(values) => values.container(&container.spec.name),
+            _ => None,
+        },
         cgroup_parent: cgroup_parent.as_deref(),
         cluster: &settings.cluster,
         region: &settings.region,

@@ -149,6 +149,9 @@ impl TaskEngine {
                 v.in_flight = false;
             }
         }
+        if planned.secrets {
+            task.secrets = crate::secrets::SecretsState::Missing;
+        }
     }
 
     /// Starts a saved task's planned Docker work, and what follows a
@@ -174,6 +177,10 @@ impl TaskEngine {
                     image: c.spec.image.clone(),
                     user: crate::images::ContainerRef::new(arn, &c.spec.name),
                     known: c.local_image.clone(),
+                    login: c.spec.registry_auth.clone().map(|auth| actions::PullLogin {
+                        auth,
+                        execution_credentials_id: task.spec.execution_role_credentials_id.clone(),
+                    }),
                 },
                 Action::Create => match &snapshot {
                     Some(task) => Work::Create {
@@ -231,12 +238,23 @@ impl TaskEngine {
                 let _ = tx.send(Msg::VolumeDone { arn, index, result });
             });
         }
+        if planned.secrets {
+            let settings = settings.clone();
+            let spec = task.spec.clone();
+            let tx = self.tx.clone();
+            let arn = arn.to_string();
+            tokio::spawn(async move {
+                let result = actions::fetch_secrets(&settings, &spec).await.map(Arc::new);
+                let _ = tx.send(Msg::SecretsDone { arn, result });
+            });
+        }
         if task.known_status == TaskStatus::Stopped {
             let known_time = task.known_status_time_ms;
             // The task role's credentials end with the task
             // (docs/endpoints.md §7.5); the execution role's last until
             // cleanup, for log drivers.
             self.settings
+                .actions
                 .credentials
                 .remove(arn, crate::credentials::RoleType::TaskApplication);
             if self.cleanups.insert(arn.to_string()) {

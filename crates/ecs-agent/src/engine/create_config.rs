@@ -37,7 +37,14 @@ pub struct CreateContext<'a> {
     /// The task's cgroup (docs/engine.md §7.7), which wins over the
     /// backend's.
     pub cgroup_parent: Option<&'a str>,
+    /// The container's share of its task's secrets and environment files
+    /// (docs/aws-services.md §3).
+    pub secrets: Option<&'a crate::secrets::ContainerSecrets>,
 }
+
+/// The log option through which the awslogs driver in dockerd gets the
+/// execution role's credentials from the agent's credentials endpoint.
+pub const AWSLOGS_CREDENTIALS_ENDPOINT: &str = "awslogs-credentials-endpoint";
 
 /// Where containers reach the agent's task endpoints (through the host's
 /// NAT rules).
@@ -69,7 +76,17 @@ pub fn build(
     let container = &task.containers[index];
     let spec = &container.spec;
 
+    // Secrets win over `environment`; environment files fill in only what
+    // is still unset, earlier files first (docs/aws-services.md §4).
     let mut env: BTreeMap<String, String> = spec.environment.clone();
+    if let Some(secrets) = ctx.secrets {
+        env.extend(secrets.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for file in &secrets.env_files {
+            for (k, v) in file {
+                env.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
     let image_has = |k: &str| ctx.image_env.iter().any(|e| e.split('=').next() == Some(k));
     let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
         .iter()
@@ -214,6 +231,7 @@ pub fn build(
             )));
         }
     }
+    log_options(task, index, ctx, &mut host)?;
     if spec.docker_health_check && config.get("Healthcheck").is_none_or(Value::is_null) {
         return Err(CreateConfigError::Config(format!(
             "container {:?} has a docker health check type but no Healthcheck configuration",
@@ -243,6 +261,65 @@ pub fn build(
         map.insert("HostConfig".into(), host);
     }
     Ok(config)
+}
+
+/// The log options the agent adds to the backend's `LogConfig`: secrets
+/// whose target is the log driver, and, under `logsAuthStrategy:
+/// ExecutionRole`, where the driver gets the execution role's credentials
+/// (docs/aws-services.md §5). A container without a log driver gets none.
+fn log_options(
+    task: &Task,
+    index: usize,
+    ctx: &CreateContext<'_>,
+    host: &mut Value,
+) -> Result<(), CreateConfigError> {
+    let spec = &task.containers[index].spec;
+    let mut added: Vec<(String, String)> = Vec::new();
+    if spec.logs_auth_execution_role {
+        let id = task
+            .spec
+            .execution_role_credentials_id
+            .as_deref()
+            .ok_or_else(|| {
+                CreateConfigError::HostConfig("No execution credentials set for the task".into())
+            })?;
+        added.push((
+            AWSLOGS_CREDENTIALS_ENDPOINT.into(),
+            format!("/v2/credentials/{id}"),
+        ));
+    }
+    if let Some(secrets) = ctx.secrets {
+        added.extend(
+            secrets
+                .log_options
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    if added.is_empty() {
+        return Ok(());
+    }
+    let Some(log) = host.get_mut("LogConfig").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    if log
+        .get("Type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Ok(());
+    }
+    let options = log.entry("Config").or_insert_with(|| json!({}));
+    if !options.is_object() {
+        *options = json!({});
+    }
+    if let Value::Object(options) = options {
+        for (k, v) in added {
+            options.insert(k, json!(v));
+        }
+    }
+    Ok(())
 }
 
 fn parse_overlay(text: &str, what: &str) -> Result<Value, CreateConfigError> {

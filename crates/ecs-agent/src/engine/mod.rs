@@ -73,8 +73,6 @@ pub struct EngineSettings {
     pub reserved_ports_udp: Vec<u16>,
     /// `ECS_EXCLUDE_IPV6_PORTBINDING`: leave `::` bindings out of reports.
     pub exclude_ipv6_port_binding: bool,
-    /// Role credentials the engine drops as its tasks stop and go.
-    pub credentials: Arc<crate::credentials::CredentialsStore>,
 }
 
 /// The engine has shut down; nothing more can be done.
@@ -132,6 +130,10 @@ enum Msg {
         arn: String,
         index: usize,
         result: Result<(), String>,
+    },
+    SecretsDone {
+        arn: String,
+        result: Result<Arc<crate::secrets::TaskSecrets>, crate::secrets::FetchError>,
     },
     RestartFailed {
         arn: String,
@@ -258,6 +260,8 @@ impl EngineHandle {
 struct Planned {
     work: Vec<(usize, ContainerStatus, Action)>,
     volumes: Vec<(usize, task::VolumeResource)>,
+    /// Fetch the task's secrets and environment files.
+    secrets: bool,
 }
 
 pub struct TaskEngine {
@@ -373,7 +377,7 @@ impl TaskEngine {
             let arn = task.arn();
             if let Some(id) = &task.spec.task_role_credentials_id {
                 if task.known_status < TaskStatus::Stopped {
-                    engine.settings.credentials.expect(
+                    engine.settings.actions.credentials.expect(
                         id,
                         arn,
                         crate::credentials::RoleType::TaskApplication,
@@ -381,7 +385,7 @@ impl TaskEngine {
                 }
             }
             if let Some(id) = &task.spec.execution_role_credentials_id {
-                engine.settings.credentials.expect(
+                engine.settings.actions.credentials.expect(
                     id,
                     arn,
                     crate::credentials::RoleType::TaskExecution,
@@ -605,6 +609,24 @@ impl TaskEngine {
                 }
                 self.progress(&arn);
             }
+            Msg::SecretsDone { arn, result } => {
+                let Some(task) = self.tasks.get_mut(&arn) else {
+                    return;
+                };
+                if task.secrets != crate::secrets::SecretsState::Fetching {
+                    return;
+                }
+                match result {
+                    Ok(values) => task.secrets = crate::secrets::SecretsState::Ready(values),
+                    Err(e) => {
+                        tracing::warn!(task = arn, error = %e, "task secrets could not be fetched");
+                        task.secrets = crate::secrets::SecretsState::Missing;
+                        task.set_terminal_reason(e.reason());
+                        task.raise_desired_status(TaskStatus::Stopped);
+                    }
+                }
+                self.progress(&arn);
+            }
             Msg::RestartFailed {
                 arn,
                 index,
@@ -774,6 +796,10 @@ impl TaskEngine {
                     task.volumes[*index].in_flight = true;
                     planned.volumes.push((*index, task.volumes[*index].clone()));
                 }
+                if plan.fetch_secrets {
+                    task.secrets = crate::secrets::SecretsState::Fetching;
+                    planned.secrets = true;
+                }
                 let mut changed = false;
                 for (index, why) in &plan.dependency_failures {
                     let c = &mut task.containers[*index];
@@ -823,6 +849,12 @@ impl TaskEngine {
                 }
             }
             reconcile::update_known_status(task, now_ms());
+            // Secret values live no longer than the creates that use them.
+            if matches!(task.secrets, crate::secrets::SecretsState::Ready(_))
+                && !reconcile::awaits_create(task)
+            {
+                task.secrets = crate::secrets::SecretsState::Missing;
+            }
             for (i, c) in task.containers.iter().enumerate() {
                 if let Some(id) = &c.docker_id {
                     self.by_docker_id.insert(id.clone(), (arn.to_string(), i));
@@ -840,6 +872,7 @@ impl TaskEngine {
         let entry = self.planned.entry(arn.to_string()).or_default();
         entry.work.extend(planned.work);
         entry.volumes.extend(planned.volumes);
+        entry.secrets |= planned.secrets;
         self.dirty.insert(arn.to_string());
     }
 
@@ -944,6 +977,7 @@ impl TaskEngine {
             files.remove_task(&arn);
         }
         self.settings
+            .actions
             .credentials
             .remove(&arn, crate::credentials::RoleType::TaskExecution);
         for id in &ids {

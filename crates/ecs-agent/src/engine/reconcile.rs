@@ -7,6 +7,7 @@
 use super::status::{ContainerStatus, HealthStatus, TaskStatus};
 use super::task::{DependencyCondition, DependencySpec, ResourceStatus, Task};
 use crate::docker::Observation;
+use crate::secrets::SecretsState;
 use crate::state_change::{ContainerStateChange, NetworkBinding, TaskStateChange};
 
 /// The Docker work behind a transition.
@@ -40,6 +41,8 @@ pub struct Plan {
     pub blocked: bool,
     /// Task volumes to provision now (indices into `task.volumes`).
     pub volumes: Vec<usize>,
+    /// Fetch the task's secrets and environment files now.
+    pub fetch_secrets: bool,
 }
 
 /// Every dependency of container `index`: its `dependsOn`, plus those that
@@ -204,6 +207,17 @@ fn has_running_dependents(task: &Task, index: usize) -> bool {
     })
 }
 
+/// Whether some container of `task` is still to be created: what its
+/// secrets are fetched for, and kept for.
+pub fn awaits_create(task: &Task) -> bool {
+    task.containers.iter().any(|c| {
+        c.docker_id.is_none()
+            && c.known_status < ContainerStatus::Created
+            && c.desired_status > c.known_status
+            && c.desired_status < ContainerStatus::Stopped
+    })
+}
+
 /// The next transitions for every container of `task` (docs/engine.md §4.3).
 pub fn plan(task: &Task, now_ms: i64) -> Plan {
     let mut plan = Plan::default();
@@ -216,6 +230,12 @@ pub fn plan(task: &Task, now_ms: i64) -> Plan {
             .map(|(i, _)| i)
             .collect();
     }
+    let secrets_needed = crate::secrets::needed(&task.spec);
+    let secrets_ready = matches!(task.secrets, SecretsState::Ready(_));
+    plan.fetch_secrets = secrets_needed
+        && task.secrets == SecretsState::Missing
+        && task.desired_status < TaskStatus::Stopped
+        && awaits_create(task);
     for (i, c) in task.containers.iter().enumerate() {
         if c.applied_status.is_some() || c.known_status >= c.desired_status {
             continue;
@@ -266,6 +286,11 @@ pub fn plan(task: &Task, now_ms: i64) -> Plan {
         // (docs/engine.md §4.3, §9).
         if target == ContainerStatus::Pulled && !mounted_volumes_ready(task, i) {
             plan.blocked = true;
+            continue;
+        }
+        // No container is created before the task's secrets are in hand
+        // (docs/aws-services.md §3); their arrival wakes the task.
+        if target == ContainerStatus::Created && secrets_needed && !secrets_ready {
             continue;
         }
         let action = match target {

@@ -166,6 +166,73 @@ pub struct ContainerSpec {
     pub start_timeout_secs: u64,
     pub stop_timeout_secs: u64,
     pub restart_policy: Option<RestartPolicySpec>,
+    /// Secrets fetched before the container is created; the checkpoint
+    /// keeps these references, never the values (docs/aws-services.md §3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretSpec>,
+    /// S3 ARNs of environment files, in the order given (earlier files
+    /// win).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment_files: Vec<String>,
+    /// How to log in to the image's registry, when the payload says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuthSpec>,
+    /// `logsAuthStrategy: ExecutionRole`: the log driver gets the
+    /// execution role's credentials endpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_auth_execution_role: bool,
+}
+
+/// The service a secret is kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretProvider {
+    /// SSM Parameter Store.
+    Ssm,
+    /// Secrets Manager.
+    Asm,
+}
+
+/// Where a secret's value goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretTarget {
+    /// A variable of the container's environment.
+    Environment,
+    /// An option of the container's log driver.
+    LogDriver,
+}
+
+/// One `secrets` entry of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSpec {
+    /// The variable or log option it becomes.
+    pub name: String,
+    pub value_from: String,
+    pub provider: SecretProvider,
+    /// The region to ask; the agent's own when the payload gives none.
+    pub region: Option<String>,
+    pub target: SecretTarget,
+}
+
+/// A container's `registryAuthentication`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum RegistryAuthSpec {
+    /// An ECR token, asked for with the execution role or the instance's
+    /// credentials.
+    #[serde(rename_all = "camelCase")]
+    Ecr {
+        registry: crate::aws::ecr::Registry,
+        use_execution_role: bool,
+    },
+    /// A user name and password kept in a Secrets Manager secret.
+    #[serde(rename_all = "camelCase")]
+    Asm {
+        credentials_parameter: String,
+        region: Option<String>,
+    },
 }
 
 /// What the task definition says about the task, validated.
@@ -481,7 +548,29 @@ fn container_spec(c: &acs::Container) -> Result<ContainerSpec, TaskParseError> {
             .unwrap_or(0),
     });
     let docker = c.docker_config.clone().unwrap_or_default();
+    let secrets = c
+        .secrets
+        .iter()
+        .flatten()
+        .map(|s| secret_spec(&name, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let environment_files = c
+        .environment_files
+        .iter()
+        .flatten()
+        .map(|f| match f.r#type.as_deref() {
+            Some("s3") => Ok(required(&f.value, "environment file value")?.to_string()),
+            other => Err(TaskParseError(format!(
+                "environment file of container {name:?}: unsupported type {other:?}"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let registry_auth = registry_auth_spec(&name, c.registry_authentication.as_ref())?;
     Ok(ContainerSpec {
+        secrets,
+        environment_files,
+        registry_auth,
+        logs_auth_execution_role: c.logs_auth_strategy.as_deref() == Some("ExecutionRole"),
         cpu: u32::try_from(c.cpu.unwrap_or(0))
             .map_err(|_| TaskParseError(format!("invalid cpu for container {name:?}")))?,
         memory_mib: u32::try_from(c.memory.unwrap_or(0))
@@ -506,6 +595,82 @@ fn container_spec(c: &acs::Container) -> Result<ContainerSpec, TaskParseError> {
         restart_policy,
         name,
     })
+}
+
+fn secret_spec(container: &str, s: &acs::Secret) -> Result<SecretSpec, TaskParseError> {
+    let name = required(&s.name, "secret name")?.to_string();
+    let value_from = required(&s.value_from, "secret valueFrom")?.to_string();
+    let provider = match s.provider.as_deref() {
+        Some("ssm") => SecretProvider::Ssm,
+        Some("asm") => SecretProvider::Asm,
+        other => {
+            return Err(TaskParseError(format!(
+                "secret {name:?} of container {container:?}: unknown provider {other:?}"
+            )))
+        }
+    };
+    let target = if s.target.as_deref() == Some("LOG_DRIVER") {
+        SecretTarget::LogDriver
+    } else if s.r#type.as_deref() == Some("ENVIRONMENT_VARIABLE") {
+        SecretTarget::Environment
+    } else {
+        return Err(TaskParseError(format!(
+            "secret {name:?} of container {container:?}: unsupported type {:?} and target {:?}",
+            s.r#type, s.target
+        )));
+    };
+    Ok(SecretSpec {
+        name,
+        value_from,
+        provider,
+        region: s.region.clone().filter(|r| !r.is_empty()),
+        target,
+    })
+}
+
+fn registry_auth_spec(
+    container: &str,
+    auth: Option<&acs::RegistryAuthenticationData>,
+) -> Result<Option<RegistryAuthSpec>, TaskParseError> {
+    let Some(auth) = auth else {
+        return Ok(None);
+    };
+    let what = |member: &str| format!("{member} of container {container:?}");
+    match auth.r#type.as_deref() {
+        None | Some("") => Ok(None),
+        Some("ecr") => {
+            let data = auth
+                .ecr_auth_data
+                .as_ref()
+                .ok_or_else(|| TaskParseError(format!("missing {}", what("ecrAuthData"))))?;
+            Ok(Some(RegistryAuthSpec::Ecr {
+                registry: crate::aws::ecr::Registry {
+                    registry_id: required(&data.registry_id, &what("ecrAuthData registryId"))?
+                        .to_string(),
+                    region: required(&data.region, &what("ecrAuthData region"))?.to_string(),
+                    endpoint_override: data.endpoint_override.clone().filter(|e| !e.is_empty()),
+                },
+                use_execution_role: data.use_execution_role.unwrap_or(false),
+            }))
+        }
+        Some("asm") => {
+            let data = auth
+                .asm_auth_data
+                .as_ref()
+                .ok_or_else(|| TaskParseError(format!("missing {}", what("asmAuthData"))))?;
+            Ok(Some(RegistryAuthSpec::Asm {
+                credentials_parameter: required(
+                    &data.credentials_parameter,
+                    &what("asmAuthData credentialsParameter"),
+                )?
+                .to_string(),
+                region: data.region.clone().filter(|r| !r.is_empty()),
+            }))
+        }
+        Some(other) => Err(TaskParseError(format!(
+            "unknown registry authentication type {other:?} of container {container:?}"
+        ))),
+    }
 }
 
 /// A port binding Docker reported for a running container.
@@ -639,6 +804,10 @@ pub struct Task {
     /// Docker volumes the agent provisions for this task.
     #[serde(default)]
     pub volumes: Vec<VolumeResource>,
+    /// The values of the task's secrets and environment files, in memory
+    /// only (docs/aws-services.md §3).
+    #[serde(skip)]
+    pub secrets: crate::secrets::SecretsState,
 }
 
 /// Lifecycle of a task resource (docs/engine.md §9).
@@ -757,6 +926,7 @@ impl Task {
             execution_stopped_at_ms: None,
             terminal_reason: None,
             volumes,
+            secrets: crate::secrets::SecretsState::Missing,
         };
         task.raise_desired_status(incoming.desired_status);
         task

@@ -14,6 +14,10 @@ use super::actions::ActionSettings;
 use super::status::TaskStatus;
 use super::task::{IncomingTask, Task};
 use super::{EngineHandle, EngineSettings, TaskEngine};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+
+use crate::aws::AwsServices;
 use crate::config::ImagePullBehavior;
 use crate::credentials::CredentialsStore;
 use crate::docker::fake::FakeDocker;
@@ -85,6 +89,8 @@ pub(crate) struct Options {
     pub cleanup_wait: Duration,
     pub create_timeout: Duration,
     pub task_cgroups: Option<Arc<crate::task_cgroup::TaskCgroups>>,
+    /// Role credentials as ACS would have delivered them.
+    pub credentials: Arc<CredentialsStore>,
 }
 
 impl Default for Options {
@@ -94,6 +100,7 @@ impl Default for Options {
             cleanup_wait: Duration::from_secs(3 * 3600),
             create_timeout: Duration::from_secs(240),
             task_cgroups: None,
+            credentials: Arc::new(CredentialsStore::new()),
         }
     }
 }
@@ -131,6 +138,18 @@ pub(crate) async fn action_settings(
         shared_volume_match_full_config: false,
         docker_slots: Arc::new(tokio::sync::Semaphore::new(super::actions::DOCKER_SLOTS)),
         task_cgroups: options.task_cgroups.clone(),
+        credentials: options.credentials.clone(),
+        // Nothing listens on the discard port of loopback: every call to
+        // AWS fails at once, and none can leave this machine.
+        aws: Arc::new(
+            AwsServices::new(
+                "us-east-1",
+                SharedCredentialsProvider::new(Credentials::new(
+                    "AKID", "secret", None, None, "test",
+                )),
+            )
+            .with_endpoint_url("http://127.0.0.1:9"),
+        ),
     }
 }
 
@@ -143,7 +162,6 @@ pub(crate) async fn start(docker: Arc<FakeDocker>, store: Store, options: Option
         reserved_ports: vec![],
         reserved_ports_udp: vec![],
         exclude_ipv6_port_binding: false,
-        credentials: Arc::new(CredentialsStore::new()),
     };
     let api: Arc<dyn DockerApi> = docker.clone();
     let (engine, task) = TaskEngine::start(settings, api, store.clone(), Arc::new(Notify::new()))

@@ -865,3 +865,92 @@ async fn a_task_runs_in_its_own_cgroup_with_its_limits_until_cleanup() {
     assert!(!root.path().join("cpu/ecs/lim").exists());
     assert!(!root.path().join("memory/ecs/lim").exists());
 }
+
+/// A task whose container takes one SSM secret; with the execution role's
+/// credentials in the payload when `role` is set.
+fn task_with_secret(id: &str, role: bool) -> super::task::IncomingTask {
+    let mut t = serde_json::json!({
+        "arn": arn(id), "family": "fam", "version": "1", "desiredStatus": "RUNNING",
+        "containers": [{"name": "app", "essential": true, "image": IMAGE,
+            "secrets": [{"name": "DB", "valueFrom": "/app/db", "provider": "ssm",
+                "type": "ENVIRONMENT_VARIABLE", "target": "CONTAINER"}]}]
+    });
+    if role {
+        t["executionRoleCredentials"] = serde_json::json!({"credentialsId": "exec-1"});
+    }
+    let acs: ecs_model::acs::Task = serde_json::from_value(t).unwrap();
+    super::task::IncomingTask::try_from(&acs).unwrap()
+}
+
+fn execution_role() -> crate::credentials::RoleCredentials {
+    crate::credentials::RoleCredentials {
+        role_arn: "arn:aws:iam::123456789012:role/exec".into(),
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: "secret".into(),
+        session_token: "token".into(),
+        expiration: String::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_whose_secrets_cannot_be_fetched_stops_before_any_container_is_created() {
+    let options = Options::default();
+    options.credentials.set(
+        "exec-1",
+        &arn("s1"),
+        crate::credentials::RoleType::TaskExecution,
+        execution_role(),
+    );
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    // The test engine's AWS endpoint is a closed port: the fetch fails.
+    let agent = start(docker, Store::in_memory().unwrap(), options).await;
+    agent.add(vec![task_with_secret("s1", true)]).await;
+    let stopped = agent.until_task("s1", TaskStatus::Stopped).await;
+    let reason = stopped.terminal_reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: fetching secret data from SSM Parameter Store in us-east-1:"
+        ),
+        "{reason}"
+    );
+    assert_eq!(agent.docker.count(Op::Create), 0);
+    let reported = agent.reports("s1").await.pop().unwrap();
+    assert_eq!(reported.status, "STOPPED");
+    assert_eq!(reported.reason, reason);
+}
+
+#[tokio::test(start_paused = true)]
+async fn secrets_without_execution_role_credentials_stop_the_task() {
+    let agent = fresh().await;
+    agent.add(vec![task_with_secret("s2", false)]).await;
+    let stopped = agent.until_task("s2", TaskStatus::Stopped).await;
+    assert_eq!(
+        stopped.terminal_reason.as_deref(),
+        Some("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to find execution role credentials")
+    );
+    assert_eq!(agent.docker.count(Op::Create), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_secrets_wait_for_acs_to_resend_the_credentials() {
+    // Known from the checkpoint but not yet re-sent: the fetch waits for
+    // them instead of failing at once, then gives up.
+    let options = Options::default();
+    options.credentials.expect(
+        "exec-1",
+        &arn("s3"),
+        crate::credentials::RoleType::TaskExecution,
+    );
+    let docker = FakeDocker::new();
+    docker.add_image(IMAGE);
+    let agent = start(docker, Store::in_memory().unwrap(), options).await;
+    let added = Instant::now();
+    agent.add(vec![task_with_secret("s3", true)]).await;
+    let stopped = agent.until_task("s3", TaskStatus::Stopped).await;
+    assert!(Instant::now() - added >= Duration::from_secs(59));
+    assert!(stopped
+        .terminal_reason
+        .unwrap_or_default()
+        .ends_with("unable to find execution role credentials"));
+}

@@ -530,6 +530,13 @@ fn container_from_go(
             ignored_exit_codes: r.ignored_exit_codes.clone().unwrap_or_default(),
             restart_attempt_period_secs: r.restart_attempt_period,
         }),
+        // The Go agent's record keeps secrets already merged into the
+        // environment of the containers it created; the references are
+        // not carried over (docs/go-state.md).
+        secrets: Vec::new(),
+        environment_files: Vec::new(),
+        registry_auth: None,
+        logs_auth_execution_role: false,
     };
     let mut container = Container::new(spec.clone());
     container.known_status = known_status;

@@ -1,5 +1,6 @@
 //! The image manager (docs/engine.md §10.1, §10.3, §10.5, §10.6): decides
-//! whether an image must be pulled, pulls it with the engine-wide
+//! whether an image must be pulled, pulls it with the registry login the
+//! payload asks for (docs/aws-services.md §2) or else the engine-wide
 //! credentials, tracks which containers use which image (saving every
 //! change), and removes images no task uses any more, periodically.
 //!
@@ -19,7 +20,7 @@ use super::auth::EngineAuth;
 use super::pull::{self, PullError};
 use super::state::{Change, CleanupRules, ContainerRef, ImageRecord, ImageTable};
 use crate::config::{Config, ImagePullBehavior};
-use crate::docker::{DockerApi, DockerError, ImageInfo};
+use crate::docker::{DockerApi, DockerError, ImageInfo, RegistryAuth};
 use crate::engine::now_ms;
 use crate::store::{Store, StoreError};
 
@@ -221,24 +222,30 @@ impl ImageManager {
         image: &str,
         user: &ContainerRef,
         known: Option<ImageInfo>,
+        login: impl std::future::Future<Output = Result<Option<RegistryAuth>, PullError>>,
     ) -> Result<Ready, FailedPull> {
         let _permit = self.pull_permit().await;
         let decision = self.pull_decision(image, known).await;
         let mut result = Ok(None);
         if decision.required {
             let started = now_ms();
-            let auth = self.inner.auth.lookup(image);
-            let (docker, settings) = (&self.inner.docker, &self.inner.settings);
-            tracing::info!(image, credentials = auth.is_some(), "pulling image");
-            result = pull::with_retries(image, settings.pull_timeout, || {
-                docker.pull_image(
-                    image,
-                    auth.clone(),
-                    settings.pull_inactivity_timeout,
-                    settings.pull_timeout,
-                )
-            })
-            .await
+            result = match login.await {
+                Ok(auth) => {
+                    let auth = auth.or_else(|| self.inner.auth.lookup(image));
+                    let (docker, settings) = (&self.inner.docker, &self.inner.settings);
+                    tracing::info!(image, credentials = auth.is_some(), "pulling image");
+                    pull::with_retries(image, settings.pull_timeout, || {
+                        docker.pull_image(
+                            image,
+                            auth.clone(),
+                            settings.pull_inactivity_timeout,
+                            settings.pull_timeout,
+                        )
+                    })
+                    .await
+                }
+                Err(error) => Err(error),
+            }
             .map(|()| Some(started))
             .map_err(|error| FailedPull {
                 started_ms: started,

@@ -30,6 +30,10 @@ pub enum PullError {
     /// the inactivity timeout) and was cancelled.
     #[error("CannotPullContainerError: image pull made no progress for {}", go_duration(*.0))]
     Stalled(Duration),
+    /// The registry login the payload asks for could not be made (an ECR
+    /// token, or credentials from Secrets Manager); never retried.
+    #[error("{name}: {message}")]
+    Login { name: &'static str, message: String },
 }
 
 impl PullError {

@@ -25,6 +25,7 @@ fn ctx() -> CreateContext<'static> {
         extra_env: &[],
         extra_binds: &[],
         cgroup_parent: None,
+        secrets: None,
     }
 }
 
@@ -223,4 +224,114 @@ fn dynamic_ports_and_ranges_use_the_assigned_host_ports() {
         bindings.get("0/tcp").is_none(),
         "a range mapping has no single port"
     );
+}
+
+fn env_map(body: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    body["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let (k, v) = v.as_str().unwrap().split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn vars(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn secrets_win_over_environment_and_environment_over_files() {
+    let t = task(serde_json::json!({"name": "app", "image": "i",
+        "environment": {"PLAIN": "from-definition", "BOTH": "from-definition"}}));
+    let secrets = crate::secrets::ContainerSecrets {
+        env: vars(&[("BOTH", "from-secret"), ("TOKEN", "s3cr3t")]),
+        log_options: Default::default(),
+        env_files: vec![
+            vars(&[
+                ("PLAIN", "file-1"),
+                ("FILE", "file-1"),
+                ("AWS_REGION", "eu-west-1"),
+            ]),
+            vars(&[("FILE", "file-2"), ("LATER", "file-2"), ("TOKEN", "file-2")]),
+        ],
+    };
+    let with = CreateContext {
+        secrets: Some(&secrets),
+        ..ctx()
+    };
+    let env = env_map(&build(&t, 0, &with).unwrap());
+    assert_eq!(env["PLAIN"], "from-definition");
+    assert_eq!(env["BOTH"], "from-secret");
+    assert_eq!(env["TOKEN"], "s3cr3t");
+    assert_eq!(env["FILE"], "file-1", "earlier files win");
+    assert_eq!(env["LATER"], "file-2");
+    // A region from a file counts as set: the agent adds none.
+    assert_eq!(env["AWS_REGION"], "eu-west-1");
+    assert!(!env.contains_key("AWS_DEFAULT_REGION"));
+}
+
+fn awslogs_task(extra: serde_json::Value, execution_role: bool) -> Task {
+    let mut container = serde_json::json!({"name": "app", "image": "i",
+        "logsAuthStrategy": "ExecutionRole",
+        "dockerConfig": {"hostConfig":
+            "{\"LogConfig\":{\"Type\":\"awslogs\",\"Config\":{\"awslogs-group\":\"g\"}}}"}});
+    if let (Some(c), Some(extra)) = (container.as_object_mut(), extra.as_object()) {
+        c.extend(extra.clone());
+    }
+    let mut task = serde_json::json!({
+        "arn": "arn:aws:ecs:us-east-1:1:task/default/abc",
+        "family": "f", "version": "1", "desiredStatus": "RUNNING",
+        "containers": [container]
+    });
+    if execution_role {
+        task["executionRoleCredentials"] = serde_json::json!({"credentialsId": "exec-1"});
+    }
+    let acs: acs::Task = serde_json::from_value(task).unwrap();
+    Task::new(IncomingTask::try_from(&acs).unwrap(), 0)
+}
+
+#[test]
+fn awslogs_gets_the_execution_roles_credentials_endpoint_and_secret_options() {
+    let drivers = ["json-file".to_string(), "awslogs".to_string()];
+    let secrets = crate::secrets::ContainerSecrets {
+        log_options: vars(&[("awslogs-endpoint", "http://logs.local")]),
+        ..Default::default()
+    };
+    let ctx = CreateContext {
+        logging_drivers: &drivers,
+        secrets: Some(&secrets),
+        ..ctx()
+    };
+    let body = build(&awslogs_task(serde_json::json!({}), true), 0, &ctx).unwrap();
+    let options = &body["HostConfig"]["LogConfig"]["Config"];
+    assert_eq!(
+        options["awslogs-group"], "g",
+        "the user's options pass through"
+    );
+    assert_eq!(
+        options["awslogs-credentials-endpoint"],
+        "/v2/credentials/exec-1"
+    );
+    assert_eq!(options["awslogs-endpoint"], "http://logs.local");
+    // The values of log driver secrets stay out of the environment.
+    assert!(!body["Env"].to_string().contains("logs.local"));
+
+    let err = build(&awslogs_task(serde_json::json!({}), false), 0, &ctx).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "HostConfigError: No execution credentials set for the task"
+    );
+}
+
+#[test]
+fn a_container_without_a_log_driver_gets_no_log_options() {
+    let t = awslogs_task(serde_json::json!({"dockerConfig": {}}), true);
+    let body = build(&t, 0, &ctx()).unwrap();
+    assert!(body["HostConfig"].get("LogConfig").is_none());
 }

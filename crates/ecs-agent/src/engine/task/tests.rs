@@ -199,3 +199,147 @@ proptest::proptest! {
         }
     }
 }
+
+fn with_container(extra: serde_json::Value) -> serde_json::Value {
+    let mut t = minimal();
+    let c = t["containers"][0].as_object_mut().unwrap();
+    c.extend(extra.as_object().unwrap().clone());
+    t
+}
+
+#[test]
+fn secrets_env_files_and_registry_logins_are_read_from_the_payload() {
+    let ssm_arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/app/db";
+    let t = parse(with_container(serde_json::json!({
+        "secrets": [
+            {"name": "DB", "valueFrom": ssm_arn, "provider": "ssm", "region": "eu-west-1",
+             "type": "ENVIRONMENT_VARIABLE", "target": "CONTAINER"},
+            {"name": "splunk-token", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:t",
+             "provider": "asm", "target": "LOG_DRIVER"}
+        ],
+        "environmentFiles": [{"type": "s3", "value": "arn:aws:s3:::b/app.env"}],
+        "registryAuthentication": {"type": "ecr", "ecrAuthData": {
+            "registryId": "123456789012", "region": "us-west-2",
+            "endpointOverride": "ecr.example", "useExecutionRole": true}},
+        "logsAuthStrategy": "ExecutionRole"
+    })))
+    .unwrap();
+    let c = &t.spec.containers[0];
+    assert_eq!(
+        c.secrets,
+        vec![
+            SecretSpec {
+                name: "DB".into(),
+                value_from: ssm_arn.into(),
+                provider: SecretProvider::Ssm,
+                region: Some("eu-west-1".into()),
+                target: SecretTarget::Environment,
+            },
+            SecretSpec {
+                name: "splunk-token".into(),
+                value_from: "arn:aws:secretsmanager:us-east-1:1:secret:t".into(),
+                provider: SecretProvider::Asm,
+                region: None,
+                target: SecretTarget::LogDriver,
+            },
+        ]
+    );
+    assert_eq!(
+        c.environment_files,
+        vec!["arn:aws:s3:::b/app.env".to_string()]
+    );
+    assert_eq!(
+        c.registry_auth,
+        Some(RegistryAuthSpec::Ecr {
+            registry: crate::aws::ecr::Registry {
+                registry_id: "123456789012".into(),
+                region: "us-west-2".into(),
+                endpoint_override: Some("ecr.example".into()),
+            },
+            use_execution_role: true,
+        })
+    );
+    assert!(c.logs_auth_execution_role);
+
+    let asm = parse(with_container(serde_json::json!({
+        "registryAuthentication": {"type": "asm", "asmAuthData": {
+            "credentialsParameter": "arn:aws:secretsmanager:us-east-1:1:secret:reg"}}
+    })))
+    .unwrap();
+    assert_eq!(
+        asm.spec.containers[0].registry_auth,
+        Some(RegistryAuthSpec::Asm {
+            credentials_parameter: "arn:aws:secretsmanager:us-east-1:1:secret:reg".into(),
+            region: None,
+        })
+    );
+}
+
+#[test]
+fn malformed_secrets_and_logins_reject_the_task_with_a_reason() {
+    for (extra, needle) in [
+        (
+            serde_json::json!({"secrets": [{"name": "A", "valueFrom": "x", "provider": "vault",
+                "type": "ENVIRONMENT_VARIABLE"}]}),
+            "unknown provider",
+        ),
+        (
+            serde_json::json!({"secrets": [{"name": "A", "provider": "ssm",
+                "type": "ENVIRONMENT_VARIABLE"}]}),
+            "secret valueFrom",
+        ),
+        (
+            serde_json::json!({"secrets": [{"name": "A", "valueFrom": "x", "provider": "ssm",
+                "type": "MOUNT_POINT"}]}),
+            "unsupported type",
+        ),
+        (
+            serde_json::json!({"environmentFiles": [{"type": "http", "value": "x"}]}),
+            "unsupported type",
+        ),
+        (
+            serde_json::json!({"registryAuthentication": {"type": "ecr"}}),
+            "ecrAuthData",
+        ),
+        (
+            serde_json::json!({"registryAuthentication": {"type": "ecr",
+                "ecrAuthData": {"region": "us-west-2"}}}),
+            "registryId",
+        ),
+        (
+            serde_json::json!({"registryAuthentication": {"type": "basic"}}),
+            "unknown registry authentication type",
+        ),
+    ] {
+        let err = parse(with_container(extra.clone())).unwrap_err();
+        assert!(err.0.contains(needle), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn the_checkpoint_keeps_secret_references_but_never_values() {
+    let incoming = parse(with_container(serde_json::json!({
+        "secrets": [{"name": "DB", "valueFrom": "/app/db", "provider": "ssm",
+            "type": "ENVIRONMENT_VARIABLE"}]
+    })))
+    .unwrap();
+    let mut task = Task::new(incoming, 0);
+    let mut values = crate::secrets::ContainerSecrets::default();
+    values.env.insert("DB".into(), "hunter2-value".into());
+    task.secrets = crate::secrets::SecretsState::Ready(std::sync::Arc::new(
+        crate::secrets::TaskSecrets::from_containers([("app".to_string(), values)]),
+    ));
+    let saved = serde_json::to_string(&task).unwrap();
+    assert!(saved.contains("/app/db"), "the reference is kept");
+    assert!(
+        !saved.contains("hunter2-value"),
+        "the value was saved: {saved}"
+    );
+    let debug = format!("{task:?}");
+    assert!(
+        !debug.contains("hunter2-value"),
+        "the value is printed: {debug}"
+    );
+    let back: Task = serde_json::from_str(&saved).unwrap();
+    assert_eq!(back.secrets, crate::secrets::SecretsState::Missing);
+}
