@@ -122,6 +122,8 @@ pub struct AcsHub {
     task_manifest_interval: Duration,
     /// The agent update the plane offers.
     agent_update: Option<Arc<Bundle>>,
+    /// What the plane's configuration adds to rendered tasks.
+    render: render::Settings,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,12 +149,20 @@ impl AcsHub {
             credentials_ttl,
             task_manifest_interval,
             agent_update: None,
+            render: render::Settings::default(),
         }
     }
 
     /// Offers `bundle` to `UpdateContainerAgent`.
     pub fn with_agent_update(mut self, bundle: Option<Arc<Bundle>>) -> Self {
         self.agent_update = bundle;
+        self
+    }
+
+    /// Renders tasks with `settings` (the plane's region and ECR endpoint
+    /// override) instead of the defaults.
+    pub fn with_render_settings(mut self, settings: render::Settings) -> Self {
+        self.render = settings;
         self
     }
 
@@ -226,9 +236,9 @@ impl AcsHub {
         else {
             return;
         };
-        let payloads = self
-            .store
-            .update(|st| Ok::<_, StoreError>(build_payloads(st, instance_id, &already_sent)));
+        let payloads = self.store.update(|st| {
+            Ok::<_, StoreError>(build_payloads(st, instance_id, &already_sent, &self.render))
+        });
         let payloads = match payloads {
             Ok(p) => p,
             Err(e) => {
@@ -864,6 +874,7 @@ fn build_payloads(
     st: &mut State,
     instance_id: &str,
     already_sent: &HashSet<(String, String)>,
+    settings: &render::Settings,
 ) -> Vec<BuiltPayload> {
     let Some(instance) = st.instances.get(instance_id) else {
         return vec![];
@@ -891,7 +902,7 @@ fn build_payloads(
             );
             continue;
         };
-        let mut acs_task = render::task(definition, task);
+        let mut acs_task = render::task(definition, task, settings);
         set_task_credentials(&mut acs_task, task);
         rendered.push((
             task.id.clone(),
@@ -1376,7 +1387,9 @@ mod tests {
     fn payload_seqs(hub: &AcsHub, instance: &str) -> Vec<i64> {
         let built = hub
             .store
-            .update(|st| Ok::<_, StoreError>(build_payloads(st, instance, &HashSet::new())))
+            .update(|st| {
+                Ok::<_, StoreError>(build_payloads(st, instance, &HashSet::new(), &hub.render))
+            })
             .unwrap();
         built
             .iter()

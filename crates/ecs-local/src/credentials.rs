@@ -40,15 +40,6 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// Longest lifetime accepted (the longest an IAM role session can last).
 pub const MAX_TTL_SECS: u64 = 43_200;
 
-/// Task-role attribute an instance needs before a task with a task role may
-/// be placed on it.
-pub const TASK_IAM_ROLE_ATTRIBUTE: &str = "com.amazonaws.ecs.capability.task-iam-role";
-
-/// The additional attribute for a task with a task role in `host` network
-/// mode.
-pub const TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE: &str =
-    "com.amazonaws.ecs.capability.task-iam-role-network-host";
-
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

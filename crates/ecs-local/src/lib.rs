@@ -14,6 +14,7 @@ pub mod acs_hub;
 pub mod agent_update;
 mod api;
 pub mod arn;
+pub mod attributes;
 pub mod clock;
 pub mod credentials;
 pub mod lifecycle;
@@ -70,12 +71,17 @@ pub struct Config {
     /// served by the plane itself); none means every such call answers
     /// `NoUpdateAvailableException`.
     pub agent_update_bundle: Option<PathBuf>,
+    /// Passed to agents as `ecrAuthData.endpointOverride` of every task
+    /// whose image is in an Amazon ECR registry, so that their ECR
+    /// `GetAuthorizationToken` calls go there; none leaves it out (agents
+    /// then use ECR's regional endpoint).
+    pub ecr_endpoint_override: Option<String>,
 }
 
 impl Config {
     /// Defaults: region `us-east-1`, heartbeats every 20 s, the first 1 s
     /// after connecting, credentials valid for one hour, a task manifest
-    /// every 60 s.
+    /// every 60 s, no agent update bundle, no ECR endpoint override.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -85,6 +91,7 @@ impl Config {
             credentials_ttl: credentials::DEFAULT_TTL,
             task_manifest_interval: DEFAULT_TASK_MANIFEST_INTERVAL,
             agent_update_bundle: None,
+            ecr_endpoint_override: None,
         }
     }
 }
@@ -159,7 +166,11 @@ impl Plane {
                 config.credentials_ttl,
                 config.task_manifest_interval,
             )
-            .with_agent_update(agent_update.clone()),
+            .with_agent_update(agent_update.clone())
+            .with_render_settings(render::Settings {
+                region: config.region.clone(),
+                ecr_endpoint_override: config.ecr_endpoint_override.clone(),
+            }),
             tcs: TcsHub::new(
                 store.clone(),
                 config.heartbeat_interval,

@@ -44,6 +44,12 @@ struct Args {
     /// NoUpdateAvailableException.
     #[arg(long, value_name = "FILE")]
     agent_update_bundle: Option<PathBuf>,
+    /// Passed to agents as ecrAuthData.endpointOverride for images in an
+    /// Amazon ECR registry (<account>.dkr.ecr.<region>.amazonaws.com/…),
+    /// so their GetAuthorizationToken calls go there (a stand-in for ECR,
+    /// say). Without it, agents use ECR's regional endpoint.
+    #[arg(long, value_name = "URL")]
+    ecr_endpoint_override: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -99,6 +105,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.region
         );
     }
+    if args
+        .ecr_endpoint_override
+        .as_deref()
+        .is_some_and(|url| url.trim().is_empty())
+    {
+        anyhow::bail!("--ecr-endpoint-override must not be empty");
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -110,6 +123,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.credentials_ttl = credentials_ttl;
     config.task_manifest_interval = Duration::from_secs(args.task_manifest_interval);
     config.agent_update_bundle = args.agent_update_bundle;
+    config.ecr_endpoint_override = args.ecr_endpoint_override;
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;

@@ -2,12 +2,21 @@
 //! ACS `Task` an agent runs: the payload members the agent reads directly,
 //! and the Docker options pre-rendered into `dockerConfig` JSON strings the
 //! way the ECS backend does (docs/engine.md §7, §9).
+//!
+//! What a container has the agent fetch from AWS is rendered as ECS sends
+//! it (see [`auth_members`]): `secrets` (SSM Parameter Store or Secrets
+//! Manager, as environment variables or as log driver options),
+//! `environmentFiles`, `registryAuthentication` (Secrets Manager
+//! `repositoryCredentials`, or Amazon ECR for an image in an ECR registry)
+//! and `logsAuthStrategy`. Placement asks for the capabilities these need
+//! (`crate::scheduler::required_attributes`).
 
 use crate::arn::ACCOUNT_ID;
 use crate::scheduler::{parse_task_cpu, parse_task_memory};
 use crate::store::TaskRecord;
 use ecs_model::acs;
 use ecs_model::ecs_api::{ContainerDefinition, ContainerOverride, TaskDefinition, Volume};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -23,8 +32,47 @@ const HEALTH_TIMEOUT: i64 = 5;
 const HEALTH_RETRIES: i64 = 3;
 const HEALTH_START_PERIOD: i64 = 0;
 
+/// `secrets[].provider` of a secret in SSM Parameter Store.
+pub const SECRET_PROVIDER_SSM: &str = "ssm";
+/// `secrets[].provider` of a secret in Secrets Manager.
+pub const SECRET_PROVIDER_ASM: &str = "asm";
+/// `secrets[].type` of a secret the agent puts into the environment.
+pub const SECRET_TYPE_ENVIRONMENT_VARIABLE: &str = "ENVIRONMENT_VARIABLE";
+/// `secrets[].target` of a container `secrets` entry.
+pub const SECRET_TARGET_CONTAINER: &str = "CONTAINER";
+/// `secrets[].target` of a `logConfiguration.secretOptions` entry.
+pub const SECRET_TARGET_LOG_DRIVER: &str = "LOG_DRIVER";
+/// `registryAuthentication.type` for Amazon ECR.
+pub const REGISTRY_AUTH_ECR: &str = "ecr";
+/// `registryAuthentication.type` for Secrets Manager credentials.
+pub const REGISTRY_AUTH_ASM: &str = "asm";
+/// `logsAuthStrategy` that has the agent give `awslogs` the execution
+/// role's credentials (through `awslogs-credentials-endpoint`).
+pub const LOGS_AUTH_EXECUTION_ROLE: &str = "ExecutionRole";
+
+/// What the plane's configuration adds to every rendered task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The plane's region: where secrets and registry credentials given by
+    /// name rather than by ARN are looked up.
+    pub region: String,
+    /// Sent as `ecrAuthData.endpointOverride`, so that agents ask this
+    /// endpoint for ECR credentials; none leaves the member out.
+    pub ecr_endpoint_override: Option<String>,
+}
+
+impl Default for Settings {
+    /// The plane's defaults: region `us-east-1`, no ECR endpoint override.
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".to_owned(),
+            ecr_endpoint_override: None,
+        }
+    }
+}
+
 /// The payload task for `record`, whose definition is `definition`.
-pub fn task(definition: &TaskDefinition, record: &TaskRecord) -> acs::Task {
+pub fn task(definition: &TaskDefinition, record: &TaskRecord, settings: &Settings) -> acs::Task {
     let overrides = record.task.overrides.as_ref();
     let network_mode = definition
         .network_mode
@@ -61,6 +109,11 @@ pub fn task(definition: &TaskDefinition, record: &TaskRecord) -> acs::Task {
             let name = c.name.as_deref().unwrap_or_default();
             let mut rendered = container(c, container_override(name), definition);
             rendered.container_arn = container_arn(name);
+            let auth = auth_members(c, record.execution_role_arn.is_some(), settings);
+            rendered.secrets = Some(auth.secrets).filter(|s| !s.is_empty());
+            rendered.environment_files = Some(auth.environment_files).filter(|f| !f.is_empty());
+            rendered.registry_authentication = auth.registry_authentication;
+            rendered.logs_auth_strategy = auth.logs_auth_strategy;
             rendered
         })
         .collect();
@@ -87,6 +140,183 @@ pub fn task(definition: &TaskDefinition, record: &TaskRecord) -> acs::Task {
 /// dropping it if the shapes disagree.
 fn from_extra<T: serde::de::DeserializeOwned>(extra: &Map<String, Value>, key: &str) -> Option<T> {
     serde_json::from_value(extra.get(key)?.clone()).ok()
+}
+
+/// A `{name, valueFrom}` entry of a container's `secrets` or of its
+/// `logConfiguration.secretOptions`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretRef {
+    name: Option<String>,
+    value_from: Option<String>,
+}
+
+/// A container's `repositoryCredentials`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RepositoryCredentials {
+    credentials_parameter: Option<String>,
+}
+
+/// The service and region of an ARN
+/// (`arn:<partition>:<service>:<region>:<account>:<resource>`).
+fn arn_service_and_region(value: &str) -> Option<(&str, &str)> {
+    let mut parts = value.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let _partition = parts.next()?;
+    let service = parts.next()?;
+    let region = parts.next()?;
+    let _account = parts.next()?;
+    let _resource = parts.next()?;
+    Some((service, region))
+}
+
+/// The region of a secret or parameter: the one in its ARN, else the
+/// plane's (a name alone is looked up in the plane's region).
+pub fn region_of(value_from: &str, plane_region: &str) -> String {
+    arn_service_and_region(value_from)
+        .map(|(_, region)| region)
+        .filter(|region| !region.is_empty())
+        .unwrap_or(plane_region)
+        .to_owned()
+}
+
+/// `asm` for a Secrets Manager ARN
+/// (`arn:<partition>:secretsmanager:<region>:<account>:secret:…`), else
+/// `ssm` (a parameter name, or an `arn:…:ssm:…:parameter/…` ARN).
+pub fn secret_provider(value_from: &str) -> &'static str {
+    match arn_service_and_region(value_from) {
+        Some(("secretsmanager", _)) => SECRET_PROVIDER_ASM,
+        _ => SECRET_PROVIDER_SSM,
+    }
+}
+
+/// An Amazon ECR registry an image is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrRegistry {
+    /// The 12-digit account ID.
+    pub registry_id: String,
+    pub region: String,
+}
+
+/// The ECR registry of `image`, when its registry host is
+/// `<account>.dkr.ecr.<region>.amazonaws.com` (or `dkr.ecr-fips.`, or the
+/// `.amazonaws.com.cn` suffix), without a port.
+pub fn ecr_registry(image: &str) -> Option<EcrRegistry> {
+    let (host, _repository) = image.split_once('/')?;
+    let rest = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let (account, rest) = rest.split_once('.')?;
+    let region = rest
+        .strip_prefix("dkr.ecr.")
+        .or_else(|| rest.strip_prefix("dkr.ecr-fips."))?;
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let region_ok = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (account_ok && region_ok).then(|| EcrRegistry {
+        registry_id: account.to_owned(),
+        region: region.to_owned(),
+    })
+}
+
+/// The members of a rendered container that name what the agent fetches
+/// from AWS for it, as the ECS backend sends them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuthMembers {
+    /// The container's `secrets` (target `CONTAINER`, type
+    /// `ENVIRONMENT_VARIABLE`), then its `logConfiguration.secretOptions`
+    /// (target `LOG_DRIVER`, no type: the agent puts every secret of type
+    /// `ENVIRONMENT_VARIABLE` into the environment).
+    pub secrets: Vec<acs::Secret>,
+    /// `environmentFiles`, as given.
+    pub environment_files: Vec<acs::EnvironmentFile>,
+    /// Secrets Manager for `repositoryCredentials`, else Amazon ECR for an
+    /// image in an ECR registry, else none.
+    pub registry_authentication: Option<acs::RegistryAuthenticationData>,
+    /// `ExecutionRole` for an `awslogs` container of a task with an
+    /// execution role.
+    pub logs_auth_strategy: Option<String>,
+}
+
+/// The [`AuthMembers`] of container `c` of a task that has an execution
+/// role or not (after RunTask overrides).
+pub fn auth_members(
+    c: &ContainerDefinition,
+    has_execution_role: bool,
+    settings: &Settings,
+) -> AuthMembers {
+    let secret = |s: SecretRef, target: &str, r#type: Option<&str>| {
+        let value_from = s.value_from?;
+        Some(acs::Secret {
+            name: Some(s.name?),
+            provider: Some(secret_provider(&value_from).to_owned()),
+            region: Some(region_of(&value_from, &settings.region)),
+            target: Some(target.to_owned()),
+            r#type: r#type.map(str::to_owned),
+            value_from: Some(value_from),
+            container_path: None,
+        })
+    };
+    let mut secrets: Vec<acs::Secret> = from_extra::<Vec<SecretRef>>(&c.extra, "secrets")
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            secret(
+                s,
+                SECRET_TARGET_CONTAINER,
+                Some(SECRET_TYPE_ENVIRONMENT_VARIABLE),
+            )
+        })
+        .collect();
+    let log = c.log_configuration.as_ref();
+    secrets.extend(
+        log.and_then(|l| from_extra::<Vec<SecretRef>>(&l.extra, "secretOptions"))
+            .into_iter()
+            .flatten()
+            .filter_map(|s| secret(s, SECRET_TARGET_LOG_DRIVER, None)),
+    );
+    let environment_files = from_extra(&c.extra, "environmentFiles").unwrap_or_default();
+    let credentials_parameter =
+        from_extra::<RepositoryCredentials>(&c.extra, "repositoryCredentials")
+            .and_then(|r| r.credentials_parameter)
+            .filter(|p| !p.is_empty());
+    let registry_authentication = if let Some(parameter) = credentials_parameter {
+        Some(acs::RegistryAuthenticationData {
+            r#type: Some(REGISTRY_AUTH_ASM.to_owned()),
+            asm_auth_data: Some(acs::ASMAuthData {
+                region: Some(region_of(&parameter, &settings.region)),
+                credentials_parameter: Some(parameter),
+            }),
+            ecr_auth_data: None,
+        })
+    } else {
+        c.image
+            .as_deref()
+            .and_then(ecr_registry)
+            .map(|registry| acs::RegistryAuthenticationData {
+                r#type: Some(REGISTRY_AUTH_ECR.to_owned()),
+                ecr_auth_data: Some(acs::ECRAuthData {
+                    registry_id: Some(registry.registry_id),
+                    region: Some(registry.region),
+                    use_execution_role: Some(has_execution_role),
+                    endpoint_override: settings.ecr_endpoint_override.clone(),
+                }),
+                asm_auth_data: None,
+            })
+    };
+    let awslogs = log.and_then(|l| l.log_driver.as_deref()) == Some("awslogs");
+    AuthMembers {
+        secrets,
+        environment_files,
+        registry_authentication,
+        logs_auth_strategy: (has_execution_role && awslogs)
+            .then(|| LOGS_AUTH_EXECUTION_ROLE.to_owned()),
+    }
 }
 
 fn volume(v: &Volume) -> acs::Volume {
@@ -316,6 +546,8 @@ pub fn docker_host_config(
             .collect();
         m.insert("Ulimits".to_owned(), Value::Array(entries));
     }
+    // `secretOptions` stay out: the agent adds them to the log options once
+    // it has fetched them (they travel as `LOG_DRIVER` secrets).
     if let Some(log) = &c.log_configuration {
         m.insert(
             "LogConfig".to_owned(),
@@ -474,7 +706,7 @@ mod tests {
             ]
         }));
         let record = record_for(&def, None);
-        let t = task(&def, &record);
+        let t = task(&def, &record, &Settings::default());
         assert_eq!(
             t.arn.as_deref(),
             Some("arn:aws:ecs:us-east-1:000000000000:task/default/0123")
@@ -545,7 +777,7 @@ mod tests {
             ..Default::default()
         };
         let record = record_for(&def, Some(overrides));
-        let t = task(&def, &record);
+        let t = task(&def, &record, &Settings::default());
         let containers = t.containers.unwrap();
         let app = serde_json::to_value(&containers[0]).unwrap();
         assert_eq!(app["cpu"], 128);
@@ -602,7 +834,7 @@ mod tests {
             "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 64,
                 "portMappings": [{"containerPort": 80}]}]
         }));
-        let t = task(&def, &record_for(&def, None));
+        let t = task(&def, &record_for(&def, None), &Settings::default());
         let app = serde_json::to_value(&t.containers.unwrap()[0]).unwrap();
         assert_eq!(app["portMappings"][0]["hostPort"], 80);
         let host: Value =
@@ -662,10 +894,263 @@ mod tests {
             "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 64}]
         }));
         let mut record = record_for(&def, None);
-        let running = task(&def, &record);
+        let running = task(&def, &record, &Settings::default());
         record.task.desired_status = Some("STOPPED".into());
-        let stopping = task(&def, &record);
+        let stopping = task(&def, &record, &Settings::default());
         assert_eq!(stopping.desired_status.as_deref(), Some("STOPPED"));
         assert_eq!(stopping.containers, running.containers);
+    }
+
+    /// The rendered containers of a task of `def` (with `overrides`),
+    /// rendered with `settings`, as JSON.
+    fn containers_json(
+        def: &TaskDefinition,
+        overrides: Option<TaskOverride>,
+        settings: &Settings,
+    ) -> Vec<Value> {
+        let t = task(def, &record_for(def, overrides), settings);
+        t.containers
+            .unwrap()
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap())
+            .collect()
+    }
+
+    fn in_region(region: &str) -> Settings {
+        Settings {
+            region: region.to_owned(),
+            ecr_endpoint_override: None,
+        }
+    }
+
+    const EXECUTION_ROLE: &str = "arn:aws:iam::000000000000:role/exec";
+    const ASM_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf";
+    const SSM_ARN: &str = "arn:aws:ssm:ap-south-1:123456789012:parameter/app/token";
+
+    #[test]
+    fn secrets_become_environment_and_log_driver_secrets_with_provider_and_region() {
+        let def = definition(json!({
+            "family": "web", "revision": 1, "executionRoleArn": EXECUTION_ROLE,
+            "containerDefinitions": [{
+                "name": "app", "image": "nginx", "memory": 64,
+                "secrets": [
+                    {"name": "PLAIN", "valueFrom": "/app/plain"},
+                    {"name": "TOKEN", "valueFrom": SSM_ARN},
+                    {"name": "DB", "valueFrom": ASM_SECRET}
+                ],
+                "logConfiguration": {
+                    "logDriver": "splunk", "options": {"splunk-url": "https://s"},
+                    "secretOptions": [
+                        {"name": "splunk-token", "valueFrom": ASM_SECRET},
+                        {"name": "splunk-extra", "valueFrom": "extra"}
+                    ]
+                }
+            }]
+        }));
+        let app = &containers_json(&def, None, &in_region("eu-central-1"))[0];
+        assert_eq!(
+            app["secrets"],
+            json!([
+                {"name": "PLAIN", "valueFrom": "/app/plain", "provider": "ssm",
+                 "region": "eu-central-1", "type": "ENVIRONMENT_VARIABLE", "target": "CONTAINER"},
+                {"name": "TOKEN", "valueFrom": SSM_ARN, "provider": "ssm",
+                 "region": "ap-south-1", "type": "ENVIRONMENT_VARIABLE", "target": "CONTAINER"},
+                {"name": "DB", "valueFrom": ASM_SECRET, "provider": "asm",
+                 "region": "eu-west-1", "type": "ENVIRONMENT_VARIABLE", "target": "CONTAINER"},
+                {"name": "splunk-token", "valueFrom": ASM_SECRET, "provider": "asm",
+                 "region": "eu-west-1", "target": "LOG_DRIVER"},
+                {"name": "splunk-extra", "valueFrom": "extra", "provider": "ssm",
+                 "region": "eu-central-1", "target": "LOG_DRIVER"}
+            ])
+        );
+        // The secrets are not environment values, and the log options stay
+        // without them.
+        assert_eq!(app["environment"], json!({}));
+        let host: Value =
+            serde_json::from_str(app["dockerConfig"]["hostConfig"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            host["LogConfig"],
+            json!({"Type": "splunk", "Config": {"splunk-url": "https://s"}})
+        );
+        // Not awslogs: no logsAuthStrategy even with an execution role.
+        assert!(app.get("logsAuthStrategy").is_none());
+    }
+
+    #[test]
+    fn secret_providers_and_regions_come_from_the_arn() {
+        assert_eq!(secret_provider(ASM_SECRET), SECRET_PROVIDER_ASM);
+        assert_eq!(
+            secret_provider("arn:aws-cn:secretsmanager:cn-north-1:1:secret:x:key::"),
+            SECRET_PROVIDER_ASM
+        );
+        assert_eq!(secret_provider(SSM_ARN), SECRET_PROVIDER_SSM);
+        assert_eq!(secret_provider("secretsmanager"), SECRET_PROVIDER_SSM);
+        assert_eq!(secret_provider("/a/b"), SECRET_PROVIDER_SSM);
+        assert_eq!(region_of(ASM_SECRET, "us-east-1"), "eu-west-1");
+        assert_eq!(region_of(SSM_ARN, "us-east-1"), "ap-south-1");
+        assert_eq!(region_of("name", "us-east-2"), "us-east-2");
+        assert_eq!(region_of("arn:aws:ssm", "us-east-2"), "us-east-2");
+        assert_eq!(
+            region_of("arn:aws:s3:::bucket/key", "us-east-2"),
+            "us-east-2"
+        );
+    }
+
+    #[test]
+    fn environment_files_are_passed_on_in_order() {
+        let files = json!([
+            {"value": "arn:aws:s3:::bucket/b.env", "type": "s3"},
+            {"value": "arn:aws:s3:::bucket/a.env", "type": "s3"}
+        ]);
+        let def = definition(json!({
+            "family": "web", "revision": 1,
+            "containerDefinitions": [
+                {"name": "app", "image": "nginx", "memory": 64, "environmentFiles": files},
+                {"name": "side", "image": "nginx", "memory": 64}
+            ]
+        }));
+        let containers = containers_json(&def, None, &Settings::default());
+        assert_eq!(containers[0]["environmentFiles"], files);
+        // A container without any of these members carries none of them.
+        for member in [
+            "environmentFiles",
+            "secrets",
+            "registryAuthentication",
+            "logsAuthStrategy",
+        ] {
+            assert!(containers[1].get(member).is_none(), "{member}");
+        }
+    }
+
+    #[test]
+    fn repository_credentials_use_secrets_manager_auth() {
+        let def = definition(json!({
+            "family": "web", "revision": 1, "executionRoleArn": EXECUTION_ROLE,
+            "containerDefinitions": [
+                {"name": "arn", "image": "registry.example.com/app", "memory": 64,
+                 "repositoryCredentials": {"credentialsParameter": ASM_SECRET}},
+                {"name": "name", "image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/app",
+                 "memory": 64, "repositoryCredentials": {"credentialsParameter": "registry-login"}}
+            ]
+        }));
+        let containers = containers_json(&def, None, &in_region("ca-central-1"));
+        assert_eq!(
+            containers[0]["registryAuthentication"],
+            json!({"type": "asm", "asmAuthData": {
+                "credentialsParameter": ASM_SECRET, "region": "eu-west-1"}})
+        );
+        // Also for an ECR image; a name is looked up in the plane's region.
+        assert_eq!(
+            containers[1]["registryAuthentication"],
+            json!({"type": "asm", "asmAuthData": {
+                "credentialsParameter": "registry-login", "region": "ca-central-1"}})
+        );
+    }
+
+    #[test]
+    fn ecr_images_get_ecr_auth_with_the_execution_role_when_the_task_has_one() {
+        let image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.2";
+        let def = |role: Option<&str>| {
+            let mut v = json!({
+                "family": "web", "revision": 1,
+                "containerDefinitions": [
+                    {"name": "app", "image": image, "memory": 64},
+                    {"name": "hub", "image": "nginx:latest", "memory": 64}
+                ]
+            });
+            if let Some(role) = role {
+                v["executionRoleArn"] = json!(role);
+            }
+            definition(v)
+        };
+        let without = containers_json(&def(None), None, &Settings::default());
+        assert_eq!(
+            without[0]["registryAuthentication"],
+            json!({"type": "ecr", "ecrAuthData": {
+                "registryId": "123456789012", "region": "eu-west-1", "useExecutionRole": false}})
+        );
+        assert!(without[1].get("registryAuthentication").is_none());
+        let settings = Settings {
+            region: "us-east-1".to_owned(),
+            ecr_endpoint_override: Some("http://127.0.0.1:4566".to_owned()),
+        };
+        let with = containers_json(&def(Some(EXECUTION_ROLE)), None, &settings);
+        assert_eq!(
+            with[0]["registryAuthentication"],
+            json!({"type": "ecr", "ecrAuthData": {
+                "registryId": "123456789012", "region": "eu-west-1", "useExecutionRole": true,
+                "endpointOverride": "http://127.0.0.1:4566"}})
+        );
+        // RunTask's executionRoleArn override counts too.
+        let overrides = TaskOverride {
+            execution_role_arn: Some(EXECUTION_ROLE.into()),
+            ..Default::default()
+        };
+        let overridden = containers_json(&def(None), Some(overrides), &Settings::default());
+        assert_eq!(
+            overridden[0]["registryAuthentication"]["ecrAuthData"]["useExecutionRole"],
+            true
+        );
+    }
+
+    #[test]
+    fn ecr_registries_are_recognised_by_their_host() {
+        let ecr = |id: &str, region: &str| {
+            Some(EcrRegistry {
+                registry_id: id.to_owned(),
+                region: region.to_owned(),
+            })
+        };
+        assert_eq!(
+            ecr_registry("123456789012.dkr.ecr.us-east-1.amazonaws.com/app"),
+            ecr("123456789012", "us-east-1")
+        );
+        assert_eq!(
+            ecr_registry("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/a/b@sha256:00"),
+            ecr("123456789012", "us-gov-west-1")
+        );
+        assert_eq!(
+            ecr_registry("210987654321.dkr.ecr.cn-north-1.amazonaws.com.cn/app:v1"),
+            ecr("210987654321", "cn-north-1")
+        );
+        for other in [
+            "nginx",
+            "library/nginx:latest",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com:443/app",
+            "12345678901.dkr.ecr.us-east-1.amazonaws.com/app",
+            "12345678901a.dkr.ecr.us-east-1.amazonaws.com/app",
+            "123456789012.dkr.ecr..amazonaws.com/app",
+            "123456789012.dkr.ecr.us.east.amazonaws.com/app",
+            "123456789012.ecr.us-east-1.amazonaws.com/app",
+            "public.ecr.aws/nginx/nginx",
+            "registry.example.com/123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+        ] {
+            assert_eq!(ecr_registry(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn awslogs_authenticates_with_the_execution_role_when_there_is_one() {
+        let def = |role: Option<&str>, driver: &str| {
+            let mut v = json!({
+                "family": "web", "revision": 1,
+                "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 64,
+                    "logConfiguration": {"logDriver": driver, "options": {"awslogs-group": "g"}}}]
+            });
+            if let Some(role) = role {
+                v["executionRoleArn"] = json!(role);
+            }
+            definition(v)
+        };
+        let app = |d: &TaskDefinition| containers_json(d, None, &Settings::default()).remove(0);
+        assert_eq!(
+            app(&def(Some(EXECUTION_ROLE), "awslogs"))["logsAuthStrategy"],
+            "ExecutionRole"
+        );
+        assert!(app(&def(None, "awslogs")).get("logsAuthStrategy").is_none());
+        assert!(app(&def(Some(EXECUTION_ROLE), "json-file"))
+            .get("logsAuthStrategy")
+            .is_none());
     }
 }

@@ -2,7 +2,8 @@
 //! instance attributes), what each container instance has left, and which
 //! instance gets the task.
 
-use crate::credentials::{TASK_IAM_ROLE_ATTRIBUTE, TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE};
+use crate::attributes;
+use crate::render;
 use crate::store::{InstanceRecord, State};
 use ecs_model::ecs_api::{Resource, TaskDefinition, TaskOverride};
 use serde::{Deserialize, Serialize};
@@ -24,18 +25,18 @@ pub struct Demand {
 
 /// Why a task does not fit on an instance; the text is the `reason` of a
 /// RunTask failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shortfall {
     /// The instance lacks an attribute the task needs (its name). Checked
     /// before resources, as ECS filters instances by attributes first.
-    Attribute(&'static str),
+    Attribute(String),
     Cpu,
     Memory,
     Ports,
 }
 
 impl Shortfall {
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             Shortfall::Attribute(_) => "ATTRIBUTE",
             Shortfall::Cpu => "RESOURCE:CPU",
@@ -45,7 +46,7 @@ impl Shortfall {
     }
 
     /// The `detail` of the RunTask failure: the missing attribute's name.
-    pub fn detail(self) -> Option<String> {
+    pub fn detail(&self) -> Option<String> {
         match self {
             Shortfall::Attribute(name) => Some(format!("Missing attribute: {name}")),
             _ => None,
@@ -53,15 +54,85 @@ impl Shortfall {
     }
 }
 
-/// The instance attributes a task needs: `task-iam-role` for a task role,
-/// plus `task-iam-role-network-host` when it also uses the `host` network
-/// mode.
-pub fn required_attributes(has_task_role: bool, network_mode: Option<&str>) -> Vec<&'static str> {
-    let mut out = Vec::new();
+/// The instance attributes (named in [`crate::attributes`]) a task of
+/// `definition` needs, each once, in this order:
+///
+/// * a task role (`has_task_role`): `task-iam-role`, plus
+///   `task-iam-role-network-host` in the `host` network mode;
+/// * for each container, what its rendered payload asks of the agent (see
+///   [`render::auth_members`]; `has_execution_role` after RunTask
+///   overrides): the attribute of its log driver
+///   (`logging-driver.<driver>`), `execution-role-awslogs` for
+///   `logsAuthStrategy` `ExecutionRole`, `secrets.{ssm,asm}.environment-variables`
+///   for its `secrets`, `secrets.{ssm,asm}.bootstrap.log-driver` for its
+///   `logConfiguration.secretOptions`, `env-files.s3` for
+///   `environmentFiles`, `private-registry-authentication.secretsmanager`
+///   for `repositoryCredentials`, and `ecr-auth` for an image in Amazon
+///   ECR (plus `execution-role-ecr-pull` when pulled with the execution
+///   role).
+pub fn required_attributes(
+    definition: &TaskDefinition,
+    has_task_role: bool,
+    has_execution_role: bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut need = |name: &str| {
+        if !out.iter().any(|a| a == name) {
+            out.push(name.to_owned());
+        }
+    };
     if has_task_role {
-        out.push(TASK_IAM_ROLE_ATTRIBUTE);
-        if network_mode == Some("host") {
-            out.push(TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE);
+        need(attributes::TASK_IAM_ROLE);
+        if definition.network_mode.as_deref() == Some("host") {
+            need(attributes::TASK_IAM_ROLE_NETWORK_HOST);
+        }
+    }
+    // Neither the region nor the endpoint override changes what is needed.
+    let settings = render::Settings::default();
+    for c in &definition.container_definitions {
+        if let Some(driver) = c
+            .log_configuration
+            .as_ref()
+            .and_then(|l| l.log_driver.as_deref())
+            .filter(|d| !d.is_empty())
+        {
+            need(&attributes::logging_driver(driver));
+        }
+        let auth = render::auth_members(c, has_execution_role, &settings);
+        if auth.logs_auth_strategy.as_deref() == Some(render::LOGS_AUTH_EXECUTION_ROLE) {
+            need(attributes::EXECUTION_ROLE_AWSLOGS);
+        }
+        for secret in &auth.secrets {
+            let asm = secret.provider.as_deref() == Some(render::SECRET_PROVIDER_ASM);
+            let log_driver = secret.target.as_deref() == Some(render::SECRET_TARGET_LOG_DRIVER);
+            need(match (log_driver, asm) {
+                (false, false) => attributes::SECRETS_SSM_ENVIRONMENT_VARIABLES,
+                (false, true) => attributes::SECRETS_ASM_ENVIRONMENT_VARIABLES,
+                (true, false) => attributes::SECRETS_SSM_LOG_DRIVER,
+                (true, true) => attributes::SECRETS_ASM_LOG_DRIVER,
+            });
+        }
+        if !auth.environment_files.is_empty() {
+            need(attributes::ENV_FILES_S3);
+        }
+        if let Some(registry) = &auth.registry_authentication {
+            match registry.r#type.as_deref() {
+                Some(render::REGISTRY_AUTH_ASM) => {
+                    need(attributes::PRIVATE_REGISTRY_AUTHENTICATION_ASM);
+                }
+                Some(render::REGISTRY_AUTH_ECR) => {
+                    need(attributes::ECR_AUTH);
+                    let with_role = registry
+                        .ecr_auth_data
+                        .as_ref()
+                        .and_then(|e| e.use_execution_role)
+                        == Some(true);
+                    if with_role {
+                        need(attributes::EXECUTION_ROLE_ECR_PULL);
+                    }
+                }
+                _ => {}
+            }
         }
     }
     out
@@ -98,9 +169,9 @@ impl Capacity {
         capacity
     }
 
-    fn shortfall(&self, demand: &Demand, required: &[&'static str]) -> Option<Shortfall> {
-        if let Some(missing) = required.iter().find(|a| !self.attributes.contains(**a)) {
-            return Some(Shortfall::Attribute(missing));
+    fn shortfall(&self, demand: &Demand, required: &[String]) -> Option<Shortfall> {
+        if let Some(missing) = required.iter().find(|a| !self.attributes.contains(*a)) {
+            return Some(Shortfall::Attribute(missing.clone()));
         }
         if demand.cpu > self.cpu {
             return Some(Shortfall::Cpu);
@@ -183,7 +254,7 @@ fn port_resource(resources: &[Resource], name: &str) -> BTreeSet<u16> {
 pub fn place(
     capacities: &mut [Capacity],
     demand: &Demand,
-    required: &[&'static str],
+    required: &[String],
 ) -> Result<usize, Vec<(String, Shortfall)>> {
     let mut best: Option<usize> = None;
     let mut shortfalls = Vec::new();
@@ -298,6 +369,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use ecs_model::ecs_api::{ContainerDefinition, ContainerOverride, PortMapping};
+    use serde_json::json;
 
     fn capacity(id: &str, cpu: i64, memory: i64, tcp: &[u16]) -> Capacity {
         Capacity {
@@ -311,7 +383,15 @@ mod tests {
         }
     }
 
-    const NONE: &[&str] = &[];
+    const NONE: &[String] = &[];
+
+    fn definition(v: serde_json::Value) -> TaskDefinition {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
 
     fn need(cpu: i64, memory: i64, tcp: &[u16]) -> Demand {
         Demand {
@@ -356,23 +436,25 @@ mod tests {
 
     #[test]
     fn task_roles_need_the_iam_attributes_before_resources() {
-        assert!(required_attributes(false, Some("host")).is_empty());
-        assert_eq!(
-            required_attributes(true, Some("bridge")),
-            vec![TASK_IAM_ROLE_ATTRIBUTE]
-        );
-        let host = required_attributes(true, Some("host"));
+        let bridge_def = definition(json!({"family": "f", "containerDefinitions": []}));
+        let host_def =
+            definition(json!({"family": "f", "networkMode": "host", "containerDefinitions": []}));
+        assert!(required_attributes(&host_def, false, false).is_empty());
+        assert!(required_attributes(&host_def, false, true).is_empty());
+        let bridge = required_attributes(&bridge_def, true, false);
+        assert_eq!(bridge, names(&[attributes::TASK_IAM_ROLE]));
+        let host = required_attributes(&host_def, true, false);
         assert_eq!(
             host,
-            vec![
-                TASK_IAM_ROLE_ATTRIBUTE,
-                TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE
-            ]
+            names(&[
+                attributes::TASK_IAM_ROLE,
+                attributes::TASK_IAM_ROLE_NETWORK_HOST
+            ])
         );
 
         let mut plain = capacity("plain", 4096, 4096, &[]);
         let mut role = capacity("role", 1024, 1024, &[]);
-        role.attributes.insert(TASK_IAM_ROLE_ATTRIBUTE.to_owned());
+        role.attributes.insert(attributes::TASK_IAM_ROLE.to_owned());
         // No instance has the attributes: ATTRIBUTE, even where resources
         // are short too.
         let mut caps = vec![plain.clone()];
@@ -381,7 +463,7 @@ mod tests {
             err,
             vec![(
                 "arn:plain".to_owned(),
-                Shortfall::Attribute(TASK_IAM_ROLE_ATTRIBUTE)
+                Shortfall::Attribute(attributes::TASK_IAM_ROLE.to_owned())
             )]
         );
         assert_eq!(err[0].1.reason(), "ATTRIBUTE");
@@ -391,20 +473,180 @@ mod tests {
         );
         // The instance with the attribute wins over one with more memory.
         let mut caps = vec![plain.clone(), role.clone()];
-        let bridge = required_attributes(true, Some("bridge"));
         assert_eq!(place(&mut caps, &need(1, 1, &[]), &bridge), Ok(1));
         let err = place(&mut caps, &need(1, 1, &[]), &host).unwrap_err();
         assert_eq!(
             err[1].1,
-            Shortfall::Attribute(TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE)
+            Shortfall::Attribute(attributes::TASK_IAM_ROLE_NETWORK_HOST.to_owned())
         );
         role.attributes
-            .insert(TASK_IAM_ROLE_NETWORK_HOST_ATTRIBUTE.to_owned());
-        plain.attributes.insert(TASK_IAM_ROLE_ATTRIBUTE.to_owned());
+            .insert(attributes::TASK_IAM_ROLE_NETWORK_HOST.to_owned());
+        plain
+            .attributes
+            .insert(attributes::TASK_IAM_ROLE.to_owned());
         let mut caps = vec![plain, role];
         assert_eq!(place(&mut caps, &need(1, 1, &[]), &host), Ok(1));
         // Without a role, the most memory wins as before.
         assert_eq!(place(&mut caps, &need(1, 1, &[]), NONE), Ok(0));
+    }
+
+    const ECR_IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1";
+
+    /// What a one-container task needs, with or without an execution role.
+    fn needs(container: serde_json::Value, execution_role: bool) -> Vec<String> {
+        let def = definition(json!({"family": "f", "containerDefinitions": [container]}));
+        required_attributes(&def, false, execution_role)
+    }
+
+    #[test]
+    fn secrets_need_the_capability_of_their_store_and_target() {
+        let ssm_env = json!({"name": "A", "valueFrom": "/app/a"});
+        let ssm_arn_env = json!({"name": "B",
+            "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/app/b"});
+        let asm_env = json!({"name": "C",
+            "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:c-AbCdEf"});
+        let container = |secrets: serde_json::Value, options: serde_json::Value| {
+            json!({"name": "app", "image": "busybox", "secrets": secrets,
+                   "logConfiguration": {"logDriver": "splunk", "secretOptions": options}})
+        };
+        let splunk = attributes::logging_driver("splunk");
+        assert_eq!(
+            needs(container(json!([]), json!([])), true),
+            vec![splunk.clone()]
+        );
+        assert_eq!(
+            needs(container(json!([ssm_env, ssm_arn_env]), json!([])), true),
+            names(&[&splunk, attributes::SECRETS_SSM_ENVIRONMENT_VARIABLES])
+        );
+        assert_eq!(
+            needs(container(json!([asm_env]), json!([])), true),
+            names(&[&splunk, attributes::SECRETS_ASM_ENVIRONMENT_VARIABLES])
+        );
+        assert_eq!(
+            needs(container(json!([]), json!([ssm_env])), true),
+            names(&[&splunk, attributes::SECRETS_SSM_LOG_DRIVER])
+        );
+        assert_eq!(
+            needs(container(json!([]), json!([asm_env])), true),
+            names(&[&splunk, attributes::SECRETS_ASM_LOG_DRIVER])
+        );
+        assert_eq!(
+            needs(
+                container(json!([ssm_env, asm_env]), json!([asm_env, ssm_env])),
+                true
+            ),
+            names(&[
+                &splunk,
+                attributes::SECRETS_SSM_ENVIRONMENT_VARIABLES,
+                attributes::SECRETS_ASM_ENVIRONMENT_VARIABLES,
+                attributes::SECRETS_ASM_LOG_DRIVER,
+                attributes::SECRETS_SSM_LOG_DRIVER,
+            ])
+        );
+    }
+
+    #[test]
+    fn environment_files_and_private_registries_need_their_capabilities() {
+        let files = json!({"name": "app", "image": "busybox",
+            "environmentFiles": [{"value": "arn:aws:s3:::bucket/app.env", "type": "s3"}]});
+        assert_eq!(needs(files, true), names(&[attributes::ENV_FILES_S3]));
+        let no_files = json!({"name": "app", "image": "busybox", "environmentFiles": []});
+        assert!(needs(no_files, true).is_empty());
+        let private = json!({"name": "app", "image": "registry.example.com/app",
+            "repositoryCredentials": {"credentialsParameter":
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:reg-AbCdEf"}});
+        assert_eq!(
+            needs(private, true),
+            names(&[attributes::PRIVATE_REGISTRY_AUTHENTICATION_ASM])
+        );
+        // Secrets Manager credentials win over ECR for an ECR image.
+        let private_ecr = json!({"name": "app", "image": ECR_IMAGE,
+            "repositoryCredentials": {"credentialsParameter": "reg"}});
+        assert_eq!(
+            needs(private_ecr, true),
+            names(&[attributes::PRIVATE_REGISTRY_AUTHENTICATION_ASM])
+        );
+    }
+
+    #[test]
+    fn ecr_images_and_awslogs_need_the_execution_role_capabilities_only_with_one() {
+        let ecr = json!({"name": "app", "image": ECR_IMAGE});
+        assert_eq!(needs(ecr.clone(), false), names(&[attributes::ECR_AUTH]));
+        assert_eq!(
+            needs(ecr, true),
+            names(&[attributes::ECR_AUTH, attributes::EXECUTION_ROLE_ECR_PULL])
+        );
+        assert!(needs(json!({"name": "app", "image": "busybox"}), true).is_empty());
+        let awslogs = json!({"name": "app", "image": "busybox",
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}});
+        let driver = attributes::logging_driver("awslogs");
+        assert_eq!(
+            driver,
+            "com.amazonaws.ecs.capability.logging-driver.awslogs"
+        );
+        assert_eq!(needs(awslogs.clone(), false), vec![driver.clone()]);
+        assert_eq!(
+            needs(awslogs, true),
+            names(&[&driver, attributes::EXECUTION_ROLE_AWSLOGS])
+        );
+    }
+
+    #[test]
+    fn every_container_counts_and_each_attribute_is_asked_once() {
+        let def = definition(json!({
+            "family": "f", "networkMode": "host", "executionRoleArn": "arn:aws:iam::1:role/x",
+            "containerDefinitions": [
+                {"name": "a", "image": ECR_IMAGE,
+                 "logConfiguration": {"logDriver": "json-file"}},
+                {"name": "b", "image": ECR_IMAGE,
+                 "logConfiguration": {"logDriver": "json-file"},
+                 "secrets": [{"name": "S", "valueFrom": "s"}]}
+            ]
+        }));
+        assert_eq!(
+            required_attributes(&def, true, true),
+            names(&[
+                attributes::TASK_IAM_ROLE,
+                attributes::TASK_IAM_ROLE_NETWORK_HOST,
+                &attributes::logging_driver("json-file"),
+                attributes::ECR_AUTH,
+                attributes::EXECUTION_ROLE_ECR_PULL,
+                attributes::SECRETS_SSM_ENVIRONMENT_VARIABLES,
+            ])
+        );
+    }
+
+    #[test]
+    fn a_missing_capability_is_an_attribute_shortfall_naming_it() {
+        let required = needs(
+            json!({"name": "app", "image": "busybox",
+                   "secrets": [{"name": "S", "valueFrom": "/p"}],
+                   "logConfiguration": {"logDriver": "syslog"}}),
+            true,
+        );
+        let mut bare = capacity("bare", 4096, 4096, &[]);
+        bare.attributes
+            .insert(attributes::logging_driver("json-file"));
+        let mut able = capacity("able", 1024, 1024, &[]);
+        for name in &required {
+            able.attributes.insert(name.clone());
+        }
+        let mut caps = vec![bare.clone()];
+        let err = place(&mut caps, &need(1, 1, &[]), &required).unwrap_err();
+        assert_eq!(err[0].1.reason(), "ATTRIBUTE");
+        assert_eq!(
+            err[0].1.detail().as_deref(),
+            Some("Missing attribute: com.amazonaws.ecs.capability.logging-driver.syslog")
+        );
+        bare.attributes.insert(attributes::logging_driver("syslog"));
+        let mut caps = vec![bare.clone()];
+        let err = place(&mut caps, &need(1, 1, &[]), &required).unwrap_err();
+        assert_eq!(
+            err[0].1,
+            Shortfall::Attribute(attributes::SECRETS_SSM_ENVIRONMENT_VARIABLES.to_owned())
+        );
+        let mut caps = vec![bare, able];
+        assert_eq!(place(&mut caps, &need(1, 1, &[]), &required), Ok(1));
     }
 
     #[test]

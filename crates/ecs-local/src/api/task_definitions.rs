@@ -3,6 +3,7 @@
 use super::ApiError;
 use crate::arn::{self, ACCOUNT_ID};
 use crate::clock;
+use crate::lifecycle;
 use crate::scheduler::{self, parse_task_cpu, parse_task_memory};
 use crate::store::State;
 use crate::Context;
@@ -309,10 +310,12 @@ fn with_defaults(mut c: ContainerDefinition, network_mode: &str) -> ContainerDef
 }
 
 /// The instance attributes ECS lists in `requiresAttributes` for what this
-/// ecs-local understands: the task-role capabilities.
-fn requires_attributes(req: &RegisterTaskDefinitionRequest) -> Vec<Attribute> {
-    let has_task_role = req.task_role_arn.as_deref().is_some_and(|r| !r.is_empty());
-    scheduler::required_attributes(has_task_role, req.network_mode.as_deref())
+/// ecs-local understands: what placement asks for with the definition's own
+/// roles (task role, logging drivers, secrets, environment files, registry
+/// authentication; see `scheduler::required_attributes`).
+fn requires_attributes(definition: &TaskDefinition) -> Vec<Attribute> {
+    let (task_role, execution_role) = lifecycle::effective_roles(definition, None);
+    scheduler::required_attributes(definition, task_role.is_some(), execution_role.is_some())
         .into_iter()
         .map(|name| Attribute {
             name: name.to_owned(),
@@ -341,7 +344,7 @@ pub(super) fn register(
         {
             compatibilities.push("FARGATE".to_owned());
         }
-        let definition = TaskDefinition {
+        let mut definition = TaskDefinition {
             task_definition_arn: Some(ctx.arns.task_definition(&family, revision)),
             container_definitions: req
                 .container_definitions
@@ -357,7 +360,7 @@ pub(super) fn register(
             revision: Some(revision),
             volumes: Some(req.volumes.clone().unwrap_or_default()),
             status: Some("ACTIVE".to_owned()),
-            requires_attributes: Some(requires_attributes(&req)),
+            requires_attributes: None,
             compatibilities: Some(compatibilities),
             requires_compatibilities: req.requires_compatibilities.clone(),
             cpu: req.cpu.clone(),
@@ -369,6 +372,7 @@ pub(super) fn register(
             registered_by: Some(format!("arn:aws:iam::{ACCOUNT_ID}:root")),
             extra: req.extra.clone(),
         };
+        definition.requires_attributes = Some(requires_attributes(&definition));
         revisions.push(definition.clone());
         Ok::<_, ApiError>(definition)
     })?;
@@ -510,5 +514,33 @@ mod tests {
             "containerDefinitions": [{"name": "a", "image": "x"}]
         })))
         .unwrap();
+    }
+
+    #[test]
+    fn requires_attributes_lists_what_placement_asks_for_with_the_definition_roles() {
+        let def: TaskDefinition = serde_json::from_value(serde_json::json!({
+            "family": "f", "executionRoleArn": "arn:aws:iam::000000000000:role/exec",
+            "containerDefinitions": [{
+                "name": "a", "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/a",
+                "memory": 32,
+                "secrets": [{"name": "S", "valueFrom": "/s"}],
+                "logConfiguration": {"logDriver": "awslogs"}
+            }]
+        }))
+        .unwrap();
+        let names: Vec<String> = requires_attributes(&def)
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "com.amazonaws.ecs.capability.logging-driver.awslogs",
+                "ecs.capability.execution-role-awslogs",
+                "ecs.capability.secrets.ssm.environment-variables",
+                "com.amazonaws.ecs.capability.ecr-auth",
+                "ecs.capability.execution-role-ecr-pull",
+            ]
+        );
     }
 }

@@ -86,9 +86,13 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
         let family = definition.family.clone().unwrap_or_default();
         let revision = definition.revision.unwrap_or(1);
         let demand = scheduler::demand(&definition, req.overrides.as_ref());
-        let (task_role, _) = lifecycle::effective_roles(&definition, req.overrides.as_ref());
-        let required =
-            scheduler::required_attributes(task_role.is_some(), definition.network_mode.as_deref());
+        let (task_role, execution_role) =
+            lifecycle::effective_roles(&definition, req.overrides.as_ref());
+        let required = scheduler::required_attributes(
+            &definition,
+            task_role.is_some(),
+            execution_role.is_some(),
+        );
         let mut capacities: Vec<Capacity> = st
             .instances
             .values()
