@@ -97,11 +97,17 @@ SPEC_DIR := $(abspath $(or $(ECS_SPEC_DIR),$(wildcard $(CURDIR)/../shared/spec))
 TEST_IN_DOCKER_PRIVILEGES := --cap-add=NET_ADMIN --cap-add=NET_RAW --cap-add=SYS_ADMIN \
 	--security-opt=seccomp=unconfined --security-opt=apparmor=unconfined \
 	--security-opt=systempaths=unconfined --volume=/sys/fs/cgroup:/sys/fs/cgroup
+# The ECR pull test gives the host's Docker engine a registry name and its
+# CA: it writes the host's /etc/hosts and /etc/docker/certs.d, which the
+# engine reads, not the container's own.
+TEST_IN_DOCKER_HOST_FILES := --volume=/etc/hosts:/etc/hosts \
+	--volume=/etc/docker/certs.d:/etc/docker/certs.d
 CARGO_HOME ?= $(HOME)/.cargo
 RUSTUP_HOME ?= $(HOME)/.rustup
 test-in-docker:
 	scripts/test-image
-	docker run --rm --net=host --pid=host $(TEST_IN_DOCKER_PRIVILEGES) \
+	mkdir -p /etc/docker/certs.d
+	docker run --rm --net=host --pid=host $(TEST_IN_DOCKER_PRIVILEGES) $(TEST_IN_DOCKER_HOST_FILES) \
 		--volume=/var/run/docker.sock:/var/run/docker.sock \
 		--volume=/tmp:/tmp --volume=$(CURDIR):$(CURDIR) --workdir=$(CURDIR) \
 		--volume=$(CARGO_HOME):/root/.cargo --volume=$(RUSTUP_HOME):/root/.rustup:ro \

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod ecr_registry;
 pub mod fake_backend;
+pub mod moto;
 pub mod registry;
 pub mod systemd_unit;
 

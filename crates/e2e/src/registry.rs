@@ -1,7 +1,9 @@
 //! A private Docker registry for one test: Debian's `docker-registry`
-//! binary on a free loopback port, with htpasswd (bcrypt) authentication
-//! and storage in a temporary directory. Docker treats 127.0.0.0/8
-//! registries as insecure, so plain HTTP works without daemon settings.
+//! binary on loopback, with htpasswd (bcrypt) authentication and storage
+//! in a temporary directory. Docker treats 127.0.0.0/8 registries as
+//! insecure, so plain HTTP on a free port works without daemon settings;
+//! a registry that must look like a remote one (an ECR host name) is
+//! served over TLS on port 443 instead (see `crate::ecr_registry`).
 //! The docker CLI logs in with its own temporary config directory, so no
 //! credentials land in the user's `~/.docker`.
 
@@ -18,13 +20,35 @@ pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The registry part of image names.
+    host: String,
     pub username: String,
     pub password: String,
 }
 
+/// Serving the registry over TLS (see [`Registry::start_tls`]).
+pub struct Tls {
+    /// The name image references use (resolved to 127.0.0.1 by the test).
+    pub host: String,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
 impl Registry {
-    /// Starts a registry that accepts only `username`/`password`.
+    /// Starts a registry on a free loopback port, over plain HTTP, that
+    /// accepts only `username`/`password`.
     pub fn start(username: &str, password: &str) -> Result<Registry> {
+        let port = free_port()?;
+        Self::start_on(username, password, port, None)
+    }
+
+    /// Starts a registry on 127.0.0.1:443 over TLS, for image names whose
+    /// registry part is `tls.host` with no port.
+    pub fn start_tls(username: &str, password: &str, tls: Tls) -> Result<Registry> {
+        Self::start_on(username, password, 443, Some(tls))
+    }
+
+    fn start_on(username: &str, password: &str, port: u16, tls: Option<Tls>) -> Result<Registry> {
         let dir = tempfile::tempdir()?;
         let htpasswd = Command::new("htpasswd")
             .args(["-Bbn", username, password])
@@ -34,12 +58,18 @@ impl Registry {
             bail!("htpasswd: {}", String::from_utf8_lossy(&htpasswd.stderr));
         }
         std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout)?;
-        let port = free_port()?;
+        let tls_config = tls.as_ref().map_or(String::new(), |t| {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t.certificate.display(),
+                t.key.display()
+            )
+        });
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n\
+             http:\n  addr: 127.0.0.1:{port}\n{tls_config}\
              auth:\n  htpasswd:\n    realm: ecs-e2e\n    path: {htpasswd}\n",
             storage = dir.path().join("storage").display(),
             htpasswd = dir.path().join("htpasswd").display(),
@@ -58,6 +88,7 @@ impl Registry {
             child,
             dir,
             port,
+            host: tls.map_or_else(|| format!("127.0.0.1:{port}"), |t| t.host),
             username: username.into(),
             password: password.into(),
         };
@@ -69,9 +100,10 @@ impl Registry {
         Ok(registry)
     }
 
-    /// `127.0.0.1:<port>`, the registry part of image names.
+    /// The registry part of image names: `127.0.0.1:<port>`, or the TLS
+    /// host name.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.host.clone()
     }
 
     fn docker_config(&self) -> PathBuf {

@@ -102,12 +102,13 @@ pub fn task(definition: &TaskDefinition, record: &TaskRecord, settings: &Setting
             .find(|c| c.name.as_deref() == Some(name))
             .and_then(|c| c.container_arn.clone())
     };
+    let task_id = record.arn().rsplit('/').next().unwrap_or_default();
     let containers = definition
         .container_definitions
         .iter()
         .map(|c| {
             let name = c.name.as_deref().unwrap_or_default();
-            let mut rendered = container(c, container_override(name), definition);
+            let mut rendered = container(c, container_override(name), definition, task_id);
             rendered.container_arn = container_arn(name);
             let auth = auth_members(c, record.execution_role_arn.is_some(), settings);
             rendered.secrets = Some(auth.secrets).filter(|s| !s.is_empty());
@@ -357,6 +358,7 @@ fn container(
     c: &ContainerDefinition,
     ov: Option<&ContainerOverride>,
     definition: &TaskDefinition,
+    task_id: &str,
 ) -> acs::Container {
     let host_mode = definition.network_mode.as_deref() == Some("host");
     let mut environment: BTreeMap<String, String> = BTreeMap::new();
@@ -452,6 +454,7 @@ fn container(
                 Value::Object(docker_host_config(
                     c,
                     definition,
+                    task_id,
                     memory,
                     memory_reservation,
                 ))
@@ -459,6 +462,17 @@ fn container(
             ),
         }),
         ..acs::Container::default()
+    }
+}
+
+/// `awslogs-stream-prefix` is ECS's, not Docker's: ECS turns it into the
+/// stream `<prefix>/<container name>/<task ID>` (unless the definition
+/// names a stream itself), and Docker never sees the prefix.
+pub fn awslogs_stream(options: &mut BTreeMap<String, String>, container: &str, task_id: &str) {
+    if let Some(prefix) = options.remove("awslogs-stream-prefix") {
+        options
+            .entry("awslogs-stream".to_owned())
+            .or_insert_with(|| format!("{prefix}/{container}/{task_id}"));
     }
 }
 
@@ -509,10 +523,12 @@ fn cgroup_permissions(permissions: Option<&Vec<String>>) -> String {
 }
 
 /// Docker `HostConfig` fields rendered from the container definition and
-/// its task. `memory` and `memory_reservation` are MiB, after overrides.
+/// its task (whose ID names awslogs streams). `memory` and
+/// `memory_reservation` are MiB, after overrides.
 pub fn docker_host_config(
     c: &ContainerDefinition,
     definition: &TaskDefinition,
+    task_id: &str,
     memory: Option<i64>,
     memory_reservation: Option<i64>,
 ) -> Map<String, Value> {
@@ -549,9 +565,13 @@ pub fn docker_host_config(
     // `secretOptions` stay out: the agent adds them to the log options once
     // it has fetched them (they travel as `LOG_DRIVER` secrets).
     if let Some(log) = &c.log_configuration {
+        let mut options = log.options.clone().unwrap_or_default();
+        if log.log_driver.as_deref() == Some("awslogs") {
+            awslogs_stream(&mut options, c.name.as_deref().unwrap_or_default(), task_id);
+        }
         m.insert(
             "LogConfig".to_owned(),
-            json!({"Type": log.log_driver, "Config": log.options.clone().unwrap_or_default()}),
+            json!({"Type": log.log_driver, "Config": options}),
         );
     }
     put(
@@ -871,7 +891,7 @@ mod tests {
                    "Tty": true, "OpenStdin": true, "NetworkDisabled": false})
         );
         assert_eq!(
-            Value::Object(docker_host_config(&c, &def, Some(256), None)),
+            Value::Object(docker_host_config(&c, &def, "t1", Some(256), None)),
             json!({
                 "NetworkMode": "bridge", "Privileged": true, "ReadonlyRootfs": true,
                 "Dns": ["1.1.1.1"], "DnsSearch": ["example.com"], "ExtraHosts": ["db:10.0.0.2"],
@@ -1152,5 +1172,29 @@ mod tests {
         assert!(app(&def(Some(EXECUTION_ROLE), "json-file"))
             .get("logsAuthStrategy")
             .is_none());
+    }
+
+    #[test]
+    fn awslogs_stream_prefixes_become_ecs_stream_names() {
+        let mut options: BTreeMap<String, String> =
+            [("awslogs-group", "g"), ("awslogs-stream-prefix", "web")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        awslogs_stream(&mut options, "app", "abc123");
+        assert_eq!(options.get("awslogs-stream-prefix"), None);
+        assert_eq!(options["awslogs-stream"], "web/app/abc123");
+        assert_eq!(options["awslogs-group"], "g");
+        // A stream the definition names wins; without a prefix nothing changes.
+        let mut named: BTreeMap<String, String> =
+            [("awslogs-stream", "mine"), ("awslogs-stream-prefix", "web")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        awslogs_stream(&mut named, "app", "abc123");
+        assert_eq!(named["awslogs-stream"], "mine");
+        let mut plain = BTreeMap::new();
+        awslogs_stream(&mut plain, "app", "abc123");
+        assert!(plain.is_empty());
     }
 }

@@ -1,0 +1,123 @@
+//! `moto` in server mode on a free loopback port: the stand-in for ECR,
+//! SSM Parameter Store, Secrets Manager, S3 and CloudWatch Logs in tests
+//! (installed into the virtual environment by `scripts/setup`). It accepts
+//! any credentials and keeps everything in memory; it is stopped when
+//! dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{aws_cli_path, free_port, wait_for, ACCESS_KEY, REGION, SECRET_KEY};
+
+/// The account moto answers for.
+pub const ACCOUNT_ID: &str = "123456789012";
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    aws_cli_path()
+        .parent()
+        .map(|dir| dir.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+impl Moto {
+    pub fn start() -> Result<Moto> {
+        let server = venv_bin("moto_server");
+        if !server.exists() {
+            bail!(
+                "moto is not installed at {} (run scripts/setup)",
+                server.display()
+            );
+        }
+        let port = free_port()?;
+        let log = tempfile::NamedTempFile::new()?;
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::from(log.reopen()?))
+            .stderr(Stdio::from(log.reopen()?))
+            .spawn()
+            .context("starting moto_server")?;
+        let moto = Moto { child, port, log };
+        wait_for("moto to listen", Duration::from_secs(60), || {
+            Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ()))
+        })?;
+        Ok(moto)
+    }
+
+    /// `http://127.0.0.1:<port>`: every service's endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `aws <args>` against moto and parses its JSON output (`null`
+    /// when it prints nothing).
+    pub fn aws(&self, args: &[&str]) -> Result<Value> {
+        let out = Command::new(aws_cli_path())
+            .args(args)
+            .args(["--endpoint-url", &self.url(), "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_PAGER", "")
+            .output()
+            .context("running the AWS CLI")?;
+        if !out.status.success() {
+            bail!(
+                "aws {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&out.stdout).context("parsing AWS CLI output")
+    }
+
+    /// Runs a Python script with boto3 configured for moto (endpoint,
+    /// region, test keys); returns what it prints.
+    pub fn python(&self, script: &str) -> Result<String> {
+        let out = Command::new(venv_bin("python"))
+            .args(["-c", script])
+            .env("AWS_ENDPOINT_URL", self.url())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .context("running python")?;
+        if !out.status.success() {
+            bail!("python: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// What moto logged (its request lines), for failure messages and to
+    /// see which calls were made.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
