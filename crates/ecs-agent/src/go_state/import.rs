@@ -530,9 +530,9 @@ fn container_from_go(
             ignored_exit_codes: r.ignored_exit_codes.clone().unwrap_or_default(),
             restart_attempt_period_secs: r.restart_attempt_period,
         }),
-        // The Go agent's record keeps secrets already merged into the
-        // environment of the containers it created; the references are
-        // not carried over (docs/go-state.md).
+        // Containers with secrets or environment files were refused above;
+        // one with a registry login is carried only once pulled, when the
+        // login is no longer needed (docs/operations.md §11).
         secrets: Vec::new(),
         environment_files: Vec::new(),
         registry_auth: None,
