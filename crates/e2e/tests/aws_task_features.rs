@@ -293,8 +293,21 @@ fn ecr_images_are_pulled_with_the_token_ecr_issues() {
     assert!(!refused.status.success(), "pulled without a login");
 
     let dir = tempfile::tempdir().unwrap();
-    let plane = Plane::start(&dir.path().join("plane")).unwrap();
-    let agent = Agent::start(&plane, &agent_options(&dir.path().join("agent"), &moto)).unwrap();
+    // ECR is found through the payload's `endpointOverride`, which the
+    // plane is told of; the agent's own ECR endpoint is a closed local
+    // port, so nothing could leave this machine if the override were lost.
+    let plane = Plane::start_with_args(
+        &dir.path().join("plane"),
+        e2e::free_port().unwrap(),
+        &["--ecr-endpoint-override", &moto.url()],
+    )
+    .unwrap();
+    let agent = Agent::start(
+        &plane,
+        &agent_options(&dir.path().join("agent"), &moto)
+            .env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9"),
+    )
+    .unwrap();
     let cli = plane.cli();
     cli.wait_connected_instance("default", SETTLE).unwrap();
 
@@ -346,14 +359,44 @@ fn ecr_images_are_pulled_with_the_token_ecr_issues() {
             || reason.contains("no basic auth credentials"),
         "{reason}"
     );
-    // The token never reaches the agent's log.
-    assert!(!agent
-        .log_text()
-        .contains(&format!("{ACCOUNT_ID}-auth-token")));
 
-    remove_task_containers(&[arn, wrong]);
+    // A private registry whose login is kept in Secrets Manager
+    // (`repositoryCredentials`), read with the execution role.
+    let private_password = "registry-password-6d0b";
+    let private = e2e::registry::Registry::start("registry-user", private_password).unwrap();
+    let private_image = private.push(TEST_IMAGE, "e2e/private:1", false).unwrap();
+    let login = moto
+        .aws(&[
+            "secretsmanager",
+            "create-secret",
+            "--name",
+            "registry-login",
+            "--secret-string",
+            &json!({"username": "registry-user", "password": private_password}).to_string(),
+        ])
+        .unwrap();
+    register(
+        &cli,
+        "from-private",
+        &json!([{
+            "name": "app", "image": private_image, "command": ["sleep", "600"], "memory": 32,
+            "essential": true,
+            "repositoryCredentials": {"credentialsParameter": login["ARN"]}
+        }]),
+    );
+    let private_arn = cli.run_task("default", "from-private").unwrap();
+    cli.wait_task_status("default", &private_arn, "RUNNING", SETTLE)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", agent.log_text(), private.log_text()));
+
+    // Neither login reaches the agent's log.
+    let log = agent.log_text();
+    assert!(!log.contains(&format!("{ACCOUNT_ID}-auth-token")));
+    assert!(!log.contains(private_password));
+
+    remove_task_containers(&[arn, wrong, private_arn]);
     remove_image(&image);
     remove_image(&other_image);
+    remove_image(&private_image);
 }
 
 #[test]
@@ -362,6 +405,18 @@ fn awslogs_writes_with_the_execution_role_through_the_credentials_endpoint() {
     // dockerd's awslogs driver asks 169.254.170.2 for the credentials.
     let _routing = host_routing().unwrap();
     let moto = Moto::start().unwrap();
+    // A log option kept as a secret (`secretOptions`).
+    moto.aws(&[
+        "ssm",
+        "put-parameter",
+        "--name",
+        "/e2e/log-datetime-format",
+        "--type",
+        "SecureString",
+        "--value",
+        "%Y-%m-%dT%H:%M:%S",
+    ])
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plane = Plane::start(&dir.path().join("plane")).unwrap();
     let agent_dir = dir.path().join("agent");
@@ -389,7 +444,9 @@ fn awslogs_writes_with_the_execution_role_through_the_credentials_endpoint() {
                 "awslogs-stream-prefix": "web",
                 "awslogs-create-group": "true",
                 "awslogs-endpoint": moto.url()
-            }}
+            }, "secretOptions": [
+                {"name": "awslogs-datetime-format", "valueFrom": "/e2e/log-datetime-format"}
+            ]}
         }]),
     );
     let arn = cli.run_task("default", "logged").unwrap();
@@ -403,6 +460,10 @@ fn awslogs_writes_with_the_execution_role_through_the_credentials_endpoint() {
         .as_str()
         .unwrap_or_default()
         .starts_with("/v2/credentials/"));
+    assert_eq!(
+        log_config["Config"]["awslogs-datetime-format"], "%Y-%m-%dT%H:%M:%S",
+        "the secret log option reached Docker"
+    );
 
     let task_id = arn.rsplit('/').next().unwrap();
     let stream = format!("web/app/{task_id}");
