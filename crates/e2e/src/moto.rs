@@ -30,7 +30,48 @@ fn venv_bin(name: &str) -> PathBuf {
 }
 
 impl Moto {
+    /// A moto that takes any keys and allows everything.
     pub fn start() -> Result<Moto> {
+        Self::launch(None)
+    }
+
+    /// A moto that answers the first `free_requests` requests without
+    /// looking at them (to set up users and data), and from then on checks
+    /// every request's SigV4 signature against the keys of its IAM users,
+    /// and their policies.
+    pub fn start_with_auth(free_requests: usize) -> Result<Moto> {
+        Self::launch(Some(free_requests))
+    }
+
+    /// Creates an IAM user with an access key (two requests), and gives it
+    /// every permission when `allowed` (one more); returns the key pair.
+    pub fn iam_user(&self, name: &str, allowed: bool) -> Result<(String, String)> {
+        self.aws(&["iam", "create-user", "--user-name", name])?;
+        let key = self.aws(&["iam", "create-access-key", "--user-name", name])?;
+        if allowed {
+            let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+            self.aws(&[
+                "iam",
+                "put-user-policy",
+                "--user-name",
+                name,
+                "--policy-name",
+                "all",
+                "--policy-document",
+                &policy.to_string(),
+            ])?;
+        }
+        let field = |k: &str| {
+            key["AccessKey"][k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| anyhow::anyhow!("no {k} in {key}"))
+        };
+        Ok((field("AccessKeyId")?, field("SecretAccessKey")?))
+    }
+
+    fn launch(free_requests: Option<usize>) -> Result<Moto> {
         let server = venv_bin("moto_server");
         if !server.exists() {
             bail!(
@@ -40,7 +81,11 @@ impl Moto {
         }
         let port = free_port()?;
         let log = tempfile::NamedTempFile::new()?;
-        let child = Command::new(&server)
+        let mut command = Command::new(&server);
+        if let Some(free) = free_requests {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", free.to_string());
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::from(log.reopen()?))
             .stderr(Stdio::from(log.reopen()?))

@@ -305,3 +305,93 @@ fn a_tasks_secrets_and_environment_files_are_fetched_together() {
     assert_eq!(sidecar.log_options["TOKEN"], "tok");
     assert!(sidecar.env.is_empty());
 }
+
+/// Keys of a moto IAM user, as an execution role's would be.
+fn keys(pair: &(String, String)) -> RoleCredentials {
+    RoleCredentials {
+        role_arn: format!("arn:aws:iam::{ACCOUNT_ID}:role/exec"),
+        access_key_id: pair.0.clone(),
+        secret_access_key: pair.1.clone(),
+        session_token: String::new(),
+        expiration: String::new(),
+    }
+}
+
+#[test]
+fn signatures_are_verified_and_denied_calls_fail() {
+    // Nine requests set things up; moto checks every one after them.
+    let moto = Moto::start_with_auth(9).unwrap();
+    let allowed = moto.iam_user("agent", true).unwrap();
+    let denied = moto.iam_user("nobody", false).unwrap();
+    moto.aws(&["s3api", "create-bucket", "--bucket", "envs"])
+        .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "A=1\n").unwrap();
+    moto.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "envs",
+        "--key",
+        "dir/my app+1.env",
+        "--body",
+        file.path().to_str().unwrap(),
+    ])
+    .unwrap();
+    moto.aws(&[
+        "ssm",
+        "put-parameter",
+        "--name",
+        "/app/db",
+        "--value",
+        "v",
+        "--type",
+        "String",
+    ])
+    .unwrap();
+    let aws = services(&moto);
+    let rt = runtime();
+    let object = S3Object::parse("arn:aws:s3:::envs/dir/my app+1.env").unwrap();
+    let names = ["/app/db".to_string()];
+
+    let good = keys(&allowed);
+    let caller = Caller::Role {
+        id: "exec-1",
+        credentials: &good,
+    };
+    assert_eq!(
+        rt.block_on(aws.s3_object(&object, caller)).unwrap(),
+        b"A=1\n"
+    );
+    assert_eq!(
+        rt.block_on(aws.ssm_parameters(REGION, &names, caller))
+            .unwrap(),
+        vec![("/app/db".to_string(), "v".to_string())]
+    );
+
+    // One changed byte of the secret key: every signature is wrong.
+    let mut bad = keys(&allowed);
+    bad.secret_access_key.push('x');
+    let caller = Caller::Role {
+        id: "exec-2",
+        credentials: &bad,
+    };
+    let s3 = rt.block_on(aws.s3_object(&object, caller)).unwrap_err();
+    assert!(s3.0.contains("SignatureDoesNotMatch"), "{s3}");
+    assert!(rt
+        .block_on(aws.ssm_parameters(REGION, &names, caller))
+        .is_err());
+
+    // Right keys, no permission.
+    let nobody = keys(&denied);
+    let caller = Caller::Role {
+        id: "exec-3",
+        credentials: &nobody,
+    };
+    let s3 = rt.block_on(aws.s3_object(&object, caller)).unwrap_err();
+    assert!(s3.0.contains("AccessDenied"), "{s3}");
+    let ssm = rt
+        .block_on(aws.ssm_parameters(REGION, &names, caller))
+        .unwrap_err();
+    assert!(ssm.0.starts_with("AccessDenied: "), "{ssm}");
+}

@@ -1,8 +1,10 @@
 //! The AWS services a task's definition reaches through the agent
 //! (docs/aws-services.md): ECR for registry tokens, SSM Parameter Store and
-//! Secrets Manager for secrets, S3 for environment files. Each call goes
-//! through the official AWS SDK for Rust, signed with the task's execution
-//! role (or, for ECR without it, the instance's own credentials).
+//! Secrets Manager for secrets, S3 for environment files. ECR, SSM and
+//! Secrets Manager calls go through the official AWS SDK for Rust; the one
+//! S3 read is signed by the agent itself ([`s3`] says why). All are signed
+//! with the task's execution role (or, for ECR without it, the instance's
+//! own credentials).
 //!
 //! Endpoints come from the SDK's standard configuration, read once: the
 //! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables and the
@@ -11,6 +13,7 @@
 
 pub mod arn;
 pub mod ecr;
+pub mod s3;
 
 use std::time::Duration;
 
@@ -35,20 +38,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ServiceError(pub String);
 
 impl ServiceError {
-    /// `<Code>: <message>` for what the service answered, or the SDK's
-    /// account of what went wrong before it could answer.
+    /// `<Code>: <message>` for what the service answered, else what went
+    /// wrong before it could. Never the SDK's own account of a response:
+    /// that quotes the raw body, which for a secret is its value.
     pub fn from_sdk<E>(err: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        match (err.code(), err.message()) {
-            (Some(code), Some(message)) => ServiceError(format!("{code}: {message}")),
-            (Some(code), None) => ServiceError(code.to_string()),
-            _ => ServiceError(format!(
-                "{}",
-                aws_smithy_types::error::display::DisplayErrorContext(err)
-            )),
-        }
+        let status = || err.raw_response().map_or(0, |r| r.status().as_u16());
+        let text = match err {
+            SdkError::ServiceError(_) => match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => format!("HTTP status {}", status()),
+            },
+            // An answer the SDK could not read. Only an error answer's body
+            // is quoted (some services answer errors in XML).
+            SdkError::ResponseError(r) if !r.raw().status().is_success() => s3::error_text(
+                r.raw().status().as_u16(),
+                r.raw().body().bytes().unwrap_or_default(),
+            ),
+            SdkError::ResponseError(r) => format!(
+                "unreadable answer (HTTP status {})",
+                r.raw().status().as_u16()
+            ),
+            SdkError::DispatchFailure(d) => match d.as_connector_error() {
+                Some(e) => format!(
+                    "could not reach the service: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(e)
+                ),
+                None => "could not reach the service".to_string(),
+            },
+            SdkError::TimeoutError(_) => "timed out".to_string(),
+            SdkError::ConstructionFailure(_) => "could not build the request".to_string(),
+            _ => "the call failed".to_string(),
+        };
+        ServiceError(text)
     }
 }
 
@@ -277,66 +302,82 @@ impl AwsServices {
         object: &arn::S3Object,
         caller: Caller<'_>,
     ) -> Result<Vec<u8>, ServiceError> {
-        match self.s3_get(&self.region, object, caller).await {
-            Ok(bytes) => Ok(bytes),
-            Err(S3Failure::ElseWhere(region)) if region != self.region => self
-                .s3_get(&region, object, caller)
-                .await
-                .map_err(S3Failure::into_error),
-            Err(e) => Err(e.into_error()),
-        }
-    }
-
-    async fn s3_get(
-        &self,
-        region: &str,
-        object: &arn::S3Object,
-        caller: Caller<'_>,
-    ) -> Result<Vec<u8>, S3Failure> {
-        let conf = aws_sdk_s3::config::Builder::from(self.base().await)
-            .region(Region::new(region.to_string()))
-            .credentials_provider(self.credentials(caller))
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(conf);
-        let out = client
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .send()
-            .await
-            .map_err(|e| {
-                let elsewhere = e
-                    .raw_response()
-                    .and_then(|r| r.headers().get("x-amz-bucket-region"))
-                    .map(str::to_string);
-                match elsewhere {
-                    Some(region) => S3Failure::ElseWhere(region),
-                    None => S3Failure::Other(ServiceError::from_sdk(&e)),
-                }
-            })?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| S3Failure::Other(ServiceError(format!("reading the object: {e}"))))?;
-        Ok(body.into_bytes().to_vec())
-    }
-}
-
-/// Why an S3 read failed: the bucket is in another region, or anything
-/// else.
-enum S3Failure {
-    ElseWhere(String),
-    Other(ServiceError),
-}
-
-impl S3Failure {
-    fn into_error(self) -> ServiceError {
-        match self {
-            S3Failure::ElseWhere(region) => {
-                ServiceError(format!("the bucket is in region {region}"))
+        let endpoint = configured_endpoint(self.base().await, "S3");
+        let credentials = self.resolved_credentials(caller).await?;
+        let read = |region: String| {
+            let endpoint = endpoint.clone();
+            let credentials = credentials.clone();
+            async move {
+                let url = s3::object_url(endpoint.as_deref(), &region, object)
+                    .map_err(s3::S3Failure::Other)?;
+                s3::get(&url, &region, &credentials).await
             }
-            S3Failure::Other(e) => e,
+        };
+        match read(self.region.clone()).await {
+            Ok(bytes) => Ok(bytes),
+            Err(s3::S3Failure::ElseWhere(region)) => match read(region.clone()).await {
+                Ok(bytes) => Ok(bytes),
+                Err(s3::S3Failure::ElseWhere(_)) => Err(ServiceError(format!(
+                    "the bucket is in region {region}, which redirects again"
+                ))),
+                Err(s3::S3Failure::Other(e)) => Err(e),
+            },
+            Err(s3::S3Failure::Other(e)) => Err(e),
         }
+    }
+
+    /// The keys `caller` signs with.
+    async fn resolved_credentials(&self, caller: Caller<'_>) -> Result<Credentials, ServiceError> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        self.credentials(caller)
+            .provide_credentials()
+            .await
+            .map_err(|e| ServiceError(format!("no credentials: {e}")))
+    }
+}
+
+/// The endpoint the SDK's standard configuration gives `service_id` (as
+/// the SDK spells it: `AWS_ENDPOINT_URL_<ID>`, then `AWS_ENDPOINT_URL`,
+/// then the shared config file), if any.
+fn configured_endpoint(base: &SdkConfig, service_id: &str) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    base.service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| base.endpoint_url().map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aws_sdk_ssm::operation::get_parameters::GetParametersError;
+    use aws_smithy_types::body::SdkBody;
+
+    fn unreadable(status: u16, body: &str) -> SdkError<GetParametersError, HttpResponse> {
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_string()));
+        SdkError::response_error("malformed", raw)
+    }
+
+    #[test]
+    fn an_answer_the_sdk_could_not_read_is_never_quoted() {
+        let secret = unreadable(200, r#"{"Parameters":[{"Name":"/db","Value":"hunter2""#);
+        assert_eq!(
+            ServiceError::from_sdk(&secret).0,
+            "unreadable answer (HTTP status 200)"
+        );
+        // Error answers in XML (as some services give them) are read.
+        let denied = unreadable(
+            403,
+            "<ErrorResponse><Error><Code>AccessDenied</Code><Message>not authorized</Message></Error></ErrorResponse>",
+        );
+        assert_eq!(
+            ServiceError::from_sdk(&denied).0,
+            "AccessDenied: not authorized"
+        );
     }
 }

@@ -37,7 +37,7 @@ pub enum PullError {
 }
 
 impl PullError {
-    fn from_docker(e: DockerError) -> Self {
+    fn from_docker(image: &str, e: DockerError) -> Self {
         match e {
             DockerError::Timeout(d) => PullError::Stalled(d),
             e => {
@@ -51,6 +51,7 @@ impl PullError {
                     other => other.message(),
                 };
                 let auth = is_auth_error(&message);
+                let message = redact_layer_urls(&message, image);
                 PullError::Refused { message, auth }
             }
         }
@@ -59,6 +60,40 @@ impl PullError {
     fn retriable(&self) -> bool {
         !matches!(self, PullError::Refused { auth: true, .. })
     }
+}
+
+/// ECR serves image layers from presigned S3 URLs (hosts with
+/// `starport-layer-bucket` in them) whose query holds a security token; a
+/// failed download can quote one. Each such URL becomes `REDACTED ECR URL
+/// related to <image>`, as the Go agent words it (docs/aws-services.md §2).
+fn redact_layer_urls(message: &str, image: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("https") {
+        let end = rest[start..]
+            .find(char::is_whitespace)
+            .map_or(rest.len(), |n| start + n);
+        let url = &rest[start..end];
+        let leak = url
+            .find("starport-layer-bucket")
+            .is_some_and(|at| at + "starport-layer-bucket".len() < url.len());
+        if leak {
+            // A quote right before the URL goes with it.
+            let from = if rest[..start].ends_with('"') {
+                start - 1
+            } else {
+                start
+            };
+            out.push_str(&rest[..from]);
+            out.push_str("REDACTED ECR URL related to ");
+            out.push_str(image);
+        } else {
+            out.push_str(&rest[..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Registry answers that mean "these credentials (or none) are not
@@ -93,7 +128,7 @@ where
         loop {
             let error = match attempt().await {
                 Ok(()) => return Ok(()),
-                Err(e) => PullError::from_docker(e),
+                Err(e) => PullError::from_docker(image, e),
             };
             tracing::warn!(image, attempt = number, error = %error, "image pull attempt failed");
             if number >= MAX_ATTEMPTS || !error.retriable() {
@@ -264,8 +299,33 @@ mod tests {
             error: "manifest unknown".into(),
         });
         assert_eq!(
-            PullError::from_docker(stream).to_string(),
+            PullError::from_docker("i", stream).to_string(),
             "CannotPullContainerError: manifest unknown"
+        );
+    }
+
+    #[test]
+    fn presigned_layer_urls_never_reach_the_reason() {
+        let message = "failed to copy: httpReadSeeker: failed open: failed to do request: \
+            Get \"https://prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com/sha256/ab?X-Amz-Security-Token=SECRET&X-Amz-Signature=x\": dial tcp: i/o timeout";
+        let redacted = redact_layer_urls(message, "1.dkr.ecr.us-east-1.amazonaws.com/app:1");
+        assert!(!redacted.contains("SECRET"), "{redacted}");
+        assert!(
+            redacted.contains(
+                "Get REDACTED ECR URL related to 1.dkr.ecr.us-east-1.amazonaws.com/app:1 dial tcp"
+            ),
+            "{redacted}"
+        );
+        // Other URLs are left alone.
+        let other = "Get https://registry.example/v2/: unauthorized";
+        assert_eq!(redact_layer_urls(other, "i"), other);
+        let stream = DockerError::Api(bollard::errors::Error::DockerStreamError {
+            error: "Get https://x.starport-layer-bucket.s3.amazonaws.com/l?t=SECRET failed".into(),
+        });
+        let reason = PullError::from_docker("img", stream).to_string();
+        assert_eq!(
+            reason,
+            "CannotPullContainerError: Get REDACTED ECR URL related to img failed"
         );
     }
 
