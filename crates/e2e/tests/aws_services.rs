@@ -319,8 +319,8 @@ fn keys(pair: &(String, String)) -> RoleCredentials {
 
 #[test]
 fn signatures_are_verified_and_denied_calls_fail() {
-    // Nine requests set things up; moto checks every one after them.
-    let moto = Moto::start_with_auth(9).unwrap();
+    // Ten requests set things up; moto checks every one after them.
+    let moto = Moto::start_with_auth(10).unwrap();
     let allowed = moto.iam_user("agent", true).unwrap();
     let denied = moto.iam_user("nobody", false).unwrap();
     moto.aws(&["s3api", "create-bucket", "--bucket", "envs"])
@@ -349,6 +349,15 @@ fn signatures_are_verified_and_denied_calls_fail() {
         "String",
     ])
     .unwrap();
+    moto.aws(&[
+        "secretsmanager",
+        "create-secret",
+        "--name",
+        "db",
+        "--secret-string",
+        "s",
+    ])
+    .unwrap();
     let aws = services(&moto);
     let rt = runtime();
     let object = S3Object::parse("arn:aws:s3:::envs/dir/my app+1.env").unwrap();
@@ -368,6 +377,18 @@ fn signatures_are_verified_and_denied_calls_fail() {
             .unwrap(),
         vec![("/app/db".to_string(), "v".to_string())]
     );
+    let secret = SecretRef::parse("db").unwrap();
+    assert_eq!(
+        rt.block_on(aws.secret_string(REGION, &secret, caller))
+            .unwrap(),
+        "s"
+    );
+    let registry = Registry {
+        registry_id: ACCOUNT_ID.into(),
+        region: REGION.into(),
+        endpoint_override: Some(moto.url()),
+    };
+    assert!(rt.block_on(aws.ecr_login(&registry, caller)).is_ok());
 
     // One changed byte of the secret key: every signature is wrong.
     let mut bad = keys(&allowed);

@@ -73,30 +73,32 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// The one login of a GetAuthorizationToken answer for one registry:
     /// `authorizationToken` is base64 of `user:password`, and the pull goes
-    /// to `proxyEndpoint`.
-    pub fn from_answer(
-        data: &[aws_sdk_ecr::types::AuthorizationData],
-    ) -> Result<Token, ServiceError> {
+    /// to `proxyEndpoint`; `expiresAt` is in seconds since the epoch.
+    pub fn from_answer(answer: &serde_json::Value) -> Result<Token, ServiceError> {
+        let data = answer["authorizationData"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let [one] = data else {
             return Err(ServiceError(format!(
                 "unexpected number of results in AuthorizationData ({})",
                 data.len()
             )));
         };
-        let token = one
-            .authorization_token()
+        let token = one["authorizationToken"]
+            .as_str()
             .ok_or_else(|| ServiceError("ECR answered without an authorization token".into()))?;
         let (username, password) = decode(token)?;
-        let expires_at = one.expires_at().and_then(|t| {
-            let secs = u64::try_from(t.secs()).ok()?;
-            SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-        });
+        let expires_at = one["expiresAt"]
+            .as_f64()
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs)));
         Ok(Token {
             auth: RegistryAuth {
                 username: Some(username),
                 password: Some(password),
                 email: None,
-                server_address: one.proxy_endpoint().map(str::to_string),
+                server_address: one["proxyEndpoint"].as_str().map(str::to_string),
             },
             expires_at,
         })
@@ -230,12 +232,12 @@ mod tests {
 
     #[test]
     fn an_answer_must_hold_exactly_one_login() {
-        let one = aws_sdk_ecr::types::AuthorizationData::builder()
-            .authorization_token(base64::engine::general_purpose::STANDARD.encode("AWS:pw"))
-            .proxy_endpoint("https://123456789012.dkr.ecr.us-west-2.amazonaws.com")
-            .expires_at(aws_smithy_types::DateTime::from_secs(2_000_000_000))
-            .build();
-        let t = Token::from_answer(std::slice::from_ref(&one)).unwrap();
+        let one = serde_json::json!({
+            "authorizationToken": base64::engine::general_purpose::STANDARD.encode("AWS:pw"),
+            "proxyEndpoint": "https://123456789012.dkr.ecr.us-west-2.amazonaws.com",
+            "expiresAt": 2_000_000_000.5
+        });
+        let t = Token::from_answer(&serde_json::json!({"authorizationData": [one]})).unwrap();
         assert_eq!(t.auth.username.as_deref(), Some("AWS"));
         assert_eq!(t.auth.password.as_deref(), Some("pw"));
         assert_eq!(
@@ -243,8 +245,12 @@ mod tests {
             Some("https://123456789012.dkr.ecr.us-west-2.amazonaws.com")
         );
         assert!(t.expires_at.is_some());
-        assert!(Token::from_answer(&[]).is_err());
-        assert!(Token::from_answer(&[one.clone(), one]).is_err());
+        assert!(Token::from_answer(&serde_json::json!({"authorizationData": []})).is_err());
+        assert!(Token::from_answer(&serde_json::json!({})).is_err());
+        assert!(
+            Token::from_answer(&serde_json::json!({"authorizationData": [one.clone(), one]}))
+                .is_err()
+        );
     }
 
     #[test]

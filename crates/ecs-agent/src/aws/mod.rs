@@ -1,81 +1,34 @@
 //! The AWS services a task's definition reaches through the agent
 //! (docs/aws-services.md): ECR for registry tokens, SSM Parameter Store and
-//! Secrets Manager for secrets, S3 for environment files. ECR, SSM and
-//! Secrets Manager calls go through the official AWS SDK for Rust; the one
-//! S3 read is signed by the agent itself ([`s3`] says why). All are signed
-//! with the task's execution role (or, for ECR without it, the instance's
-//! own credentials).
+//! Secrets Manager for secrets, S3 for environment files. The four calls
+//! are made by the agent itself ([`http`] says why), signed with the task's
+//! execution role (or, for ECR without it, the instance's own credentials).
 //!
-//! Endpoints come from the SDK's standard configuration, read once: the
-//! `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables and the
+//! Endpoints come from the AWS SDK's standard configuration, read once: the
+//! `AWS_ENDPOINT_URL_<SERVICE>` and `AWS_ENDPOINT_URL` variables and the
 //! shared config file's `endpoint_url` settings, else Amazon's endpoint for
-//! the region. Every client shares the agent's one HTTPS client.
+//! the region.
 
 pub mod arn;
 pub mod ecr;
+pub mod http;
+pub mod json_api;
 pub mod s3;
-
-use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde_json::json;
 use tokio::sync::OnceCell;
 
 use crate::credentials::RoleCredentials;
-
-/// How long one attempt of a call may take, and how long connecting may.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use json_api::{ApiError, Service};
 
 /// A failed call, as text fit for a task's stop reason: the service's error
 /// code and message, never a secret's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ServiceError(pub String);
-
-impl ServiceError {
-    /// `<Code>: <message>` for what the service answered, else what went
-    /// wrong before it could. Never the SDK's own account of a response:
-    /// that quotes the raw body, which for a secret is its value.
-    pub fn from_sdk<E>(err: &SdkError<E, HttpResponse>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let status = || err.raw_response().map_or(0, |r| r.status().as_u16());
-        let text = match err {
-            SdkError::ServiceError(_) => match (err.code(), err.message()) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => code.to_string(),
-                _ => format!("HTTP status {}", status()),
-            },
-            // An answer the SDK could not read. Only an error answer's body
-            // is quoted (some services answer errors in XML).
-            SdkError::ResponseError(r) if !r.raw().status().is_success() => s3::error_text(
-                r.raw().status().as_u16(),
-                r.raw().body().bytes().unwrap_or_default(),
-            ),
-            SdkError::ResponseError(r) => format!(
-                "unreadable answer (HTTP status {})",
-                r.raw().status().as_u16()
-            ),
-            SdkError::DispatchFailure(d) => match d.as_connector_error() {
-                Some(e) => format!(
-                    "could not reach the service: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(e)
-                ),
-                None => "could not reach the service".to_string(),
-            },
-            SdkError::TimeoutError(_) => "timed out".to_string(),
-            SdkError::ConstructionFailure(_) => "could not build the request".to_string(),
-            _ => "the call failed".to_string(),
-        };
-        ServiceError(text)
-    }
-}
 
 /// Whose credentials sign a call.
 #[derive(Debug, Clone, Copy)]
@@ -150,12 +103,6 @@ impl AwsServices {
                     .http_client(crate::https::client())
                     .region(Region::new(self.region.clone()))
                     .credentials_provider(self.instance_credentials.clone())
-                    .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(CONNECT_TIMEOUT)
-                            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                            .build(),
-                    )
                     .load()
                     .await
             })
@@ -175,6 +122,13 @@ impl AwsServices {
         }
     }
 
+    /// Where `service` is: its configured endpoint, else Amazon's for
+    /// `region`.
+    async fn endpoint(&self, service: &Service, region: &str) -> String {
+        configured_endpoint(self.base().await, service.sdk_id)
+            .unwrap_or_else(|| json_api::amazon_endpoint(service, region))
+    }
+
     /// A registry login for an ECR image (docs/aws-services.md §2).
     pub async fn ecr_login(
         &self,
@@ -185,24 +139,24 @@ impl AwsServices {
         if let Some(auth) = self.ecr_tokens.get(&key, std::time::SystemTime::now()) {
             return Ok(auth);
         }
-        let mut conf = aws_sdk_ecr::config::Builder::from(self.base().await)
-            .region(Region::new(registry.region.clone()))
-            .credentials_provider(self.credentials(caller));
-        if let Some(endpoint) = &registry.endpoint_override {
-            conf = conf.endpoint_url(crate::ecs_client::with_scheme(endpoint));
-        }
-        let client = aws_sdk_ecr::Client::from_conf(conf.build());
-        // Deprecated because a token is good for every registry the caller
-        // may read, but the registry ID still picks the proxy endpoint the
-        // answer names, which is the host the pull must go to.
-        #[allow(deprecated)]
-        let out = client
-            .get_authorization_token()
-            .registry_ids(&registry.registry_id)
-            .send()
-            .await
-            .map_err(|e| ServiceError::from_sdk(&e))?;
-        let token = ecr::Token::from_answer(out.authorization_data())?;
+        let endpoint = match &registry.endpoint_override {
+            Some(e) => crate::ecs_client::with_scheme(e),
+            None => self.endpoint(&json_api::ECR, &registry.region).await,
+        };
+        let credentials = self.resolved_credentials(caller).await?;
+        // `registryIds` picks the proxy endpoint the answer names, which is
+        // the host the pull must go to (a token itself is good for every
+        // registry the caller may read).
+        let answer = json_api::call(
+            &endpoint,
+            &json_api::ECR,
+            &registry.region,
+            &credentials,
+            "GetAuthorizationToken",
+            &json!({"registryIds": [registry.registry_id]}),
+        )
+        .await?;
+        let token = ecr::Token::from_answer(&answer)?;
         let auth = token.auth.clone();
         self.ecr_tokens
             .put(key, token, std::time::SystemTime::now());
@@ -218,27 +172,32 @@ impl AwsServices {
         names: &[String],
         caller: Caller<'_>,
     ) -> Result<Vec<(String, String)>, ServiceError> {
-        let conf = aws_sdk_ssm::config::Builder::from(self.base().await)
-            .region(Region::new(region.to_string()))
-            .credentials_provider(self.credentials(caller))
-            .build();
-        let client = aws_sdk_ssm::Client::from_conf(conf);
-        let out = client
-            .get_parameters()
-            .set_names(Some(names.to_vec()))
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(|e| ServiceError::from_sdk(&e))?;
-        if !out.invalid_parameters().is_empty() {
+        let endpoint = self.endpoint(&json_api::SSM, region).await;
+        let credentials = self.resolved_credentials(caller).await?;
+        let answer = json_api::call(
+            &endpoint,
+            &json_api::SSM,
+            region,
+            &credentials,
+            "GetParameters",
+            &json!({"Names": names, "WithDecryption": true}),
+        )
+        .await?;
+        let invalid: Vec<&str> = answer["InvalidParameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        if !invalid.is_empty() {
             return Err(ServiceError(format!(
                 "invalid parameters: {}",
-                out.invalid_parameters().join(",")
+                invalid.join(",")
             )));
         }
         let mut values = Vec::new();
-        for p in out.parameters() {
-            let (Some(name), Some(value)) = (p.name(), p.value()) else {
+        for p in answer["Parameters"].as_array().into_iter().flatten() {
+            let (Some(name), Some(value)) = (p["Name"].as_str(), p["Value"].as_str()) else {
                 continue;
             };
             // The service names a parameter asked for by ARN by its name
@@ -258,41 +217,40 @@ impl AwsServices {
         secret: &arn::SecretRef,
         caller: Caller<'_>,
     ) -> Result<String, ServiceError> {
-        let conf = aws_sdk_secretsmanager::config::Builder::from(self.base().await)
-            .region(Region::new(region.to_string()))
-            .credentials_provider(self.credentials(caller))
-            .build();
-        let client = aws_sdk_secretsmanager::Client::from_conf(conf);
-        let out = client
-            .get_secret_value()
-            .secret_id(&secret.secret_id)
-            .set_version_stage(secret.version_stage.clone())
-            .set_version_id(secret.version_id.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                let not_found = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception());
-                if not_found {
-                    ServiceError(format!(
-                        "ResourceNotFoundException: The task can't retrieve the secret with ARN '{}' from AWS Secrets Manager. Check whether the secret exists in the specified Region",
-                        secret.secret_id
-                    ))
-                } else {
-                    ServiceError(format!(
-                        "secret {}: {}",
-                        secret.secret_id,
-                        ServiceError::from_sdk(&e)
-                    ))
-                }
-            })?;
-        out.secret_string().map(str::to_string).ok_or_else(|| {
-            ServiceError(format!(
-                "secret {}: the secret has no string value",
+        let endpoint = self.endpoint(&json_api::SECRETS_MANAGER, region).await;
+        let credentials = self.resolved_credentials(caller).await?;
+        let mut input = json!({"SecretId": secret.secret_id});
+        if let Some(stage) = &secret.version_stage {
+            input["VersionStage"] = json!(stage);
+        }
+        if let Some(id) = &secret.version_id {
+            input["VersionId"] = json!(id);
+        }
+        let answer = json_api::call(
+            &endpoint,
+            &json_api::SECRETS_MANAGER,
+            region,
+            &credentials,
+            "GetSecretValue",
+            &input,
+        )
+        .await
+        .map_err(|e| match e {
+            ApiError::Service { code, .. } if code == "ResourceNotFoundException" => ServiceError(format!(
+                "ResourceNotFoundException: The task can't retrieve the secret with ARN '{}' from AWS Secrets Manager. Check whether the secret exists in the specified Region",
                 secret.secret_id
-            ))
-        })
+            )),
+            other => ServiceError(format!("secret {}: {other}", secret.secret_id)),
+        })?;
+        answer["SecretString"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ServiceError(format!(
+                    "secret {}: the secret has no string value",
+                    secret.secret_id
+                ))
+            })
     }
 
     /// An S3 object's bytes. The bucket is asked in the agent's region
@@ -349,35 +307,4 @@ fn configured_endpoint(base: &SdkConfig, service_id: &str) -> Option<String> {
     base.service_config()
         .and_then(|c| c.load_config(key))
         .or_else(|| base.endpoint_url().map(str::to_string))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use aws_sdk_ssm::operation::get_parameters::GetParametersError;
-    use aws_smithy_types::body::SdkBody;
-
-    fn unreadable(status: u16, body: &str) -> SdkError<GetParametersError, HttpResponse> {
-        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_string()));
-        SdkError::response_error("malformed", raw)
-    }
-
-    #[test]
-    fn an_answer_the_sdk_could_not_read_is_never_quoted() {
-        let secret = unreadable(200, r#"{"Parameters":[{"Name":"/db","Value":"hunter2""#);
-        assert_eq!(
-            ServiceError::from_sdk(&secret).0,
-            "unreadable answer (HTTP status 200)"
-        );
-        // Error answers in XML (as some services give them) are read.
-        let denied = unreadable(
-            403,
-            "<ErrorResponse><Error><Code>AccessDenied</Code><Message>not authorized</Message></Error></ErrorResponse>",
-        );
-        assert_eq!(
-            ServiceError::from_sdk(&denied).0,
-            "AccessDenied: not authorized"
-        );
-    }
 }
