@@ -733,3 +733,133 @@ async fn state_survives_a_restart() {
     assert_eq!(tasks.tasks().len(), 1);
     assert_eq!(h.plane.store().read(|st| st.seq), seq_before);
 }
+
+#[tokio::test]
+async fn task_definitions_are_listed_deregistered_and_deleted() {
+    let h = Harness::start().await;
+    let ecs = h.client();
+    for family in ["web", "web", "web", "worker", "batch"] {
+        ecs.register_task_definition()
+            .family(family)
+            .container_definitions(container("c", 32))
+            .send()
+            .await
+            .unwrap();
+    }
+    let arn = |family: &str, revision: i32| {
+        format!("arn:aws:ecs:us-east-1:000000000000:task-definition/{family}:{revision}")
+    };
+    let all = ecs.list_task_definitions().send().await.unwrap();
+    assert_eq!(
+        all.task_definition_arns(),
+        [
+            arn("batch", 1),
+            arn("web", 1),
+            arn("web", 2),
+            arn("web", 3),
+            arn("worker", 1)
+        ]
+    );
+    let web_desc = ecs
+        .list_task_definitions()
+        .family_prefix("web")
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .max_results(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        web_desc.task_definition_arns(),
+        [arn("web", 3), arn("web", 2)]
+    );
+    let rest = ecs
+        .list_task_definitions()
+        .family_prefix("web")
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .set_next_token(web_desc.next_token().map(str::to_string))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.task_definition_arns(), [arn("web", 1)]);
+    assert_eq!(rest.next_token(), None);
+
+    // Deregistering: INACTIVE, with the time; the family's latest ACTIVE
+    // revision is what a bare family name means now.
+    let gone = ecs
+        .deregister_task_definition()
+        .task_definition("web:3")
+        .send()
+        .await
+        .unwrap();
+    let d = gone.task_definition().unwrap();
+    assert_eq!(
+        d.status(),
+        Some(&aws_sdk_ecs::types::TaskDefinitionStatus::Inactive)
+    );
+    assert!(d.deregistered_at().is_some());
+    let latest = ecs
+        .describe_task_definition()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.task_definition().unwrap().revision(), 2);
+    let inactive = ecs
+        .list_task_definitions()
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Inactive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inactive.task_definition_arns(), [arn("web", 3)]);
+    let no_revision = ecs
+        .deregister_task_definition()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(no_revision.code(), Some("InvalidParameterException"));
+
+    // Families: by prefix, and by whether any revision is still ACTIVE.
+    ecs.deregister_task_definition()
+        .task_definition(arn("batch", 1))
+        .send()
+        .await
+        .unwrap();
+    let families = ecs.list_task_definition_families().send().await.unwrap();
+    assert_eq!(families.families(), ["batch", "web", "worker"]);
+    let active = ecs
+        .list_task_definition_families()
+        .status(aws_sdk_ecs::types::TaskDefinitionFamilyStatus::Active)
+        .family_prefix("w")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(active.families(), ["web", "worker"]);
+    let inactive = ecs
+        .list_task_definition_families()
+        .status(aws_sdk_ecs::types::TaskDefinitionFamilyStatus::Inactive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inactive.families(), ["batch"]);
+
+    // Deleting: only INACTIVE revisions; an ACTIVE one is a failure.
+    let deleted = ecs
+        .delete_task_definitions()
+        .task_definitions("web:3")
+        .task_definitions("web:2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.task_definitions().len(), 1);
+    assert_eq!(
+        deleted.task_definitions()[0].status(),
+        Some(&aws_sdk_ecs::types::TaskDefinitionStatus::DeleteInProgress)
+    );
+    assert_eq!(deleted.failures().len(), 1);
+    assert_eq!(deleted.failures()[0].arn(), Some("web:2"));
+    assert!(deleted.failures()[0]
+        .reason()
+        .unwrap_or_default()
+        .contains("ACTIVE"));
+}

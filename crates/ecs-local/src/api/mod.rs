@@ -106,6 +106,12 @@ fn run_action(
         "DescribeClusters" => encode(&clusters::describe(ctx, decode(body)?)?),
         "RegisterTaskDefinition" => encode(&task_definitions::register(ctx, decode(body)?)?),
         "DescribeTaskDefinition" => encode(&task_definitions::describe(ctx, decode(body)?)?),
+        "DeregisterTaskDefinition" => encode(&task_definitions::deregister(ctx, decode(body)?)?),
+        "DeleteTaskDefinitions" => encode(&task_definitions::delete(ctx, decode(body)?)?),
+        "ListTaskDefinitions" => encode(&task_definitions::list(ctx, decode(body)?)?),
+        "ListTaskDefinitionFamilies" => {
+            encode(&task_definitions::list_families(ctx, decode(body)?)?)
+        }
         "RegisterContainerInstance" => encode(&container_instances::register(ctx, decode(body)?)?),
         "DeregisterContainerInstance" => {
             encode(&container_instances::deregister(ctx, decode(body)?)?)

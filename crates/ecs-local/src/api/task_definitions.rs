@@ -1,4 +1,9 @@
-//! `RegisterTaskDefinition` (with its validation) and `DescribeTaskDefinition`.
+//! `RegisterTaskDefinition` (with its validation), `DescribeTaskDefinition`,
+//! and the rest of a definition's life as ECS has it: `DeregisterTaskDefinition`
+//! (ACTIVE → INACTIVE; running tasks keep running and the revision can still
+//! be described and run by revision), `DeleteTaskDefinitions` (INACTIVE →
+//! DELETE_IN_PROGRESS), `ListTaskDefinitions` and
+//! `ListTaskDefinitionFamilies`.
 
 use super::ApiError;
 use crate::arn::{self, ACCOUNT_ID};
@@ -416,6 +421,209 @@ pub(super) fn describe(
         task_definition: Some(definition),
         tags: Some(vec![]),
     })
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeregisterRequest {
+    task_definition: Option<String>,
+}
+
+/// A `family:revision` or ARN naming one revision exactly (a family alone
+/// is refused: deregistering and deleting name revisions).
+fn revision_of(state: &State, param: &str) -> Result<(String, usize), ApiError> {
+    let reference = arn::task_definition_ref(param)
+        .ok_or_else(|| ApiError::InvalidParameter(format!("Invalid revision {param:?}.")))?;
+    let revision = reference.revision.ok_or_else(|| {
+        ApiError::InvalidParameter(format!(
+            "Invalid revision number. Number: {param}; a revision (family:revision) or an ARN is required."
+        ))
+    })?;
+    state
+        .task_definition(&reference.family, revision)
+        .ok_or_else(|| client("The specified task definition does not exist."))?;
+    let index = usize::try_from(revision - 1)
+        .map_err(|_| client("The specified task definition does not exist."))?;
+    Ok((reference.family, index))
+}
+
+pub(super) fn deregister(
+    ctx: &Context,
+    req: DeregisterRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let param = req
+        .task_definition
+        .ok_or_else(|| ApiError::InvalidParameter("taskDefinition is required.".to_owned()))?;
+    let definition = ctx.store.update(|st| {
+        let (family, index) = revision_of(st, &param)?;
+        let definition = st
+            .task_definitions
+            .get_mut(&family)
+            .and_then(|revisions| revisions.get_mut(index))
+            .ok_or_else(|| client("The specified task definition does not exist."))?;
+        if definition.status.as_deref() == Some("ACTIVE") {
+            definition.status = Some("INACTIVE".to_owned());
+            definition.deregistered_at = Some(clock::epoch_seconds());
+        }
+        Ok::<_, ApiError>(definition.clone())
+    })?;
+    tracing::info!(task_definition = param, "task definition deregistered");
+    Ok(serde_json::json!({ "taskDefinition": definition }))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeleteRequest {
+    task_definitions: Option<Vec<String>>,
+}
+
+/// At most this many revisions per `DeleteTaskDefinitions` call, as ECS.
+const DELETE_BATCH: usize = 10;
+
+pub(super) fn delete(ctx: &Context, req: DeleteRequest) -> Result<serde_json::Value, ApiError> {
+    let params = req.task_definitions.unwrap_or_default();
+    if params.is_empty() || params.len() > DELETE_BATCH {
+        return Err(ApiError::InvalidParameter(format!(
+            "taskDefinitions must name 1 to {DELETE_BATCH} task definitions."
+        )));
+    }
+    let (deleted, failures) = ctx.store.update(|st| {
+        let mut deleted = Vec::new();
+        let mut failures = Vec::new();
+        for param in &params {
+            let mut fail = |reason: &str| {
+                failures.push(serde_json::json!({"arn": param, "reason": reason}));
+            };
+            let Ok((family, index)) = revision_of(st, param) else {
+                fail("The specified task definition does not exist.");
+                continue;
+            };
+            let Some(definition) = st
+                .task_definitions
+                .get_mut(&family)
+                .and_then(|revisions| revisions.get_mut(index))
+            else {
+                fail("The specified task definition does not exist.");
+                continue;
+            };
+            match definition.status.as_deref() {
+                Some("ACTIVE") => fail(
+                    "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
+                ),
+                _ => {
+                    definition.status = Some("DELETE_IN_PROGRESS".to_owned());
+                    deleted.push(definition.clone());
+                }
+            }
+        }
+        Ok::<_, ApiError>((deleted, failures))
+    })?;
+    Ok(serde_json::json!({ "taskDefinitions": deleted, "failures": failures }))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListRequest {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+/// ARNs of the revisions with `status` (default ACTIVE), of the family
+/// `familyPrefix` names exactly (as ECS reads it here), by family and
+/// revision, ascending unless `sort` is DESC.
+pub(super) fn list(ctx: &Context, req: ListRequest) -> Result<serde_json::Value, ApiError> {
+    let status = req.status.unwrap_or_else(|| "ACTIVE".to_owned());
+    if !["ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS"].contains(&status.as_str()) {
+        return Err(ApiError::InvalidParameter(format!(
+            "Invalid status {status:?}: use ACTIVE, INACTIVE or DELETE_IN_PROGRESS."
+        )));
+    }
+    let descending = match req.sort.as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidParameter(format!(
+                "Invalid sort {other:?}: use ASC or DESC."
+            )))
+        }
+    };
+    let mut arns: Vec<String> = ctx.store.read(|st| {
+        st.task_definitions
+            .iter()
+            .filter(|(family, _)| req.family_prefix.as_ref().is_none_or(|f| f == *family))
+            .flat_map(|(_, revisions)| revisions.iter())
+            .filter(|d| d.status.as_deref() == Some(status.as_str()))
+            .filter_map(|d| d.task_definition_arn.clone())
+            .collect()
+    });
+    if descending {
+        arns.reverse();
+    }
+    let (page, next_token) = super::paginate(arns, req.next_token.as_deref(), req.max_results)?;
+    Ok(with_next_token(
+        serde_json::json!({ "taskDefinitionArns": page }),
+        next_token,
+    ))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListFamiliesRequest {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+/// Family names starting with `familyPrefix`: with an ACTIVE revision
+/// (`status` ACTIVE), with none (INACTIVE), or all (ALL, the default).
+pub(super) fn list_families(
+    ctx: &Context,
+    req: ListFamiliesRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let status = req.status.unwrap_or_else(|| "ALL".to_owned());
+    if !["ACTIVE", "INACTIVE", "ALL"].contains(&status.as_str()) {
+        return Err(ApiError::InvalidParameter(format!(
+            "Invalid status {status:?}: use ACTIVE, INACTIVE or ALL."
+        )));
+    }
+    let families: Vec<String> = ctx.store.read(|st| {
+        st.task_definitions
+            .iter()
+            .filter(|(family, _)| {
+                req.family_prefix
+                    .as_ref()
+                    .is_none_or(|p| family.starts_with(p.as_str()))
+            })
+            .filter(|(_, revisions)| {
+                let active = revisions
+                    .iter()
+                    .any(|d| d.status.as_deref() == Some("ACTIVE"));
+                match status.as_str() {
+                    "ACTIVE" => active,
+                    "INACTIVE" => !active,
+                    _ => true,
+                }
+            })
+            .map(|(family, _)| family.clone())
+            .collect()
+    });
+    let (page, next_token) = super::paginate(families, req.next_token.as_deref(), req.max_results)?;
+    Ok(with_next_token(
+        serde_json::json!({ "families": page }),
+        next_token,
+    ))
+}
+
+/// `nextToken` is left out of the last page.
+fn with_next_token(mut page: serde_json::Value, next_token: Option<String>) -> serde_json::Value {
+    if let Some(token) = next_token {
+        page["nextToken"] = serde_json::json!(token);
+    }
+    page
 }
 
 #[cfg(test)]
