@@ -863,3 +863,57 @@ async fn task_definitions_are_listed_deregistered_and_deleted() {
         .unwrap_or_default()
         .contains("ACTIVE"));
 }
+
+#[tokio::test]
+async fn clusters_are_deleted_only_when_empty_and_can_be_created_again() {
+    let h = Harness::start().await;
+    let ecs = h.client();
+    ecs.create_cluster()
+        .cluster_name("temp")
+        .send()
+        .await
+        .unwrap();
+    let deleted = ecs.delete_cluster().cluster("temp").send().await.unwrap();
+    assert_eq!(deleted.cluster().unwrap().status(), Some("INACTIVE"));
+    let listed = ecs.list_clusters().send().await.unwrap();
+    assert!(!listed
+        .cluster_arns()
+        .iter()
+        .any(|a| a.ends_with("cluster/temp")));
+    let described = ecs
+        .describe_clusters()
+        .clusters("temp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.clusters()[0].status(), Some("INACTIVE"));
+    let refused = ecs.list_tasks().cluster("temp").send().await.unwrap_err();
+    assert_eq!(refused.code(), Some("ClusterNotFoundException"));
+    let again = ecs
+        .delete_cluster()
+        .cluster("temp")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Some("ClusterNotFoundException"));
+    let back = ecs
+        .create_cluster()
+        .cluster_name("temp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.cluster().unwrap().status(), Some("ACTIVE"));
+
+    // A cluster with a registered instance stays.
+    let (_instance, _ws) = connected_instance(&h, "temp", 1024, 1024).await;
+    let busy = ecs
+        .delete_cluster()
+        .cluster("temp")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        busy.code(),
+        Some("ClusterContainsContainerInstancesException")
+    );
+}

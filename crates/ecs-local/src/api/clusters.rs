@@ -1,4 +1,7 @@
-//! `CreateCluster`, `ListClusters`, `DescribeClusters`.
+//! `CreateCluster`, `ListClusters`, `DescribeClusters`, `DeleteCluster`.
+//! A deleted cluster is INACTIVE: described as such, listed no more, and
+//! refused (ClusterNotFoundException) by everything that acts on it, until
+//! CreateCluster makes it ACTIVE again.
 
 use super::{paginate, ApiError};
 use crate::arn;
@@ -63,7 +66,8 @@ pub(super) fn create(
         ));
     }
     let cluster = ctx.store.update(|st| {
-        // Creating a cluster that exists returns it, as ECS does.
+        // Creating a cluster that exists returns it, as ECS does; one that
+        // was deleted comes back with the new request's tags and settings.
         let record = st
             .clusters
             .entry(name.clone())
@@ -73,8 +77,13 @@ pub(super) fn create(
                 status: "ACTIVE".to_owned(),
                 tags: req.tags.clone(),
                 settings: req.settings.clone(),
-            })
-            .clone();
+            });
+        if record.status != "ACTIVE" {
+            record.status = "ACTIVE".to_owned();
+            record.tags = req.tags.clone();
+            record.settings = req.settings.clone();
+        }
+        let record = record.clone();
         Ok::<_, ApiError>(view(st, &record))
     })?;
     tracing::info!(cluster = %name, "cluster created");
@@ -130,6 +139,52 @@ pub(super) fn describe(
         }
         out
     }))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeleteRequest {
+    cluster: Option<String>,
+}
+
+/// Deletes (makes INACTIVE) a cluster with no registered instances and no
+/// task that has not stopped, as ECS refuses otherwise.
+pub(super) fn delete(ctx: &Context, req: DeleteRequest) -> Result<serde_json::Value, ApiError> {
+    let param = req
+        .cluster
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::InvalidParameter("cluster is required.".to_owned()))?;
+    let cluster = ctx.store.update(|st| {
+        let name = require(st, Some(&param))?.name.clone();
+        if st
+            .instances
+            .values()
+            .any(|i| i.cluster == name && i.status != "INACTIVE")
+        {
+            return Err(ApiError::ClusterContainsContainerInstances(
+                "The Cluster cannot be deleted while Container Instances are active or draining."
+                    .to_owned(),
+            ));
+        }
+        if st
+            .tasks
+            .values()
+            .any(|t| t.cluster == name && t.last_status() != "STOPPED")
+        {
+            return Err(ApiError::ClusterContainsTasks(
+                "The Cluster cannot be deleted while Tasks are active.".to_owned(),
+            ));
+        }
+        let record = st
+            .clusters
+            .get_mut(&name)
+            .ok_or_else(ApiError::cluster_not_found)?;
+        record.status = "INACTIVE".to_owned();
+        let record = record.clone();
+        Ok(view(st, &record))
+    })?;
+    tracing::info!(cluster = param, "cluster deleted");
+    Ok(serde_json::json!({ "cluster": cluster }))
 }
 
 /// The cluster named by a request parameter, or ClusterNotFoundException.

@@ -40,6 +40,10 @@ pub enum ApiError {
     #[error("{0}")]
     UpdateInProgress(String),
     #[error("{0}")]
+    ClusterContainsContainerInstances(String),
+    #[error("{0}")]
+    ClusterContainsTasks(String),
+    #[error("{0}")]
     Server(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -57,6 +61,10 @@ impl ApiError {
             ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
             ApiError::NoUpdateAvailable(_) => "NoUpdateAvailableException",
             ApiError::UpdateInProgress(_) => "UpdateInProgressException",
+            ApiError::ClusterContainsContainerInstances(_) => {
+                "ClusterContainsContainerInstancesException"
+            }
+            ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
             ApiError::Server(_) | ApiError::Store(_) => "ServerException",
         }
     }
@@ -104,6 +112,7 @@ fn run_action(
         "CreateCluster" => encode(&clusters::create(ctx, decode(body)?)?),
         "ListClusters" => encode(&clusters::list(ctx, decode(body)?)?),
         "DescribeClusters" => encode(&clusters::describe(ctx, decode(body)?)?),
+        "DeleteCluster" => encode(&clusters::delete(ctx, decode(body)?)?),
         "RegisterTaskDefinition" => encode(&task_definitions::register(ctx, decode(body)?)?),
         "DescribeTaskDefinition" => encode(&task_definitions::describe(ctx, decode(body)?)?),
         "DeregisterTaskDefinition" => encode(&task_definitions::deregister(ctx, decode(body)?)?),
