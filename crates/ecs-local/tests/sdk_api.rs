@@ -917,3 +917,67 @@ async fn clusters_are_deleted_only_when_empty_and_can_be_created_again() {
         Some("ClusterContainsContainerInstancesException")
     );
 }
+
+#[tokio::test]
+async fn a_draining_instance_keeps_its_tasks_and_gets_no_new_ones() {
+    let h = Harness::start().await;
+    let ecs = h.client();
+    let (arn, _agent) = connected_instance(&h, "default", 1024, 1024).await;
+    ecs.register_task_definition()
+        .family("t")
+        .container_definitions(container("m", 8))
+        .send()
+        .await
+        .unwrap();
+    let first = ecs.run_task().task_definition("t").send().await.unwrap();
+    assert_eq!(first.tasks().len(), 1);
+
+    let draining = ecs
+        .update_container_instances_state()
+        .container_instances(&arn)
+        .container_instances("not-an-instance")
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(draining.container_instances()[0].status(), Some("DRAINING"));
+    assert_eq!(draining.failures()[0].reason(), Some("MISSING"));
+    // Still registered, still running its task, but not placed on.
+    let cluster = ecs.describe_clusters().send().await.unwrap();
+    assert_eq!(
+        cluster.clusters()[0].registered_container_instances_count(),
+        1
+    );
+    let tasks = ecs.list_tasks().send().await.unwrap();
+    assert_eq!(tasks.task_arns().len(), 1);
+    assert!(ecs.run_task().task_definition("t").send().await.is_err());
+    let draining_only = ecs
+        .list_container_instances()
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        draining_only.container_instance_arns(),
+        std::slice::from_ref(&arn)
+    );
+
+    let active = ecs
+        .update_container_instances_state()
+        .container_instances(&arn)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(active.container_instances()[0].status(), Some("ACTIVE"));
+    let second = ecs.run_task().task_definition("t").send().await.unwrap();
+    assert_eq!(second.tasks().len(), 1);
+    let bad = ecs
+        .update_container_instances_state()
+        .container_instances(&arn)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Deregistering)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("InvalidParameterException"));
+}

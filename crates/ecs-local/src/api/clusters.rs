@@ -24,7 +24,7 @@ pub(crate) fn view(state: &State, record: &ClusterRecord) -> Cluster {
     let instances = state
         .instances
         .values()
-        .filter(|i| i.cluster == record.name && i.status == "ACTIVE")
+        .filter(|i| i.cluster == record.name && i.status != "INACTIVE")
         .count();
     let tasks: Vec<_> = state
         .tasks

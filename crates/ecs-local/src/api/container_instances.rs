@@ -105,7 +105,12 @@ pub(super) fn register(
                 .or_else(|| previous.and_then(|p| p.ec2_instance_id.clone())),
             attributes: attributes.clone(),
             registered_resources: req.total_resources.clone().unwrap_or_default(),
-            status: "ACTIVE".to_owned(),
+            // Draining outlasts an agent restart, as in ECS.
+            status: if previous.is_some_and(|p| p.status == "DRAINING") {
+                "DRAINING".to_owned()
+            } else {
+                "ACTIVE".to_owned()
+            },
             agent_connected: previous.is_some_and(|p| p.agent_connected),
             version_info: req
                 .version_info
@@ -301,6 +306,72 @@ pub(super) fn describe(
         }
         Ok(out)
     })
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UpdateStateRequest {
+    cluster: Option<String>,
+    container_instances: Option<Vec<String>>,
+    status: Option<String>,
+}
+
+/// At most this many instances per `UpdateContainerInstancesState` call.
+const UPDATE_STATE_BATCH: usize = 10;
+
+/// ACTIVE ↔ DRAINING. A draining instance keeps its running tasks (ecs-local
+/// has no services to move yet) but gets no new ones: placement only
+/// considers ACTIVE instances.
+pub(super) fn update_state(
+    ctx: &Context,
+    req: UpdateStateRequest,
+) -> Result<serde_json::Value, ApiError> {
+    let status = req.status.unwrap_or_default();
+    if status != "ACTIVE" && status != "DRAINING" {
+        return Err(ApiError::InvalidParameter(format!(
+            "Invalid status {status:?}: use ACTIVE or DRAINING."
+        )));
+    }
+    let params = req.container_instances.unwrap_or_default();
+    if params.is_empty() || params.len() > UPDATE_STATE_BATCH {
+        return Err(ApiError::InvalidParameter(format!(
+            "containerInstances must name 1 to {UPDATE_STATE_BATCH} container instances."
+        )));
+    }
+    let (instances, failures) = ctx.store.update(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let mut changed = Vec::new();
+        let mut failures = Vec::new();
+        for param in &params {
+            let id = arn::resource_id(param).to_owned();
+            match st
+                .instances
+                .get_mut(&id)
+                .filter(|i| i.cluster == cluster && i.status != "INACTIVE")
+            {
+                Some(record) => {
+                    if record.status != status {
+                        record.status = status.clone();
+                        record.version = record.version.saturating_add(1);
+                    }
+                    changed.push(id);
+                }
+                None => failures.push(Failure {
+                    arn: Some(param.clone()),
+                    reason: Some("MISSING".to_owned()),
+                    detail: None,
+                }),
+            }
+        }
+        let views: Vec<_> = changed
+            .iter()
+            .filter_map(|id| st.instances.get(id))
+            .map(|record| view(st, record))
+            .collect();
+        Ok::<_, ApiError>((views, failures))
+    })?;
+    tracing::info!(status, instances = ?params, "container instance state updated");
+    Ok(serde_json::json!({ "containerInstances": instances, "failures": failures }))
 }
 
 #[cfg(test)]

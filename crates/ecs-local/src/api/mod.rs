@@ -127,6 +127,9 @@ fn run_action(
         }
         "ListContainerInstances" => encode(&container_instances::list(ctx, decode(body)?)?),
         "DescribeContainerInstances" => encode(&container_instances::describe(ctx, decode(body)?)?),
+        "UpdateContainerInstancesState" => {
+            encode(&container_instances::update_state(ctx, decode(body)?)?)
+        }
         "UpdateContainerAgent" => encode(&container_instances::update_agent(ctx, decode(body)?)?),
         "DiscoverPollEndpoint" => encode(&agent::discover_poll_endpoint(ctx, decode(body)?, info)?),
         "RunTask" => encode(&tasks::run(ctx, decode(body)?)?),
