@@ -161,7 +161,11 @@ impl Capacity {
             memory: integer_resource(&instance.registered_resources, "MEMORY"),
             tcp_taken: port_resource(&instance.registered_resources, "PORTS"),
             udp_taken: port_resource(&instance.registered_resources, "PORTS_UDP"),
-            attributes: instance.attributes.iter().map(|a| a.name.clone()).collect(),
+            attributes: instance
+                .all_attributes()
+                .into_iter()
+                .map(|a| a.name)
+                .collect(),
         };
         for task in state.tasks_on(&instance.id).filter(|t| !t.is_stopped()) {
             capacity.take(&task.demand);

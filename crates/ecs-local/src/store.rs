@@ -81,8 +81,13 @@ pub struct InstanceRecord {
     pub cluster: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ec2_instance_id: Option<String>,
+    /// What the agent registered with.
     #[serde(default)]
     pub attributes: Vec<Attribute>,
+    /// What PutAttributes set (kept across re-registrations; a name here
+    /// wins over the agent's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_attributes: Vec<Attribute>,
     #[serde(default)]
     pub registered_resources: Vec<Resource>,
     /// `ACTIVE` or `INACTIVE`.
@@ -206,6 +211,20 @@ pub struct State {
     pub instances: BTreeMap<String, InstanceRecord>,
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskRecord>,
+}
+
+impl InstanceRecord {
+    /// The agent's attributes with the custom ones laid over them.
+    pub fn all_attributes(&self) -> Vec<Attribute> {
+        let mut all: Vec<Attribute> = self
+            .attributes
+            .iter()
+            .filter(|a| !self.custom_attributes.iter().any(|c| c.name == a.name))
+            .cloned()
+            .collect();
+        all.extend(self.custom_attributes.iter().cloned());
+        all
+    }
 }
 
 impl State {
@@ -385,6 +404,7 @@ mod tests {
                         cluster: "default".into(),
                         ec2_instance_id: None,
                         attributes: vec![],
+                        custom_attributes: Vec::new(),
                         registered_resources: vec![],
                         status: "ACTIVE".into(),
                         agent_connected: false,

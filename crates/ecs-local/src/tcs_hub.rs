@@ -315,6 +315,7 @@ mod tests {
                     cluster: "default".into(),
                     ec2_instance_id: None,
                     attributes: vec![],
+                    custom_attributes: Vec::new(),
                     registered_resources: vec![],
                     status: "ACTIVE".into(),
                     agent_connected: true,

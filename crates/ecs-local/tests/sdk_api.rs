@@ -981,3 +981,111 @@ async fn a_draining_instance_keeps_its_tasks_and_gets_no_new_ones() {
         .unwrap_err();
     assert_eq!(bad.code(), Some("InvalidParameterException"));
 }
+
+#[tokio::test]
+async fn custom_attributes_are_put_listed_deleted_and_survive_re_registration() {
+    use aws_sdk_ecs::types::{Attribute, TargetType};
+    let h = Harness::start().await;
+    let ecs = h.client();
+    let (arn, _agent) = connected_instance(&h, "default", 1024, 1024).await;
+    let attribute = |name: &str, value: Option<&str>, target: &str| {
+        Attribute::builder()
+            .name(name)
+            .set_value(value.map(str::to_string))
+            .target_id(target)
+            .build()
+            .unwrap()
+    };
+    let put = ecs
+        .put_attributes()
+        .attributes(attribute("stack", Some("prod"), &arn))
+        .attributes(attribute("gpu.model", Some("none"), &arn))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.attributes().len(), 2);
+    assert_eq!(
+        put.attributes()[0].target_type(),
+        Some(&TargetType::ContainerInstance)
+    );
+
+    let listed = ecs
+        .list_attributes()
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("stack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.attributes().len(), 1);
+    assert_eq!(listed.attributes()[0].value(), Some("prod"));
+    assert_eq!(listed.attributes()[0].target_id(), Some(arn.as_str()));
+    let by_value = ecs
+        .list_attributes()
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("stack")
+        .attribute_value("staging")
+        .send()
+        .await
+        .unwrap();
+    assert!(by_value.attributes().is_empty());
+    let described = ecs
+        .describe_container_instances()
+        .container_instances(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(described.container_instances()[0]
+        .attributes()
+        .iter()
+        .any(|a| a.name() == "stack" && a.value() == Some("prod")));
+
+    // The agent registering again keeps them.
+    let mut registration = common::registration("default", 1024, 1024);
+    registration["containerInstanceArn"] = serde_json::json!(arn);
+    let (status, body) = h
+        .call(
+            "RegisterContainerInstance",
+            registration.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = ecs
+        .list_attributes()
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("stack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.attributes().len(), 1);
+
+    let deleted = ecs
+        .delete_attributes()
+        .attributes(attribute("stack", None, &arn))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.attributes().len(), 1);
+    let listed = ecs
+        .list_attributes()
+        .target_type(TargetType::ContainerInstance)
+        .attribute_name("stack")
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.attributes().is_empty());
+
+    let missing = ecs
+        .put_attributes()
+        .attributes(attribute("stack", Some("prod"), "no-such-instance"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Some("TargetNotFoundException"));
+    let bad = ecs
+        .put_attributes()
+        .attributes(attribute("has space", Some("x"), &arn))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("InvalidParameterException"));
+}

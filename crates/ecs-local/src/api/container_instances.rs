@@ -46,7 +46,7 @@ pub(crate) fn view(state: &State, record: &InstanceRecord) -> ContainerInstance 
             .map(|u| u.status.as_str().to_owned()),
         running_tasks_count: Some(count("RUNNING")),
         pending_tasks_count: Some(count("PENDING")),
-        attributes: Some(record.attributes.clone()),
+        attributes: Some(record.all_attributes()),
         registered_at: Some(record.registered_at),
         attachments: Some(vec![]),
         tags: Some(record.tags.clone().unwrap_or_default()),
@@ -104,6 +104,9 @@ pub(super) fn register(
             ec2_instance_id: ec2_instance_id(req.instance_identity_document.as_deref())
                 .or_else(|| previous.and_then(|p| p.ec2_instance_id.clone())),
             attributes: attributes.clone(),
+            custom_attributes: previous
+                .map(|p| p.custom_attributes.clone())
+                .unwrap_or_default(),
             registered_resources: req.total_resources.clone().unwrap_or_default(),
             // Draining outlasts an agent restart, as in ECS.
             status: if previous.is_some_and(|p| p.status == "DRAINING") {

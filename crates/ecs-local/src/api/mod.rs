@@ -3,6 +3,7 @@
 //! and errors the way AWS SDKs expect.
 
 mod agent;
+mod attributes;
 mod clusters;
 mod container_instances;
 mod tags;
@@ -40,6 +41,10 @@ pub enum ApiError {
     #[error("{0}")]
     UpdateInProgress(String),
     #[error("{0}")]
+    TargetNotFound(String),
+    #[error("{0}")]
+    AttributeLimitExceeded(String),
+    #[error("{0}")]
     ClusterContainsContainerInstances(String),
     #[error("{0}")]
     ClusterContainsTasks(String),
@@ -61,6 +66,8 @@ impl ApiError {
             ApiError::ResourceNotFound(_) => "ResourceNotFoundException",
             ApiError::NoUpdateAvailable(_) => "NoUpdateAvailableException",
             ApiError::UpdateInProgress(_) => "UpdateInProgressException",
+            ApiError::TargetNotFound(_) => "TargetNotFoundException",
+            ApiError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             ApiError::ClusterContainsContainerInstances(_) => {
                 "ClusterContainsContainerInstancesException"
             }
@@ -127,6 +134,9 @@ fn run_action(
         }
         "ListContainerInstances" => encode(&container_instances::list(ctx, decode(body)?)?),
         "DescribeContainerInstances" => encode(&container_instances::describe(ctx, decode(body)?)?),
+        "PutAttributes" => encode(&attributes::put(ctx, decode(body)?)?),
+        "DeleteAttributes" => encode(&attributes::delete(ctx, decode(body)?)?),
+        "ListAttributes" => encode(&attributes::list(ctx, decode(body)?)?),
         "UpdateContainerInstancesState" => {
             encode(&container_instances::update_state(ctx, decode(body)?)?)
         }
@@ -210,11 +220,11 @@ pub(crate) async fn handle(
 
 /// Offset pagination shared by the List* calls: `nextToken` is the index of
 /// the next item.
-fn paginate(
-    items: Vec<String>,
+fn paginate<T: Clone>(
+    items: Vec<T>,
     next_token: Option<&str>,
     max_results: Option<i64>,
-) -> Result<(Vec<String>, Option<String>), ApiError> {
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let start = match next_token.filter(|t| !t.is_empty()) {
         Some(token) => token
             .parse::<usize>()
