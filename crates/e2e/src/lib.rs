@@ -562,40 +562,56 @@ pub fn aws_cli_path() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/aws"))
 }
 
+/// Runs `aws <args> --endpoint-url <endpoint>` with the test keys and
+/// region and nothing from this host's AWS configuration, and parses its
+/// JSON output (`null` when it prints nothing).
+pub fn aws_cli(endpoint: &str, args: &[&str]) -> Result<Value> {
+    let cli = aws_cli_path();
+    if !cli.exists() {
+        bail!(
+            "the AWS CLI is not installed at {} (run scripts/setup)",
+            cli.display()
+        );
+    }
+    let mut command = Command::new(&cli);
+    command
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--output", "json"])
+        .env("AWS_PAGER", "");
+    let out = with_test_aws_env(&mut command)
+        .output()
+        .context("running the AWS CLI")?;
+    if !out.status.success() {
+        bail!(
+            "aws {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&out.stdout).context("parsing AWS CLI output")
+}
+
+/// The test keys and region, no instance metadata, and no AWS
+/// configuration files of this host, for an AWS client run by a test.
+pub fn with_test_aws_env(command: &mut Command) -> &mut Command {
+    command
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+}
+
 impl Cli {
     /// Runs `aws ecs <args> --endpoint-url …` and parses its JSON output.
     pub fn ecs(&self, args: &[&str]) -> Result<Value> {
-        let cli = aws_cli_path();
-        if !cli.exists() {
-            bail!(
-                "the AWS CLI is not installed at {} (run scripts/setup)",
-                cli.display()
-            );
-        }
-        let out = Command::new(&cli)
-            .arg("ecs")
-            .args(args)
-            .args(["--endpoint-url", &self.endpoint, "--output", "json"])
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_DEFAULT_REGION", REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_PAGER", "")
-            .output()
-            .context("running the AWS CLI")?;
-        if !out.status.success() {
-            bail!(
-                "aws ecs {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        if out.stdout.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&out.stdout).context("parsing AWS CLI output")
+        let mut all = vec!["ecs"];
+        all.extend_from_slice(args);
+        aws_cli(&self.endpoint, &all)
     }
 
     pub fn describe_task(&self, cluster: &str, arn: &str) -> Result<Value> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{aws_cli_path, free_port, wait_for, ACCESS_KEY, REGION, SECRET_KEY};
+use crate::{aws_cli, aws_cli_path, free_port, wait_for, with_test_aws_env};
 
 /// The account moto answers for.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -108,43 +108,17 @@ impl Moto {
     /// Runs `aws <args>` against moto and parses its JSON output (`null`
     /// when it prints nothing).
     pub fn aws(&self, args: &[&str]) -> Result<Value> {
-        let out = Command::new(aws_cli_path())
-            .args(args)
-            .args(["--endpoint-url", &self.url(), "--output", "json"])
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_DEFAULT_REGION", REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_PAGER", "")
-            .output()
-            .context("running the AWS CLI")?;
-        if !out.status.success() {
-            bail!(
-                "aws {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        if out.stdout.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&out.stdout).context("parsing AWS CLI output")
+        aws_cli(&self.url(), args)
     }
 
     /// Runs a Python script with boto3 configured for moto (endpoint,
     /// region, test keys); returns what it prints.
     pub fn python(&self, script: &str) -> Result<String> {
-        let out = Command::new(venv_bin("python"))
+        let mut command = Command::new(venv_bin("python"));
+        command
             .args(["-c", script])
-            .env("AWS_ENDPOINT_URL", self.url())
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_DEFAULT_REGION", REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_ENDPOINT_URL", self.url());
+        let out = with_test_aws_env(&mut command)
             .output()
             .context("running python")?;
         if !out.status.success() {

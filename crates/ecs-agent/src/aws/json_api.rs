@@ -45,11 +45,7 @@ pub const ECR: Service = Service {
 
 /// Amazon's endpoint for `service` in `region`.
 pub fn amazon_endpoint(service: &Service, region: &str) -> String {
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
+    let domain = super::amazon_domain(region);
     format!("https://{}.{region}.{domain}", service.endpoint_prefix)
 }
 

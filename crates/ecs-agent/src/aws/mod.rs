@@ -294,6 +294,15 @@ impl AwsServices {
     }
 }
 
+/// The domain of Amazon's endpoints in `region`'s partition.
+fn amazon_domain(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
+}
+
 /// The endpoint the SDK's standard configuration gives `service_id` (as
 /// the SDK spells it: `AWS_ENDPOINT_URL_<ID>`, then `AWS_ENDPOINT_URL`,
 /// then the shared config file), if any.

@@ -37,11 +37,7 @@ pub fn object_url(
             encode_key(&object.bucket)
         ),
         None => {
-            let domain = if region.starts_with("cn-") {
-                "amazonaws.com.cn"
-            } else {
-                "amazonaws.com"
-            };
+            let domain = super::amazon_domain(region);
             if virtual_hostable(&object.bucket) {
                 format!("https://{}.s3.{region}.{domain}/{key}", object.bucket)
             } else {

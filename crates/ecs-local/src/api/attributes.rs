@@ -5,6 +5,7 @@
 
 use super::{clusters, paginate, ApiError};
 use crate::arn;
+use crate::store::{InstanceRecord, State};
 use crate::Context;
 use ecs_model::ecs_api::Attribute;
 
@@ -73,6 +74,15 @@ fn checked(req: ChangeRequest, with_values: bool) -> Result<Vec<Attribute>, ApiE
     Ok(attributes)
 }
 
+/// The registered instance `id` of `cluster`, or TargetNotFoundException.
+fn target<'a>(state: &'a State, cluster: &str, id: &str) -> Result<&'a InstanceRecord, ApiError> {
+    state
+        .instances
+        .get(id)
+        .filter(|i| i.cluster == cluster && i.status != "INACTIVE")
+        .ok_or_else(|| ApiError::TargetNotFound(format!("Could not find {id}.")))
+}
+
 /// As ECS echoes an attribute: the target named by its ID.
 fn echoed(a: &Attribute) -> Attribute {
     Attribute {
@@ -93,11 +103,7 @@ pub(super) fn put(ctx: &Context, req: ChangeRequest) -> Result<serde_json::Value
         // All or nothing: every target is checked before any changes.
         for a in &attributes {
             let id = arn::resource_id(a.target_id.as_deref().unwrap_or_default());
-            let record = st
-                .instances
-                .get(id)
-                .filter(|i| i.cluster == cluster && i.status != "INACTIVE")
-                .ok_or_else(|| ApiError::TargetNotFound(format!("Could not find {id}.")))?;
+            let record = target(st, &cluster, id)?;
             let mut names: Vec<&str> = record
                 .custom_attributes
                 .iter()
@@ -144,14 +150,11 @@ pub(super) fn delete(ctx: &Context, req: ChangeRequest) -> Result<serde_json::Va
             .name
             .clone();
         for a in &attributes {
-            let id = arn::resource_id(a.target_id.as_deref().unwrap_or_default());
-            if !st
-                .instances
-                .get(id)
-                .is_some_and(|i| i.cluster == cluster && i.status != "INACTIVE")
-            {
-                return Err(ApiError::TargetNotFound(format!("Could not find {id}.")));
-            }
+            target(
+                st,
+                &cluster,
+                arn::resource_id(a.target_id.as_deref().unwrap_or_default()),
+            )?;
         }
         for a in &attributes {
             let id = arn::resource_id(a.target_id.as_deref().unwrap_or_default()).to_owned();
