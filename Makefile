@@ -161,7 +161,7 @@ bench-quick:
 # samples of the reference spec are seeds too when they are there: they are
 # never copied into the repository.
 FUZZ_SECONDS ?= 60
-FUZZ_CRATES := ecs-model ecs-agent
+FUZZ_CRATES := ecs-model ecs-agent ecs-local
 FUZZ_TARGET_DIR := $(CURDIR)/target/fuzz
 FUZZ_ENV := RUSTC_BOOTSTRAP=1 CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_OPT_LEVEL=3
 FUZZ_SPEC_SEEDS := $(wildcard $(CURDIR)/../shared/spec/samples)

@@ -594,6 +594,31 @@ pub fn aws_cli(endpoint: &str, args: &[&str]) -> Result<Value> {
     serde_json::from_slice(&out.stdout).context("parsing AWS CLI output")
 }
 
+/// A program of the virtualenv `scripts/setup` made (next to the AWS CLI).
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
+    aws_cli_path()
+        .parent()
+        .map(|dir| dir.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Runs a Python `script` of the virtualenv (boto3 is installed there)
+/// with the test keys and region and `AWS_ENDPOINT_URL` set to `endpoint`;
+/// returns what it printed.
+pub fn python(endpoint: &str, script: &str) -> Result<String> {
+    let mut command = Command::new(venv_bin("python"));
+    command
+        .args(["-c", script])
+        .env("AWS_ENDPOINT_URL", endpoint);
+    let out = with_test_aws_env(&mut command)
+        .output()
+        .context("running python")?;
+    if !out.status.success() {
+        bail!("python: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The test keys and region, no instance metadata, and no AWS
 /// configuration files of this host, for an AWS client run by a test.
 pub fn with_test_aws_env(command: &mut Command) -> &mut Command {

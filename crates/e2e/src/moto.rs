@@ -4,14 +4,13 @@
 //! any credentials and keeps everything in memory; it is stopped when
 //! dropped.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{aws_cli, aws_cli_path, free_port, wait_for, with_test_aws_env};
+use crate::{aws_cli, free_port, venv_bin, wait_for};
 
 /// The account moto answers for.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -20,13 +19,6 @@ pub struct Moto {
     child: Child,
     pub port: u16,
     log: tempfile::NamedTempFile,
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    aws_cli_path()
-        .parent()
-        .map(|dir| dir.join(name))
-        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 impl Moto {
@@ -114,17 +106,7 @@ impl Moto {
     /// Runs a Python script with boto3 configured for moto (endpoint,
     /// region, test keys); returns what it prints.
     pub fn python(&self, script: &str) -> Result<String> {
-        let mut command = Command::new(venv_bin("python"));
-        command
-            .args(["-c", script])
-            .env("AWS_ENDPOINT_URL", self.url());
-        let out = with_test_aws_env(&mut command)
-            .output()
-            .context("running python")?;
-        if !out.status.success() {
-            bail!("python: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::python(&self.url(), script)
     }
 
     /// What moto logged (its request lines), for failure messages and to

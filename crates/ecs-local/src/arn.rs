@@ -46,6 +46,10 @@ impl ArnBuilder {
         format!("{}:container-instance/{cluster}/{id}", self.prefix())
     }
 
+    pub fn service(&self, cluster: &str, name: &str) -> String {
+        format!("{}:service/{cluster}/{name}", self.prefix())
+    }
+
     pub fn task(&self, cluster: &str, id: &str) -> String {
         format!("{}:task/{cluster}/{id}", self.prefix())
     }

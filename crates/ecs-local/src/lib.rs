@@ -17,11 +17,14 @@ pub mod arn;
 pub mod attributes;
 pub mod clock;
 pub mod credentials;
+pub mod launch;
 pub mod lifecycle;
 pub mod local_api;
 pub mod metrics_page;
+pub mod placement;
+pub mod query;
 pub mod render;
-pub mod scheduler;
+pub mod services;
 pub mod store;
 pub mod tcs_hub;
 
@@ -44,6 +47,9 @@ use tokio::task::JoinHandle;
 /// Largest request body accepted (task definitions are at most 64 KiB in
 /// ECS; agents' registrations are a few KiB).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Default time between passes of the service scheduler.
+pub const DEFAULT_SERVICE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Default time between task manifests.
 pub const DEFAULT_TASK_MANIFEST_INTERVAL: Duration = Duration::from_secs(60);
@@ -76,6 +82,9 @@ pub struct Config {
     /// `GetAuthorizationToken` calls go there; none leaves it out (agents
     /// then use ECR's regional endpoint).
     pub ecr_endpoint_override: Option<String>,
+    /// Time between passes of the service scheduler when nothing wakes it
+    /// sooner (API calls and state changes that concern services do).
+    pub service_interval: Duration,
 }
 
 impl Config {
@@ -92,6 +101,7 @@ impl Config {
             task_manifest_interval: DEFAULT_TASK_MANIFEST_INTERVAL,
             agent_update_bundle: None,
             ecr_endpoint_override: None,
+            service_interval: DEFAULT_SERVICE_INTERVAL,
         }
     }
 }
@@ -122,6 +132,17 @@ pub(crate) struct Context {
     pub(crate) credentials_ttl: Duration,
     /// The agent update offered, if any.
     pub(crate) agent_update: Option<Arc<Bundle>>,
+    /// Wakes the service scheduler for a pass now.
+    pub(crate) services_wake: Arc<tokio::sync::Notify>,
+}
+
+impl Context {
+    /// Asks the service scheduler for a pass (after a change a service may
+    /// have to answer: a service call, a task stopping, an instance
+    /// draining).
+    pub(crate) fn wake_services(&self) {
+        self.services_wake.notify_one();
+    }
 }
 
 /// A running plane.
@@ -182,6 +203,7 @@ impl Plane {
             shutdown: shutdown_rx.clone(),
             credentials_ttl: config.credentials_ttl,
             agent_update,
+            services_wake: Arc::new(tokio::sync::Notify::new()),
         });
         let app = Router::new()
             .route("/", post(api::handle))
@@ -199,6 +221,7 @@ impl Plane {
             ctx.clone(),
             credentials::refresh_tick(config.credentials_ttl),
         );
+        spawn_service_scheduler(ctx.clone(), config.service_interval);
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
             axum::serve(
@@ -314,6 +337,50 @@ fn spawn_credentials_refresher(ctx: Arc<Context>, tick: Duration) {
             }
         }
     });
+}
+
+/// Runs the service scheduler (crate::services) every `interval`, and at
+/// once when woken, until the plane shuts down. A pass with no service to
+/// look after touches nothing.
+fn spawn_service_scheduler(ctx: Arc<Context>, interval: Duration) {
+    let mut stop = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = ctx.services_wake.notified() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let worker = ctx.clone();
+            let pass = tokio::task::spawn_blocking(move || service_pass(&worker)).await;
+            match pass {
+                Ok(Ok(deliver)) => {
+                    for instance in deliver {
+                        ctx.acs.deliver(&instance);
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "service scheduler pass failed"),
+                Err(e) => tracing::error!(error = %e, "service scheduler pass panicked"),
+            }
+        }
+    });
+}
+
+/// One pass of the service scheduler: the instances to deliver to.
+fn service_pass(ctx: &Context) -> Result<Vec<String>, StoreError> {
+    let busy = ctx.store.read(|st| {
+        st.services
+            .values()
+            .any(|s| s.status() != services::INACTIVE)
+    });
+    if !busy {
+        return Ok(Vec::new());
+    }
+    let now = clock::epoch_seconds();
+    ctx.store.update(|st| {
+        let pass = services::reconcile(&ctx.arns, st, now, ctx.credentials_ttl);
+        Ok(pass.deliver.into_iter().collect())
+    })
 }
 
 impl Drop for Plane {

@@ -4,7 +4,7 @@
 
 use crate::arn::{self, ArnBuilder};
 use crate::credentials::IssuedCredentials;
-use crate::scheduler::{self, Demand};
+use crate::placement::{self, Demand};
 use crate::store::{State, TaskRecord};
 use ecs_model::ecs_api::{
     Container, ContainerOverride, ContainerStateChange, SubmitContainerStateChangeRequest,
@@ -28,6 +28,8 @@ pub struct TaskSpec {
     pub group: Option<String>,
     pub tags: Option<Vec<Tag>>,
     pub enable_execute_command: bool,
+    /// The service starting it, if any.
+    pub service: Option<String>,
 }
 
 /// Errors while creating a task.
@@ -71,7 +73,7 @@ pub fn new_task(
             return Err(SpecError::UnknownOverride(name.to_owned()));
         }
     }
-    let demand: Demand = scheduler::demand(definition, spec.overrides.as_ref());
+    let demand: Demand = placement::demand(definition, spec.overrides.as_ref());
     let task_id = arn::resource_id(&spec.task_arn).to_owned();
     let arn_cluster = arn::cluster_of(&spec.task_arn)
         .unwrap_or(&spec.cluster)
@@ -165,7 +167,9 @@ pub fn new_task(
         task,
         sent: false,
         delivered_desired: None,
-        stopped_by_user: false,
+        stop_requested: false,
+        client_token: None,
+        service: spec.service,
         task_role_arn,
         execution_role_arn,
         task_role_credentials: None,
@@ -224,17 +228,22 @@ fn rank(status: &str) -> u8 {
     }
 }
 
-/// StopTask: desired STOPPED, with the user's reason. A task no agent has
-/// acked yet is STOPPED at once, since nothing may ever report it.
-pub fn request_stop(task: &mut TaskRecord, reason: &str, now: f64) {
+/// Who asked for a task to stop: its `stopCode`.
+pub const USER_INITIATED: &str = "UserInitiated";
+pub const SERVICE_SCHEDULER_INITIATED: &str = "ServiceSchedulerInitiated";
+
+/// StopTask, or the service scheduler: desired STOPPED, with the reason and
+/// stop code given. A task no agent has acked yet is STOPPED at once, since
+/// nothing may ever report it.
+pub fn request_stop(task: &mut TaskRecord, reason: &str, stop_code: &str, now: f64) {
     if task.desired_status() == "STOPPED" {
         return;
     }
-    task.stopped_by_user = true;
+    task.stop_requested = true;
     task.task.desired_status = Some("STOPPED".to_owned());
     task.task.stopping_at = Some(now);
     task.task.stopped_reason = Some(reason.to_owned());
-    task.task.stop_code = Some("UserInitiated".to_owned());
+    task.task.stop_code = Some(stop_code.to_owned());
     task.touch();
     if task.delivered_desired.is_none() {
         set_stopped(task, now);
@@ -389,7 +398,7 @@ fn finish_stop(
     let agent_reason = req.reason.as_deref().filter(|r| !r.is_empty());
     if let Some(reason) = agent_reason {
         task.task.stopped_reason = Some(reason.to_owned());
-        if !task.stopped_by_user {
+        if !task.stop_requested {
             let code = if task.task.started_at.is_none() {
                 "TaskFailedToStart"
             } else {
@@ -397,7 +406,7 @@ fn finish_stop(
             };
             task.task.stop_code = Some(code.to_owned());
         }
-    } else if task.stopped_by_user {
+    } else if task.stop_requested {
         // Keep the StopTask reason and the UserInitiated code.
     } else if essential_exited {
         task.task.stopped_reason = Some("Essential container in task exited".to_owned());
@@ -666,7 +675,7 @@ mod tests {
         t.sent = true;
         t.delivered_desired = Some("RUNNING".into());
         st.tasks.insert(t.id.clone(), t);
-        request_stop(st.tasks.get_mut("t1").unwrap(), "bye", 12.0);
+        request_stop(st.tasks.get_mut("t1").unwrap(), "bye", USER_INITIATED, 12.0);
         assert_eq!(st.tasks["t1"].last_status(), "PENDING");
         assert!(st.tasks["t1"].needs_delivery());
         apply_task_state_change(&mut st, &change("STOPPED", vec![("app", "STOPPED")]), 13.0);
@@ -698,7 +707,7 @@ mod tests {
         let (arns, mut st) = state();
         let t = new_task(&arns, &st, spec(&arns), 10.0).unwrap();
         st.tasks.insert(t.id.clone(), t);
-        request_stop(st.tasks.get_mut("t1").unwrap(), "bye", 12.0);
+        request_stop(st.tasks.get_mut("t1").unwrap(), "bye", USER_INITIATED, 12.0);
         let t = &st.tasks["t1"];
         assert!(t.is_stopped());
         assert!(!t.needs_delivery());

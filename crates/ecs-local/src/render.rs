@@ -9,10 +9,10 @@
 //! `environmentFiles`, `registryAuthentication` (Secrets Manager
 //! `repositoryCredentials`, or Amazon ECR for an image in an ECR registry)
 //! and `logsAuthStrategy`. Placement asks for the capabilities these need
-//! (`crate::scheduler::required_attributes`).
+//! (`crate::placement::required_attributes`).
 
 use crate::arn::ACCOUNT_ID;
-use crate::scheduler::{parse_task_cpu, parse_task_memory};
+use crate::placement::{parse_task_cpu, parse_task_memory};
 use crate::store::TaskRecord;
 use ecs_model::acs;
 use ecs_model::ecs_api::{ContainerDefinition, ContainerOverride, TaskDefinition, Volume};

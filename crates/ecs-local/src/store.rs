@@ -9,9 +9,9 @@
 
 use crate::agent_update::AgentUpdate;
 use crate::credentials::{IssuedCredentials, RoleType};
-use crate::scheduler::Demand;
+use crate::placement::Demand;
 use ecs_model::ecs_api::{
-    Attribute, ClusterSetting, Resource, Tag, Task, TaskDefinition, VersionInfo,
+    Attribute, ClusterSetting, Resource, Service, Tag, Task, TaskDefinition, VersionInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -132,9 +132,16 @@ pub struct TaskRecord {
     /// The desired status the agent last acked a payload for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_desired: Option<String>,
-    /// StopTask was called for it.
-    #[serde(default)]
-    pub stopped_by_user: bool,
+    /// StopTask or the service scheduler asked for it to stop (its reason
+    /// and stop code are then kept when the agent reports it stopped).
+    #[serde(default, alias = "stoppedByUser")]
+    pub stop_requested: bool,
+    /// RunTask's `clientToken`: the same token again gets this task back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    /// The service that started it (name; same cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The task role in effect: RunTask's `overrides.taskRoleArn`, else the
     /// task definition's `taskRoleArn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +200,38 @@ impl TaskRecord {
     }
 }
 
+/// A service: the ECS API view, kept current by the service scheduler
+/// (`crate::services`), plus what the scheduler remembers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRecord {
+    /// Cluster name.
+    pub cluster: String,
+    pub name: String,
+    pub service: Service,
+    /// The task definition of the last deployment that completed: where
+    /// the circuit breaker rolls back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_task_definition: Option<String>,
+    /// CreateService's `clientToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    /// The steady-state event was written and nothing changed since.
+    #[serde(default)]
+    pub steady: bool,
+}
+
+impl ServiceRecord {
+    /// The key in [`State::services`].
+    pub fn key(cluster: &str, name: &str) -> String {
+        format!("{cluster}/{name}")
+    }
+
+    pub fn status(&self) -> &str {
+        self.service.status.as_deref().unwrap_or("ACTIVE")
+    }
+}
+
 /// Everything the plane knows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -211,6 +250,9 @@ pub struct State {
     pub instances: BTreeMap<String, InstanceRecord>,
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskRecord>,
+    /// Keyed by `<cluster>/<name>` ([`ServiceRecord::key`]).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRecord>,
 }
 
 impl InstanceRecord {

@@ -39,13 +39,17 @@ pub(super) fn submit_task_state_change(
     ctx: &Context,
     req: SubmitTaskStateChangeRequest,
 ) -> Result<SubmitStateChangeResponse, ApiError> {
-    let outcome = ctx.store.update(|st| {
-        Ok::<_, ApiError>(lifecycle::apply_task_state_change(
-            st,
-            &req,
-            clock::epoch_seconds(),
-        ))
+    let (outcome, of_service) = ctx.store.update(|st| {
+        let outcome = lifecycle::apply_task_state_change(st, &req, clock::epoch_seconds());
+        let id = crate::arn::resource_id(req.task.as_deref().unwrap_or_default());
+        let of_service = st.tasks.get(id).is_some_and(|t| t.service.is_some());
+        Ok::<_, ApiError>((outcome, of_service))
     })?;
+    if of_service {
+        // A service task started, became healthy or stopped: the scheduler
+        // has something to answer.
+        ctx.wake_services();
+    }
     let task = req.task.as_deref().unwrap_or_default();
     match outcome {
         ChangeOutcome::Applied => {

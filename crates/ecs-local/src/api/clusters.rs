@@ -33,6 +33,11 @@ pub(crate) fn view(state: &State, record: &ClusterRecord) -> Cluster {
         .collect();
     let count = |status: &str| tasks.iter().filter(|t| t.last_status() == status).count();
     let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let services = state
+        .services
+        .values()
+        .filter(|s| s.cluster == record.name && s.status() == crate::services::ACTIVE)
+        .count();
     Cluster {
         cluster_arn: Some(record.arn.clone()),
         cluster_name: Some(record.name.clone()),
@@ -40,7 +45,7 @@ pub(crate) fn view(state: &State, record: &ClusterRecord) -> Cluster {
         registered_container_instances_count: Some(as_i64(instances)),
         running_tasks_count: Some(as_i64(count("RUNNING"))),
         pending_tasks_count: Some(as_i64(count("PENDING"))),
-        active_services_count: Some(0),
+        active_services_count: Some(as_i64(services)),
         statistics: Some(vec![]),
         tags: Some(record.tags.clone().unwrap_or_default()),
         settings: record.settings.clone(),
@@ -147,8 +152,9 @@ pub(super) struct DeleteRequest {
     cluster: Option<String>,
 }
 
-/// Deletes (makes INACTIVE) a cluster with no registered instances and no
-/// task that has not stopped, as ECS refuses otherwise.
+/// Deletes (makes INACTIVE) a cluster with no registered instances, no
+/// service that is not INACTIVE and no task that has not stopped, as ECS
+/// refuses otherwise.
 pub(super) fn delete(ctx: &Context, req: DeleteRequest) -> Result<serde_json::Value, ApiError> {
     let param = req
         .cluster
@@ -164,6 +170,15 @@ pub(super) fn delete(ctx: &Context, req: DeleteRequest) -> Result<serde_json::Va
             return Err(ApiError::ClusterContainsContainerInstances(
                 "The Cluster cannot be deleted while Container Instances are active or draining."
                     .to_owned(),
+            ));
+        }
+        if st
+            .services
+            .values()
+            .any(|s| s.cluster == name && s.status() != crate::services::INACTIVE)
+        {
+            return Err(ApiError::ClusterContainsServices(
+                "The Cluster cannot be deleted while Services are active.".to_owned(),
             ));
         }
         if st

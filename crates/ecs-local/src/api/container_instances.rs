@@ -6,7 +6,7 @@ use super::{clusters, paginate, ApiError};
 use crate::agent_update::{self, Refusal};
 use crate::arn;
 use crate::clock;
-use crate::scheduler::Capacity;
+use crate::placement::Capacity;
 use crate::store::{InstanceRecord, State};
 use crate::Context;
 use ecs_model::ecs_api::{
@@ -193,6 +193,7 @@ pub(super) fn deregister(
         Ok::<_, ApiError>((view(st, &record), id))
     })?;
     ctx.acs.disconnect(&id, "container instance deregistered");
+    ctx.wake_services();
     tracing::info!(container_instance = %id, force, "container instance deregistered");
     Ok(DeregisterContainerInstanceResponse {
         container_instance: Some(instance),
@@ -252,12 +253,13 @@ pub(super) fn list(
     ctx: &Context,
     req: ListContainerInstancesRequest,
 ) -> Result<ListContainerInstancesResponse, ApiError> {
-    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-        return Err(ApiError::InvalidParameter(
-            "The filter parameter (cluster query language) is not supported by ecs-local."
-                .to_owned(),
-        ));
-    }
+    let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(text) => Some(
+            crate::query::parse(text)
+                .map_err(|e| ApiError::InvalidParameter(e.message().to_owned()))?,
+        ),
+        None => None,
+    };
     let arns = ctx.store.read(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
         Ok::<_, ApiError>(
@@ -267,6 +269,14 @@ pub(super) fn list(
                 .filter(|i| match req.status.as_deref() {
                     Some(status) => i.status == status,
                     None => i.status == "ACTIVE" || i.status == "DRAINING",
+                })
+                .filter(|i| {
+                    filter.as_ref().is_none_or(|expression| {
+                        let capacity = Capacity::of(st, i);
+                        let groups: Vec<&str> =
+                            capacity.groups.iter().map(String::as_str).collect();
+                        expression.matches(&capacity.facts(&groups))
+                    })
                 })
                 .map(|i| i.arn.clone())
                 .collect::<Vec<_>>(),
@@ -322,9 +332,9 @@ pub(super) struct UpdateStateRequest {
 /// At most this many instances per `UpdateContainerInstancesState` call.
 const UPDATE_STATE_BATCH: usize = 10;
 
-/// ACTIVE ↔ DRAINING. A draining instance keeps its running tasks (ecs-local
-/// has no services to move yet) but gets no new ones: placement only
-/// considers ACTIVE instances.
+/// ACTIVE ↔ DRAINING. A draining instance gets no new tasks (placement only
+/// considers ACTIVE instances); the service scheduler replaces its service
+/// tasks elsewhere and then stops them, while other tasks keep running.
 pub(super) fn update_state(
     ctx: &Context,
     req: UpdateStateRequest,
@@ -374,6 +384,7 @@ pub(super) fn update_state(
         Ok::<_, ApiError>((views, failures))
     })?;
     tracing::info!(status, instances = ?params, "container instance state updated");
+    ctx.wake_services();
     Ok(serde_json::json!({ "containerInstances": instances, "failures": failures }))
 }
 

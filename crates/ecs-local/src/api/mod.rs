@@ -6,6 +6,7 @@ mod agent;
 mod attributes;
 mod clusters;
 mod container_instances;
+mod services;
 mod tags;
 mod task_definitions;
 mod tasks;
@@ -49,6 +50,12 @@ pub enum ApiError {
     #[error("{0}")]
     ClusterContainsTasks(String),
     #[error("{0}")]
+    ClusterContainsServices(String),
+    #[error("{0}")]
+    ServiceNotFound(String),
+    #[error("{0}")]
+    ServiceNotActive(String),
+    #[error("{0}")]
     Server(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -72,6 +79,9 @@ impl ApiError {
                 "ClusterContainsContainerInstancesException"
             }
             ApiError::ClusterContainsTasks(_) => "ClusterContainsTasksException",
+            ApiError::ClusterContainsServices(_) => "ClusterContainsServicesException",
+            ApiError::ServiceNotFound(_) => "ServiceNotFoundException",
+            ApiError::ServiceNotActive(_) => "ServiceNotActiveException",
             ApiError::Server(_) | ApiError::Store(_) => "ServerException",
         }
     }
@@ -142,6 +152,11 @@ fn run_action(
         }
         "UpdateContainerAgent" => encode(&container_instances::update_agent(ctx, decode(body)?)?),
         "DiscoverPollEndpoint" => encode(&agent::discover_poll_endpoint(ctx, decode(body)?, info)?),
+        "CreateService" => encode(&services::create(ctx, decode(body)?)?),
+        "UpdateService" => encode(&services::update(ctx, decode(body)?)?),
+        "DeleteService" => encode(&services::delete(ctx, decode(body)?)?),
+        "DescribeServices" => encode(&services::describe(ctx, decode(body)?)?),
+        "ListServices" => encode(&services::list(ctx, decode(body)?)?),
         "RunTask" => encode(&tasks::run(ctx, decode(body)?)?),
         "StopTask" => encode(&tasks::stop(ctx, decode(body)?)?),
         "DescribeTasks" => encode(&tasks::describe(ctx, decode(body)?)?),

@@ -9,7 +9,7 @@ use super::ApiError;
 use crate::arn::{self, ACCOUNT_ID};
 use crate::clock;
 use crate::lifecycle;
-use crate::scheduler::{self, parse_task_cpu, parse_task_memory};
+use crate::placement::{self, parse_task_cpu, parse_task_memory};
 use crate::store::State;
 use crate::Context;
 use ecs_model::ecs_api::{
@@ -317,10 +317,10 @@ fn with_defaults(mut c: ContainerDefinition, network_mode: &str) -> ContainerDef
 /// The instance attributes ECS lists in `requiresAttributes` for what this
 /// ecs-local understands: what placement asks for with the definition's own
 /// roles (task role, logging drivers, secrets, environment files, registry
-/// authentication; see `scheduler::required_attributes`).
+/// authentication; see `placement::required_attributes`).
 fn requires_attributes(definition: &TaskDefinition) -> Vec<Attribute> {
     let (task_role, execution_role) = lifecycle::effective_roles(definition, None);
-    scheduler::required_attributes(definition, task_role.is_some(), execution_role.is_some())
+    placement::required_attributes(definition, task_role.is_some(), execution_role.is_some())
         .into_iter()
         .map(|name| Attribute {
             name: name.to_owned(),

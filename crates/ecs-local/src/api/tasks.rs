@@ -3,8 +3,9 @@
 use super::{clusters, paginate, task_definitions, ApiError};
 use crate::arn;
 use crate::clock;
-use crate::lifecycle::{self, TaskSpec};
-use crate::scheduler::{self, Capacity};
+use crate::launch::{self, Launch};
+use crate::lifecycle;
+use crate::placement;
 use crate::store::TaskRecord;
 use crate::Context;
 use ecs_model::ecs_api::{
@@ -21,12 +22,12 @@ fn invalid(message: impl Into<String>) -> ApiError {
 fn validate_overrides(overrides: Option<&TaskOverride>) -> Result<(), ApiError> {
     let Some(o) = overrides else { return Ok(()) };
     if let Some(cpu) = o.cpu.as_deref() {
-        if scheduler::parse_task_cpu(cpu).is_none_or(|v| v <= 0) {
+        if placement::parse_task_cpu(cpu).is_none_or(|v| v <= 0) {
             return Err(invalid(format!("Invalid 'cpu' override: '{cpu}'.")));
         }
     }
     if let Some(memory) = o.memory.as_deref() {
-        if scheduler::parse_task_memory(memory).is_none_or(|v| v <= 0) {
+        if placement::parse_task_memory(memory).is_none_or(|v| v <= 0) {
             return Err(invalid(format!("Invalid 'memory' override: '{memory}'.")));
         }
     }
@@ -73,8 +74,33 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
         ));
     }
     validate_overrides(req.overrides.as_ref())?;
+    let constraints =
+        placement::constraints(req.placement_constraints.as_deref().unwrap_or_default())
+            .map_err(invalid)?;
+    let strategies = placement::strategies(req.placement_strategy.as_deref().unwrap_or_default())
+        .map_err(invalid)?;
+    let client_token = req.client_token.as_deref().filter(|t| !t.is_empty());
+    if client_token.is_some_and(|t| t.len() > 64) {
+        return Err(invalid("clientToken must be at most 64 characters."));
+    }
     let (response, instances) = ctx.store.update(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        if let Some(token) = client_token {
+            // The same token again gets the tasks the first call started.
+            let earlier: Vec<_> = st
+                .tasks
+                .values()
+                .filter(|t| t.cluster == cluster && t.client_token.as_deref() == Some(token))
+                .map(|t| t.task.clone())
+                .collect();
+            if !earlier.is_empty() {
+                let response = RunTaskResponse {
+                    tasks: earlier,
+                    failures: Vec::new(),
+                };
+                return Ok((response, Vec::new()));
+            }
+        }
         let definition = task_definitions::find(st, &req.task_definition)
             .cloned()
             .ok_or_else(|| ApiError::Client("TaskDefinition not found.".to_owned()))?;
@@ -83,74 +109,54 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
                 "Tasks with networkMode awsvpc are not supported by ecs-local (no ENIs to attach).",
             ));
         }
-        let family = definition.family.clone().unwrap_or_default();
-        let revision = definition.revision.unwrap_or(1);
-        let demand = scheduler::demand(&definition, req.overrides.as_ref());
-        let (task_role, execution_role) =
-            lifecycle::effective_roles(&definition, req.overrides.as_ref());
-        let required = scheduler::required_attributes(
-            &definition,
-            task_role.is_some(),
-            execution_role.is_some(),
-        );
-        let mut capacities: Vec<Capacity> = st
-            .instances
-            .values()
-            .filter(|i| i.cluster == cluster && i.status == "ACTIVE" && i.agent_connected)
-            .map(|i| Capacity::of(st, i))
-            .collect();
+        let mut capacities = launch::capacities(st, &cluster);
         if capacities.is_empty() {
             return Err(invalid(
                 "No Container Instances were found in your cluster.",
             ));
         }
+        let family = definition.family.clone().unwrap_or_default();
+        let plan = Launch {
+            cluster: &cluster,
+            definition: &definition,
+            overrides: req.overrides.as_ref(),
+            group: req
+                .group
+                .clone()
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| format!("family:{family}")),
+            started_by: req.started_by.clone(),
+            tags: req.tags.clone(),
+            enable_execute_command: req.enable_execute_command.unwrap_or(false),
+            service: None,
+            constraints: &constraints,
+            strategies: &strategies,
+        };
         let now = clock::epoch_seconds();
+        let count = usize::try_from(count).unwrap_or(1);
+        let launched = launch::launch(
+            &ctx.arns,
+            st,
+            &mut capacities,
+            &plan,
+            count,
+            now,
+            ctx.credentials_ttl,
+        )
+        .map_err(|e| match e {
+            lifecycle::SpecError::UnknownOverride(_) => invalid(e.to_string()),
+            other => ApiError::Server(other.to_string()),
+        })?;
         let mut response = RunTaskResponse::default();
-        let mut failures = BTreeSet::new();
-        let mut instances = BTreeSet::new();
-        for _ in 0..count {
-            match scheduler::place(&mut capacities, &demand, &required) {
-                Ok(index) => {
-                    let instance_id = capacities[index].instance_id.clone();
-                    let spec = TaskSpec {
-                        task_arn: ctx.arns.task(&cluster, &arn::new_id()),
-                        cluster: cluster.clone(),
-                        family: family.clone(),
-                        revision,
-                        instance_id: instance_id.clone(),
-                        overrides: req.overrides.clone(),
-                        started_by: req.started_by.clone(),
-                        group: req.group.clone(),
-                        tags: req.tags.clone(),
-                        enable_execute_command: req.enable_execute_command.unwrap_or(false),
-                    };
-                    let mut record =
-                        lifecycle::new_task(&ctx.arns, st, spec, now).map_err(|e| match e {
-                            lifecycle::SpecError::UnknownOverride(_) => invalid(e.to_string()),
-                            other => ApiError::Server(other.to_string()),
-                        })?;
-                    lifecycle::issue_credentials(&mut record, now, ctx.credentials_ttl);
-                    response.tasks.push(record.task.clone());
-                    st.tasks.insert(record.id.clone(), record);
-                    instances.insert(instance_id);
-                }
-                Err(shortfalls) => {
-                    for (arn, shortfall) in shortfalls {
-                        failures.insert((arn, shortfall.reason(), shortfall.detail()));
-                    }
-                }
+        for id in &launched.tasks {
+            if let Some(record) = st.tasks.get_mut(id) {
+                record.client_token = client_token.map(str::to_owned);
+                response.tasks.push(record.task.clone());
             }
         }
-        response.failures = failures
-            .into_iter()
-            .map(|(arn, reason, detail)| Failure {
-                arn: Some(arn),
-                reason: Some(reason.to_owned()),
-                detail,
-            })
-            .collect();
+        response.failures = failures(launched.shortfalls);
         st.prune_stopped_tasks(now);
-        Ok((response, instances))
+        Ok((response, launched.instances))
     })?;
     for task in &response.tasks {
         tracing::info!(
@@ -163,6 +169,24 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
         ctx.acs.deliver(&instance_id);
     }
     Ok(response)
+}
+
+/// RunTask's `failures`: each instance's reason once, however many tasks
+/// it refused.
+fn failures(shortfalls: Vec<Vec<(String, placement::Shortfall)>>) -> Vec<Failure> {
+    let distinct: BTreeSet<(String, &'static str, Option<String>)> = shortfalls
+        .into_iter()
+        .flatten()
+        .map(|(arn, shortfall)| (arn, shortfall.reason(), shortfall.detail()))
+        .collect();
+    distinct
+        .into_iter()
+        .map(|(arn, reason, detail)| Failure {
+            arn: Some(arn),
+            reason: Some(reason.to_owned()),
+            detail,
+        })
+        .collect()
 }
 
 pub(super) fn stop(ctx: &Context, req: StopTaskRequest) -> Result<StopTaskResponse, ApiError> {
@@ -179,7 +203,12 @@ pub(super) fn stop(ctx: &Context, req: StopTaskRequest) -> Result<StopTaskRespon
             .get_mut(&id)
             .filter(|t| t.cluster == cluster)
             .ok_or_else(|| invalid("The referenced task was not found."))?;
-        lifecycle::request_stop(record, &reason, clock::epoch_seconds());
+        lifecycle::request_stop(
+            record,
+            &reason,
+            lifecycle::USER_INITIATED,
+            clock::epoch_seconds(),
+        );
         Ok::<_, ApiError>((record.task.clone(), record.instance_id.clone()))
     })?;
     tracing::info!(
@@ -243,7 +272,11 @@ pub(super) fn list(ctx: &Context, req: ListTasksRequest) -> Result<ListTasksResp
                     .as_ref()
                     .is_none_or(|s| t.task.started_by.as_ref() == Some(s))
             })
-            .filter(|_| req.service_name.is_none())
+            .filter(|t| {
+                req.service_name
+                    .as_deref()
+                    .is_none_or(|name| t.service.as_deref() == Some(name))
+            })
             .filter(|t| {
                 req.launch_type
                     .as_deref()

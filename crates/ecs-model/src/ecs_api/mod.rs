@@ -11,12 +11,14 @@
 
 mod cluster;
 mod container_instance;
+mod service;
 mod state_change;
 mod task;
 mod task_definition;
 
 pub use cluster::*;
 pub use container_instance::*;
+pub use service::*;
 pub use state_change::*;
 pub use task::*;
 pub use task_definition::*;

@@ -1,10 +1,13 @@
 //! Task shapes: `RunTask`, `StopTask`, `DescribeTasks`, `ListTasks`.
 
-use super::{Attachment, Attribute, Failure, KeyValuePair, NetworkBinding, Tag};
+use super::{
+    Attachment, Attribute, Failure, KeyValuePair, NetworkBinding, PlacementConstraint,
+    PlacementStrategy, Tag,
+};
 use serde::{Deserialize, Serialize};
 
-/// `RunTaskRequest`. Placement constraints and strategies, capacity
-/// providers and awsvpc configuration are accepted and not acted on.
+/// `RunTaskRequest`. Capacity providers and awsvpc configuration are
+/// refused by the plane.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunTaskRequest {
@@ -33,9 +36,9 @@ pub struct RunTaskRequest {
     )]
     pub enable_ecs_managed_tags: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement_constraints: Option<Vec<serde_json::Value>>,
+    pub placement_constraints: Option<Vec<PlacementConstraint>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement_strategy: Option<Vec<serde_json::Value>>,
+    pub placement_strategy: Option<Vec<PlacementStrategy>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_strategy: Option<Vec<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,11 +3,15 @@
 //! instance gets the task.
 
 use crate::attributes;
+use crate::query;
 use crate::render;
 use crate::store::{InstanceRecord, State};
-use ecs_model::ecs_api::{Resource, TaskDefinition, TaskOverride};
+use ecs_model::ecs_api::{
+    Attribute, PlacementConstraint, PlacementStrategy, Resource, TaskDefinition, TaskOverride,
+};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a task holds on its instance while it is not STOPPED.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,25 +27,36 @@ pub struct Demand {
     pub udp_ports: Vec<u16>,
 }
 
-/// Why a task does not fit on an instance; the text is the `reason` of a
-/// RunTask failure.
+/// Why a task does not fit on an instance; [`Shortfall::reason`] is the
+/// `reason` of a RunTask failure, as ECS words it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shortfall {
+    /// The instance's agent is not connected.
+    Agent,
     /// The instance lacks an attribute the task needs (its name). Checked
     /// before resources, as ECS filters instances by attributes first.
     Attribute(String),
+    /// A `memberOf` constraint's expression does not hold for the instance.
+    MemberOf,
+    /// A `distinctInstance` constraint: a task of the group runs there.
+    DistinctInstance,
     Cpu,
     Memory,
     Ports,
+    PortsUdp,
 }
 
 impl Shortfall {
     pub fn reason(&self) -> &'static str {
         match self {
+            Shortfall::Agent => "AGENT",
             Shortfall::Attribute(_) => "ATTRIBUTE",
+            Shortfall::MemberOf => "MemberOf placement constraint unsatisfied.",
+            Shortfall::DistinctInstance => "DistinctInstance placement constraint unsatisfied.",
             Shortfall::Cpu => "RESOURCE:CPU",
             Shortfall::Memory => "RESOURCE:MEMORY",
             Shortfall::Ports => "RESOURCE:PORTS",
+            Shortfall::PortsUdp => "RESOURCE:PORTS_UDP",
         }
     }
 
@@ -52,6 +67,141 @@ impl Shortfall {
             _ => None,
         }
     }
+}
+
+/// Most placement constraints per task or service, as ECS allows.
+const MAX_CONSTRAINTS: usize = 10;
+/// Most placement strategies, as ECS allows.
+const MAX_STRATEGIES: usize = 5;
+
+/// A placement constraint of RunTask or a service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    DistinctInstance,
+    MemberOf(query::Expression),
+}
+
+/// The resource `binpack` packs by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackBy {
+    Cpu,
+    Memory,
+}
+
+/// What `spread` spreads over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpreadOver {
+    /// `instanceId` or `host`.
+    Instance,
+    /// `attribute:<name>`: the attribute's values.
+    Attribute(String),
+}
+
+/// A placement strategy; several apply in order, each narrowing the
+/// instances the previous ones left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    Binpack(PackBy),
+    Spread(SpreadOver),
+    Random,
+}
+
+/// Reads the API's placement constraints; the error is the message of an
+/// InvalidParameterException.
+pub fn constraints(given: &[PlacementConstraint]) -> Result<Vec<Constraint>, String> {
+    if given.len() > MAX_CONSTRAINTS {
+        return Err(format!(
+            "A maximum of {MAX_CONSTRAINTS} placement constraints may be specified."
+        ));
+    }
+    given
+        .iter()
+        .map(|c| {
+            let expression = c.expression.as_deref().filter(|e| !e.trim().is_empty());
+            match (c.constraint_type.as_deref(), expression) {
+                (Some("distinctInstance"), None) => Ok(Constraint::DistinctInstance),
+                (Some("distinctInstance"), Some(_)) => Err(
+                    "Expressions are not supported for the distinctInstance placement constraint."
+                        .to_owned(),
+                ),
+                (Some("memberOf"), Some(text)) => query::parse(text)
+                    .map(Constraint::MemberOf)
+                    .map_err(|e| format!("Invalid memberOf expression: {e}")),
+                (Some("memberOf"), None) => Err(
+                    "An expression is required for the memberOf placement constraint.".to_owned(),
+                ),
+                (other, _) => Err(format!(
+                    "Invalid placement constraint type '{}'; use distinctInstance or memberOf.",
+                    other.unwrap_or_default()
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Reads the API's placement strategies; the error is the message of an
+/// InvalidParameterException.
+pub fn strategies(given: &[PlacementStrategy]) -> Result<Vec<Strategy>, String> {
+    if given.len() > MAX_STRATEGIES {
+        return Err(format!(
+            "A maximum of {MAX_STRATEGIES} placement strategies may be specified."
+        ));
+    }
+    given
+        .iter()
+        .map(|s| {
+            let field = s.field.as_deref().filter(|f| !f.is_empty());
+            match (s.strategy_type.as_deref(), field) {
+                (Some("random"), None) => Ok(Strategy::Random),
+                (Some("random"), Some(_)) => {
+                    Err("The random placement strategy takes no field.".to_owned())
+                }
+                (Some("binpack"), Some(f)) if f.eq_ignore_ascii_case("cpu") => {
+                    Ok(Strategy::Binpack(PackBy::Cpu))
+                }
+                (Some("binpack"), Some(f)) if f.eq_ignore_ascii_case("memory") => {
+                    Ok(Strategy::Binpack(PackBy::Memory))
+                }
+                (Some("binpack"), _) => {
+                    Err("The binpack placement strategy needs the field cpu or memory.".to_owned())
+                }
+                (Some("spread"), Some(f))
+                    if f.eq_ignore_ascii_case("instanceId") || f.eq_ignore_ascii_case("host") =>
+                {
+                    Ok(Strategy::Spread(SpreadOver::Instance))
+                }
+                (Some("spread"), Some(f)) => match f.strip_prefix("attribute:") {
+                    Some(name) if !name.is_empty() => {
+                        Ok(Strategy::Spread(SpreadOver::Attribute(name.to_owned())))
+                    }
+                    _ => Err(format!(
+                        "Invalid spread field '{f}'; use instanceId, host or attribute:<name>."
+                    )),
+                },
+                (Some("spread"), None) => {
+                    Err("The spread placement strategy needs a field.".to_owned())
+                }
+                (other, _) => Err(format!(
+                    "Invalid placement strategy type '{}'; use random, spread or binpack.",
+                    other.unwrap_or_default()
+                )),
+            }
+        })
+        .collect()
+}
+
+/// One task to place.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub demand: &'a Demand,
+    /// Attributes the instance must have ([`required_attributes`]).
+    pub required: &'a [String],
+    /// The task's group (`family:<name>`, `service:<name>` or RunTask's
+    /// `group`): what `distinctInstance` and `spread` count.
+    pub group: &'a str,
+    pub constraints: &'a [Constraint],
+    /// None: the instance with the most memory left wins.
+    pub strategies: &'a [Strategy],
 }
 
 /// The instance attributes (named in [`crate::attributes`]) a task of
@@ -138,17 +288,24 @@ pub fn required_attributes(
     out
 }
 
-/// What one instance has left.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one instance has left, and what placement constraints and
+/// strategies look at.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Capacity {
     pub instance_id: String,
     pub instance_arn: String,
+    pub ec2_instance_id: Option<String>,
+    pub agent_connected: bool,
+    pub agent_version: Option<String>,
+    pub registered_at: f64,
     pub cpu: i64,
     pub memory: i64,
     pub tcp_taken: BTreeSet<u16>,
     pub udp_taken: BTreeSet<u16>,
-    /// Names of the instance's attributes.
-    pub attributes: BTreeSet<String>,
+    /// The agent's attributes with the custom ones laid over them.
+    pub attributes: Vec<Attribute>,
+    /// The group of each task on it that is not STOPPED.
+    pub groups: Vec<String>,
 }
 
 impl Capacity {
@@ -157,45 +314,99 @@ impl Capacity {
         let mut capacity = Capacity {
             instance_id: instance.id.clone(),
             instance_arn: instance.arn.clone(),
+            ec2_instance_id: instance.ec2_instance_id.clone(),
+            agent_connected: instance.agent_connected,
+            agent_version: instance
+                .version_info
+                .as_ref()
+                .and_then(|v| v.agent_version.clone()),
+            registered_at: instance.registered_at,
             cpu: integer_resource(&instance.registered_resources, "CPU"),
             memory: integer_resource(&instance.registered_resources, "MEMORY"),
             tcp_taken: port_resource(&instance.registered_resources, "PORTS"),
             udp_taken: port_resource(&instance.registered_resources, "PORTS_UDP"),
-            attributes: instance
-                .all_attributes()
-                .into_iter()
-                .map(|a| a.name)
-                .collect(),
+            attributes: instance.all_attributes(),
+            groups: Vec::new(),
         };
         for task in state.tasks_on(&instance.id).filter(|t| !t.is_stopped()) {
-            capacity.take(&task.demand);
+            let group = task.task.group.clone().unwrap_or_default();
+            capacity.take(&task.demand, &group);
         }
         capacity
     }
 
-    fn shortfall(&self, demand: &Demand, required: &[String]) -> Option<Shortfall> {
-        if let Some(missing) = required.iter().find(|a| !self.attributes.contains(*a)) {
+    /// What a cluster query sees of this instance.
+    pub fn facts<'a>(&'a self, groups: &'a [&'a str]) -> query::InstanceFacts<'a> {
+        query::InstanceFacts {
+            ec2_instance_id: self.ec2_instance_id.as_deref(),
+            agent_connected: self.agent_connected,
+            agent_version: self.agent_version.as_deref(),
+            registered_at: self.registered_at,
+            running_tasks_count: i64::try_from(self.groups.len()).unwrap_or(i64::MAX),
+            attributes: &self.attributes,
+            task_groups: groups,
+        }
+    }
+
+    /// The value of an attribute, `None` when it is missing or has none.
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.value.as_deref())
+    }
+
+    fn tasks_of(&self, group: &str) -> usize {
+        self.groups.iter().filter(|g| *g == group).count()
+    }
+
+    fn shortfall(&self, request: &Request<'_>) -> Option<Shortfall> {
+        if !self.agent_connected {
+            return Some(Shortfall::Agent);
+        }
+        if let Some(missing) = request
+            .required
+            .iter()
+            .find(|name| !self.attributes.iter().any(|a| &a.name == *name))
+        {
             return Some(Shortfall::Attribute(missing.clone()));
         }
+        for constraint in request.constraints {
+            match constraint {
+                Constraint::DistinctInstance if self.tasks_of(request.group) > 0 => {
+                    return Some(Shortfall::DistinctInstance);
+                }
+                Constraint::MemberOf(expression) => {
+                    let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
+                    if !expression.matches(&self.facts(&groups)) {
+                        return Some(Shortfall::MemberOf);
+                    }
+                }
+                Constraint::DistinctInstance => {}
+            }
+        }
+        let demand = request.demand;
         if demand.cpu > self.cpu {
             return Some(Shortfall::Cpu);
         }
         if demand.memory > self.memory {
             return Some(Shortfall::Memory);
         }
-        let tcp_clash = demand.tcp_ports.iter().any(|p| self.tcp_taken.contains(p));
-        let udp_clash = demand.udp_ports.iter().any(|p| self.udp_taken.contains(p));
-        if tcp_clash || udp_clash {
+        if demand.tcp_ports.iter().any(|p| self.tcp_taken.contains(p)) {
             return Some(Shortfall::Ports);
+        }
+        if demand.udp_ports.iter().any(|p| self.udp_taken.contains(p)) {
+            return Some(Shortfall::PortsUdp);
         }
         None
     }
 
-    fn take(&mut self, demand: &Demand) {
+    fn take(&mut self, demand: &Demand, group: &str) {
         self.cpu = self.cpu.saturating_sub(demand.cpu);
         self.memory = self.memory.saturating_sub(demand.memory);
         self.tcp_taken.extend(demand.tcp_ports.iter().copied());
         self.udp_taken.extend(demand.udp_ports.iter().copied());
+        self.groups.push(group.to_owned());
     }
 
     /// The remaining resources in the shape of the registered ones.
@@ -251,33 +462,79 @@ fn port_resource(resources: &[Resource], name: &str) -> BTreeSet<u16> {
         .collect()
 }
 
-/// Places one task. Among the instances that have the `required`
-/// attributes and that it fits on, the one with the most memory left wins
-/// (spreading load; ties go to the first), and its capacity is reduced by
-/// the demand. Otherwise every instance's shortfall is returned.
+/// Places one task. The instances it fits on (agent connected, required
+/// attributes, constraints, then resources) are narrowed by each strategy
+/// in turn; of those left, the one with the most memory left wins (ties go
+/// to the first). Its capacity is then reduced by the demand. When it fits
+/// nowhere, every instance's shortfall is returned.
 pub fn place(
     capacities: &mut [Capacity],
-    demand: &Demand,
-    required: &[String],
+    request: &Request<'_>,
 ) -> Result<usize, Vec<(String, Shortfall)>> {
-    let mut best: Option<usize> = None;
+    let mut fitting = Vec::new();
     let mut shortfalls = Vec::new();
     for (index, capacity) in capacities.iter().enumerate() {
-        match capacity.shortfall(demand, required) {
+        match capacity.shortfall(request) {
             Some(shortfall) => shortfalls.push((capacity.instance_arn.clone(), shortfall)),
-            None => {
-                if best.is_none_or(|b| capacities[b].memory < capacity.memory) {
-                    best = Some(index);
-                }
-            }
+            None => fitting.push(index),
         }
     }
-    match best {
-        Some(index) => {
-            capacities[index].take(demand);
-            Ok(index)
+    if fitting.is_empty() {
+        return Err(shortfalls);
+    }
+    for strategy in request.strategies {
+        fitting = narrow(capacities, fitting, strategy, request.group);
+    }
+    let mut best = fitting[0];
+    for &index in &fitting[1..] {
+        if capacities[index].memory > capacities[best].memory {
+            best = index;
         }
-        None => Err(shortfalls),
+    }
+    capacities[best].take(request.demand, request.group);
+    Ok(best)
+}
+
+/// The candidates one strategy prefers (never none of them).
+fn narrow(
+    capacities: &[Capacity],
+    candidates: Vec<usize>,
+    strategy: &Strategy,
+    group: &str,
+) -> Vec<usize> {
+    let keep_least = |score: &dyn Fn(usize) -> i64| {
+        let least = candidates.iter().map(|&i| score(i)).min();
+        candidates
+            .iter()
+            .copied()
+            .filter(|&i| Some(score(i)) == least)
+            .collect::<Vec<_>>()
+    };
+    match strategy {
+        Strategy::Random => {
+            let pick = rand::rng().random_range(0..candidates.len());
+            vec![candidates[pick]]
+        }
+        Strategy::Binpack(PackBy::Cpu) => keep_least(&|i| capacities[i].cpu),
+        Strategy::Binpack(PackBy::Memory) => keep_least(&|i| capacities[i].memory),
+        Strategy::Spread(SpreadOver::Instance) => {
+            keep_least(&|i| i64::try_from(capacities[i].tasks_of(group)).unwrap_or(i64::MAX))
+        }
+        Strategy::Spread(SpreadOver::Attribute(name)) => {
+            // Tasks of the group per value, over every instance given (not
+            // only the candidates), as the spread is over the cluster.
+            let mut per_value: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+            for capacity in capacities {
+                *per_value.entry(capacity.attribute(name)).or_default() += capacity.tasks_of(group);
+            }
+            keep_least(&|i| {
+                let count = per_value
+                    .get(&capacities[i].attribute(name))
+                    .copied()
+                    .unwrap_or(0);
+                i64::try_from(count).unwrap_or(i64::MAX)
+            })
+        }
     }
 }
 
@@ -383,7 +640,30 @@ mod tests {
             memory,
             tcp_taken: tcp.iter().copied().collect(),
             udp_taken: BTreeSet::new(),
-            attributes: BTreeSet::new(),
+            attributes: Vec::new(),
+            groups: Vec::new(),
+            ec2_instance_id: None,
+            agent_connected: true,
+            agent_version: None,
+            registered_at: 0.0,
+        }
+    }
+
+    fn grant(capacity: &mut Capacity, name: impl Into<String>) {
+        capacity.attributes.push(Attribute {
+            name: name.into(),
+            ..Attribute::default()
+        });
+    }
+
+    /// A request with no constraints or strategies, in group `g`.
+    fn simple<'a>(demand: &'a Demand, required: &'a [String]) -> Request<'a> {
+        Request {
+            demand,
+            required,
+            group: "g",
+            constraints: &[],
+            strategies: &[],
         }
     }
 
@@ -412,10 +692,10 @@ mod tests {
             capacity("a", 1024, 512, &[]),
             capacity("b", 1024, 1024, &[]),
         ];
-        assert_eq!(place(&mut caps, &need(100, 600, &[]), NONE), Ok(1));
+        assert_eq!(place(&mut caps, &simple(&need(100, 600, &[]), NONE)), Ok(1));
         assert_eq!(caps[1].memory, 424);
-        assert_eq!(place(&mut caps, &need(100, 500, &[]), NONE), Ok(0));
-        let err = place(&mut caps, &need(100, 500, &[]), NONE).unwrap_err();
+        assert_eq!(place(&mut caps, &simple(&need(100, 500, &[]), NONE)), Ok(0));
+        let err = place(&mut caps, &simple(&need(100, 500, &[]), NONE)).unwrap_err();
         assert_eq!(err.len(), 2);
         assert!(err.iter().all(|(_, s)| *s == Shortfall::Memory));
     }
@@ -424,16 +704,19 @@ mod tests {
     fn reports_cpu_and_port_shortfalls() {
         let mut caps = vec![capacity("a", 100, 4096, &[22, 8080])];
         assert_eq!(
-            place(&mut caps, &need(200, 1, &[]), NONE).unwrap_err()[0].1,
+            place(&mut caps, &simple(&need(200, 1, &[]), NONE)).unwrap_err()[0].1,
             Shortfall::Cpu
         );
         assert_eq!(
-            place(&mut caps, &need(10, 1, &[8080]), NONE).unwrap_err()[0].1,
+            place(&mut caps, &simple(&need(10, 1, &[8080]), NONE)).unwrap_err()[0].1,
             Shortfall::Ports
         );
-        assert_eq!(place(&mut caps, &need(10, 1, &[8081]), NONE), Ok(0));
         assert_eq!(
-            place(&mut caps, &need(10, 1, &[8081]), NONE).unwrap_err()[0].1,
+            place(&mut caps, &simple(&need(10, 1, &[8081]), NONE)),
+            Ok(0)
+        );
+        assert_eq!(
+            place(&mut caps, &simple(&need(10, 1, &[8081]), NONE)).unwrap_err()[0].1,
             Shortfall::Ports
         );
     }
@@ -458,11 +741,11 @@ mod tests {
 
         let mut plain = capacity("plain", 4096, 4096, &[]);
         let mut role = capacity("role", 1024, 1024, &[]);
-        role.attributes.insert(attributes::TASK_IAM_ROLE.to_owned());
+        grant(&mut role, attributes::TASK_IAM_ROLE.to_owned());
         // No instance has the attributes: ATTRIBUTE, even where resources
         // are short too.
         let mut caps = vec![plain.clone()];
-        let err = place(&mut caps, &need(8192, 1, &[]), &host).unwrap_err();
+        let err = place(&mut caps, &simple(&need(8192, 1, &[]), &host)).unwrap_err();
         assert_eq!(
             err,
             vec![(
@@ -477,21 +760,18 @@ mod tests {
         );
         // The instance with the attribute wins over one with more memory.
         let mut caps = vec![plain.clone(), role.clone()];
-        assert_eq!(place(&mut caps, &need(1, 1, &[]), &bridge), Ok(1));
-        let err = place(&mut caps, &need(1, 1, &[]), &host).unwrap_err();
+        assert_eq!(place(&mut caps, &simple(&need(1, 1, &[]), &bridge)), Ok(1));
+        let err = place(&mut caps, &simple(&need(1, 1, &[]), &host)).unwrap_err();
         assert_eq!(
             err[1].1,
             Shortfall::Attribute(attributes::TASK_IAM_ROLE_NETWORK_HOST.to_owned())
         );
-        role.attributes
-            .insert(attributes::TASK_IAM_ROLE_NETWORK_HOST.to_owned());
-        plain
-            .attributes
-            .insert(attributes::TASK_IAM_ROLE.to_owned());
+        grant(&mut role, attributes::TASK_IAM_ROLE_NETWORK_HOST.to_owned());
+        grant(&mut plain, attributes::TASK_IAM_ROLE.to_owned());
         let mut caps = vec![plain, role];
-        assert_eq!(place(&mut caps, &need(1, 1, &[]), &host), Ok(1));
+        assert_eq!(place(&mut caps, &simple(&need(1, 1, &[]), &host)), Ok(1));
         // Without a role, the most memory wins as before.
-        assert_eq!(place(&mut caps, &need(1, 1, &[]), NONE), Ok(0));
+        assert_eq!(place(&mut caps, &simple(&need(1, 1, &[]), NONE)), Ok(0));
     }
 
     const ECR_IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1";
@@ -629,28 +909,30 @@ mod tests {
             true,
         );
         let mut bare = capacity("bare", 4096, 4096, &[]);
-        bare.attributes
-            .insert(attributes::logging_driver("json-file"));
+        grant(&mut bare, attributes::logging_driver("json-file"));
         let mut able = capacity("able", 1024, 1024, &[]);
         for name in &required {
-            able.attributes.insert(name.clone());
+            grant(&mut able, name.clone());
         }
         let mut caps = vec![bare.clone()];
-        let err = place(&mut caps, &need(1, 1, &[]), &required).unwrap_err();
+        let err = place(&mut caps, &simple(&need(1, 1, &[]), &required)).unwrap_err();
         assert_eq!(err[0].1.reason(), "ATTRIBUTE");
         assert_eq!(
             err[0].1.detail().as_deref(),
             Some("Missing attribute: com.amazonaws.ecs.capability.logging-driver.syslog")
         );
-        bare.attributes.insert(attributes::logging_driver("syslog"));
+        grant(&mut bare, attributes::logging_driver("syslog"));
         let mut caps = vec![bare.clone()];
-        let err = place(&mut caps, &need(1, 1, &[]), &required).unwrap_err();
+        let err = place(&mut caps, &simple(&need(1, 1, &[]), &required)).unwrap_err();
         assert_eq!(
             err[0].1,
             Shortfall::Attribute(attributes::SECRETS_SSM_ENVIRONMENT_VARIABLES.to_owned())
         );
         let mut caps = vec![bare, able];
-        assert_eq!(place(&mut caps, &need(1, 1, &[]), &required), Ok(1));
+        assert_eq!(
+            place(&mut caps, &simple(&need(1, 1, &[]), &required)),
+            Ok(1)
+        );
     }
 
     #[test]
