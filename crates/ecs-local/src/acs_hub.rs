@@ -947,7 +947,7 @@ fn build_payloads(
 ///
 /// `timeline` is drawn from [`State::next_seq`], the one persisted counter
 /// that also numbers payload `seqNum`s: it grows by one for every payload
-/// and every manifest and is saved in `state.json` with the rest of the
+/// and every manifest and is saved in the state database with the rest of the
 /// state, so each manifest's `timeline` is strictly above every `seqNum` and
 /// `timeline` sent to any instance before, across plane restarts too (the
 /// agent drops a manifest whose `timeline` is not above the highest number
@@ -1163,25 +1163,29 @@ async fn run(
     let hub = &ctx.acs;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let generation = hub.register(&instance_id, tx, host);
-    let connected = ctx.store.update(|st| {
-        if let Some(i) = st.instances.get_mut(&instance_id) {
-            i.agent_connected = true;
-            i.version_info = Some(version_info.clone());
-        }
-        Ok::<_, StoreError>(())
-    });
-    if let Err(e) = connected {
-        tracing::error!(instance = instance_id, error = %e, "cannot record the ACS connection");
-    }
     tracing::info!(
         instance = instance_id,
         generation,
         send_credentials,
         "agent connected (ACS)"
     );
-    hub.deliver(&instance_id);
-    hub.push_credentials(&instance_id, send_credentials);
-    hub.resume_update(&instance_id);
+    let id = instance_id.clone();
+    ctx.blocking(move |ctx| {
+        let connected = ctx.store.update(|st| {
+            if let Some(i) = st.instances.get_mut(&id) {
+                i.agent_connected = true;
+                i.version_info = Some(version_info);
+            }
+            Ok::<_, StoreError>(())
+        });
+        if let Err(e) = connected {
+            tracing::error!(instance = id, error = %e, "cannot record the ACS connection");
+        }
+        ctx.acs.deliver(&id);
+        ctx.acs.push_credentials(&id, send_credentials);
+        ctx.acs.resume_update(&id);
+    })
+    .await;
 
     let start = tokio::time::Instant::now() + hub.first_heartbeat;
     let mut heartbeat = tokio::time::interval_at(start, hub.heartbeat_interval);
@@ -1200,10 +1204,14 @@ async fn run(
     loop {
         tokio::select! {
             inbound = socket.recv() => match inbound {
-                Some(Ok(Message::Text(text))) => handle_frame(hub, &instance_id, text.as_str()),
+                Some(Ok(Message::Text(text))) => {
+                    let (id, text) = (instance_id.clone(), text.as_str().to_owned());
+                    ctx.blocking(move |ctx| handle_frame(&ctx.acs, &id, &text)).await;
+                }
                 Some(Ok(Message::Binary(bytes))) => {
                     tracing::debug!(instance = instance_id, "binary ACS frame treated as text");
-                    handle_frame(hub, &instance_id, &String::from_utf8_lossy(&bytes));
+                    let (id, text) = (instance_id.clone(), String::from_utf8_lossy(&bytes).into_owned());
+                    ctx.blocking(move |ctx| handle_frame(&ctx.acs, &id, &text)).await;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
@@ -1235,7 +1243,8 @@ async fn run(
                 }
             }
             _ = manifest.tick() => {
-                hub.send_manifest(&instance_id);
+                let id = instance_id.clone();
+                ctx.blocking(move |ctx| ctx.acs.send_manifest(&id)).await;
             }
             _ = shutdown.changed() => {
                 let _ = socket.send(close(CLOSE_GOING_AWAY, "ecs-local is shutting down")).await;

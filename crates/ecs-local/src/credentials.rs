@@ -19,9 +19,9 @@
 //!   the agent must serve the new keys under it), pushed to the task's agent
 //!   as an `IAMRoleCredentialsMessage`. Refreshing stops once the task is
 //!   STOPPED.
-//! * The sets are kept with their task in `state.json`, so a restarted plane
-//!   keeps serving and refreshing the same ids. The state file therefore
-//!   holds secrets and is written with mode 0600.
+//! * The sets are kept with their task in the state database, so a
+//!   restarted plane keeps serving and refreshing the same ids. The
+//!   database file therefore holds secrets and has mode 0600.
 //! * The ECS API never returns secrets; `GET /_local/v1/task-credentials`
 //!   (see [`crate::local_api`]) shows what was issued.
 

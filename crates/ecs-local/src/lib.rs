@@ -48,6 +48,10 @@ use tokio::task::JoinHandle;
 /// ECS; agents' registrations are a few KiB).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// Time between sweeps that forget tasks stopped longer than
+/// [`store::STOPPED_TASK_RETENTION_SECS`] ago.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Default time between passes of the service scheduler.
 pub const DEFAULT_SERVICE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -57,7 +61,7 @@ pub const DEFAULT_TASK_MANIFEST_INTERVAL: Duration = Duration::from_secs(60);
 /// How the plane runs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where `state.json` lives.
+    /// Where the state database (`state.redb`) lives.
     pub data_dir: PathBuf,
     /// Region in every ARN; the availability zone is this plus `a`.
     pub region: String,
@@ -137,6 +141,23 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// Runs `work` on the blocking pool, where the store may wait on the
+    /// disk without holding up the async workers; `None` (logged) if it
+    /// panicked.
+    pub(crate) async fn blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Context) -> R + Send + 'static,
+    ) -> Option<R> {
+        let ctx = self.clone();
+        match tokio::task::spawn_blocking(move || work(&ctx)).await {
+            Ok(result) => Some(result),
+            Err(e) => {
+                tracing::error!(error = %e, "store work on the blocking pool failed");
+                None
+            }
+        }
+    }
+
     /// Asks the service scheduler for a pass (after a change a service may
     /// have to answer: a service call, a task stopping, an instance
     /// draining).
@@ -222,6 +243,7 @@ impl Plane {
             credentials::refresh_tick(config.credentials_ttl),
         );
         spawn_service_scheduler(ctx.clone(), config.service_interval);
+        spawn_pruner(ctx.clone(), PRUNE_INTERVAL);
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
             axum::serve(
@@ -329,12 +351,15 @@ fn spawn_credentials_refresher(ctx: Arc<Context>, tick: Duration) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = interval.tick() => {
-                    ctx.acs.refresh_credentials(clock::epoch_seconds());
-                }
-                _ = stop.wait_for(|s| *s) => break,
+            let stopping = tokio::select! {
+                _ = interval.tick() => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                break;
             }
+            ctx.blocking(|ctx| ctx.acs.refresh_credentials(clock::epoch_seconds()))
+                .await;
         }
     });
 }
@@ -351,16 +376,47 @@ fn spawn_service_scheduler(ctx: Arc<Context>, interval: Duration) {
                 () = ctx.services_wake.notified() => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            let worker = ctx.clone();
-            let pass = tokio::task::spawn_blocking(move || service_pass(&worker)).await;
-            match pass {
-                Ok(Ok(deliver)) => {
+            let pass = ctx
+                .blocking(|ctx| {
+                    let deliver = service_pass(ctx)?;
                     for instance in deliver {
                         ctx.acs.deliver(&instance);
                     }
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "service scheduler pass failed"),
-                Err(e) => tracing::error!(error = %e, "service scheduler pass panicked"),
+                    Ok::<_, StoreError>(())
+                })
+                .await;
+            if let Some(Err(e)) = pass {
+                tracing::error!(error = %e, "service scheduler pass failed");
+            }
+        }
+    });
+}
+
+/// Forgets long-stopped tasks every `interval` until the plane shuts down.
+fn spawn_pruner(ctx: Arc<Context>, interval: Duration) {
+    let mut stop = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(interval) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                break;
+            }
+            let pruned = ctx
+                .blocking(|ctx| {
+                    ctx.store.update(|st| {
+                        let before = st.tasks.len();
+                        st.prune_stopped_tasks(clock::epoch_seconds());
+                        Ok::<_, StoreError>(before - st.tasks.len())
+                    })
+                })
+                .await;
+            match pruned {
+                Some(Ok(0)) | None => {}
+                Some(Ok(n)) => tracing::info!(tasks = n, "forgot tasks stopped over an hour ago"),
+                Some(Err(e)) => tracing::error!(error = %e, "cannot prune stopped tasks"),
             }
         }
     });

@@ -22,7 +22,7 @@ struct Args {
     /// Address to listen on, for example 127.0.0.1:8000.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
-    /// Directory for state.json (created if missing).
+    /// Directory for the state database state.redb (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
     /// Region used in ARNs and as the availability zone prefix.

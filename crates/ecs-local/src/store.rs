@@ -1,11 +1,16 @@
 //! The plane's whole state (clusters, task definitions, container instances,
-//! tasks, the sequence counter), the lock around it, and its persistence to
-//! `<data-dir>/state.json`.
+//! tasks, services, the sequence counter), the lock around it, and its
+//! persistence to `<data-dir>/state.redb` (see [`disk`]).
 //!
-//! Every mutation runs on a draft copy and is written to disk (temp file,
-//! fsync, rename) before it becomes visible, so a failed write leaves both
-//! memory and disk at the previous state. The lock is a plain mutex and is
-//! never held across an `.await`.
+//! Every mutation runs on a draft copy, which shares every unchanged row
+//! with the state (see [`table`]), and the rows it changed are written to
+//! disk in one transaction before it becomes visible, so a failed write
+//! leaves both memory and disk at the previous state. The lock is a plain
+//! mutex, never held across an `.await`; callers on async threads reach it
+//! through `spawn_blocking` (docs/ecs-local.md §6).
+
+pub mod disk;
+pub mod table;
 
 use crate::agent_update::AgentUpdate;
 use crate::credentials::{IssuedCredentials, RoleType};
@@ -14,14 +19,10 @@ use ecs_model::ecs_api::{
     Attribute, ClusterSetting, Resource, Service, Tag, Task, TaskDefinition, VersionInfo,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-
-/// Name of the state file inside the data directory.
-pub const STATE_FILE: &str = "state.json";
+pub use table::Table;
 
 /// Stopped tasks are forgotten this long after they stopped, as ECS does
 /// (it keeps them for about an hour), so the state stays bounded.
@@ -53,6 +54,14 @@ pub enum StoreError {
     Write {
         path: PathBuf,
         error: std::io::Error,
+    },
+    #[error("state database {path} failed: {error}")]
+    Database { path: PathBuf, error: String },
+    #[error("state database {path} holds a record {key:?} that is not valid: {error}")]
+    Record {
+        path: PathBuf,
+        key: String,
+        error: serde_json::Error,
     },
 }
 
@@ -242,17 +251,17 @@ pub struct State {
     #[serde(default)]
     pub seq: i64,
     #[serde(default)]
-    pub clusters: BTreeMap<String, ClusterRecord>,
+    pub clusters: Table<ClusterRecord>,
     /// Revisions of each family, revision `n` at index `n - 1`.
     #[serde(default)]
-    pub task_definitions: BTreeMap<String, Vec<TaskDefinition>>,
+    pub task_definitions: Table<Vec<TaskDefinition>>,
     #[serde(default)]
-    pub instances: BTreeMap<String, InstanceRecord>,
+    pub instances: Table<InstanceRecord>,
     #[serde(default)]
-    pub tasks: BTreeMap<String, TaskRecord>,
+    pub tasks: Table<TaskRecord>,
     /// Keyed by `<cluster>/<name>` ([`ServiceRecord::key`]).
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceRecord>,
+    pub services: Table<ServiceRecord>,
 }
 
 impl InstanceRecord {
@@ -306,12 +315,13 @@ impl State {
 #[derive(Debug)]
 pub struct Store {
     state: Mutex<State>,
-    path: PathBuf,
+    disk: disk::Disk,
 }
 
 impl Store {
-    /// Loads `<data_dir>/state.json`, or starts empty if it does not exist.
-    /// The `default` cluster is created when missing.
+    /// Loads the state from `<data_dir>/state.redb` (migrating a
+    /// `state.json` of earlier versions), or starts empty. The `default`
+    /// cluster is created when missing.
     pub fn open(
         data_dir: &Path,
         make_default: impl FnOnce() -> ClusterRecord,
@@ -320,25 +330,16 @@ impl Store {
             path: data_dir.to_owned(),
             error,
         })?;
-        let path = data_dir.join(STATE_FILE);
-        let mut state = match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice::<State>(&bytes).map_err(|error| StoreError::Parse {
-                    path: path.clone(),
-                    error,
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(error) => return Err(StoreError::Read { path, error }),
-        };
+        let (disk, loaded) = disk::Disk::open(data_dir)?;
+        let mut state = loaded.clone();
         if !state.clusters.contains_key("default") {
             let default = make_default();
             state.clusters.insert(default.name.clone(), default);
         }
-        persist(&path, &state)?;
+        disk.write(&loaded, &state)?;
         Ok(Self {
             state: Mutex::new(state),
-            path,
+            disk,
         })
     }
 
@@ -353,9 +354,10 @@ impl Store {
         f(&self.lock())
     }
 
-    /// Applies a change: `f` runs on a draft; if it succeeds the draft is
-    /// persisted and then replaces the state. If `f` or the write fails,
-    /// nothing changes.
+    /// Applies a change: `f` runs on a draft; if it succeeds the rows it
+    /// changed are written and the draft replaces the state. If `f` or the
+    /// write fails, nothing changes. Blocks on the disk: call it from a
+    /// blocking thread.
     pub fn update<R, E>(&self, f: impl FnOnce(&mut State) -> Result<R, E>) -> Result<R, E>
     where
         E: From<StoreError>,
@@ -363,10 +365,8 @@ impl Store {
         let mut guard = self.lock();
         let mut draft = guard.clone();
         let result = f(&mut draft)?;
-        if draft != *guard {
-            persist(&self.path, &draft)?;
-            *guard = draft;
-        }
+        self.disk.write(&guard, &draft)?;
+        *guard = draft;
         Ok(result)
     }
 
@@ -375,44 +375,6 @@ impl Store {
     pub fn update_volatile<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         f(&mut self.lock())
     }
-}
-
-fn persist(path: &Path, state: &State) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(StoreError::Encode)?;
-    let tmp = path.with_extension("json.tmp");
-    let write_err = |error| StoreError::Write {
-        path: path.to_owned(),
-        error,
-    };
-    // The state holds the secret keys of issued task credentials: only the
-    // owner may read it.
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp).map_err(write_err)?;
-    #[cfg(unix)]
-    {
-        // `mode` applies only when the file is created; a temp file left
-        // over by a crash keeps its mode otherwise.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(write_err)?;
-    }
-    file.write_all(&bytes).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(write_err)?;
-    // Make the rename itself durable.
-    if let Some(dir) = path.parent() {
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -502,11 +464,11 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(STATE_FILE))
+            let mode = fs::metadata(dir.path().join(disk::DB_FILE))
                 .unwrap()
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o777, 0o600, "state.json holds secrets");
+            assert_eq!(mode & 0o777, 0o600, "the state holds secrets");
         }
         let store = Store::open(dir.path(), default_cluster).unwrap();
         store.read(|st| {
@@ -544,12 +506,126 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_state_file_is_an_error() {
+    fn a_corrupt_database_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
+        fs::write(dir.path().join(disk::DB_FILE), vec![7u8; 8192]).unwrap();
+        assert!(matches!(
+            Store::open(dir.path(), default_cluster),
+            Err(StoreError::Database { .. })
+        ));
+    }
+
+    #[test]
+    fn a_state_json_of_earlier_versions_is_migrated_once_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = serde_json::json!({
+            "seq": 41,
+            "clusters": {"default": {"name": "default", "arn": "arn:c/default", "status": "ACTIVE"},
+                         "prod": {"name": "prod", "arn": "arn:c/prod", "status": "ACTIVE"}},
+            "taskDefinitions": {"web": [{"family": "web", "revision": 1,
+                                          "containerDefinitions": []}]},
+            "instances": {},
+            "tasks": {"t1": {"id": "t1", "cluster": "prod", "family": "web", "revision": 1,
+                             "demand": {"cpu": 0, "memory": 0}, "task": {},
+                             "stoppedByUser": true}}
+        });
+        fs::write(dir.path().join(disk::LEGACY_FILE), old.to_string()).unwrap();
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        let check = |store: &Store| {
+            store.read(|st| {
+                assert_eq!(st.seq, 41);
+                assert!(st.clusters.contains_key("prod"));
+                assert_eq!(st.task_definitions["web"].len(), 1);
+                assert!(
+                    st.tasks["t1"].stop_requested,
+                    "the old field name still reads"
+                );
+            })
+        };
+        check(&store);
+        assert!(!dir.path().join(disk::LEGACY_FILE).exists());
+        assert!(dir.path().join(disk::MIGRATED_FILE).exists());
+        drop(store);
+        // Later starts read the database, not the kept file.
+        fs::write(dir.path().join(disk::MIGRATED_FILE), b"{not json").unwrap();
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        check(&store);
+    }
+
+    #[test]
+    fn a_corrupt_state_json_is_an_error_and_stays_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(disk::LEGACY_FILE), b"{not json").unwrap();
         assert!(matches!(
             Store::open(dir.path(), default_cluster),
             Err(StoreError::Parse { .. })
         ));
+        assert!(dir.path().join(disk::LEGACY_FILE).exists());
+    }
+
+    #[test]
+    fn an_update_writes_only_the_rows_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        let task = |id: &str| -> TaskRecord {
+            serde_json::from_value(serde_json::json!({
+                "id": id, "cluster": "default", "family": "web", "revision": 1,
+                "demand": {"cpu": 0, "memory": 0}, "task": {}
+            }))
+            .unwrap()
+        };
+        store
+            .update(|st| {
+                for n in 0..100 {
+                    st.tasks.insert(format!("t{n}"), task(&format!("t{n}")));
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let (before, after) = store
+            .update(|st| {
+                let before = st.clone();
+                st.tasks.get_mut("t7").unwrap().sent = true;
+                Ok::<_, StoreError>((before, st.clone()))
+            })
+            .unwrap();
+        let changes = after.tasks.changes(&before.tasks);
+        assert_eq!(changes.len(), 1);
+        drop(store);
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        store.read(|st| {
+            assert_eq!(st.tasks.len(), 100);
+            assert!(st.tasks["t7"].sent);
+            assert!(!st.tasks["t8"].sent);
+        });
+    }
+
+    #[test]
+    fn only_tasks_stopped_and_reported_over_an_hour_ago_are_pruned() {
+        let task = |id: &str, status: &str, stopped_at: Option<f64>, delivered: bool| {
+            let mut t: TaskRecord = serde_json::from_value(serde_json::json!({
+                "id": id, "cluster": "default", "family": "web", "revision": 1,
+                "demand": {"cpu": 0, "memory": 0},
+                "task": {"lastStatus": status, "desiredStatus": "STOPPED", "stoppedAt": stopped_at}
+            }))
+            .unwrap();
+            t.delivered_desired = delivered.then(|| "STOPPED".to_owned());
+            t
+        };
+        let mut st = State::default();
+        let now = 10_000.0;
+        let old = Some(now - STOPPED_TASK_RETENTION_SECS - 1.0);
+        let recent = Some(now - 60.0);
+        st.tasks
+            .insert("old".into(), task("old", "STOPPED", old, true));
+        st.tasks
+            .insert("recent".into(), task("recent", "STOPPED", recent, true));
+        st.tasks
+            .insert("untold".into(), task("untold", "STOPPED", old, false));
+        st.tasks
+            .insert("running".into(), task("running", "RUNNING", None, false));
+        st.prune_stopped_tasks(now);
+        let left: Vec<&String> = st.tasks.keys().collect();
+        assert_eq!(left, ["recent", "running", "untold"]);
     }
 }

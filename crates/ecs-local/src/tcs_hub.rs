@@ -226,16 +226,19 @@ async fn run(
     loop {
         tokio::select! {
             inbound = socket.recv() => {
-                let reply = match inbound {
-                    Some(Ok(Message::Text(text))) => hub.receive(&instance_id, text.as_str().as_bytes()),
-                    Some(Ok(Message::Binary(bytes))) => hub.receive(&instance_id, &bytes),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                let frame: Vec<u8> = match inbound {
+                    Some(Ok(Message::Text(text))) => text.as_str().as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => {
                         tracing::debug!(instance = instance_id, error = %e, "TCS read failed");
                         break;
                     }
                 };
+                // Health reports are saved: off the async workers.
+                let id = instance_id.clone();
+                let reply = ctx.blocking(move |ctx| ctx.tcs.receive(&id, &frame)).await.flatten();
                 if let Some(reply) = reply {
                     if socket.send(Message::Text(reply.encode().into())).await.is_err() {
                         break;

@@ -73,16 +73,19 @@ pub(super) fn create(
     let cluster = ctx.store.update(|st| {
         // Creating a cluster that exists returns it, as ECS does; one that
         // was deleted comes back with the new request's tags and settings.
-        let record = st
-            .clusters
-            .entry(name.clone())
-            .or_insert_with(|| ClusterRecord {
+        if !st.clusters.contains_key(&name) {
+            let record = ClusterRecord {
                 name: name.clone(),
                 arn: ctx.arns.cluster(&name),
                 status: "ACTIVE".to_owned(),
                 tags: req.tags.clone(),
                 settings: req.settings.clone(),
-            });
+            };
+            st.clusters.insert(name.clone(), record);
+        }
+        let Some(record) = st.clusters.get_mut(&name) else {
+            return Err(ApiError::cluster_not_found());
+        };
         if record.status != "ACTIVE" {
             record.status = "ACTIVE".to_owned();
             record.tags = req.tags.clone();

@@ -196,7 +196,13 @@ pub(crate) async fn handle(
             .unwrap_or_else(|| ctx.local_addr.to_string()),
     };
     let result = match target.strip_prefix(TARGET_PREFIX) {
-        Some(action) => run_action(&ctx, action, &body, &info),
+        Some(action) => {
+            // The store waits on the disk: off the async workers.
+            let action = action.to_owned();
+            ctx.blocking(move |ctx| run_action(ctx, &action, &body, &info))
+                .await
+                .unwrap_or_else(|| Err(ApiError::Server("the request handler failed".to_owned())))
+        }
         None if target.is_empty() => Err(ApiError::UnknownOperation(
             "Missing X-Amz-Target header.".to_owned(),
         )),

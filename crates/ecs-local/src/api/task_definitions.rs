@@ -337,7 +337,7 @@ pub(super) fn register(
     let tags = req.tags.clone();
     let definition = ctx.store.update(|st| {
         let family = req.family.clone().unwrap_or_default();
-        let revisions = st.task_definitions.entry(family.clone()).or_default();
+        let revisions = st.task_definitions.get_or_default(&family);
         let revision = i64::try_from(revisions.len()).unwrap_or(i64::MAX - 1) + 1;
         let network_mode = req.network_mode.as_deref().unwrap_or("bridge").to_owned();
         let mut compatibilities = vec!["EXTERNAL".to_owned(), "EC2".to_owned()];

@@ -155,7 +155,6 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
             }
         }
         response.failures = failures(launched.shortfalls);
-        st.prune_stopped_tasks(now);
         Ok((response, launched.instances))
     })?;
     for task in &response.tasks {

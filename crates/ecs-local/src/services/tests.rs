@@ -76,7 +76,7 @@ impl World {
     /// Registers revision n of `web` (one essential container of 256 MiB,
     /// with a health check when `checked`); returns its ARN.
     fn definition(&mut self, checked: bool) -> String {
-        let revisions = self.st.task_definitions.entry("web".into()).or_default();
+        let revisions = self.st.task_definitions.get_or_default("web");
         let revision = i64::try_from(revisions.len()).unwrap() + 1;
         let arn = self.arns.task_definition("web", revision);
         revisions.push(TaskDefinition {
