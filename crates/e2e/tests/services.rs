@@ -206,13 +206,10 @@ print(json.dumps({"arns": arns, "running": svc["runningCount"], "strategy": svc[
         Ok((failed && head == v2.as_str()).then_some(()))
     })
     .unwrap();
+    // Revision 3's tasks reach RUNNING before they exit, so some of
+    // revision 2's may have been stopped meanwhile, as in ECS; the
+    // rollback brings the service back to two tasks of revision 2.
     let after = wait_settled(&cli, 2, &v2);
-    for task in &second {
-        assert!(
-            after.contains(task),
-            "revision 2's tasks were never stopped"
-        );
-    }
 
     // Deleting with force stops the containers; the service goes INACTIVE.
     let deleted = cli

@@ -36,6 +36,23 @@ pub struct Launched {
     pub shortfalls: Vec<Vec<(String, Shortfall)>>,
 }
 
+/// The tags a task gets: those propagated from its task definition or
+/// service, with the ones given for the task itself laid over them (same
+/// key: the given value wins).
+pub fn task_tags(propagated: &[Tag], given: Option<&[Tag]>) -> Option<Vec<Tag>> {
+    let given = given.unwrap_or_default();
+    if propagated.is_empty() && given.is_empty() {
+        return None;
+    }
+    let mut out: Vec<Tag> = propagated
+        .iter()
+        .filter(|p| !given.iter().any(|g| g.key == p.key))
+        .cloned()
+        .collect();
+    out.extend(given.iter().cloned());
+    Some(out)
+}
+
 /// The instances of a cluster new tasks may go to: registered and ACTIVE
 /// (not DRAINING).
 pub fn capacities(state: &State, cluster: &str) -> Vec<Capacity> {
@@ -105,4 +122,29 @@ pub fn launch(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(k: &str, v: &str) -> Tag {
+        Tag {
+            key: Some(k.into()),
+            value: Some(v.into()),
+        }
+    }
+
+    #[test]
+    fn given_tags_win_over_propagated_ones() {
+        assert_eq!(task_tags(&[], None), None);
+        assert_eq!(task_tags(&[], Some(&[])), None);
+        assert_eq!(
+            task_tags(
+                &[tag("team", "a"), tag("app", "web")],
+                Some(&[tag("team", "b")])
+            ),
+            Some(vec![tag("app", "web"), tag("team", "b")])
+        );
+    }
 }

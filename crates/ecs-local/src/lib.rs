@@ -171,6 +171,9 @@ pub struct Plane {
     ctx: Arc<Context>,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<Result<(), PlaneError>>>,
+    /// The background loops (credentials refresh, service scheduler,
+    /// pruner); they end at shutdown.
+    loops: Vec<JoinHandle<()>>,
 }
 
 impl Plane {
@@ -238,12 +241,14 @@ impl Plane {
             )
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(ctx.clone());
-        spawn_credentials_refresher(
-            ctx.clone(),
-            credentials::refresh_tick(config.credentials_ttl),
-        );
-        spawn_service_scheduler(ctx.clone(), config.service_interval);
-        spawn_pruner(ctx.clone(), PRUNE_INTERVAL);
+        let loops = vec![
+            spawn_credentials_refresher(
+                ctx.clone(),
+                credentials::refresh_tick(config.credentials_ttl),
+            ),
+            spawn_service_scheduler(ctx.clone(), config.service_interval),
+            spawn_pruner(ctx.clone(), PRUNE_INTERVAL),
+        ];
         let mut stop = shutdown_rx;
         let server = tokio::spawn(async move {
             axum::serve(
@@ -261,6 +266,7 @@ impl Plane {
             ctx,
             shutdown: shutdown_tx,
             server: Some(server),
+            loops,
         })
     }
 
@@ -319,9 +325,25 @@ impl Plane {
     /// server to finish.
     pub async fn shutdown(mut self) -> Result<(), PlaneError> {
         let _ = self.shutdown.send(true);
-        match self.server.take() {
+        let served = match self.server.take() {
             Some(server) => server.await.map_err(PlaneError::Join)?,
             None => Ok(()),
+        };
+        self.release().await;
+        served
+    }
+
+    /// Waits for the background loops and the websocket connections to let
+    /// go of the state, so that the database is closed when this returns
+    /// (a plane started again on the same data directory can open it). A
+    /// connection that takes longer than a few seconds is left behind.
+    async fn release(&mut self) {
+        for handle in self.loops.drain(..) {
+            let _ = handle.await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.ctx) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -333,19 +355,22 @@ impl Plane {
         let Some(mut server) = self.server.take() else {
             return Ok(());
         };
-        tokio::select! {
+        let served = tokio::select! {
             result = &mut server => result.map_err(PlaneError::Join)?,
             () = signal => {
                 let _ = self.shutdown.send(true);
                 server.await.map_err(PlaneError::Join)?
             }
-        }
+        };
+        let _ = self.shutdown.send(true);
+        self.release().await;
+        served
     }
 }
 
 /// Refreshes credentials half-way through their life, every `tick`, until
 /// the plane shuts down.
-fn spawn_credentials_refresher(ctx: Arc<Context>, tick: Duration) {
+fn spawn_credentials_refresher(ctx: Arc<Context>, tick: Duration) -> JoinHandle<()> {
     let mut stop = ctx.shutdown.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
@@ -361,13 +386,13 @@ fn spawn_credentials_refresher(ctx: Arc<Context>, tick: Duration) {
             ctx.blocking(|ctx| ctx.acs.refresh_credentials(clock::epoch_seconds()))
                 .await;
         }
-    });
+    })
 }
 
 /// Runs the service scheduler (crate::services) every `interval`, and at
 /// once when woken, until the plane shuts down. A pass with no service to
 /// look after touches nothing.
-fn spawn_service_scheduler(ctx: Arc<Context>, interval: Duration) {
+fn spawn_service_scheduler(ctx: Arc<Context>, interval: Duration) -> JoinHandle<()> {
     let mut stop = ctx.shutdown.clone();
     tokio::spawn(async move {
         loop {
@@ -389,11 +414,11 @@ fn spawn_service_scheduler(ctx: Arc<Context>, interval: Duration) {
                 tracing::error!(error = %e, "service scheduler pass failed");
             }
         }
-    });
+    })
 }
 
 /// Forgets long-stopped tasks every `interval` until the plane shuts down.
-fn spawn_pruner(ctx: Arc<Context>, interval: Duration) {
+fn spawn_pruner(ctx: Arc<Context>, interval: Duration) -> JoinHandle<()> {
     let mut stop = ctx.shutdown.clone();
     tokio::spawn(async move {
         loop {
@@ -419,7 +444,7 @@ fn spawn_pruner(ctx: Arc<Context>, interval: Duration) {
                 Some(Err(e)) => tracing::error!(error = %e, "cannot prune stopped tasks"),
             }
         }
-    });
+    })
 }
 
 /// One pass of the service scheduler: the instances to deliver to.

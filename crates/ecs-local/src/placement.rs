@@ -306,6 +306,9 @@ pub struct Capacity {
     pub attributes: Vec<Attribute>,
     /// The group of each task on it that is not STOPPED.
     pub groups: Vec<String>,
+    /// How many of them are RUNNING (the `runningTasksCount` of
+    /// DescribeContainerInstances and of cluster queries).
+    pub running: i64,
 }
 
 impl Capacity {
@@ -327,10 +330,14 @@ impl Capacity {
             udp_taken: port_resource(&instance.registered_resources, "PORTS_UDP"),
             attributes: instance.all_attributes(),
             groups: Vec::new(),
+            running: 0,
         };
         for task in state.tasks_on(&instance.id).filter(|t| !t.is_stopped()) {
             let group = task.task.group.clone().unwrap_or_default();
             capacity.take(&task.demand, &group);
+            if task.last_status() == "RUNNING" {
+                capacity.running += 1;
+            }
         }
         capacity
     }
@@ -342,7 +349,7 @@ impl Capacity {
             agent_connected: self.agent_connected,
             agent_version: self.agent_version.as_deref(),
             registered_at: self.registered_at,
-            running_tasks_count: i64::try_from(self.groups.len()).unwrap_or(i64::MAX),
+            running_tasks_count: self.running,
             attributes: &self.attributes,
             task_groups: groups,
         }
@@ -642,6 +649,7 @@ mod tests {
             udp_taken: BTreeSet::new(),
             attributes: Vec::new(),
             groups: Vec::new(),
+            running: 0,
             ec2_instance_id: None,
             agent_connected: true,
             agent_version: None,
@@ -1010,5 +1018,465 @@ mod tests {
         let d = demand(&task_level, None);
         assert_eq!((d.cpu, d.memory), (1024, 1024));
         assert_eq!(d.tcp_ports, vec![80, 81]);
+    }
+
+    fn set(capacity: &mut Capacity, name: &str, value: &str) {
+        capacity.attributes.push(Attribute {
+            name: name.to_owned(),
+            value: Some(value.to_owned()),
+            ..Attribute::default()
+        });
+    }
+
+    fn with_tasks(mut capacity: Capacity, groups: &[&str]) -> Capacity {
+        capacity.groups = names(groups);
+        capacity
+    }
+
+    fn request<'a>(
+        demand: &'a Demand,
+        constraints: &'a [Constraint],
+        strategies: &'a [Strategy],
+    ) -> Request<'a> {
+        Request {
+            constraints,
+            strategies,
+            ..simple(demand, NONE)
+        }
+    }
+
+    /// Places `count` tasks one after the other; the index of each.
+    fn place_all(caps: &mut [Capacity], request: &Request<'_>, count: usize) -> Vec<usize> {
+        (0..count).map(|_| place(caps, request).unwrap()).collect()
+    }
+
+    fn refused_by(caps: &[Capacity], shortfall: Shortfall) -> Vec<(String, Shortfall)> {
+        caps.iter()
+            .map(|c| (c.instance_arn.clone(), shortfall.clone()))
+            .collect()
+    }
+
+    fn member_of(text: &str) -> Constraint {
+        Constraint::MemberOf(query::parse(text).unwrap())
+    }
+
+    #[test]
+    fn distinct_instance_refuses_instances_running_the_group_including_this_calls_tasks() {
+        let mut caps = vec![
+            with_tasks(capacity("a", 1024, 4096, &[]), &["g"]),
+            with_tasks(capacity("b", 1024, 2048, &[]), &["other"]),
+            capacity("c", 1024, 1024, &[]),
+        ];
+        let distinct = [Constraint::DistinctInstance];
+        let demand = need(1, 1, &[]);
+        let req = request(&demand, &distinct, &[]);
+        // "a" has the most memory but already runs a task of "g"; a task of
+        // another group on "b" does not count.
+        assert_eq!(place(&mut caps, &req), Ok(1));
+        assert_eq!(place(&mut caps, &req), Ok(2));
+        let err = place(&mut caps, &req).unwrap_err();
+        assert_eq!(err, refused_by(&caps, Shortfall::DistinctInstance));
+        assert_eq!(
+            err[0].1.reason(),
+            "DistinctInstance placement constraint unsatisfied."
+        );
+        // Another group is free to go anywhere.
+        let other = Request { group: "h", ..req };
+        assert_eq!(place(&mut caps, &other), Ok(0));
+    }
+
+    #[test]
+    fn member_of_places_only_where_the_attribute_expression_holds() {
+        let mut dev = capacity("dev", 1024, 4096, &[]);
+        set(&mut dev, "stack", "dev");
+        let mut prod = capacity("prod", 1024, 1024, &[]);
+        set(&mut prod, "stack", "prod");
+        let bare = capacity("bare", 1024, 8192, &[]);
+        let mut caps = vec![dev, prod, bare];
+
+        let on_prod = [member_of("attribute:stack == prod")];
+        let demand = need(1, 600, &[]);
+        let req = request(&demand, &on_prod, &[]);
+        assert_eq!(place(&mut caps, &req), Ok(1));
+        // The constraint is checked before resources: the others say
+        // MemberOf although they have the memory, "prod" says MEMORY.
+        assert_eq!(
+            place(&mut caps, &req).unwrap_err(),
+            vec![
+                ("arn:dev".to_owned(), Shortfall::MemberOf),
+                ("arn:prod".to_owned(), Shortfall::Memory),
+                ("arn:bare".to_owned(), Shortfall::MemberOf),
+            ]
+        );
+
+        let nowhere = [member_of("attribute:stack == nope")];
+        let err = place(&mut caps, &request(&need(1, 1, &[]), &nowhere, &[])).unwrap_err();
+        assert_eq!(err, refused_by(&caps, Shortfall::MemberOf));
+        assert_eq!(
+            err[0].1.reason(),
+            "MemberOf placement constraint unsatisfied."
+        );
+
+        // A missing attribute passes `!=` and task groups are visible.
+        let not_prod = [member_of(
+            "attribute:stack != prod and not(task:group == g)",
+        )];
+        let demand = need(1, 1, &[]);
+        let req = request(&demand, &not_prod, &[]);
+        assert_eq!(place(&mut caps, &req), Ok(2));
+        assert_eq!(place(&mut caps, &req), Ok(0));
+        assert_eq!(
+            place(&mut caps, &req).unwrap_err(),
+            refused_by(&caps, Shortfall::MemberOf)
+        );
+    }
+
+    #[test]
+    fn binpack_memory_picks_the_fullest_instance_that_still_fits() {
+        let mut caps = vec![
+            capacity("roomy", 1024, 4096, &[]),
+            capacity("half", 1024, 1024, &[]),
+            capacity("small", 1024, 512, &[]),
+        ];
+        let pack = [Strategy::Binpack(PackBy::Memory)];
+        // "small" is the fullest but 600 does not fit there.
+        assert_eq!(
+            place(&mut caps, &request(&need(1, 600, &[]), &[], &pack)),
+            Ok(1)
+        );
+        assert_eq!(caps[1].memory, 424);
+        assert_eq!(
+            place(&mut caps, &request(&need(1, 400, &[]), &[], &pack)),
+            Ok(1)
+        );
+        assert_eq!(caps[1].memory, 24);
+        assert_eq!(
+            place(&mut caps, &request(&need(1, 400, &[]), &[], &pack)),
+            Ok(2)
+        );
+        assert_eq!(
+            place(&mut caps, &request(&need(1, 400, &[]), &[], &pack)),
+            Ok(0)
+        );
+        assert_eq!(
+            caps.iter().map(|c| c.memory).collect::<Vec<_>>(),
+            vec![3696, 24, 112]
+        );
+    }
+
+    #[test]
+    fn binpack_cpu_picks_the_instance_with_the_least_cpu_left_that_fits() {
+        let mut caps = vec![
+            capacity("big", 4096, 8000, &[]),
+            capacity("mid", 1024, 2000, &[]),
+            capacity("tiny", 256, 9000, &[]),
+        ];
+        let pack = [Strategy::Binpack(PackBy::Cpu)];
+        let demand = need(512, 1, &[]);
+        let req = request(&demand, &[], &pack);
+        // Without the strategy "big" (most memory of those that fit) wins.
+        assert_eq!(
+            place(&mut caps.clone(), &simple(&need(512, 1, &[]), NONE)),
+            Ok(0)
+        );
+        assert_eq!(place_all(&mut caps, &req, 3), vec![1, 1, 0]);
+        assert_eq!(
+            caps.iter().map(|c| c.cpu).collect::<Vec<_>>(),
+            vec![3584, 0, 256]
+        );
+    }
+
+    #[test]
+    fn spread_over_instances_counts_only_the_requests_group() {
+        let mut caps = vec![
+            with_tasks(capacity("a", 1024, 4000, &[]), &["other", "other", "other"]),
+            with_tasks(capacity("b", 1024, 3000, &[]), &["g"]),
+            capacity("c", 1024, 2000, &[]),
+        ];
+        let spread = [Strategy::Spread(SpreadOver::Instance)];
+        let demand = need(1, 100, &[]);
+        let req = request(&demand, &[], &spread);
+        // Ties between the least loaded go to the most memory left.
+        assert_eq!(place_all(&mut caps, &req, 5), vec![0, 2, 0, 1, 2]);
+        assert_eq!(
+            caps.iter().map(|c| c.tasks_of("g")).collect::<Vec<_>>(),
+            vec![2, 2, 2]
+        );
+        assert_eq!(caps[0].tasks_of("other"), 3);
+    }
+
+    #[test]
+    fn spread_over_an_attribute_alternates_between_its_values() {
+        let mut caps = vec![
+            capacity("a1", 1024, 1000, &[]),
+            capacity("a2", 1024, 1000, &[]),
+            capacity("b1", 1024, 1000, &[]),
+        ];
+        set(&mut caps[0], "zone", "a");
+        set(&mut caps[1], "zone", "a");
+        set(&mut caps[2], "zone", "b");
+        let spread = [Strategy::Spread(SpreadOver::Attribute("zone".into()))];
+        let demand = need(1, 100, &[]);
+        let req = request(&demand, &[], &spread);
+        let placed = place_all(&mut caps, &req, 6);
+        let zones: Vec<&str> = placed
+            .iter()
+            .map(|&i| caps[i].attribute("zone").unwrap())
+            .collect();
+        assert_eq!(zones, ["a", "b", "a", "b", "a", "b"]);
+        // Within zone a, the task goes where more memory is left.
+        assert_eq!(placed, vec![0, 2, 1, 2, 0, 2]);
+    }
+
+    #[test]
+    fn strategies_apply_in_the_order_given() {
+        let fresh = || {
+            let mut caps = vec![
+                capacity("a-big", 1024, 4000, &[]),
+                capacity("a-small", 1024, 1000, &[]),
+                capacity("b-mid", 1024, 2000, &[]),
+                capacity("b-big", 1024, 3000, &[]),
+            ];
+            for (cap, zone) in caps.iter_mut().zip(["a", "a", "b", "b"]) {
+                set(cap, "zone", zone);
+            }
+            caps
+        };
+        let demand = need(1, 500, &[]);
+        let spread_then_pack = [
+            Strategy::Spread(SpreadOver::Attribute("zone".into())),
+            Strategy::Binpack(PackBy::Memory),
+        ];
+        let mut caps = fresh();
+        let placed = place_all(&mut caps, &request(&demand, &[], &spread_then_pack), 4);
+        assert_eq!(placed, vec![1, 2, 1, 2]);
+        assert_eq!(caps[1].memory, 0);
+
+        // Packing first leaves the spread only the fullest instance.
+        let pack_then_spread = [
+            Strategy::Binpack(PackBy::Memory),
+            Strategy::Spread(SpreadOver::Attribute("zone".into())),
+        ];
+        let mut caps = fresh();
+        let placed = place_all(&mut caps, &request(&demand, &[], &pack_then_spread), 3);
+        assert_eq!(placed, vec![1, 1, 2]);
+    }
+
+    #[test]
+    fn random_only_ever_picks_a_fitting_instance() {
+        let mut disconnected = capacity("disconnected", 1024, 4096, &[]);
+        disconnected.agent_connected = false;
+        let caps = vec![
+            capacity("small", 1024, 100, &[]),
+            capacity("fits-1", 1024, 1000, &[]),
+            disconnected,
+            capacity("port-taken", 1024, 4096, &[80]),
+            capacity("fits-2", 1024, 1000, &[]),
+        ];
+        let random = [Strategy::Random];
+        let demand = need(1, 500, &[80]);
+        let req = request(&demand, &[], &random);
+        let mut picked = BTreeSet::new();
+        for _ in 0..200 {
+            picked.insert(place(&mut caps.clone(), &req).unwrap());
+        }
+        // Both fitting instances turn up: the chance that 200 fair draws
+        // all miss one of them is 2^-199.
+        assert_eq!(picked, BTreeSet::from([1, 4]));
+        let mut caps = caps;
+        assert_eq!(place_all(&mut caps, &req, 2).len(), 2);
+        assert_eq!(
+            place(&mut caps, &req).unwrap_err(),
+            vec![
+                ("arn:small".to_owned(), Shortfall::Memory),
+                ("arn:fits-1".to_owned(), Shortfall::Ports),
+                ("arn:disconnected".to_owned(), Shortfall::Agent),
+                ("arn:port-taken".to_owned(), Shortfall::Ports),
+                ("arn:fits-2".to_owned(), Shortfall::Ports),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_disconnected_agent_is_the_reason_before_any_other() {
+        let mut lost = with_tasks(capacity("lost", 10, 10, &[8080]), &["g"]);
+        lost.agent_connected = false;
+        lost.udp_taken.insert(53);
+        let mut caps = vec![lost];
+        let required = names(&[attributes::TASK_IAM_ROLE]);
+        let constraints = [Constraint::DistinctInstance, member_of("attribute:x == y")];
+        let mut demand = need(4096, 4096, &[8080]);
+        demand.udp_ports = vec![53];
+        let req = Request {
+            demand: &demand,
+            required: &required,
+            group: "g",
+            constraints: &constraints,
+            strategies: &[],
+        };
+        let err = place(&mut caps, &req).unwrap_err();
+        assert_eq!(err, vec![("arn:lost".to_owned(), Shortfall::Agent)]);
+        assert_eq!(err[0].1.reason(), "AGENT");
+        assert_eq!(err[0].1.detail(), None);
+        caps[0].agent_connected = true;
+        assert_eq!(
+            place(&mut caps, &req).unwrap_err()[0].1,
+            Shortfall::Attribute(attributes::TASK_IAM_ROLE.to_owned())
+        );
+    }
+
+    #[test]
+    fn a_udp_port_clash_is_a_ports_udp_shortfall() {
+        let mut dns = capacity("dns", 1024, 1024, &[]);
+        dns.udp_taken.insert(53);
+        let mut caps = vec![dns];
+        let udp = |port: u16| Demand {
+            udp_ports: vec![port],
+            ..need(1, 1, &[])
+        };
+        let err = place(&mut caps, &simple(&udp(53), NONE)).unwrap_err();
+        assert_eq!(err, vec![("arn:dns".to_owned(), Shortfall::PortsUdp)]);
+        assert_eq!(err[0].1.reason(), "RESOURCE:PORTS_UDP");
+        // TCP 53 is another port.
+        assert_eq!(place(&mut caps, &simple(&need(1, 1, &[53]), NONE)), Ok(0));
+        assert_eq!(place(&mut caps, &simple(&udp(5353), NONE)), Ok(0));
+        assert_eq!(
+            place(&mut caps, &simple(&udp(5353), NONE)).unwrap_err()[0].1,
+            Shortfall::PortsUdp
+        );
+        assert_eq!(caps[0].udp_taken, BTreeSet::from([53, 5353]));
+    }
+
+    fn constraint(kind: Option<&str>, expression: Option<&str>) -> PlacementConstraint {
+        PlacementConstraint {
+            constraint_type: kind.map(str::to_owned),
+            expression: expression.map(str::to_owned),
+        }
+    }
+
+    fn strategy(kind: Option<&str>, field: Option<&str>) -> PlacementStrategy {
+        PlacementStrategy {
+            strategy_type: kind.map(str::to_owned),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn constraints_are_read_or_refused_with_a_message() {
+        assert_eq!(
+            constraints(&[
+                constraint(Some("distinctInstance"), None),
+                constraint(Some("distinctInstance"), Some(" ")),
+                constraint(Some("memberOf"), Some("attribute:stack == prod")),
+            ]),
+            Ok(vec![
+                Constraint::DistinctInstance,
+                Constraint::DistinctInstance,
+                member_of("attribute:stack == prod"),
+            ])
+        );
+        let refused = |given: PlacementConstraint| constraints(&[given]).unwrap_err();
+        let no_expression = "An expression is required for the memberOf placement constraint.";
+        assert_eq!(refused(constraint(Some("memberOf"), None)), no_expression);
+        assert_eq!(
+            refused(constraint(Some("memberOf"), Some("  "))),
+            no_expression
+        );
+        assert_eq!(
+            refused(constraint(
+                Some("distinctInstance"),
+                Some("attribute:a == b")
+            )),
+            "Expressions are not supported for the distinctInstance placement constraint."
+        );
+        assert_eq!(
+            refused(constraint(Some("sameInstance"), None)),
+            "Invalid placement constraint type 'sameInstance'; use distinctInstance or memberOf."
+        );
+        assert_eq!(
+            refused(constraint(None, Some("attribute:a == b"))),
+            "Invalid placement constraint type ''; use distinctInstance or memberOf."
+        );
+        assert_eq!(
+            refused(constraint(Some("memberOf"), Some("attribute:stack =="))),
+            "Invalid memberOf expression: Invalid expression: missing a value after '==' at the end of the expression"
+        );
+        assert_eq!(
+            refused(constraint(Some("memberOf"), Some("color == red"))),
+            "Invalid memberOf expression: Invalid expression: unknown subject 'color' at position 0"
+        );
+        // One bad constraint refuses them all.
+        assert!(constraints(&[
+            constraint(Some("distinctInstance"), None),
+            constraint(Some("memberOf"), None),
+        ])
+        .is_err());
+
+        let ten = vec![constraint(Some("distinctInstance"), None); MAX_CONSTRAINTS];
+        assert_eq!(constraints(&ten).unwrap().len(), 10);
+        let eleven = vec![constraint(Some("distinctInstance"), None); MAX_CONSTRAINTS + 1];
+        assert_eq!(
+            constraints(&eleven).unwrap_err(),
+            "A maximum of 10 placement constraints may be specified."
+        );
+    }
+
+    #[test]
+    fn strategies_are_read_or_refused_with_a_message() {
+        assert_eq!(
+            strategies(&[
+                strategy(Some("binpack"), Some("CPU")),
+                strategy(Some("binpack"), Some("memory")),
+                strategy(Some("spread"), Some("instanceId")),
+                strategy(Some("spread"), Some("host")),
+                strategy(Some("spread"), Some("attribute:ecs.availability-zone")),
+            ]),
+            Ok(vec![
+                Strategy::Binpack(PackBy::Cpu),
+                Strategy::Binpack(PackBy::Memory),
+                Strategy::Spread(SpreadOver::Instance),
+                Strategy::Spread(SpreadOver::Instance),
+                Strategy::Spread(SpreadOver::Attribute("ecs.availability-zone".to_owned())),
+            ])
+        );
+        assert_eq!(
+            strategies(&[
+                strategy(Some("random"), None),
+                strategy(Some("random"), Some(""))
+            ]),
+            Ok(vec![Strategy::Random, Strategy::Random])
+        );
+        let refused = |given: PlacementStrategy| strategies(&[given]).unwrap_err();
+        let binpack = "The binpack placement strategy needs the field cpu or memory.";
+        assert_eq!(refused(strategy(Some("binpack"), Some("disk"))), binpack);
+        assert_eq!(refused(strategy(Some("binpack"), None)), binpack);
+        assert_eq!(
+            refused(strategy(Some("spread"), None)),
+            "The spread placement strategy needs a field."
+        );
+        assert_eq!(
+            refused(strategy(Some("spread"), Some("attribute:"))),
+            "Invalid spread field 'attribute:'; use instanceId, host or attribute:<name>."
+        );
+        assert_eq!(
+            refused(strategy(Some("spread"), Some("zone"))),
+            "Invalid spread field 'zone'; use instanceId, host or attribute:<name>."
+        );
+        assert_eq!(
+            refused(strategy(Some("random"), Some("instanceId"))),
+            "The random placement strategy takes no field."
+        );
+        assert_eq!(
+            refused(strategy(Some("pack"), Some("cpu"))),
+            "Invalid placement strategy type 'pack'; use random, spread or binpack."
+        );
+
+        let five = vec![strategy(Some("random"), None); MAX_STRATEGIES];
+        assert_eq!(strategies(&five).unwrap().len(), 5);
+        let six = vec![strategy(Some("random"), None); MAX_STRATEGIES + 1];
+        assert_eq!(
+            strategies(&six).unwrap_err(),
+            "A maximum of 5 placement strategies may be specified."
+        );
     }
 }

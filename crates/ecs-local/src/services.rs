@@ -12,7 +12,7 @@ use crate::launch::{self, Launch};
 use crate::lifecycle::{self, SERVICE_SCHEDULER_INITIATED};
 use crate::placement::{self, Capacity, Constraint, Shortfall, SpreadOver, Strategy};
 use crate::store::{ServiceRecord, State, TaskRecord};
-use ecs_model::ecs_api::{Deployment, ServiceEvent, TaskDefinition};
+use ecs_model::ecs_api::{Deployment, ServiceEvent, Tag, TaskDefinition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -358,10 +358,17 @@ impl Step<'_> {
             .collect();
         let constraints = service_constraints(&snapshot);
         let strategies = service_strategies(&snapshot);
-        let tags = match snapshot.service.propagate_tags.as_deref() {
-            Some("SERVICE") => snapshot.service.tags.clone(),
-            _ => None,
+        let propagated: Vec<Tag> = match snapshot.service.propagate_tags.as_deref() {
+            Some("SERVICE") => snapshot.service.tags.clone().unwrap_or_default(),
+            Some("TASK_DEFINITION") => state
+                .task_definition_tags(
+                    definition.family.as_deref().unwrap_or_default(),
+                    definition.revision.unwrap_or(0),
+                )
+                .to_vec(),
+            _ => Vec::new(),
         };
+        let tags = launch::task_tags(&propagated, None);
         let plan = Launch {
             cluster: &snapshot.cluster,
             definition: &definition,

@@ -262,6 +262,10 @@ pub struct State {
     /// Keyed by `<cluster>/<name>` ([`ServiceRecord::key`]).
     #[serde(default)]
     pub services: Table<ServiceRecord>,
+    /// The tags of each task definition revision, keyed by
+    /// `<family>:<revision>`.
+    #[serde(default)]
+    pub task_definition_tags: Table<Vec<Tag>>,
 }
 
 impl InstanceRecord {
@@ -289,6 +293,14 @@ impl State {
     pub fn task_definition(&self, family: &str, revision: i64) -> Option<&TaskDefinition> {
         let index = usize::try_from(revision.checked_sub(1)?).ok()?;
         self.task_definitions.get(family)?.get(index)
+    }
+
+    /// The tags of the task definition `family:revision`.
+    pub fn task_definition_tags(&self, family: &str, revision: i64) -> &[Tag] {
+        self.task_definition_tags
+            .get(&format!("{family}:{revision}"))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     /// Tasks placed on an instance.

@@ -9,7 +9,7 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, ContainerOverride, KeyValuePair, NetworkMode, PortMapping, TaskOverride,
     TransportProtocol,
 };
-use common::{connected_instance, Harness};
+use common::{connected_instance, eventually, start_in, Harness};
 
 fn container(name: &str, memory: i32) -> ContainerDefinition {
     ContainerDefinition::builder()
@@ -1088,4 +1088,229 @@ async fn custom_attributes_are_put_listed_deleted_and_survive_re_registration() 
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Some("InvalidParameterException"));
+}
+
+#[tokio::test]
+async fn start_task_runs_on_the_named_instances_only() {
+    let h = Harness::start().await;
+    let ecs = h.client();
+    let (first, _ws1) = connected_instance(&h, "default", 1024, 1024).await;
+    let (second, _ws2) = connected_instance(&h, "default", 1024, 1024).await;
+    ecs.register_task_definition()
+        .family("web")
+        .container_definitions(container("main", 600))
+        .send()
+        .await
+        .unwrap();
+    let started = ecs
+        .start_task()
+        .task_definition("web")
+        .container_instances(&second)
+        .started_by("me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.tasks().len(), 1);
+    let task = &started.tasks()[0];
+    assert_eq!(task.container_instance_arn(), Some(second.as_str()));
+    assert_eq!(task.started_by(), Some("me"));
+    assert_eq!(task.group(), Some("family:web"));
+    // The second has no room left for another; the first has; a missing
+    // one is MISSING; a draining one is refused with its status.
+    ecs.update_container_instances_state()
+        .container_instances(&first)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    let again = ecs
+        .start_task()
+        .task_definition("web")
+        .container_instances(&second)
+        .container_instances(&first)
+        .container_instances("0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert!(again.tasks().is_empty());
+    let reasons: Vec<(String, String)> = again
+        .failures()
+        .iter()
+        .map(|f| {
+            (
+                f.arn().unwrap().rsplit('/').next().unwrap().to_owned(),
+                f.reason().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let id = |arn: &str| arn.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        reasons.contains(&(id(&second), "RESOURCE:MEMORY".to_owned())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&(id(&first), "DRAINING".to_owned())),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&("0123456789abcdef".to_owned(), "MISSING".to_owned())));
+    let err = ecs
+        .start_task()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err
+        .as_service_error()
+        .unwrap()
+        .is_invalid_parameter_exception());
+}
+
+#[tokio::test]
+async fn task_definition_and_service_tags_are_kept_listed_and_propagated() {
+    use aws_sdk_ecs::types::{PropagateTags, Tag, TaskDefinitionField};
+    let h = Harness::start().await;
+    let ecs = h.client();
+    let (_arn, _ws) = connected_instance(&h, "default", 4096, 4096).await;
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+    let registered = ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(container("main", 64))
+        .tags(tag("team", "a"))
+        .tags(tag("app", "web"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.tags().len(), 2);
+    let td_arn = registered
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
+    let plain = ecs
+        .describe_task_definition()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.tags().is_empty(), "tags only with include TAGS");
+    let with = ecs
+        .describe_task_definition()
+        .task_definition("web:1")
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.tags().len(), 2);
+    ecs.tag_resource()
+        .resource_arn(&td_arn)
+        .tags(tag("stage", "dev"))
+        .send()
+        .await
+        .unwrap();
+    let listed = ecs
+        .list_tags_for_resource()
+        .resource_arn(&td_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.tags().len(), 3);
+
+    // RunTask: the definition's tags, with the task's own laid over.
+    let run = ecs
+        .run_task()
+        .task_definition("web")
+        .propagate_tags(PropagateTags::TaskDefinition)
+        .tags(tag("team", "b"))
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = run.tasks()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [("app", "web"), ("stage", "dev"), ("team", "b")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
+    let err = ecs
+        .run_task()
+        .task_definition("web")
+        .propagate_tags(PropagateTags::Service)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err
+        .as_service_error()
+        .unwrap()
+        .is_invalid_parameter_exception());
+
+    // A service's tags can be listed, changed, and reach its tasks.
+    let service = ecs
+        .create_service()
+        .service_name("svc")
+        .task_definition("web")
+        .desired_count(1)
+        .tags(tag("owner", "ops"))
+        .propagate_tags(PropagateTags::Service)
+        .send()
+        .await
+        .unwrap();
+    let service_arn = service.service().unwrap().service_arn().unwrap().to_owned();
+    // Tags are copied when a task starts.
+    eventually(
+        &h.plane,
+        "the service's task with the service's tags",
+        |st| {
+            st.tasks.values().any(|t| {
+                t.service.as_deref() == Some("svc")
+                    && t.task.tags.as_deref()
+                        == Some(
+                            &[ecs_model::ecs_api::Tag {
+                                key: Some("owner".into()),
+                                value: Some("ops".into()),
+                            }][..],
+                        )
+            })
+        },
+    )
+    .await;
+    ecs.untag_resource()
+        .resource_arn(&service_arn)
+        .tag_keys("owner")
+        .send()
+        .await
+        .unwrap();
+    ecs.tag_resource()
+        .resource_arn(&service_arn)
+        .tags(tag("owner", "dev"))
+        .send()
+        .await
+        .unwrap();
+    let listed = ecs
+        .list_tags_for_resource()
+        .resource_arn(&service_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.tags(), [tag("owner", "dev")]);
+    // The tags survive a restart with the rest.
+    let Harness { plane, dir } = h;
+    plane.shutdown().await.unwrap();
+    let h = Harness {
+        plane: start_in(dir.path().join("data")).await,
+        dir,
+    };
+    let listed = h
+        .client()
+        .list_tags_for_resource()
+        .resource_arn(&td_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.tags().len(), 3);
 }

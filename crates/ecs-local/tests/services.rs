@@ -510,7 +510,10 @@ async fn a_service_survives_a_restart_of_the_plane_and_keeps_running() {
         .send()
         .await
         .unwrap();
-    eventually(&h.plane, "2 running", |st| all_running(st, 2, 1)).await;
+    eventually(&h.plane, "2 running and steady", |st| {
+        all_running(st, 2, 1) && st.services["default/web"].steady
+    })
+    .await;
     let before = describe(&ecs, "default").await;
     agent.abort();
     let Harness { plane, dir } = h;

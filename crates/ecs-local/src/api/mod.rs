@@ -158,6 +158,7 @@ fn run_action(
         "DescribeServices" => encode(&services::describe(ctx, decode(body)?)?),
         "ListServices" => encode(&services::list(ctx, decode(body)?)?),
         "RunTask" => encode(&tasks::run(ctx, decode(body)?)?),
+        "StartTask" => encode(&tasks::start(ctx, decode(body)?)?),
         "StopTask" => encode(&tasks::stop(ctx, decode(body)?)?),
         "DescribeTasks" => encode(&tasks::describe(ctx, decode(body)?)?),
         "ListTasks" => encode(&tasks::list(ctx, decode(body)?)?),

@@ -217,6 +217,7 @@ pub(super) fn create(
         &scheduling,
     )?;
     check_propagate_tags(req.propagate_tags.as_deref())?;
+    super::tags::validate_optional(req.tags.as_deref())?;
     let task_definition = req
         .task_definition
         .clone()

@@ -1,11 +1,11 @@
 //! `ListTagsForResource`, `TagResource`, `UntagResource` for clusters,
-//! container instances and tasks (the agent's task metadata `taskWithTags`
-//! routes list the tags of the task and of its container instance).
-//! Task definitions, services and capacity providers are not supported.
+//! container instances, tasks, task definitions and services (the agent's
+//! task metadata `taskWithTags` routes list the tags of the task and of its
+//! container instance). Capacity providers and task sets do not exist here.
 
 use super::ApiError;
 use crate::arn;
-use crate::store::State;
+use crate::store::{ServiceRecord, State};
 use crate::Context;
 use ecs_model::ecs_api::Tag;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,8 @@ enum Resource {
     Cluster(String),
     Instance { cluster: Option<String>, id: String },
     Task { cluster: Option<String>, id: String },
+    TaskDefinition { family: String, revision: i64 },
+    Service { cluster: String, name: String },
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -77,8 +79,27 @@ fn parse(resource_arn: &str) -> Result<Resource, ApiError> {
         "cluster" if !path.is_empty() => Ok(Resource::Cluster(path.to_owned())),
         "container-instance" if !path.is_empty() => Ok(Resource::Instance { cluster, id }),
         "task" if !path.is_empty() => Ok(Resource::Task { cluster, id }),
+        "task-definition" => match arn::task_definition_ref(text) {
+            Some(arn::TaskDefinitionRef {
+                family,
+                revision: Some(revision),
+            }) => Ok(Resource::TaskDefinition { family, revision }),
+            _ => Err(invalid(format!("Invalid task definition ARN: {text}"))),
+        },
+        // New-style service ARNs only: `service/<cluster>/<name>`.
+        "service" => match path.split_once('/') {
+            Some((cluster, name)) if !cluster.is_empty() && !name.is_empty() => {
+                Ok(Resource::Service {
+                    cluster: cluster.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => Err(invalid(format!(
+                "Invalid service ARN (use the service/<cluster>/<name> form): {text}"
+            ))),
+        },
         _ => Err(invalid(format!(
-            "Tagging '{kind}' resources is not supported by ecs-local; tag clusters, container instances and tasks."
+            "Tagging '{kind}' resources is not supported by ecs-local; tag clusters, container instances, tasks, task definitions and services."
         ))),
     }
 }
@@ -106,25 +127,57 @@ fn current_tags(state: &State, resource: &Resource) -> Option<Vec<Tag>> {
                 .task
                 .tags
         }
+        Resource::TaskDefinition { family, revision } => {
+            state.task_definition(family, *revision)?;
+            return Some(state.task_definition_tags(family, *revision).to_vec());
+        }
+        Resource::Service { cluster, name } => {
+            &state
+                .services
+                .get(&ServiceRecord::key(cluster, name))?
+                .service
+                .tags
+        }
     };
     Some(tags.clone().unwrap_or_default())
 }
 
 /// The tag list of a resource, if it exists, to change.
-fn tags_of<'a>(state: &'a mut State, resource: &Resource) -> Option<&'a mut Option<Vec<Tag>>> {
-    match resource {
-        Resource::Cluster(name) => state.clusters.get_mut(name).map(|c| &mut c.tags),
-        Resource::Instance { cluster, id } => state
-            .instances
-            .get_mut(id)
-            .filter(|i| in_cluster(&i.cluster, cluster))
-            .map(|i| &mut i.tags),
-        Resource::Task { cluster, id } => state
-            .tasks
-            .get_mut(id)
-            .filter(|t| in_cluster(&t.cluster, cluster))
-            .map(|t| &mut t.task.tags),
-    }
+fn tags_of<'a>(state: &'a mut State, resource: &Resource) -> Option<&'a mut Vec<Tag>> {
+    let list = match resource {
+        Resource::Cluster(name) => &mut state.clusters.get_mut(name)?.tags,
+        Resource::Instance { cluster, id } => {
+            &mut state
+                .instances
+                .get_mut(id)
+                .filter(|i| in_cluster(&i.cluster, cluster))?
+                .tags
+        }
+        Resource::Task { cluster, id } => {
+            &mut state
+                .tasks
+                .get_mut(id)
+                .filter(|t| in_cluster(&t.cluster, cluster))?
+                .task
+                .tags
+        }
+        Resource::TaskDefinition { family, revision } => {
+            state.task_definition(family, *revision)?;
+            return Some(
+                state
+                    .task_definition_tags
+                    .get_or_default(&format!("{family}:{revision}")),
+            );
+        }
+        Resource::Service { cluster, name } => {
+            &mut state
+                .services
+                .get_mut(&ServiceRecord::key(cluster, name))?
+                .service
+                .tags
+        }
+    };
+    Some(list.get_or_insert_with(Vec::new))
 }
 
 fn not_found() -> ApiError {
@@ -133,6 +186,15 @@ fn not_found() -> ApiError {
 
 fn is_reserved(key: &str) -> bool {
     key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
+}
+
+/// Checks tags given at creation (RegisterTaskDefinition, RunTask,
+/// CreateService): none at all is fine there.
+pub(super) fn validate_optional(tags: Option<&[Tag]>) -> Result<(), ApiError> {
+    match tags {
+        Some(tags) if !tags.is_empty() => validate(tags),
+        _ => Ok(()),
+    }
 }
 
 fn validate(tags: &[Tag]) -> Result<(), ApiError> {
@@ -177,8 +239,7 @@ pub(super) fn tag(ctx: &Context, req: TagResourceRequest) -> Result<Empty, ApiEr
     let resource = parse(&req.resource_arn)?;
     validate(&req.tags)?;
     ctx.store.update(|st| {
-        let list = tags_of(st, &resource).ok_or_else(not_found)?;
-        let tags = list.get_or_insert_with(Vec::new);
+        let tags = tags_of(st, &resource).ok_or_else(not_found)?;
         for tag in &req.tags {
             match tags.iter_mut().find(|t| t.key == tag.key) {
                 Some(existing) => existing.value = tag.value.clone(),
@@ -206,14 +267,12 @@ pub(super) fn untag(ctx: &Context, req: UntagResourceRequest) -> Result<Empty, A
         return Err(invalid("tagKeys must name at least one key."));
     }
     ctx.store.update(|st| {
-        let list = tags_of(st, &resource).ok_or_else(not_found)?;
-        if let Some(tags) = list.as_mut() {
-            tags.retain(|t| {
-                !req.tag_keys
-                    .iter()
-                    .any(|k| t.key.as_deref() == Some(k.as_str()))
-            });
-        }
+        let tags = tags_of(st, &resource).ok_or_else(not_found)?;
+        tags.retain(|t| {
+            !req.tag_keys
+                .iter()
+                .any(|k| t.key.as_deref() == Some(k.as_str()))
+        });
         Ok::<_, ApiError>(())
     })?;
     tracing::info!(resource = req.resource_arn, "resource untagged");
@@ -245,11 +304,26 @@ mod tests {
                 id: "abc".into()
             }
         );
+        assert_eq!(
+            parse("arn:aws:ecs:us-east-1:000000000000:task-definition/web:3").unwrap(),
+            Resource::TaskDefinition {
+                family: "web".into(),
+                revision: 3
+            }
+        );
+        assert_eq!(
+            parse("arn:aws:ecs:us-east-1:000000000000:service/demo/web").unwrap(),
+            Resource::Service {
+                cluster: "demo".into(),
+                name: "web".into()
+            }
+        );
         for bad in [
             "",
             "abc",
-            "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1",
-            "arn:aws:ecs:us-east-1:000000000000:service/demo/web",
+            "arn:aws:ecs:us-east-1:000000000000:task-definition/web",
+            "arn:aws:ecs:us-east-1:000000000000:service/web",
+            "arn:aws:ecs:us-east-1:000000000000:capacity-provider/cp",
         ] {
             assert!(
                 matches!(parse(bad), Err(ApiError::InvalidParameter(_))),

@@ -334,6 +334,7 @@ pub(super) fn register(
     req: RegisterTaskDefinitionRequest,
 ) -> Result<RegisterTaskDefinitionResponse, ApiError> {
     validate(&req)?;
+    super::tags::validate_optional(req.tags.as_deref())?;
     let tags = req.tags.clone();
     let definition = ctx.store.update(|st| {
         let family = req.family.clone().unwrap_or_default();
@@ -379,6 +380,13 @@ pub(super) fn register(
         };
         definition.requires_attributes = Some(requires_attributes(&definition));
         revisions.push(definition.clone());
+        if let Some(tags) = tags.clone().filter(|t| !t.is_empty()) {
+            let key = format!(
+                "{}:{revision}",
+                definition.family.as_deref().unwrap_or_default()
+            );
+            st.task_definition_tags.insert(key, tags);
+        }
         Ok::<_, ApiError>(definition)
     })?;
     tracing::info!(
@@ -413,13 +421,28 @@ pub(super) fn describe(
     ctx: &Context,
     req: DescribeTaskDefinitionRequest,
 ) -> Result<DescribeTaskDefinitionResponse, ApiError> {
-    let definition = ctx
+    let with_tags = req
+        .include
+        .iter()
+        .flatten()
+        .any(|i| i.eq_ignore_ascii_case("TAGS"));
+    let (definition, tags) = ctx
         .store
-        .read(|st| find(st, &req.task_definition).cloned())
+        .read(|st| {
+            let definition = find(st, &req.task_definition)?.clone();
+            let tags = st
+                .task_definition_tags(
+                    definition.family.as_deref().unwrap_or_default(),
+                    definition.revision.unwrap_or(0),
+                )
+                .to_vec();
+            Some((definition, tags))
+        })
         .ok_or_else(|| client("Unable to describe task definition."))?;
     Ok(DescribeTaskDefinitionResponse {
         task_definition: Some(definition),
-        tags: Some(vec![]),
+        // Only asked-for tags, as ECS answers.
+        tags: with_tags.then_some(tags),
     })
 }
 

@@ -1,16 +1,19 @@
-//! `RunTask` (placement), `StopTask`, `DescribeTasks`, `ListTasks`.
+//! `RunTask` (placement), `StartTask` (named instances), `StopTask`,
+//! `DescribeTasks`, `ListTasks`.
 
 use super::{clusters, paginate, task_definitions, ApiError};
 use crate::arn;
 use crate::clock;
 use crate::launch::{self, Launch};
 use crate::lifecycle;
-use crate::placement;
+use crate::placement::{self, Capacity};
+use crate::store::State;
 use crate::store::TaskRecord;
 use crate::Context;
 use ecs_model::ecs_api::{
     DescribeTasksRequest, DescribeTasksResponse, Failure, ListTasksRequest, ListTasksResponse,
-    RunTaskRequest, RunTaskResponse, StopTaskRequest, StopTaskResponse, TaskOverride,
+    RunTaskRequest, RunTaskResponse, StartTaskRequest, StopTaskRequest, StopTaskResponse, Tag,
+    TaskDefinition, TaskOverride,
 };
 use std::collections::BTreeSet;
 
@@ -52,6 +55,93 @@ fn validate_overrides(overrides: Option<&TaskOverride>) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// What RunTask and StartTask both check before touching the state.
+fn check_task_request(
+    overrides: Option<&TaskOverride>,
+    tags: Option<&[Tag]>,
+    propagate_tags: Option<&str>,
+    network_configuration: Option<&serde_json::Value>,
+) -> Result<(), ApiError> {
+    validate_overrides(overrides)?;
+    super::tags::validate_optional(tags)?;
+    match propagate_tags {
+        None | Some("TASK_DEFINITION" | "NONE") => {}
+        Some("SERVICE") => {
+            return Err(invalid(
+                "propagateTags SERVICE applies only to tasks a service starts.",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "Invalid propagateTags '{other}'; use TASK_DEFINITION or NONE."
+            )))
+        }
+    }
+    if network_configuration.is_some_and(|n| !n.is_null()) {
+        return Err(invalid(
+            "networkConfiguration (awsvpc) is not supported by ecs-local.",
+        ));
+    }
+    Ok(())
+}
+
+/// The task definition a RunTask or StartTask names, and the tags its
+/// tasks get (`propagateTags` TASK_DEFINITION adds the definition's).
+fn definition_and_tags(
+    st: &State,
+    task_definition: &str,
+    propagate_tags: Option<&str>,
+    tags: Option<&[Tag]>,
+) -> Result<(TaskDefinition, Option<Vec<Tag>>), ApiError> {
+    let definition = task_definitions::find(st, task_definition)
+        .cloned()
+        .ok_or_else(|| ApiError::Client("TaskDefinition not found.".to_owned()))?;
+    if definition.network_mode.as_deref() == Some("awsvpc") {
+        return Err(invalid(
+            "Tasks with networkMode awsvpc are not supported by ecs-local (no ENIs to attach).",
+        ));
+    }
+    let propagated: &[Tag] = match propagate_tags {
+        Some("TASK_DEFINITION") => st.task_definition_tags(
+            definition.family.as_deref().unwrap_or_default(),
+            definition.revision.unwrap_or(0),
+        ),
+        _ => &[],
+    };
+    let tags = launch::task_tags(propagated, tags);
+    Ok((definition, tags))
+}
+
+fn default_group(group: Option<&String>, definition: &TaskDefinition) -> String {
+    group.filter(|g| !g.is_empty()).cloned().unwrap_or_else(|| {
+        format!(
+            "family:{}",
+            definition.family.as_deref().unwrap_or_default()
+        )
+    })
+}
+
+fn spec_error(e: lifecycle::SpecError) -> ApiError {
+    match e {
+        lifecycle::SpecError::UnknownOverride(_) => invalid(e.to_string()),
+        other => ApiError::Server(other.to_string()),
+    }
+}
+
+/// Logs the tasks started and hands their instances' agents the payloads.
+fn announce(ctx: &Context, response: &RunTaskResponse, instances: Vec<String>) {
+    for task in &response.tasks {
+        tracing::info!(
+            task = task.task_arn.as_deref().unwrap_or_default(),
+            container_instance = task.container_instance_arn.as_deref().unwrap_or_default(),
+            "task placed"
+        );
+    }
+    for instance_id in instances {
+        ctx.acs.deliver(&instance_id);
+    }
+}
+
 pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse, ApiError> {
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
@@ -73,7 +163,12 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
             "Capacity provider strategies are not supported by ecs-local.",
         ));
     }
-    validate_overrides(req.overrides.as_ref())?;
+    check_task_request(
+        req.overrides.as_ref(),
+        req.tags.as_deref(),
+        req.propagate_tags.as_deref(),
+        req.network_configuration.as_ref(),
+    )?;
     let constraints =
         placement::constraints(req.placement_constraints.as_deref().unwrap_or_default())
             .map_err(invalid)?;
@@ -101,38 +196,30 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
                 return Ok((response, Vec::new()));
             }
         }
-        let definition = task_definitions::find(st, &req.task_definition)
-            .cloned()
-            .ok_or_else(|| ApiError::Client("TaskDefinition not found.".to_owned()))?;
-        if definition.network_mode.as_deref() == Some("awsvpc") {
-            return Err(invalid(
-                "Tasks with networkMode awsvpc are not supported by ecs-local (no ENIs to attach).",
-            ));
-        }
+        let (definition, tags) = definition_and_tags(
+            st,
+            &req.task_definition,
+            req.propagate_tags.as_deref(),
+            req.tags.as_deref(),
+        )?;
         let mut capacities = launch::capacities(st, &cluster);
         if capacities.is_empty() {
             return Err(invalid(
                 "No Container Instances were found in your cluster.",
             ));
         }
-        let family = definition.family.clone().unwrap_or_default();
         let plan = Launch {
             cluster: &cluster,
             definition: &definition,
             overrides: req.overrides.as_ref(),
-            group: req
-                .group
-                .clone()
-                .filter(|g| !g.is_empty())
-                .unwrap_or_else(|| format!("family:{family}")),
+            group: default_group(req.group.as_ref(), &definition),
             started_by: req.started_by.clone(),
-            tags: req.tags.clone(),
+            tags,
             enable_execute_command: req.enable_execute_command.unwrap_or(false),
             service: None,
             constraints: &constraints,
             strategies: &strategies,
         };
-        let now = clock::epoch_seconds();
         let count = usize::try_from(count).unwrap_or(1);
         let launched = launch::launch(
             &ctx.arns,
@@ -140,13 +227,10 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
             &mut capacities,
             &plan,
             count,
-            now,
+            clock::epoch_seconds(),
             ctx.credentials_ttl,
         )
-        .map_err(|e| match e {
-            lifecycle::SpecError::UnknownOverride(_) => invalid(e.to_string()),
-            other => ApiError::Server(other.to_string()),
-        })?;
+        .map_err(spec_error)?;
         let mut response = RunTaskResponse::default();
         for id in &launched.tasks {
             if let Some(record) = st.tasks.get_mut(id) {
@@ -157,16 +241,89 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
         response.failures = failures(launched.shortfalls);
         Ok((response, launched.instances))
     })?;
-    for task in &response.tasks {
-        tracing::info!(
-            task = task.task_arn.as_deref().unwrap_or_default(),
-            container_instance = task.container_instance_arn.as_deref().unwrap_or_default(),
-            "task placed"
-        );
+    announce(ctx, &response, instances);
+    Ok(response)
+}
+
+/// StartTask: one task on each named instance, which must be ACTIVE and
+/// have room; no constraints or strategies apply.
+pub(super) fn start(ctx: &Context, req: StartTaskRequest) -> Result<RunTaskResponse, ApiError> {
+    if req.container_instances.is_empty() || req.container_instances.len() > 10 {
+        return Err(invalid(
+            "containerInstances must name between 1 and 10 container instances.",
+        ));
     }
-    for instance_id in instances {
-        ctx.acs.deliver(&instance_id);
-    }
+    check_task_request(
+        req.overrides.as_ref(),
+        req.tags.as_deref(),
+        req.propagate_tags.as_deref(),
+        req.network_configuration.as_ref(),
+    )?;
+    let (response, instances) = ctx.store.update(|st| {
+        let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
+        let (definition, tags) = definition_and_tags(
+            st,
+            &req.task_definition,
+            req.propagate_tags.as_deref(),
+            req.tags.as_deref(),
+        )?;
+        let plan = Launch {
+            cluster: &cluster,
+            definition: &definition,
+            overrides: req.overrides.as_ref(),
+            group: default_group(req.group.as_ref(), &definition),
+            started_by: req.started_by.clone(),
+            tags,
+            enable_execute_command: req.enable_execute_command.unwrap_or(false),
+            service: None,
+            constraints: &[],
+            strategies: &[],
+        };
+        let now = clock::epoch_seconds();
+        let mut response = RunTaskResponse::default();
+        let mut shortfalls = Vec::new();
+        let mut instances = Vec::new();
+        for param in &req.container_instances {
+            let id = arn::resource_id(param);
+            let instance = st.instances.get(id).filter(|i| i.cluster == cluster);
+            let status = instance.map(|i| i.status.clone());
+            match (instance, status.as_deref()) {
+                (Some(instance), Some("ACTIVE")) => {
+                    let mut capacity = vec![Capacity::of(st, instance)];
+                    let launched = launch::launch(
+                        &ctx.arns,
+                        st,
+                        &mut capacity,
+                        &plan,
+                        1,
+                        now,
+                        ctx.credentials_ttl,
+                    )
+                    .map_err(spec_error)?;
+                    for id in &launched.tasks {
+                        if let Some(record) = st.tasks.get(id) {
+                            response.tasks.push(record.task.clone());
+                        }
+                    }
+                    instances.extend(launched.instances);
+                    shortfalls.extend(launched.shortfalls);
+                }
+                (Some(_), Some(other)) => response.failures.push(Failure {
+                    arn: Some(param.clone()),
+                    reason: Some(other.to_owned()),
+                    detail: None,
+                }),
+                _ => response.failures.push(Failure {
+                    arn: Some(param.clone()),
+                    reason: Some("MISSING".to_owned()),
+                    detail: None,
+                }),
+            }
+        }
+        response.failures.extend(failures(shortfalls));
+        Ok::<_, ApiError>((response, instances))
+    })?;
+    announce(ctx, &response, instances);
     Ok(response)
 }
 

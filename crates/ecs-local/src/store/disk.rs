@@ -29,6 +29,7 @@ const TASK_DEFINITIONS: Rows = TableDefinition::new("task_definitions");
 const INSTANCES: Rows = TableDefinition::new("instances");
 const TASKS: Rows = TableDefinition::new("tasks");
 const SERVICES: Rows = TableDefinition::new("services");
+const TASK_DEFINITION_TAGS: Rows = TableDefinition::new("task_definition_tags");
 const META: Rows = TableDefinition::new("meta");
 
 const SEQ: &str = "seq";
@@ -134,6 +135,7 @@ impl Disk {
         state.instances = self.decode_rows(read_table(INSTANCES)?)?;
         state.tasks = self.decode_rows(read_table(TASKS)?)?;
         state.services = self.decode_rows(read_table(SERVICES)?)?;
+        state.task_definition_tags = self.decode_rows(read_table(TASK_DEFINITION_TAGS)?)?;
         for (key, value) in read_table(META)? {
             if key.as_str() == SEQ {
                 state.seq = self.decode(&key, &value)?;
@@ -167,12 +169,16 @@ impl Disk {
         let instances = after.instances.changes(&before.instances);
         let tasks = after.tasks.changes(&before.tasks);
         let services = after.services.changes(&before.services);
+        let definition_tags = after
+            .task_definition_tags
+            .changes(&before.task_definition_tags);
         let seq_changed = after.seq != before.seq;
         let nothing = clusters.is_empty()
             && definitions.is_empty()
             && instances.is_empty()
             && tasks.is_empty()
             && services.is_empty()
+            && definition_tags.is_empty()
             && !seq_changed;
         if nothing {
             return Ok(());
@@ -184,6 +190,7 @@ impl Disk {
         apply(&txn, INSTANCES, &instances).map_err(fail)?;
         apply(&txn, TASKS, &tasks).map_err(fail)?;
         apply(&txn, SERVICES, &services).map_err(fail)?;
+        apply(&txn, TASK_DEFINITION_TAGS, &definition_tags).map_err(fail)?;
         if seq_changed {
             let bytes = serde_json::to_vec(&after.seq).map_err(StoreError::Encode)?;
             let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
