@@ -266,6 +266,9 @@ pub struct State {
     /// `<family>:<revision>`.
     #[serde(default)]
     pub task_definition_tags: Table<Vec<Tag>>,
+    /// Account settings changed from their defaults (name → value).
+    #[serde(default)]
+    pub account_settings: Table<String>,
 }
 
 impl InstanceRecord {

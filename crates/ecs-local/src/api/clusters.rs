@@ -9,7 +9,7 @@ use crate::store::{ClusterRecord, State};
 use crate::Context;
 use ecs_model::ecs_api::{
     Cluster, CreateClusterRequest, CreateClusterResponse, DescribeClustersRequest,
-    DescribeClustersResponse, Failure, ListClustersRequest, ListClustersResponse,
+    DescribeClustersResponse, Failure, KeyValuePair, ListClustersRequest, ListClustersResponse,
 };
 
 fn valid_cluster_name(name: &str) -> bool {
@@ -118,11 +118,73 @@ pub(super) fn list(
     })
 }
 
+/// DescribeClusters' view: tags, settings and statistics only when
+/// `include` asks for them, as ECS answers.
+fn described(state: &State, record: &ClusterRecord, include: &[String]) -> Cluster {
+    let wants = |what: &str| include.iter().any(|i| i == what);
+    let mut cluster = view(state, record);
+    if !wants("TAGS") {
+        cluster.tags = None;
+    }
+    if !wants("SETTINGS") {
+        cluster.settings = None;
+    }
+    if wants("STATISTICS") {
+        let count = |n: Option<i64>| n.unwrap_or(0).to_string();
+        let draining = state
+            .services
+            .values()
+            .filter(|s| s.cluster == record.name && s.status() == crate::services::DRAINING)
+            .count();
+        let stat = |name: &str, value: String| KeyValuePair {
+            name: Some(name.to_owned()),
+            value: Some(value),
+        };
+        cluster.statistics = Some(vec![
+            stat("runningEC2TasksCount", count(cluster.running_tasks_count)),
+            stat("runningFargateTasksCount", "0".to_owned()),
+            stat("pendingEC2TasksCount", count(cluster.pending_tasks_count)),
+            stat("pendingFargateTasksCount", "0".to_owned()),
+            stat(
+                "activeEC2ServiceCount",
+                count(cluster.active_services_count),
+            ),
+            stat("activeFargateServiceCount", "0".to_owned()),
+            stat("drainingEC2ServiceCount", draining.to_string()),
+            stat("drainingFargateServiceCount", "0".to_owned()),
+        ]);
+    }
+    if wants("ATTACHMENTS") {
+        cluster.attachments = Some(Vec::new());
+    }
+    cluster
+}
+
 pub(super) fn describe(
     ctx: &Context,
     req: DescribeClustersRequest,
 ) -> Result<DescribeClustersResponse, ApiError> {
     let wanted = req.clusters.unwrap_or_else(|| vec!["default".to_owned()]);
+    let include: Vec<String> = req
+        .include
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i.to_ascii_uppercase())
+        .collect();
+    if let Some(bad) = include.iter().find(|i| {
+        ![
+            "TAGS",
+            "SETTINGS",
+            "STATISTICS",
+            "ATTACHMENTS",
+            "CONFIGURATIONS",
+        ]
+        .contains(&i.as_str())
+    }) {
+        return Err(ApiError::InvalidParameter(format!(
+            "Invalid include value '{bad}'; use TAGS, SETTINGS, STATISTICS, ATTACHMENTS or CONFIGURATIONS."
+        )));
+    }
     if wanted.len() > 100 {
         return Err(ApiError::InvalidParameter(
             "At most 100 clusters can be described at once.".to_owned(),
@@ -133,7 +195,7 @@ pub(super) fn describe(
         for param in &wanted {
             let name = arn::cluster_name(Some(param));
             match st.clusters.get(&name) {
-                Some(record) => out.clusters.push(view(st, record)),
+                Some(record) => out.clusters.push(described(st, record, &include)),
                 None => out.failures.push(Failure {
                     arn: Some(if param.starts_with("arn:") {
                         param.clone()

@@ -2,6 +2,7 @@
 //! body, dispatching to one module per resource kind, and encoding results
 //! and errors the way AWS SDKs expect.
 
+mod account;
 mod agent;
 mod attributes;
 mod clusters;
@@ -126,6 +127,14 @@ fn run_action(
     info: &RequestInfo,
 ) -> Result<Vec<u8>, ApiError> {
     match action {
+        "ListAccountSettings" => encode(&account::list(ctx, decode(body)?)?),
+        "PutAccountSetting" | "PutAccountSettingDefault" => {
+            encode(&account::put(ctx, decode(body)?)?)
+        }
+        "DeleteAccountSetting" => encode(&account::delete(ctx, decode(body)?)?),
+        "DescribeCapacityProviders" => {
+            encode(&account::describe_capacity_providers(ctx, decode(body)?)?)
+        }
         "CreateCluster" => encode(&clusters::create(ctx, decode(body)?)?),
         "ListClusters" => encode(&clusters::list(ctx, decode(body)?)?),
         "DescribeClusters" => encode(&clusters::describe(ctx, decode(body)?)?),

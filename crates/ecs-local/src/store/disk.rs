@@ -30,6 +30,7 @@ const INSTANCES: Rows = TableDefinition::new("instances");
 const TASKS: Rows = TableDefinition::new("tasks");
 const SERVICES: Rows = TableDefinition::new("services");
 const TASK_DEFINITION_TAGS: Rows = TableDefinition::new("task_definition_tags");
+const ACCOUNT_SETTINGS: Rows = TableDefinition::new("account_settings");
 const META: Rows = TableDefinition::new("meta");
 
 const SEQ: &str = "seq";
@@ -136,6 +137,7 @@ impl Disk {
         state.tasks = self.decode_rows(read_table(TASKS)?)?;
         state.services = self.decode_rows(read_table(SERVICES)?)?;
         state.task_definition_tags = self.decode_rows(read_table(TASK_DEFINITION_TAGS)?)?;
+        state.account_settings = self.decode_rows(read_table(ACCOUNT_SETTINGS)?)?;
         for (key, value) in read_table(META)? {
             if key.as_str() == SEQ {
                 state.seq = self.decode(&key, &value)?;
@@ -172,6 +174,7 @@ impl Disk {
         let definition_tags = after
             .task_definition_tags
             .changes(&before.task_definition_tags);
+        let settings = after.account_settings.changes(&before.account_settings);
         let seq_changed = after.seq != before.seq;
         let nothing = clusters.is_empty()
             && definitions.is_empty()
@@ -179,6 +182,7 @@ impl Disk {
             && tasks.is_empty()
             && services.is_empty()
             && definition_tags.is_empty()
+            && settings.is_empty()
             && !seq_changed;
         if nothing {
             return Ok(());
@@ -191,6 +195,7 @@ impl Disk {
         apply(&txn, TASKS, &tasks).map_err(fail)?;
         apply(&txn, SERVICES, &services).map_err(fail)?;
         apply(&txn, TASK_DEFINITION_TAGS, &definition_tags).map_err(fail)?;
+        apply(&txn, ACCOUNT_SETTINGS, &settings).map_err(fail)?;
         if seq_changed {
             let bytes = serde_json::to_vec(&after.seq).map_err(StoreError::Encode)?;
             let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
