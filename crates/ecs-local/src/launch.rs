@@ -95,8 +95,10 @@ pub fn launch(
         let index = match placement::place(capacities, &request) {
             Ok(index) => index,
             Err(shortfalls) => {
+                // Capacity only shrinks and constraints only tighten as
+                // tasks are placed: the rest would not fit either.
                 out.shortfalls.push(shortfalls);
-                continue;
+                break;
             }
         };
         let instance_id = capacities[index].instance_id.clone();

@@ -529,8 +529,8 @@ fn schedule_replicas(
     let (primary_id, failed) = (head.id.as_str(), head.failed);
     let desired = usize::try_from(service.service.desired_count.max(0)).unwrap_or(0);
     let (min_pct, max_pct) = percents(service, REPLICA);
-    let max_total = desired * max_pct / 100;
-    let min_healthy = (desired * min_pct).div_ceil(100);
+    let max_total = desired.saturating_mul(max_pct) / 100;
+    let min_healthy = desired.saturating_mul(min_pct).div_ceil(100);
     let scaling = format!("Scaling activity initiated by (deployment {primary_id})");
 
     // Surplus tasks of the current deployment go first, whatever their

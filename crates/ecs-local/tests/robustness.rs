@@ -25,6 +25,28 @@ const ACTIONS: &[&str] = &[
     "SubmitTaskStateChange",
     "SubmitContainerStateChange",
     "SubmitAttachmentStateChanges",
+    "StartTask",
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+    "DescribeServices",
+    "ListServices",
+    "PutAttributes",
+    "DeleteAttributes",
+    "ListAttributes",
+    "UpdateContainerInstancesState",
+    "ListTagsForResource",
+    "TagResource",
+    "UntagResource",
+    "ListAccountSettings",
+    "PutAccountSetting",
+    "DeleteAccountSetting",
+    "DescribeCapacityProviders",
+    "DeleteCluster",
+    "DeregisterTaskDefinition",
+    "DeleteTaskDefinitions",
+    "ListTaskDefinitions",
+    "ListTaskDefinitionFamilies",
 ];
 
 #[tokio::test]
@@ -47,6 +69,14 @@ async fn odd_bodies_get_modeled_answers() {
         json!({"family": "f", "cpu": "1e309 vcpu", "memory": "NaN gb", "containerDefinitions": [{"name": "a", "image": "i"}]}),
         json!({"task": "x", "status": "RUNNING", "containers": [{"containerName": null}], "executionStoppedAt": 1e308}),
         json!({"totalResources": [{"name": "CPU", "integerValue": big}, {"name": "PORTS", "stringSetValue": ["-1", "99999", "x"]}]}),
+        json!({"serviceName": "s", "service": "s", "taskDefinition": "f", "desiredCount": big,
+               "deploymentConfiguration": {"maximumPercent": big, "minimumHealthyPercent": -5}}),
+        json!({"serviceName": "s2", "taskDefinition": "f", "desiredCount": 2,
+               "placementConstraints": [{"type": "memberOf", "expression": "((((((((((((((((((((((((((((((((((a"}],
+               "placementStrategy": [{"type": "spread"}]}),
+        json!({"filter": "not(not(not(", "resourceArn": "arn:aws:ecs:r:a:service/", "tags": [{"key": "aws:x"}]}),
+        json!({"name": "containerInsights", "value": "enabled", "principalArn": "arn:aws:iam::1:user/x"}),
+        json!({"capacityProviders": [5, "FARGATE"], "include": ["NOPE"], "services": ["a"]}),
     ];
     for action in ACTIONS {
         for body in &bodies {

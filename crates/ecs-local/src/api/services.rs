@@ -15,6 +15,9 @@ use ecs_model::ecs_api::{
     ServiceResponse, TaskDefinition, UpdateServiceRequest,
 };
 
+/// The most tasks a service may ask for (ECS's quota per service).
+const MAX_DESIRED_COUNT: i64 = 5000;
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::InvalidParameter(message.into())
 }
@@ -191,7 +194,11 @@ pub(super) fn create(
     }
     let desired = match (scheduling.as_str(), req.desired_count) {
         (DAEMON, _) => 0,
-        (_, Some(n)) if n < 0 => return Err(invalid("desiredCount must not be negative.")),
+        (_, Some(n)) if !(0..=MAX_DESIRED_COUNT).contains(&n) => {
+            return Err(invalid(format!(
+                "desiredCount must be between 0 and {MAX_DESIRED_COUNT}."
+            )))
+        }
         (_, Some(n)) => n,
         (_, None) => 1,
     };
@@ -305,8 +312,13 @@ pub(super) fn update(
         req.network_configuration.as_ref(),
     )?;
     check_propagate_tags(req.propagate_tags.as_deref())?;
-    if req.desired_count.is_some_and(|n| n < 0) {
-        return Err(invalid("desiredCount must not be negative."));
+    if req
+        .desired_count
+        .is_some_and(|n| !(0..=MAX_DESIRED_COUNT).contains(&n))
+    {
+        return Err(invalid(format!(
+            "desiredCount must be between 0 and {MAX_DESIRED_COUNT}."
+        )));
     }
     let service = ctx.store.update(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
