@@ -132,7 +132,15 @@ pub fn new_task(
     let task = Task {
         attachments: Some(vec![]),
         attributes: Some(vec![]),
-        availability_zone: Some(format!("{}a", arns.region())),
+        // The zone the instance registered, else the plane's one zone.
+        availability_zone: Some(
+            instance
+                .all_attributes()
+                .into_iter()
+                .find(|a| a.name == "ecs.availability-zone")
+                .and_then(|a| a.value)
+                .unwrap_or_else(|| format!("{}a", arns.region())),
+        ),
         cluster_arn: Some(arns.cluster(&spec.cluster)),
         container_instance_arn: Some(instance.arn.clone()),
         containers: Some(containers),

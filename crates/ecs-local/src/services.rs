@@ -470,7 +470,7 @@ fn reconcile_one(
             step.stop(state, &m.id, "Service is being deleted");
         }
         step.report(state);
-        if members.is_empty() {
+        if !has_unstopped_tasks(state, &service) {
             let record = step.service(state);
             record.service.status = Some(INACTIVE.to_owned());
             record.service.desired_count = 0;
@@ -502,13 +502,24 @@ fn reconcile_one(
     }
     step.report(state);
     let members = self::members(state, &service);
-    let stopping = state.tasks.values().any(|t| {
-        t.cluster == service.cluster
-            && t.service.as_deref() == Some(service.name.as_str())
-            && t.desired_status() == "STOPPED"
-            && !t.is_stopped()
-    });
+    let stopping = state
+        .tasks
+        .values()
+        .any(|t| is_of(t, &service) && t.desired_status() == "STOPPED" && !t.is_stopped());
     account(state, key, &members, stopping, now);
+}
+
+fn is_of(task: &TaskRecord, service: &ServiceRecord) -> bool {
+    task.cluster == service.cluster && task.service.as_deref() == Some(service.name.as_str())
+}
+
+/// Whether a task of the service has not reached STOPPED (wanted running,
+/// or told to stop and not yet stopped).
+fn has_unstopped_tasks(state: &State, service: &ServiceRecord) -> bool {
+    state
+        .tasks
+        .values()
+        .any(|t| is_of(t, service) && !t.is_stopped())
 }
 
 /// The primary deployment: its id, and whether the circuit breaker failed
@@ -603,7 +614,9 @@ fn schedule_replicas(
         };
         if !m.healthy {
             step.stop(state, &m.id, &reason);
-        } else if budget > 0 {
+        } else if budget > 0 && !failed {
+            // A failed deployment that does not roll back starts nothing,
+            // so healthy tasks are kept rather than drained to the minimum.
             budget -= 1;
             step.stop(state, &m.id, &reason);
         }
@@ -645,8 +658,14 @@ fn schedule_daemon(
     let throttled = launch_delay(state, service, step.now).is_some();
     for m in members {
         let on_eligible = m.instance.as_ref().is_some_and(|i| eligible.contains(i));
-        if m.displaced || !on_eligible {
+        if m.displaced {
             step.stop(state, &m.id, "Container instance is DRAINING");
+        } else if !on_eligible {
+            step.stop(
+                state,
+                &m.id,
+                "Container instance no longer meets the service's placement constraints",
+            );
         }
     }
     for instance in &eligible {

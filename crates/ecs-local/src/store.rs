@@ -99,7 +99,7 @@ pub struct InstanceRecord {
     pub custom_attributes: Vec<Attribute>,
     #[serde(default)]
     pub registered_resources: Vec<Resource>,
-    /// `ACTIVE` or `INACTIVE`.
+    /// `ACTIVE`, `DRAINING` or `INACTIVE`.
     pub status: String,
     /// Only true while an ACS websocket is open; never persisted, so a
     /// restarted plane starts with every agent disconnected.

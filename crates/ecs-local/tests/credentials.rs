@@ -599,7 +599,7 @@ async fn tags_of_tasks_and_container_instances() {
     let (_, described) = h
         .call(
             "DescribeContainerInstances",
-            json!({"containerInstances": [instance]})
+            json!({"containerInstances": [instance.clone()], "include": ["TAGS"]})
                 .to_string()
                 .as_bytes(),
         )
@@ -608,6 +608,16 @@ async fn tags_of_tasks_and_container_instances() {
         described["containerInstances"][0]["tags"],
         json!([{"key": "rack", "value": "7"}])
     );
+    // Without `include`, no tags, as ECS answers.
+    let (_, described) = h
+        .call(
+            "DescribeContainerInstances",
+            json!({"containerInstances": [instance]})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert!(described["containerInstances"][0].get("tags").is_none());
 
     let missing =
         "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef";

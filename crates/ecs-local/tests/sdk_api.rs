@@ -9,7 +9,10 @@ use aws_sdk_ecs::types::{
     ContainerDefinition, ContainerOverride, KeyValuePair, NetworkMode, PortMapping, TaskOverride,
     TransportProtocol,
 };
-use common::{connected_instance, eventually, start_in, Harness};
+use common::{
+    connect_agent, connected_instance, eventually, post, registration, start_in, Harness, TARGET,
+};
+use serde_json::{json, Value};
 
 fn container(name: &str, memory: i32) -> ContainerDefinition {
     ContainerDefinition::builder()
@@ -1313,4 +1316,99 @@ async fn task_definition_and_service_tags_are_kept_listed_and_propagated() {
         .await
         .unwrap();
     assert_eq!(listed.tags().len(), 3);
+}
+
+#[tokio::test]
+async fn plane_set_members_are_not_echoed_twice_and_deleted_revisions_do_not_run() {
+    let h = Harness::start().await;
+    let (_arn, _ws) = connected_instance(&h, "default", 1024, 1024).await;
+    // A raw client naming members the plane sets: one of each comes back.
+    let body = json!({"family": "web", "revision": 7, "status": "X", "taskDefinitionArn": "y",
+                      "containerDefinitions": [{"name": "main", "image": "busybox", "memory": 8}],
+                      "somethingNew": {"kept": true}});
+    let (status, _, raw) = post(
+        &h.addr(),
+        &format!("{TARGET}RegisterTaskDefinition"),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(raw).unwrap();
+    assert_eq!(text.matches("\"revision\"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["taskDefinition"]["revision"], 1);
+    assert_eq!(v["taskDefinition"]["somethingNew"]["kept"], true);
+
+    // A revision being deleted cannot run.
+    let call = |action: &'static str, body: Value| {
+        let h = &h;
+        async move { h.call(action, body.to_string().as_bytes()).await }
+    };
+    call(
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "web:1"}),
+    )
+    .await;
+    let (status, _) = call("RunTask", json!({"taskDefinition": "web:1"})).await;
+    assert_eq!(status, 200, "an INACTIVE revision still runs by name");
+    call(
+        "DeleteTaskDefinitions",
+        json!({"taskDefinitions": ["web:1"]}),
+    )
+    .await;
+    let (status, err) = call("RunTask", json!({"taskDefinition": "web:1"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["__type"], "ClientException");
+}
+
+#[tokio::test]
+async fn tasks_carry_their_instances_zone_and_show_tags_only_when_asked() {
+    let h = Harness::start().await;
+    let mut body = registration("default", 1024, 1024);
+    body["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "ecs.availability-zone", "value": "us-east-1c"}));
+    let (status, registered) = h
+        .call("RegisterContainerInstance", body.to_string().as_bytes())
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    let arn = registered["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _ws = connect_agent(&h, "default", &arn, true).await;
+    let ecs = h.client();
+    ecs.register_task_definition()
+        .family("web")
+        .container_definitions(container("main", 8))
+        .send()
+        .await
+        .unwrap();
+    let run = ecs
+        .run_task()
+        .task_definition("web")
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("k")
+                .value("v")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let task = &run.tasks()[0];
+    assert_eq!(task.availability_zone(), Some("us-east-1c"));
+    let arn = task.task_arn().unwrap();
+    let plain = ecs.describe_tasks().tasks(arn).send().await.unwrap();
+    assert!(plain.tasks()[0].tags().is_empty());
+    let with = ecs
+        .describe_tasks()
+        .tasks(arn)
+        .include(aws_sdk_ecs::types::TaskField::Tags)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.tasks()[0].tags()[0].key(), Some("k"));
 }

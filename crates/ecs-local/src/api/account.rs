@@ -66,6 +66,7 @@ pub(super) struct PutRequest {
 pub(super) struct DeleteRequest {
     #[serde(default)]
     name: String,
+    principal_arn: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +81,17 @@ struct Setting {
 
 fn root(ctx: &Context) -> String {
     format!("arn:aws:iam::{}:root", ctx.arns.account())
+}
+
+/// Settings are kept for the account as a whole: a principal other than
+/// its root is refused rather than silently widened.
+fn whole_account(ctx: &Context, principal: Option<&str>) -> Result<(), ApiError> {
+    match principal.filter(|p| *p != root(ctx)) {
+        Some(other) => Err(invalid(format!(
+            "ecs-local keeps account settings for the whole account only, not for {other}."
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn allowed(name: &str) -> Result<&'static [&'static str], ApiError> {
@@ -119,7 +131,11 @@ pub(super) fn list(ctx: &Context, req: ListRequest) -> Result<Value, ApiError> {
         req.next_token.as_deref(),
         req.max_results,
     )?;
-    Ok(json!({ "settings": settings, "nextToken": next_token }))
+    let mut answer = json!({ "settings": settings });
+    if let Some(token) = next_token {
+        answer["nextToken"] = json!(token);
+    }
+    Ok(answer)
 }
 
 /// `PutAccountSetting` and `PutAccountSettingDefault`: both set the value
@@ -134,11 +150,7 @@ pub(super) fn put(ctx: &Context, req: PutRequest) -> Result<Value, ApiError> {
             values.join(", ")
         )));
     }
-    if let Some(principal) = req.principal_arn.as_deref().filter(|p| *p != root(ctx)) {
-        return Err(invalid(format!(
-            "ecs-local keeps account settings for the whole account only, not for {principal}."
-        )));
-    }
+    whole_account(ctx, req.principal_arn.as_deref())?;
     ctx.store.update(|st| {
         st.account_settings
             .insert(req.name.clone(), req.value.clone());
@@ -149,6 +161,7 @@ pub(super) fn put(ctx: &Context, req: PutRequest) -> Result<Value, ApiError> {
 
 pub(super) fn delete(ctx: &Context, req: DeleteRequest) -> Result<Value, ApiError> {
     allowed(&req.name)?;
+    whole_account(ctx, req.principal_arn.as_deref())?;
     let removed = ctx
         .store
         .update(|st| Ok::<_, ApiError>(st.account_settings.remove(&req.name)))?;

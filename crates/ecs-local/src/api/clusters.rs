@@ -70,6 +70,7 @@ pub(super) fn create(
                 .to_owned(),
         ));
     }
+    super::tags::validate_optional(req.tags.as_deref())?;
     let cluster = ctx.store.update(|st| {
         // Creating a cluster that exists returns it, as ECS does; one that
         // was deleted comes back with the new request's tags and settings.

@@ -64,6 +64,7 @@ pub(super) fn register(
     ctx: &Context,
     req: RegisterContainerInstanceRequest,
 ) -> Result<RegisterContainerInstanceResponse, ApiError> {
+    super::tags::validate_optional(req.tags.as_deref())?;
     let mut attributes = req.attributes.clone().unwrap_or_default();
     if !attributes.iter().any(|a| a.name == AZ_ATTRIBUTE) {
         attributes.push(Attribute {
@@ -299,13 +300,25 @@ pub(super) fn describe(
             "containerInstances must name between 1 and 100 container instances.".to_owned(),
         ));
     }
+    let with_tags = req
+        .include
+        .iter()
+        .flatten()
+        .any(|i| i.eq_ignore_ascii_case("TAGS"));
     ctx.store.read(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
         let mut out = DescribeContainerInstancesResponse::default();
         for param in &req.container_instances {
             let id = arn::resource_id(param);
             match st.instances.get(id).filter(|i| i.cluster == cluster) {
-                Some(record) => out.container_instances.push(view(st, record)),
+                Some(record) => {
+                    let mut instance = view(st, record);
+                    if !with_tags {
+                        // Tags only when asked for, as ECS answers.
+                        instance.tags = None;
+                    }
+                    out.container_instances.push(instance);
+                }
                 None => out.failures.push(Failure {
                     arn: Some(if param.starts_with("arn:") {
                         param.clone()

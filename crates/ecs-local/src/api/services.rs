@@ -311,6 +311,9 @@ pub(super) fn update(
         req.capacity_provider_strategy.as_ref(),
         req.network_configuration.as_ref(),
     )?;
+    if req.service_connect_configuration.is_some() {
+        return Err(invalid("Service Connect is not supported by ecs-local."));
+    }
     check_propagate_tags(req.propagate_tags.as_deref())?;
     if req
         .desired_count

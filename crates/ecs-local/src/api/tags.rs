@@ -191,10 +191,17 @@ fn is_reserved(key: &str) -> bool {
 /// Checks tags given at creation (RegisterTaskDefinition, RunTask,
 /// CreateService): none at all is fine there.
 pub(super) fn validate_optional(tags: Option<&[Tag]>) -> Result<(), ApiError> {
-    match tags {
-        Some(tags) if !tags.is_empty() => validate(tags),
-        _ => Ok(()),
+    let Some(tags) = tags.filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    validate(tags)?;
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(format!(
+            "A resource can have at most {MAX_TAGS} tags; {} were given.",
+            tags.len()
+        )));
     }
+    Ok(())
 }
 
 fn validate(tags: &[Tag]) -> Result<(), ApiError> {

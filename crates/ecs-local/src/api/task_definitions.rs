@@ -376,7 +376,7 @@ pub(super) fn register(
             registered_at: Some(clock::epoch_seconds()),
             deregistered_at: None,
             registered_by: Some(format!("arn:aws:iam::{ACCOUNT_ID}:root")),
-            extra: req.extra.clone(),
+            extra: untyped_members(&req.extra),
         };
         definition.requires_attributes = Some(requires_attributes(&definition));
         revisions.push(definition.clone());
@@ -400,6 +400,30 @@ pub(super) fn register(
         task_definition: Some(definition),
         tags,
     })
+}
+
+/// Members of a `TaskDefinition` the plane sets itself: a request that
+/// names them is not echoed with them twice.
+const PLANE_MEMBERS: [&str; 9] = [
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "deregisteredAt",
+    "registeredBy",
+    "tags",
+];
+
+/// The request members `DescribeTaskDefinition` echoes as given: those
+/// the model does not type, less the ones the plane sets.
+fn untyped_members(extra: &ecs_model::ecs_api::Extra) -> ecs_model::ecs_api::Extra {
+    extra
+        .iter()
+        .filter(|(k, _)| !PLANE_MEMBERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Finds a task definition by `family`, `family:revision` or ARN. A family

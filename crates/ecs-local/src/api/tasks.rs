@@ -96,6 +96,11 @@ fn definition_and_tags(
     let definition = task_definitions::find(st, task_definition)
         .cloned()
         .ok_or_else(|| ApiError::Client("TaskDefinition not found.".to_owned()))?;
+    if definition.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+        return Err(ApiError::Client(
+            "TaskDefinition is being deleted and cannot be run.".to_owned(),
+        ));
+    }
     if definition.network_mode.as_deref() == Some("awsvpc") {
         return Err(invalid(
             "Tasks with networkMode awsvpc are not supported by ecs-local (no ENIs to attach).",
@@ -385,13 +390,25 @@ pub(super) fn describe(
     if req.tasks.is_empty() || req.tasks.len() > 100 {
         return Err(invalid("tasks must name between 1 and 100 tasks."));
     }
+    let with_tags = req
+        .include
+        .iter()
+        .flatten()
+        .any(|i| i.eq_ignore_ascii_case("TAGS"));
     ctx.store.read(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
         let mut out = DescribeTasksResponse::default();
         for param in &req.tasks {
             let id = arn::resource_id(param);
             match st.tasks.get(id).filter(|t| t.cluster == cluster) {
-                Some(record) => out.tasks.push(record.task.clone()),
+                Some(record) => {
+                    let mut task = record.task.clone();
+                    if !with_tags {
+                        // Tags only when asked for, as ECS answers.
+                        task.tags = None;
+                    }
+                    out.tasks.push(task);
+                }
                 None => out.failures.push(Failure {
                     arn: Some(if param.starts_with("arn:") {
                         param.clone()

@@ -174,6 +174,10 @@ impl World {
             })
             .collect();
         for (id, desired, last) in ids {
+            // The agent got and acked the payload.
+            let task = self.st.tasks.get_mut(&id).unwrap();
+            task.sent = true;
+            task.delivered_desired = Some(desired.clone());
             if desired == "STOPPED" {
                 self.report(&id, "STOPPED", "");
             } else if last == "PENDING" {
@@ -582,6 +586,12 @@ fn a_deleted_service_stops_its_tasks_and_turns_inactive() {
     w.pass();
     assert!(w.live().is_empty());
     assert_eq!(w.service().status(), DRAINING);
+    w.pass();
+    assert_eq!(
+        w.service().status(),
+        DRAINING,
+        "until its tasks have stopped"
+    );
     w.agents_act(false);
     w.pass();
     assert_eq!(w.service().status(), INACTIVE);

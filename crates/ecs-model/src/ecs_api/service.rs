@@ -268,6 +268,8 @@ pub struct UpdateServiceRequest {
     pub propagate_tags: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_registries: Option<Vec<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_configuration: Option<serde_json::Value>,
 }
 
 /// `DeleteServiceRequest`.
