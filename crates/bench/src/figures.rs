@@ -21,7 +21,12 @@ use crate::procfs::{self, Rss};
 use crate::stats::{interleaved, Side};
 
 mod metrics;
+mod scale;
 pub use metrics::MetricsFigure;
+pub use scale::{
+    scale, ScaleCall, ScaleFigure, SCALE_CALLS, SCALE_DESCRIBE_TASKS, SCALE_FILL_COUNT,
+    SCALE_FILL_WORKERS, SCALE_INSTANCES, SCALE_LIST_MAX, SCALE_PAUSE, SCALE_TASKS,
+};
 
 /// How much of each figure to run.
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ pub struct Settings {
     pub cycles: usize,
     /// Pause between two timed runs.
     pub pause: Duration,
+    /// Timed calls of each kind against ecs-local at scale.
+    pub scale_samples: usize,
 }
 
 impl Settings {
@@ -54,6 +61,7 @@ impl Settings {
                 burst_pairs: 1,
                 cycles: 50,
                 pause: Duration::from_millis(200),
+                scale_samples: 50,
             }
         } else {
             Settings {
@@ -68,6 +76,7 @@ impl Settings {
                 burst_pairs: 2,
                 cycles: 1000,
                 pause: Duration::from_millis(300),
+                scale_samples: 200,
             }
         }
     }
@@ -212,12 +221,19 @@ pub struct Results {
     pub cpu_idle: Option<CpuWindow>,
     pub cpu_busy: Option<CpuWindow>,
     pub metrics: MetricsFigure,
+    pub scale: Option<ScaleFigure>,
     /// Whatever looked wrong during the run.
     pub notes: Vec<String>,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// A progress line with the time since the run began.
+pub fn step_at(started: Instant, what: &str) {
+    let s = started.elapsed().as_secs();
+    eprintln!("[{:02}:{:02}] {what}", s / 60, s % 60);
 }
 
 /// Kills ecs-local when dropped, without the test harness's clean-up
@@ -301,8 +317,7 @@ impl Bench {
     }
 
     pub fn step(&self, what: &str) {
-        let s = self.started.elapsed().as_secs();
-        eprintln!("[{:02}:{:02}] {what}", s / 60, s % 60);
+        step_at(self.started, what);
     }
 
     fn note(&mut self, note: String) {

@@ -42,6 +42,39 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
 }
 
 pub async fn describe(docker: &Docker) -> Machine {
+    let host = describe_host();
+    let (docker_version, cgroup, storage_driver) = match docker.info().await {
+        Ok(info) => (
+            info.server_version.unwrap_or_default(),
+            match info.cgroup_version.map(|v| v.to_string()) {
+                Some(v) if !v.is_empty() => format!(
+                    "v{v} ({} driver)",
+                    info.cgroup_driver
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+                _ => "unknown".into(),
+            },
+            info.driver.unwrap_or_default(),
+        ),
+        Err(_) => ("unknown".into(), "unknown".into(), "unknown".into()),
+    };
+    let other_containers = docker
+        .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+        .await
+        .map_or(0, |l| l.len());
+    Machine {
+        docker_version,
+        cgroup,
+        storage_driver,
+        other_containers,
+        ..host
+    }
+}
+
+/// What needs no Docker, for a figure that runs without it; Docker's
+/// fields say "unknown".
+pub fn describe_host() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -64,22 +97,6 @@ pub async fn describe(docker: &Docker) -> Machine {
         .find_map(|l| l.strip_prefix("PRETTY_NAME="))
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_else(|| "unknown".into());
-    let (docker_version, cgroup, storage_driver) = match docker.info().await {
-        Ok(info) => (
-            info.server_version.unwrap_or_default(),
-            match info.cgroup_version.map(|v| v.to_string()) {
-                Some(v) if !v.is_empty() => format!(
-                    "v{v} ({} driver)",
-                    info.cgroup_driver
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
-                ),
-                _ => "unknown".into(),
-            },
-            info.driver.unwrap_or_default(),
-        ),
-        Err(_) => ("unknown".into(), "unknown".into(), "unknown".into()),
-    };
     let rustc = command_output("rustc", &["--version"])
         .map(|s| first_line(&s))
         .unwrap_or_else(|| "unknown".into());
@@ -89,22 +106,18 @@ pub async fn describe(docker: &Docker) -> Machine {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ");
-    let other_containers = docker
-        .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
-        .await
-        .map_or(0, |l| l.len());
     Machine {
         cpu_model,
         cores,
         memory_mib,
         kernel,
         os,
-        docker_version,
-        cgroup,
-        storage_driver,
+        docker_version: "unknown".into(),
+        cgroup: "unknown".into(),
+        storage_driver: "unknown".into(),
         rustc,
         load_at_start,
-        other_containers,
+        other_containers: 0,
     }
 }
 

@@ -2,7 +2,7 @@
 //! Docker's own API on this machine and writes `docs/benchmarks.md`.
 //!
 //! ```text
-//! ecs-bench [--quick] [--output FILE] [--static-target TRIPLE]
+//! ecs-bench [--quick] [--output FILE] [--static-target TRIPLE] [--only scale]
 //! ```
 //!
 //! Leaves nothing behind: the agent and ecs-local are killed, the
@@ -25,29 +25,42 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::Docker;
 
-use figures::{Bench, Settings};
+use figures::{Bench, Results, Settings};
 use report::Report;
+
+/// A figure that can run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// ecs-local with 10,000 tasks and 100 instances; no agent, no Docker.
+    Scale,
+}
 
 struct Options {
     quick: bool,
     output: Option<PathBuf>,
     static_target: String,
+    only: Option<Only>,
 }
 
-const USAGE: &str = "usage: ecs-bench [--quick] [--output FILE] [--static-target TRIPLE]
+const USAGE: &str =
+    "usage: ecs-bench [--quick] [--output FILE] [--static-target TRIPLE] [--only scale]
 
 Runs the agent (release build) with ecs-local on this machine's Docker,
 measures it against Docker's API, and writes docs/benchmarks.md.
   --quick            a short run (under 3 minutes) with fewer samples
   --output FILE      where to write the report (default: docs/benchmarks.md)
   --static-target T  the target triple `make static` built for
-                     (default: x86_64-unknown-linux-gnu)";
+                     (default: x86_64-unknown-linux-gnu)
+  --only scale       only figure 9, ecs-local at scale (no agent, no Docker):
+                     its section and summary rows replace theirs in the
+                     report, the rest of which is kept";
 
 fn parse_args() -> Result<Options> {
     let mut options = Options {
         quick: false,
         output: None,
         static_target: "x86_64-unknown-linux-gnu".into(),
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,6 +77,13 @@ fn parse_args() -> Result<Options> {
                 options.static_target = args
                     .next()
                     .ok_or_else(|| anyhow!("--static-target needs a triple"))?
+            }
+            "--only" => {
+                options.only = match args.next().as_deref() {
+                    Some("scale") => Some(Only::Scale),
+                    Some(other) => bail!("--only knows one figure, scale, not {other:?}"),
+                    None => bail!("--only needs a figure (scale)"),
+                }
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -128,7 +148,11 @@ async fn bench(options: Options) -> Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| root.join("docs").join("benchmarks.md"));
-    let docker = Docker::connect_with_socket_defaults().context("connecting to Docker")?;
+    let only = options.only;
+    let docker = match only {
+        Some(Only::Scale) => None,
+        None => Some(Docker::connect_with_socket_defaults().context("connecting to Docker")?),
+    };
     let run_id = format!(
         "{:08x}",
         (std::process::id() as u128
@@ -142,14 +166,22 @@ async fn bench(options: Options) -> Result<()> {
         .prefix("ecs-bench-")
         .tempdir()
         .context("creating a temp directory")?;
-    let mut task = tokio::spawn(run(
-        options,
-        root.clone(),
-        docker.clone(),
-        run_id.clone(),
-        tmp.path().to_path_buf(),
-        started,
-    ));
+    let mut task = match docker.clone() {
+        Some(docker) => tokio::spawn(run(
+            options,
+            root.clone(),
+            docker,
+            run_id.clone(),
+            tmp.path().to_path_buf(),
+            started,
+        )),
+        None => tokio::spawn(run_scale_alone(
+            options,
+            root.clone(),
+            tmp.path().to_path_buf(),
+            started,
+        )),
+    };
     let outcome = tokio::select! {
         joined = &mut task => joined.unwrap_or_else(|e| Err(anyhow!("the bench stopped: {e}"))),
         () = interrupted() => {
@@ -160,16 +192,28 @@ async fn bench(options: Options) -> Result<()> {
         }
     };
     // The agent and ecs-local are gone with the task; now their containers.
-    let cleanup = remove_leftovers(&docker, &run_id).await;
+    let cleanup = match &docker {
+        Some(docker) => remove_leftovers(docker, &run_id).await,
+        None => Ok(()),
+    };
     let tmp_path = tmp.path().to_path_buf();
     drop(tmp);
     let mut report = outcome?;
     cleanup?;
     report.duration_secs = started.elapsed().as_secs_f64();
-    let text = report::render(&report);
+    let (text, lines) = match only {
+        Some(Only::Scale) => {
+            let earlier = std::fs::read_to_string(&output).ok();
+            (
+                report::splice_scale(earlier.as_deref(), &report),
+                report::scale_summary_lines(&report.results),
+            )
+        }
+        None => (report::render(&report), report::summary_lines(&report)),
+    };
     let text = scrub(&text, &[&tmp_path, &root]);
     std::fs::write(&output, text).with_context(|| format!("writing {}", output.display()))?;
-    for line in report::summary_lines(&report) {
+    for line in lines {
         println!("{line}");
     }
     println!(
@@ -242,11 +286,7 @@ async fn run(
             )
         })?;
     let machine = machine::describe(&docker).await;
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute]"
-        ))
-        .unwrap_or_default();
+    let date = now_text();
     let settings = Settings::new(options.quick);
     let mut bench = Bench::new(settings.clone(), docker, &run_id, &tmp, started).await?;
 
@@ -286,8 +326,46 @@ async fn run(
     bench.restarts().await?;
     bench.step("stopping the agent");
     bench.stop_agent().await?;
+    // Last, with the agent gone: its thousands of calls would otherwise
+    // fall on the agent's figures.
+    bench.results.scale = Some(figures::scale(&settings, &tmp, started).await?);
     let results = std::mem::take(&mut bench.results);
     drop(bench);
+    Ok(Report {
+        date,
+        duration_secs: 0.0,
+        checkout,
+        machine,
+        settings,
+        results,
+    })
+}
+
+fn now_text() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]"
+        ))
+        .unwrap_or_default()
+}
+
+/// `--only scale`: ecs-local alone, so neither the agent nor Docker.
+async fn run_scale_alone(
+    options: Options,
+    root: PathBuf,
+    tmp: PathBuf,
+    started: Instant,
+) -> Result<Report> {
+    let checkout = machine::checkout(&root);
+    eprintln!("building the release binaries (cargo build --release)");
+    tokio::task::spawn_blocking(|| e2e::use_release_binaries(None).map(|_| ())).await??;
+    let machine = machine::describe_host();
+    let date = now_text();
+    let settings = Settings::new(options.quick);
+    let results = Results {
+        scale: Some(figures::scale(&settings, &tmp, started).await?),
+        ..Results::default()
+    };
     Ok(Report {
         date,
         duration_secs: 0.0,

@@ -4,14 +4,16 @@
 use std::fmt::Write as _;
 
 use crate::figures::{
-    Compare, CpuWindow, Results, Settings, Startup, BURST_CALLS, BURST_COUNT,
-    BURST_DOCKER_CONCURRENCY, BURST_POLL, BURST_TASKS, CLEANUP_WAIT, CYCLE_BATCH, CYCLE_WORKERS,
-    FAST_POLL, RSS_EVERY, STOP_GRACE_SECS, TASK_MEMORY_MIB,
+    Compare, CpuWindow, Results, ScaleCall, ScaleFigure, Settings, Startup, BURST_CALLS,
+    BURST_COUNT, BURST_DOCKER_CONCURRENCY, BURST_POLL, BURST_TASKS, CLEANUP_WAIT, CYCLE_BATCH,
+    CYCLE_WORKERS, FAST_POLL, RSS_EVERY, SCALE_CALLS, SCALE_DESCRIBE_TASKS, SCALE_FILL_COUNT,
+    SCALE_FILL_WORKERS, SCALE_INSTANCES, SCALE_LIST_MAX, SCALE_PAUSE, SCALE_TASKS, STOP_GRACE_SECS,
+    TASK_MEMORY_MIB,
 };
 use crate::logs::PHASES;
 use crate::machine::{Checkout, Machine};
 use crate::procfs::Rss;
-use crate::stats::{ratio, window_mean, Side, Summary};
+use crate::stats::{percentile, ratio, window_mean, Side, Summary};
 
 /// Goals, shown beside each figure; never asserted.
 pub const LAUNCH_TARGET: f64 = 1.03;
@@ -29,6 +31,16 @@ pub const STATIC_SIZE_TARGET: u64 = 12_000_000;
 /// RSS that grows by more than this between the 10–20 % window and the
 /// last 10 % of the cycles does not level off.
 pub const LEVEL_OFF_TOLERANCE: f64 = 0.05;
+/// ecs-local at scale (issue: 10,000 tasks, 100 instances): each call's
+/// p99, and its peak RSS in bytes (200 MB, not MiB).
+pub const SCALE_P99_TARGET_MS: f64 = 50.0;
+pub const SCALE_RSS_TARGET_BYTES: u64 = 200_000_000;
+
+const SCALE_HEADING: &str = "## 9. ecs-local at scale";
+/// How every summary row of the scale figure starts: `--only scale`
+/// replaces the rows that do.
+const SCALE_ROW: &str = "| ecs-local at scale";
+const NOTES_HEADING: &str = "## Notes from this run";
 
 pub struct Report {
     pub date: String,
@@ -47,6 +59,19 @@ fn fmt_ms(v: f64) -> String {
     } else {
         format!("{v:.1} ms")
     }
+}
+
+/// 10000 as "10,000".
+fn fmt_count(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn fmt_mib(kib: u64) -> String {
@@ -301,6 +326,7 @@ pub fn render(r: &Report) -> String {
         share.map_or("–".into(), |s| format!("{s:.3}×")),
         verdict(share.map(|s| s <= 0.2))
     );
+    scale_summary_rows(&mut out, res);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -393,14 +419,16 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "* **Amounts in this mode:** {} launch and {} stop pairs, {} burst pair(s), {} s CPU windows, {} \
-         launch/stop cycles, {} fresh start(s), {} restart(s) with 100 tasks.",
+         launch/stop cycles, {} fresh start(s), {} restart(s) with 100 tasks, {} timed calls of each \
+         kind against ecs-local at scale.",
         s.launch_pairs,
         s.launch_pairs,
         s.burst_pairs,
         s.cpu_window.as_secs(),
         mem.cycles.max(s.cycles),
         s.startups,
-        s.restarts
+        s.restarts,
+        s.scale_samples
     );
     let _ = writeln!(out);
 
@@ -822,9 +850,10 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out);
 
     metrics_section(&mut out, res);
+    scale_section(&mut out, r, false);
 
     // Notes.
-    let _ = writeln!(out, "## Notes from this run");
+    let _ = writeln!(out, "{NOTES_HEADING}");
     let _ = writeln!(out);
     if res.notes.is_empty() {
         let _ = writeln!(out, "Nothing unexpected was seen.");
@@ -980,6 +1009,316 @@ fn metrics_section(out: &mut String, res: &crate::figures::Results) {
     let _ = writeln!(out);
 }
 
+fn scale_call_name(call: ScaleCall) -> &'static str {
+    match call {
+        ScaleCall::Describe => "DescribeTasks",
+        ScaleCall::List => "ListTasks",
+        ScaleCall::Run => "RunTask",
+    }
+}
+
+fn scale_p99(f: &ScaleFigure, call: ScaleCall) -> Option<f64> {
+    percentile(f.samples(call), 99.0)
+}
+
+/// VmHWM at the end is the peak of ecs-local's whole run.
+fn scale_rss_ok(f: &ScaleFigure) -> Option<bool> {
+    f.at_end
+        .map(|r| r.hwm_kib.saturating_mul(1024) < SCALE_RSS_TARGET_BYTES)
+}
+
+fn scale_summary_rows(out: &mut String, res: &Results) {
+    let f = res.scale.as_ref();
+    for call in SCALE_CALLS {
+        let p99 = f.and_then(|f| scale_p99(f, call));
+        let _ = writeln!(
+            out,
+            "{SCALE_ROW} ({} tasks): {} p99 | {} | under {SCALE_P99_TARGET_MS:.0} ms | {} |",
+            fmt_count(SCALE_TASKS),
+            scale_call_name(call),
+            p99.map_or("–".into(), fmt_ms),
+            verdict(p99.map(|v| v < SCALE_P99_TARGET_MS))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{SCALE_ROW} ({} tasks): ecs-local's peak RSS | {} | under {:.0} MB | {} |",
+        fmt_count(SCALE_TASKS),
+        f.and_then(|f| f.at_end)
+            .map_or("–".into(), |r| fmt_mib(r.hwm_kib)),
+        SCALE_RSS_TARGET_BYTES as f64 / 1e6,
+        verdict(f.and_then(scale_rss_ok))
+    );
+}
+
+/// "slowest", "2nd slowest", ...
+fn nth_slowest(k: usize) -> String {
+    match k {
+        0 | 1 => "slowest".into(),
+        2 => "2nd slowest".into(),
+        3 => "3rd slowest".into(),
+        k => format!("{k}th slowest"),
+    }
+}
+
+/// Figure 9: ecs-local's API latency and memory with a large store.
+/// `alone` when it ran by itself (`--only scale`), not in the run the rest
+/// of the report comes from.
+fn scale_section(out: &mut String, r: &Report, alone: bool) {
+    let _ = writeln!(out, "{SCALE_HEADING}");
+    let _ = writeln!(out);
+    let Some(f) = r.results.scale.as_ref() else {
+        let _ = writeln!(out, "Not measured in this run.");
+        let _ = writeln!(out);
+        return;
+    };
+    let n = f.describe_ms.len();
+    let rank = (0.99 * n as f64 - 1e-9).ceil().max(1.0) as usize;
+    let _ = writeln!(
+        out,
+        "ecs-local by itself, with no agent and no Docker: {} container instances registered through the \
+         ECS API, each with a simulated agent on the ACS websocket that acks every payload and at once \
+         reports its task RUNNING with SubmitTaskStateChange, as an agent would once the container \
+         started (placement only uses instances whose agent is connected). The store is filled to {} \
+         tasks by RunTask calls of count {SCALE_FILL_COUNT}, {SCALE_FILL_WORKERS} at a time, of a \
+         one-container task definition, all of them RUNNING before anything is timed. Then {n} calls of \
+         each kind below take turns, {} ms apart, each round starting with the next kind, after one \
+         untimed round. Each call is one JSON 1.1 POST on a kept-alive loopback connection, without an \
+         SDK (so the time is ecs-local's and loopback's), timed from its first byte sent to the \
+         answer's last byte read. Percentiles are nearest-rank: the p99 of {n} calls is the {} of them.",
+        f.instances,
+        fmt_count(f.tasks_filled),
+        SCALE_PAUSE.as_millis(),
+        nth_slowest(n + 1 - rank.min(n))
+    );
+    let _ = writeln!(out);
+    if alone {
+        let tree = if r.checkout.dirty_files == 0 {
+            "clean tree".to_string()
+        } else {
+            format!("dirty tree, {} file(s) changed", r.checkout.dirty_files)
+        };
+        let _ = writeln!(
+            out,
+            "This figure ran by itself (`ecs-bench --only scale`, {}) on {} (UTC) at commit `{}` ({tree}), \
+             in {:.1} minutes on {} × {} with a load average of {} at its start; the rest of this \
+             file comes from the run described at its top.",
+            if r.settings.quick { "quick" } else { "full" },
+            r.date,
+            r.checkout.commit,
+            r.duration_secs / 60.0,
+            r.machine.cores,
+            r.machine.cpu_model,
+            r.machine.load_at_start
+        );
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "| call, with {} tasks in the store | runs | p50 | p99 | max | p99 target | |",
+        fmt_count(f.tasks_filled)
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|");
+    for call in SCALE_CALLS {
+        let samples = f.samples(call);
+        let what = match call {
+            ScaleCall::Describe => {
+                format!("DescribeTasks of {SCALE_DESCRIBE_TASKS} random known tasks")
+            }
+            ScaleCall::List => {
+                format!("ListTasks of cluster default, maxResults {SCALE_LIST_MAX}")
+            }
+            ScaleCall::Run => "RunTask, count 1 (a task more each time)".to_string(),
+        };
+        let cell = |p: f64| percentile(samples, p).map_or("–".into(), fmt_ms);
+        let p99 = scale_p99(f, call);
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {} | {} | {} | under {SCALE_P99_TARGET_MS:.0} ms | {} |",
+            samples.len(),
+            cell(50.0),
+            cell(99.0),
+            cell(100.0),
+            verdict(p99.map(|v| v < SCALE_P99_TARGET_MS))
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "ecs-local's memory (`VmRSS`, `VmHWM`, `RssAnon`, `RssFile` from `/proc/<pid>/status`):"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| when | tasks in the store | RSS | peak RSS | anonymous | file-backed |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (when, tasks, rss) in [
+        (
+            format!("filled, {} s later", r.settings.settle.as_secs()),
+            f.tasks_filled,
+            f.after_fill,
+        ),
+        (
+            "after the timed calls".to_string(),
+            f.tasks_at_end,
+            f.at_end,
+        ),
+    ] {
+        let (rss, hwm, anon, file) = rss_cells(rss);
+        let _ = writeln!(
+            out,
+            "| {when} | {} | {rss} | {hwm} | {anon} | {file} |",
+            fmt_count(tasks)
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Target: peak RSS under {:.0} MB ({:.1} MiB): {}.",
+        SCALE_RSS_TARGET_BYTES as f64 / 1e6,
+        SCALE_RSS_TARGET_BYTES as f64 / 1048576.0,
+        verdict(scale_rss_ok(f))
+    );
+    let _ = writeln!(out);
+    let tenth = f.fill_run_ms.len() / 10;
+    let median_of = |v: &[f64]| Summary::of(v).map_or("–".into(), |s| fmt_ms(s.median));
+    let cpu_share = if f.fill_secs > 0.0 {
+        f.cpu_fill_secs / f.fill_secs * 100.0
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "Where the time went: registering the {} instances and connecting their agents took {:.1} s; \
+         the fill {:.1} s from the first RunTask until all {} tasks were reported RUNNING, {:.1} s of \
+         it the {} RunTask calls themselves. A RunTask of {SCALE_FILL_COUNT} during the fill took {} \
+         (median of the first tenth of the calls, the store nearly empty) and {} (the last tenth, near \
+         {} tasks); p99 over the fill {}. ecs-local used {:.1} CPU seconds in the fill ({cpu_share:.0} % \
+         of a core) and {:.1} s over the {:.1} s of timed calls. Its database, `state.redb`, held {} at \
+         the end, on {} (every store update is one durable transaction, its fsync within the call that \
+         made it).",
+        f.instances,
+        f.connect_secs,
+        f.fill_secs,
+        fmt_count(f.tasks_filled),
+        f.fill_calls_secs,
+        fmt_count(f.fill_run_ms.len()),
+        median_of(&f.fill_run_ms[..tenth]),
+        median_of(&f.fill_run_ms[f.fill_run_ms.len() - tenth..]),
+        fmt_count(f.tasks_filled),
+        percentile(&f.fill_run_ms, 99.0).map_or("–".into(), fmt_ms),
+        f.cpu_fill_secs,
+        f.cpu_measure_secs,
+        f.measure_secs,
+        f.db_bytes
+            .map_or("–".into(), |b| format!("{:.1} MB", b as f64 / 1e6)),
+        f.data_fs
+    );
+    let _ = writeln!(out);
+    if !f.notes.is_empty() {
+        let _ = writeln!(out, "Seen during this figure:");
+        let _ = writeln!(out);
+        for n in &f.notes {
+            let _ = writeln!(out, "* {n}");
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "**For a user:** how soon ecs-local answers the calls a script or a console makes most once it \
+         holds a large cluster ({SCALE_INSTANCES} hosts, {} tasks), and the memory it needs for \
+         that.",
+        fmt_count(SCALE_TASKS)
+    );
+    let _ = writeln!(out);
+}
+
+/// The report written before with this run's scale figure in place of
+/// its own: the section and its summary rows replaced (or added), the rest
+/// kept. A report without a summary is written anew.
+pub fn splice_scale(earlier: Option<&str>, r: &Report) -> String {
+    let Some(earlier) = earlier.filter(|t| t.lines().any(|l| l == "## Summary")) else {
+        return render(r);
+    };
+    let mut rows = String::new();
+    scale_summary_rows(&mut rows, &r.results);
+    let mut section = String::new();
+    scale_section(&mut section, r, true);
+    splice(earlier, &rows, &section)
+}
+
+fn splice(earlier: &str, rows: &str, section: &str) -> String {
+    let mut lines: Vec<&str> = earlier.lines().collect();
+    match lines.iter().position(|l| *l == SCALE_HEADING) {
+        Some(start) => {
+            let end = lines[start + 1..]
+                .iter()
+                .position(|l| l.starts_with("## "))
+                .map_or(lines.len(), |i| start + 1 + i);
+            lines.splice(start..end, section.lines());
+        }
+        None => {
+            let at = lines
+                .iter()
+                .position(|l| *l == NOTES_HEADING)
+                .unwrap_or(lines.len());
+            lines.splice(at..at, section.lines());
+        }
+    }
+    lines.retain(|l| !l.starts_with(SCALE_ROW));
+    if let Some(summary) = lines.iter().position(|l| *l == "## Summary") {
+        let table = lines[summary..]
+            .iter()
+            .position(|l| l.starts_with('|'))
+            .map(|i| summary + i);
+        if let Some(table) = table {
+            let end = lines[table..]
+                .iter()
+                .position(|l| !l.starts_with('|'))
+                .map_or(lines.len(), |i| table + i);
+            lines.splice(end..end, rows.lines());
+        }
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// Terminal lines for the scale figure.
+pub fn scale_summary_lines(res: &Results) -> Vec<String> {
+    let Some(f) = res.scale.as_ref() else {
+        return Vec::new();
+    };
+    let p = |call| {
+        let v = f.samples(call);
+        format!(
+            "{} p50 {} p99 {} max {}",
+            scale_call_name(call),
+            percentile(v, 50.0).map_or("–".into(), fmt_ms),
+            percentile(v, 99.0).map_or("–".into(), fmt_ms),
+            percentile(v, 100.0).map_or("–".into(), fmt_ms)
+        )
+    };
+    vec![
+        format!(
+            "ecs-local at scale ({} tasks, {} instances): {}; {}; {}",
+            fmt_count(f.tasks_filled),
+            f.instances,
+            p(ScaleCall::Describe),
+            p(ScaleCall::List),
+            p(ScaleCall::Run)
+        ),
+        format!(
+            "ecs-local at scale: RSS {} after the fill, {} at the end, peak {}; fill {:.1} s",
+            rss_cells(f.after_fill).0,
+            rss_cells(f.at_end).0,
+            rss_cells(f.at_end).1,
+            f.fill_secs
+        ),
+    ]
+}
+
 /// Mean of the 10–20 % window, mean of the last 10 %, and the relative
 /// change between them.
 pub fn level_off(samples: &[f64]) -> Option<(f64, f64, f64)> {
@@ -1035,6 +1374,7 @@ pub fn summary_lines(r: &Report) -> Vec<String> {
             "{o:.2} % vs {t:.2} % of a core"
         ))
     ));
+    lines.extend(scale_summary_lines(res));
     lines
 }
 
@@ -1056,10 +1396,48 @@ mod tests {
     }
 
     #[test]
+    fn the_scale_figure_replaces_its_own_section_and_rows() {
+        let earlier = "# Benchmarks\n\n## Summary\n\n| figure | result | target | |\n|---|---:|---|---|\n\
+                       | launch | 1.0× | x | met |\n\nA ratio is ...\n\n## 8. Container metrics\n\ntext\n\n\
+                       ## Notes from this run\n\nNothing unexpected was seen.\n";
+        let rows = "| ecs-local at scale: a | 1 ms | under 50 ms | met |\n";
+        let section = "## 9. ecs-local at scale\n\nfirst\n\n";
+        let once = splice(earlier, rows, section);
+        assert_eq!(
+            once,
+            "# Benchmarks\n\n## Summary\n\n| figure | result | target | |\n|---|---:|---|---|\n\
+             | launch | 1.0× | x | met |\n| ecs-local at scale: a | 1 ms | under 50 ms | met |\n\n\
+             A ratio is ...\n\n## 8. Container metrics\n\ntext\n\n## 9. ecs-local at scale\n\nfirst\n\n\
+             ## Notes from this run\n\nNothing unexpected was seen.\n"
+        );
+        let twice = splice(
+            &once,
+            "| ecs-local at scale: b | 2 ms | under 50 ms | met |\n",
+            "## 9. ecs-local at scale\n\nsecond\n\n",
+        );
+        assert_eq!(
+            twice,
+            once.replace("scale: a | 1 ms", "scale: b | 2 ms")
+                .replace("first", "second")
+        );
+    }
+
+    #[test]
+    fn nth_slowest_reads_well() {
+        assert_eq!(nth_slowest(1), "slowest");
+        assert_eq!(nth_slowest(3), "3rd slowest");
+        assert_eq!(nth_slowest(4), "4th slowest");
+    }
+
+    #[test]
     fn durations_read_well() {
         assert_eq!(fmt_ms(12.34), "12.3 ms");
         assert_eq!(fmt_ms(123.4), "123 ms");
         assert_eq!(fmt_ms(4321.0), "4.32 s");
         assert_eq!(fmt_mib(10240), "10.0 MiB");
+        assert_eq!(fmt_count(10_000), "10,000");
+        assert_eq!(fmt_count(1_234_567), "1,234,567");
+        assert_eq!(fmt_count(100), "100");
+        assert_eq!(fmt_count(0), "0");
     }
 }

@@ -33,6 +33,19 @@ impl Summary {
     }
 }
 
+/// The nearest-rank percentile: the smallest sample that at least `p` %
+/// of the samples do not exceed. Unlike an interpolated one it is always a
+/// time that was measured, and the p99 of 50 samples is their max.
+pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| !v.is_nan()).collect();
+    if sorted.is_empty() || !(0.0..=100.0).contains(&p) {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * sorted.len() as f64 - 1e-9).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()) - 1).copied()
+}
+
 /// One side of a side-by-side comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -92,6 +105,23 @@ mod tests {
         assert_eq!(Summary::of(&[]), None);
         assert_eq!(Summary::of(&[f64::NAN]), None);
         assert_eq!(Summary::of(&[f64::NAN, 2.0]).unwrap().runs, 1);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 50.0), Some(50.0));
+        assert_eq!(percentile(&hundred, 99.0), Some(99.0));
+        assert_eq!(percentile(&hundred, 100.0), Some(100.0));
+        assert_eq!(percentile(&hundred, 0.0), Some(1.0));
+        let two_hundred: Vec<f64> = (1..=200).rev().map(f64::from).collect();
+        assert_eq!(percentile(&two_hundred, 99.0), Some(198.0));
+        let fifty: Vec<f64> = (1..=50).map(f64::from).collect();
+        assert_eq!(percentile(&fifty, 99.0), Some(50.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[f64::NAN], 50.0), None);
+        assert_eq!(percentile(&[1.0], 101.0), None);
     }
 
     #[test]

@@ -283,6 +283,11 @@ impl Plane {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// ecs-local's process ID (to read `/proc/<pid>/…`).
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+
     /// ecs-local's `GET /metrics` page.
     pub fn metrics_page(&self) -> Result<String> {
         http_get(self.port, "/metrics")
