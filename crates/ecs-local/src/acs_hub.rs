@@ -710,13 +710,22 @@ impl AcsHub {
         let _serial = lock(&self.delivery);
         let ttl = self.credentials_ttl;
         let refreshed = self.store.update(|st| {
-            let mut refreshed = Vec::new();
-            for task in st.tasks.values_mut().filter(|t| !t.is_stopped()) {
-                for role in ROLES {
-                    if let Some(c) = task.credentials_mut(role).filter(|c| c.refresh_due(now)) {
-                        c.rotate(now, ttl);
-                        refreshed.push((task.id.clone(), role));
-                    }
+            // Found first, changed after: only the rows that change are
+            // copied and written.
+            let refreshed: Vec<(String, RoleType)> = st
+                .tasks
+                .values()
+                .filter(|t| !t.is_stopped())
+                .flat_map(|t| {
+                    ROLES
+                        .into_iter()
+                        .filter(|role| t.credentials(*role).is_some_and(|c| c.refresh_due(now)))
+                        .map(|role| (t.id.clone(), role))
+                })
+                .collect();
+            for (id, role) in &refreshed {
+                if let Some(c) = st.tasks.get_mut(id).and_then(|t| t.credentials_mut(*role)) {
+                    c.rotate(now, ttl);
                 }
             }
             let built: Vec<BuiltCredentials> = refreshed
@@ -772,30 +781,29 @@ impl AcsHub {
         let credentials_id = ack.credentials_id.as_deref().unwrap_or_default();
         let expiration = ack.expiration.as_deref().unwrap_or_default();
         let result = self.store.update(|st| {
-            let mut found = None;
-            for task in st.tasks.values_mut() {
-                if task.instance_id.as_deref() != Some(instance_id) {
-                    continue;
-                }
-                for role in ROLES {
-                    let Some(c) = task.credentials_mut(role) else {
-                        continue;
-                    };
-                    if c.credentials_id() != credentials_id {
-                        continue;
-                    }
-                    let current = c.matches_ack(credentials_id, expiration);
-                    if current {
-                        c.acked = true;
-                    }
-                    found = Some((
-                        task.task.task_arn.clone().unwrap_or_default(),
-                        role,
-                        current,
-                    ));
-                }
+            let named = st
+                .tasks_on(instance_id)
+                .flat_map(|t| ROLES.into_iter().map(move |role| (t, role)))
+                .find(|(t, role)| {
+                    t.credentials(*role)
+                        .is_some_and(|c| c.credentials_id() == credentials_id)
+                })
+                .map(|(t, role)| (t.id.clone(), role));
+            let Some((id, role)) = named else {
+                return Ok::<_, StoreError>(None);
+            };
+            let Some(task) = st.tasks.get_mut(&id) else {
+                return Ok(None);
+            };
+            let arn = task.task.task_arn.clone().unwrap_or_default();
+            let Some(c) = task.credentials_mut(role) else {
+                return Ok(None);
+            };
+            let current = c.matches_ack(credentials_id, expiration);
+            if current && !c.acked {
+                c.acked = true;
             }
-            Ok::<_, StoreError>(found)
+            Ok(Some((arn, role, current)))
         });
         match result {
             Ok(Some((task, role, current))) => tracing::debug!(

@@ -56,12 +56,13 @@ pub fn task_tags(propagated: &[Tag], given: Option<&[Tag]>) -> Option<Vec<Tag>> 
 /// The instances of a cluster new tasks may go to: registered and ACTIVE
 /// (not DRAINING).
 pub fn capacities(state: &State, cluster: &str) -> Vec<Capacity> {
-    state
-        .instances
-        .values()
-        .filter(|i| i.cluster == cluster && i.status == "ACTIVE")
-        .map(|i| Capacity::of(state, i))
-        .collect()
+    Capacity::of_all(
+        state,
+        state
+            .instances
+            .values()
+            .filter(|i| i.cluster == cluster && i.status == "ACTIVE"),
+    )
 }
 
 /// Places and creates `count` tasks on `capacities` (reduced as they are

@@ -314,7 +314,51 @@ pub struct Capacity {
 impl Capacity {
     /// Registered resources minus what the non-STOPPED tasks on it hold.
     pub fn of(state: &State, instance: &InstanceRecord) -> Self {
-        let mut capacity = Capacity {
+        let mut capacity = Self::registered(instance);
+        for task in state.tasks_on(&instance.id) {
+            capacity.hold(task);
+        }
+        capacity
+    }
+
+    /// [`Capacity::of`] for many instances, in one pass over the tasks
+    /// rather than one per instance.
+    pub fn of_all<'a>(
+        state: &State,
+        instances: impl IntoIterator<Item = &'a InstanceRecord>,
+    ) -> Vec<Self> {
+        let mut out: Vec<Self> = instances.into_iter().map(Self::registered).collect();
+        let index: std::collections::HashMap<&str, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.instance_id.as_str(), i))
+            .collect();
+        let mut holds: Vec<(usize, &crate::store::TaskRecord)> = Vec::new();
+        for task in state.tasks.values() {
+            if let Some(&i) = task.instance_id.as_deref().and_then(|id| index.get(id)) {
+                holds.push((i, task));
+            }
+        }
+        for (i, task) in holds {
+            out[i].hold(task);
+        }
+        out
+    }
+
+    /// What a task holds while it is not STOPPED.
+    fn hold(&mut self, task: &crate::store::TaskRecord) {
+        if task.is_stopped() {
+            return;
+        }
+        self.take(&task.demand, task.task.group.as_deref().unwrap_or_default());
+        if task.last_status() == "RUNNING" {
+            self.running += 1;
+        }
+    }
+
+    /// What the instance registered, before any task.
+    fn registered(instance: &InstanceRecord) -> Self {
+        Capacity {
             instance_id: instance.id.clone(),
             instance_arn: instance.arn.clone(),
             ec2_instance_id: instance.ec2_instance_id.clone(),
@@ -331,15 +375,7 @@ impl Capacity {
             attributes: instance.all_attributes(),
             groups: Vec::new(),
             running: 0,
-        };
-        for task in state.tasks_on(&instance.id).filter(|t| !t.is_stopped()) {
-            let group = task.task.group.clone().unwrap_or_default();
-            capacity.take(&task.demand, &group);
-            if task.last_status() == "RUNNING" {
-                capacity.running += 1;
-            }
         }
-        capacity
     }
 
     /// What a cluster query sees of this instance.

@@ -250,6 +250,9 @@ pub struct State {
     /// value they saw.
     #[serde(default)]
     pub seq: i64,
+    /// While a store update runs: `seq` before it.
+    #[serde(skip)]
+    seq_before: Option<i64>,
     #[serde(default)]
     pub clusters: Table<ClusterRecord>,
     /// Revisions of each family, revision `n` at index `n - 1`.
@@ -286,6 +289,49 @@ impl InstanceRecord {
 }
 
 impl State {
+    /// Starts a transaction on every table (see [`table`]).
+    fn begin(&mut self) {
+        self.seq_before = Some(self.seq);
+        self.clusters.begin();
+        self.task_definitions.begin();
+        self.instances.begin();
+        self.tasks.begin();
+        self.services.begin();
+        self.task_definition_tags.begin();
+        self.account_settings.begin();
+    }
+
+    fn commit(&mut self) {
+        self.seq_before = None;
+        self.clusters.commit();
+        self.task_definitions.commit();
+        self.instances.commit();
+        self.tasks.commit();
+        self.services.commit();
+        self.task_definition_tags.commit();
+        self.account_settings.commit();
+    }
+
+    fn rollback(&mut self) {
+        if let Some(seq) = self.seq_before.take() {
+            self.seq = seq;
+        }
+        self.clusters.rollback();
+        self.task_definitions.rollback();
+        self.instances.rollback();
+        self.tasks.rollback();
+        self.services.rollback();
+        self.task_definition_tags.rollback();
+        self.account_settings.rollback();
+    }
+
+    /// The sequence counter, if the running transaction moved it.
+    fn seq_changed(&self) -> Option<i64> {
+        self.seq_before
+            .filter(|before| *before != self.seq)
+            .map(|_| self.seq)
+    }
+
     /// The next sequence number.
     pub fn next_seq(&mut self) -> i64 {
         self.seq += 1;
@@ -359,9 +405,16 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-applied change
-        // (mutations run on a draft), so a poisoned lock is safe to reuse.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // A panic in the middle of an update leaves its transaction open:
+        // rolling it back undoes the half-applied change, so the poisoned
+        // lock is then safe to reuse.
+        self.state.lock().unwrap_or_else(|e| {
+            let mut state = e.into_inner();
+            if state.seq_before.is_some() {
+                state.rollback();
+            }
+            state
+        })
     }
 
     /// Reads the state.
@@ -369,19 +422,29 @@ impl Store {
         f(&self.lock())
     }
 
-    /// Applies a change: `f` runs on a draft; if it succeeds the rows it
-    /// changed are written and the draft replaces the state. If `f` or the
-    /// write fails, nothing changes. Blocks on the disk: call it from a
-    /// blocking thread.
+    /// Applies a change: `f` runs in a transaction on the state; if it
+    /// succeeds the rows it changed are written, and the change stays. If
+    /// `f` or the write fails, the transaction is rolled back and nothing
+    /// changes. Readers wait meanwhile, so none sees a change before it is
+    /// on disk. Blocks on the disk: call it from a blocking thread.
     pub fn update<R, E>(&self, f: impl FnOnce(&mut State) -> Result<R, E>) -> Result<R, E>
     where
         E: From<StoreError>,
     {
         let mut guard = self.lock();
-        let mut draft = guard.clone();
-        let result = f(&mut draft)?;
-        self.disk.write(&guard, &draft)?;
-        *guard = draft;
+        guard.begin();
+        let result = match f(&mut guard) {
+            Ok(result) => result,
+            Err(e) => {
+                guard.rollback();
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.disk.write_pending(&guard) {
+            guard.rollback();
+            return Err(e.into());
+        }
+        guard.commit();
         Ok(result)
     }
 
@@ -504,6 +567,32 @@ mod tests {
         .unwrap();
         assert_eq!(old.task_role_credentials, None);
         assert_eq!(old.task_role_arn, None);
+    }
+
+    #[test]
+    fn an_update_that_panics_half_way_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), default_cluster).unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Result<(), StoreError> = store.update(|st| {
+                st.next_seq();
+                st.clusters.remove("default");
+                panic!("half-way");
+            });
+        }));
+        assert!(caught.is_err());
+        store.read(|st| {
+            assert_eq!(st.seq, 0);
+            assert!(st.clusters.contains_key("default"));
+        });
+        // The store goes on working.
+        store
+            .update(|st| {
+                st.next_seq();
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        store.read(|st| assert_eq!(st.seq, 1));
     }
 
     #[test]

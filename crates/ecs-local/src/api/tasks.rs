@@ -468,14 +468,12 @@ pub(super) fn list(ctx: &Context, req: ListTasksRequest) -> Result<ListTasksResp
             let bt = b.task.created_at.unwrap_or(0.0);
             at.total_cmp(&bt).then_with(|| a.id.cmp(&b.id))
         });
-        Ok::<_, ApiError>(
-            tasks
-                .into_iter()
-                .map(|t| t.arn().to_owned())
-                .collect::<Vec<_>>(),
-        )
+        // Only the page's ARNs are copied.
+        let (page, next_token) = paginate(tasks, req.next_token.as_deref(), req.max_results)?;
+        let arns: Vec<String> = page.into_iter().map(|t| t.arn().to_owned()).collect();
+        Ok::<_, ApiError>((arns, next_token))
     })?;
-    let (task_arns, next_token) = paginate(arns, req.next_token.as_deref(), req.max_results)?;
+    let (task_arns, next_token) = arns;
     Ok(ListTasksResponse {
         task_arns,
         next_token,

@@ -22,6 +22,9 @@ pub const LEGACY_FILE: &str = "state.json";
 /// Where a migrated `state.json` is kept, untouched, after its move.
 pub const MIGRATED_FILE: &str = "state.json.migrated";
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 4 << 20;
+
 type Rows = TableDefinition<'static, &'static str, &'static [u8]>;
 
 const CLUSTERS: Rows = TableDefinition::new("clusters");
@@ -107,7 +110,12 @@ impl Disk {
                 .map_err(io)?;
         }
         drop(file);
-        let db = Database::create(path).map_err(|e| database(path, e))?;
+        // Rows are read back only at start-up, so a small page cache will
+        // do (redb's default holds up to 1 GiB).
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| database(path, e))?;
         Ok(Self {
             db,
             path: path.to_owned(),
@@ -166,16 +174,46 @@ impl Disk {
     /// Writes what differs between `before` and `after`, in one durable
     /// transaction; nothing when nothing differs.
     pub fn write(&self, before: &State, after: &State) -> Result<(), StoreError> {
-        let clusters = after.clusters.changes(&before.clusters);
-        let definitions = after.task_definitions.changes(&before.task_definitions);
-        let instances = after.instances.changes(&before.instances);
-        let tasks = after.tasks.changes(&before.tasks);
-        let services = after.services.changes(&before.services);
-        let definition_tags = after
-            .task_definition_tags
-            .changes(&before.task_definition_tags);
-        let settings = after.account_settings.changes(&before.account_settings);
-        let seq_changed = after.seq != before.seq;
+        self.write_changes(Changes {
+            clusters: after.clusters.changes(&before.clusters),
+            definitions: after.task_definitions.changes(&before.task_definitions),
+            instances: after.instances.changes(&before.instances),
+            tasks: after.tasks.changes(&before.tasks),
+            services: after.services.changes(&before.services),
+            definition_tags: after
+                .task_definition_tags
+                .changes(&before.task_definition_tags),
+            settings: after.account_settings.changes(&before.account_settings),
+            seq: (after.seq != before.seq).then_some(after.seq),
+        })
+    }
+
+    /// Writes what the state's running transaction changed.
+    pub fn write_pending(&self, state: &State) -> Result<(), StoreError> {
+        self.write_changes(Changes {
+            clusters: state.clusters.pending(),
+            definitions: state.task_definitions.pending(),
+            instances: state.instances.pending(),
+            tasks: state.tasks.pending(),
+            services: state.services.pending(),
+            definition_tags: state.task_definition_tags.pending(),
+            settings: state.account_settings.pending(),
+            seq: state.seq_changed(),
+        })
+    }
+
+    fn write_changes(&self, changes: Changes<'_>) -> Result<(), StoreError> {
+        let Changes {
+            clusters,
+            definitions,
+            instances,
+            tasks,
+            services,
+            definition_tags,
+            settings,
+            seq,
+        } = changes;
+        let seq_changed = seq.is_some();
         let nothing = clusters.is_empty()
             && definitions.is_empty()
             && instances.is_empty()
@@ -196,14 +234,26 @@ impl Disk {
         apply(&txn, SERVICES, &services).map_err(fail)?;
         apply(&txn, TASK_DEFINITION_TAGS, &definition_tags).map_err(fail)?;
         apply(&txn, ACCOUNT_SETTINGS, &settings).map_err(fail)?;
-        if seq_changed {
-            let bytes = serde_json::to_vec(&after.seq).map_err(StoreError::Encode)?;
+        if let Some(seq) = seq {
+            let bytes = serde_json::to_vec(&seq).map_err(StoreError::Encode)?;
             let mut meta = txn.open_table(META).map_err(|e| fail(e.into()))?;
             meta.insert(SEQ, bytes.as_slice())
                 .map_err(|e| fail(e.into()))?;
         }
         txn.commit().map_err(|e| fail(e.into()))
     }
+}
+
+/// The rows to write, per table, and the new sequence counter if it moved.
+struct Changes<'a> {
+    clusters: Vec<Change<'a, super::ClusterRecord>>,
+    definitions: Vec<Change<'a, Vec<ecs_model::ecs_api::TaskDefinition>>>,
+    instances: Vec<Change<'a, super::InstanceRecord>>,
+    tasks: Vec<Change<'a, super::TaskRecord>>,
+    services: Vec<Change<'a, super::ServiceRecord>>,
+    definition_tags: Vec<Change<'a, Vec<ecs_model::ecs_api::Tag>>>,
+    settings: Vec<Change<'a, String>>,
+    seq: Option<i64>,
 }
 
 fn apply<T: Serialize>(

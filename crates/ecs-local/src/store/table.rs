@@ -1,10 +1,11 @@
-//! [`Table`]: the plane's map of one kind of record (tasks, instances…),
-//! cheap to copy and cheap to compare with a copy. Each row sits behind an
-//! `Arc`, so the draft copy a store update works on shares every row with
-//! the state it came from until a row is changed, and [`Table::changes`]
-//! finds the rows a change touched by pointer before it compares any by
-//! value. That keeps a one-task change to a state of many thousand tasks a
-//! one-row write (docs/ecs-local.md §6).
+//! [`Table`]: the plane's map of one kind of record (tasks, instances…).
+//! A store update changes the live tables inside a transaction: the first
+//! time a row is touched, the table keeps the row as it was (an `Arc`, so
+//! keeping it costs nothing, and the row is copied only when it is then
+//! changed). [`Table::pending`] lists the rows that really changed, from
+//! those kept rows alone, and [`Table::rollback`] puts them back. So a
+//! one-task change to a state of many thousand tasks copies one row and
+//! writes one row (docs/ecs-local.md §6).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -14,20 +15,26 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Table<T> {
     rows: BTreeMap<String, Arc<T>>,
+    /// While a transaction runs: each touched key's row before it was first
+    /// touched (`None`: it was absent).
+    undo: Option<BTreeMap<String, Option<Arc<T>>>>,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Self {
             rows: BTreeMap::new(),
+            undo: None,
         }
     }
 }
 
+/// A copy has the rows, not the transaction.
 impl<T> Clone for Table<T> {
     fn clone(&self) -> Self {
         Self {
             rows: self.rows.clone(),
+            undo: None,
         }
     }
 }
@@ -55,8 +62,22 @@ impl<T: Clone> Table<T> {
         self.rows.get(key).map(|row| &**row)
     }
 
+    /// Keeps the row of `key` as it is now, the first time a transaction
+    /// touches it.
+    fn touch(&mut self, key: &str) {
+        if let Some(undo) = &mut self.undo {
+            if !undo.contains_key(key) {
+                undo.insert(key.to_owned(), self.rows.get(key).cloned());
+            }
+        }
+    }
+
     /// The row to change; it stops being shared with other copies.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut T> {
+        if !self.rows.contains_key(key) {
+            return None;
+        }
+        self.touch(key);
         self.rows.get_mut(key).map(Arc::make_mut)
     }
 
@@ -65,14 +86,20 @@ impl<T: Clone> Table<T> {
     where
         T: Default,
     {
+        self.touch(key);
         Arc::make_mut(self.rows.entry(key.to_owned()).or_default())
     }
 
     pub fn insert(&mut self, key: String, value: T) {
+        self.touch(&key);
         self.rows.insert(key, Arc::new(value));
     }
 
     pub fn remove(&mut self, key: &str) -> Option<T> {
+        if !self.rows.contains_key(key) {
+            return None;
+        }
+        self.touch(key);
         self.rows.remove(key).map(Arc::unwrap_or_clone)
     }
 
@@ -100,19 +127,66 @@ impl<T: Clone> Table<T> {
         self.rows.iter().map(|(k, row)| (k, &**row))
     }
 
-    /// Every row to change; each stops being shared, so prefer
-    /// [`Table::get_mut`] on the rows that need it.
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.rows.values_mut().map(Arc::make_mut)
-    }
-
     /// Keeps the rows `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &T) -> bool) {
-        self.rows.retain(|k, row| keep(k, row));
+        let gone: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|(k, row)| !keep(k, row))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            self.remove(&key);
+        }
+    }
+
+    /// Starts a transaction: from now on the rows touched are kept as they
+    /// were, until [`Table::commit`] or [`Table::rollback`].
+    pub fn begin(&mut self) {
+        self.undo = Some(BTreeMap::new());
+    }
+
+    /// Ends the transaction, keeping its changes.
+    pub fn commit(&mut self) {
+        self.undo = None;
+    }
+
+    /// Ends the transaction, putting every touched row back as it was.
+    pub fn rollback(&mut self) {
+        for (key, before) in self.undo.take().unwrap_or_default() {
+            match before {
+                Some(row) => {
+                    self.rows.insert(key, row);
+                }
+                None => {
+                    self.rows.remove(&key);
+                }
+            }
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.undo.is_some()
     }
 }
 
 impl<T: PartialEq> Table<T> {
+    /// The rows the running transaction changed, in key order: touched rows
+    /// equal to what they were are left out.
+    pub fn pending(&self) -> Vec<Change<'_, T>> {
+        let Some(undo) = &self.undo else {
+            return Vec::new();
+        };
+        undo.iter()
+            .filter_map(|(key, before)| match (before, self.rows.get(key)) {
+                (Some(was), Some(now)) if Arc::ptr_eq(was, now) || **was == **now => None,
+                (_, Some(now)) => Some(Change::Put(key, &**now)),
+                (Some(_), None) => Some(Change::Delete(key)),
+                (None, None) => None,
+            })
+            .collect()
+    }
+
     /// The rows of `self` that differ from `before`: added or changed ones
     /// as [`Change::Put`], removed ones as [`Change::Delete`], in key order.
     /// Rows still shared with `before` are skipped without a comparison.
@@ -157,6 +231,7 @@ impl<T: Clone> FromIterator<(String, T)> for Table<T> {
     fn from_iter<I: IntoIterator<Item = (String, T)>>(iter: I) -> Self {
         Self {
             rows: iter.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            undo: None,
         }
     }
 }
@@ -219,6 +294,48 @@ mod tests {
         );
         assert_ne!(after, before);
         assert!(table(&[]).changes(&before).len() == 3);
+    }
+
+    #[test]
+    fn a_transaction_lists_what_changed_and_rolls_back_all_of_it() {
+        let mut t = table(&[("a", 1), ("b", 2), ("c", 3)]);
+        t.begin();
+        *t.get_mut("a").unwrap() = 1; // touched, unchanged
+        *t.get_mut("b").unwrap() = 20;
+        t.remove("c");
+        t.insert("d".into(), 4);
+        assert!(t.get_mut("zz").is_none());
+        assert_eq!(
+            t.pending(),
+            vec![
+                Change::Put("b", &20),
+                Change::Delete("c"),
+                Change::Put("d", &4)
+            ]
+        );
+        t.rollback();
+        assert_eq!(t, table(&[("a", 1), ("b", 2), ("c", 3)]));
+        assert!(!t.in_transaction());
+        assert!(t.pending().is_empty());
+        // A row changed twice is kept as it was before the first change.
+        t.begin();
+        *t.get_mut("a").unwrap() = 5;
+        *t.get_mut("a").unwrap() = 6;
+        t.retain(|k, _| k != "b");
+        assert_eq!(t.pending(), vec![Change::Put("a", &6), Change::Delete("b")]);
+        t.commit();
+        assert_eq!(t, table(&[("a", 6), ("c", 3)]));
+    }
+
+    #[test]
+    fn a_change_in_a_transaction_leaves_copies_alone() {
+        let mut t = table(&[("a", 1)]);
+        let copy = t.clone();
+        t.begin();
+        *t.get_mut("a").unwrap() = 2;
+        assert_eq!(copy["a"], 1);
+        assert!(!copy.in_transaction());
+        t.commit();
     }
 
     #[test]
