@@ -176,6 +176,7 @@ pub fn new_task(
         sent: false,
         delivered_desired: None,
         stop_requested: false,
+        stopped_unhealthy: false,
         client_token: None,
         service: spec.service,
         task_role_arn,

@@ -42,6 +42,10 @@ const EVENT_REPEAT_SECS: f64 = 300.0;
 const FAILURES_BEFORE_THROTTLE: usize = 3;
 const FAILURE_WINDOW_SECS: f64 = 900.0;
 
+/// The stop reason of a task the scheduler stopped because its health
+/// checks failed.
+pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+
 /// The stop codes of tasks that failed on their own (not stopped by a user
 /// or the scheduler).
 const FAILURE_CODES: [&str; 2] = ["TaskFailedToStart", "EssentialContainerExited"];
@@ -149,6 +153,8 @@ struct Member {
     instance: Option<String>,
     running: bool,
     healthy: bool,
+    /// Its health checks failed (`healthStatus` UNHEALTHY).
+    unhealthy: bool,
     /// On an instance that is not ACTIVE (draining, deregistered, gone).
     displaced: bool,
     created_at: f64,
@@ -174,8 +180,9 @@ fn members(state: &State, service: &ServiceRecord) -> Vec<Member> {
         .map(|t| {
             let running = t.last_status() == "RUNNING";
             let checked = health_checked(state.task_definition(&t.family, t.revision));
-            let healthy =
-                running && (!checked || t.task.health_status.as_deref() == Some("HEALTHY"));
+            let health = t.task.health_status.as_deref();
+            let healthy = running && (!checked || health == Some("HEALTHY"));
+            let unhealthy = checked && health == Some("UNHEALTHY");
             let displaced = t
                 .instance_id
                 .as_ref()
@@ -187,6 +194,7 @@ fn members(state: &State, service: &ServiceRecord) -> Vec<Member> {
                 instance: t.instance_id.clone(),
                 running,
                 healthy,
+                unhealthy,
                 displaced,
                 created_at: t.task.created_at.unwrap_or(0.0),
             }
@@ -205,10 +213,11 @@ fn failures<'a>(
         t.cluster == service.cluster
             && t.service.as_deref() == Some(service.name.as_str())
             && t.is_stopped()
-            && t.task
-                .stop_code
-                .as_deref()
-                .is_some_and(|c| FAILURE_CODES.contains(&c))
+            && (t.stopped_unhealthy
+                || t.task
+                    .stop_code
+                    .as_deref()
+                    .is_some_and(|c| FAILURE_CODES.contains(&c)))
     })
 }
 
@@ -479,6 +488,21 @@ fn reconcile_one(
         }
         return;
     }
+    // Tasks whose health checks failed are stopped and replaced; they count
+    // as failed tasks of their deployment.
+    let mut members = members;
+    let sick: Vec<String> = members
+        .iter()
+        .filter(|m| m.unhealthy)
+        .map(|m| m.id.clone())
+        .collect();
+    for id in &sick {
+        step.stop(state, id, UNHEALTHY_REASON);
+        if let Some(task) = state.tasks.get_mut(id) {
+            task.stopped_unhealthy = true;
+        }
+    }
+    members.retain(|m| !m.unhealthy);
     trip_circuit_breaker(state, key, now);
     let service = match state.services.get(key) {
         Some(s) => s.clone(),

@@ -145,6 +145,10 @@ pub struct TaskRecord {
     /// and stop code are then kept when the agent reports it stopped).
     #[serde(default, alias = "stoppedByUser")]
     pub stop_requested: bool,
+    /// The service scheduler stopped it because its health checks failed
+    /// (a failed task of its deployment, as one that exited).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_unhealthy: bool,
     /// RunTask's `clientToken`: the same token again gets this task back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,

@@ -639,3 +639,25 @@ fn deployment_ids_look_like_ecs_ones() {
     assert!(digits.bytes().all(|b| b.is_ascii_digit()));
     assert_ne!(id, new_deployment_id());
 }
+
+#[test]
+fn a_task_whose_health_checks_fail_is_replaced_and_counted_as_failed() {
+    let mut w = World::new(1);
+    let td = w.definition(true);
+    w.create(2, &td, config(100, 200));
+    w.pass();
+    w.agents_act(true);
+    w.pass();
+    assert_eq!(w.deployments()[0].rollout_state.as_deref(), Some(COMPLETED));
+    let sick = w.live()[0].id.clone();
+    w.st.tasks.get_mut(&sick).unwrap().task.health_status = Some("UNHEALTHY".into());
+    w.pass();
+    let task = &w.st.tasks[&sick];
+    assert_eq!(task.desired_status(), "STOPPED");
+    assert_eq!(task.task.stopped_reason.as_deref(), Some(UNHEALTHY_REASON));
+    assert_eq!(w.live().len(), 2, "its replacement starts in the same pass");
+    w.agents_act(true);
+    w.pass();
+    assert_eq!(w.deployments()[0].failed_tasks, 1);
+    assert!(w.live().iter().all(|t| t.id != sick));
+}
