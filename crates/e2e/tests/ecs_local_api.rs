@@ -32,6 +32,8 @@ fn the_aws_cli_drives_the_api_without_an_agent() {
         "key=team,value=a",
         "--settings",
         "name=containerInsights,value=enabled",
+        "--configuration",
+        "executeCommandConfiguration={logging=DEFAULT}",
     ])
     .unwrap();
     let plain = cli
@@ -48,9 +50,15 @@ fn the_aws_cli_drives_the_api_without_an_agent() {
             "TAGS",
             "SETTINGS",
             "STATISTICS",
+            "CONFIGURATIONS",
         ])
         .unwrap();
     let cluster = &full["clusters"][0];
+    assert_eq!(
+        cluster["configuration"]["executeCommandConfiguration"]["logging"],
+        "DEFAULT"
+    );
+    assert!(plain["clusters"][0].get("configuration").is_none());
     assert_eq!(cluster["tags"][0]["key"], "team");
     assert_eq!(cluster["settings"][0]["value"], "enabled");
     let stats: Vec<&str> = cluster["statistics"]

@@ -1567,6 +1567,7 @@ mod tests {
                 status: "ACTIVE".into(),
                 tags: None,
                 settings: None,
+                configuration: None,
             })
             .unwrap(),
         );

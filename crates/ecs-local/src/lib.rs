@@ -188,6 +188,7 @@ impl Plane {
             status: "ACTIVE".to_owned(),
             tags: None,
             settings: None,
+            configuration: None,
         })?);
         let agent_update = match &config.agent_update_bundle {
             Some(path) => {

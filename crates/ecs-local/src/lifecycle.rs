@@ -467,6 +467,7 @@ mod tests {
                 status: "ACTIVE".into(),
                 tags: None,
                 settings: None,
+                configuration: None,
             },
         );
         st.task_definitions.insert(

@@ -76,6 +76,10 @@ pub struct ClusterRecord {
     pub tags: Option<Vec<Tag>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
+    /// CreateCluster's `configuration` (ECS Exec, managed storage), kept
+    /// and shown as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<serde_json::Value>,
 }
 
 /// A registered container instance.
@@ -471,6 +475,7 @@ mod tests {
             status: "ACTIVE".into(),
             tags: None,
             settings: None,
+            configuration: None,
         }
     }
 

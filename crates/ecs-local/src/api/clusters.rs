@@ -49,6 +49,7 @@ pub(crate) fn view(state: &State, record: &ClusterRecord) -> Cluster {
         statistics: Some(vec![]),
         tags: Some(record.tags.clone().unwrap_or_default()),
         settings: record.settings.clone(),
+        configuration: record.configuration.clone(),
         capacity_providers: Some(vec![]),
         ..Cluster::default()
     }
@@ -81,6 +82,7 @@ pub(super) fn create(
                 status: "ACTIVE".to_owned(),
                 tags: req.tags.clone(),
                 settings: req.settings.clone(),
+                configuration: req.configuration.clone(),
             };
             st.clusters.insert(name.clone(), record);
         }
@@ -91,6 +93,7 @@ pub(super) fn create(
             record.status = "ACTIVE".to_owned();
             record.tags = req.tags.clone();
             record.settings = req.settings.clone();
+            record.configuration = req.configuration.clone();
         }
         let record = record.clone();
         Ok::<_, ApiError>(view(st, &record))
@@ -129,6 +132,9 @@ fn described(state: &State, record: &ClusterRecord, include: &[String]) -> Clust
     }
     if !wants("SETTINGS") {
         cluster.settings = None;
+    }
+    if !wants("CONFIGURATIONS") {
+        cluster.configuration = None;
     }
     if wants("STATISTICS") {
         let count = |n: Option<i64>| n.unwrap_or(0).to_string();

@@ -32,6 +32,7 @@ impl World {
                 status: "ACTIVE".into(),
                 tags: None,
                 settings: None,
+                configuration: None,
             },
         );
         let mut world = World {

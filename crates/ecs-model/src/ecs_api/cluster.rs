@@ -13,8 +13,8 @@ pub struct ClusterSetting {
     pub value: Option<String>,
 }
 
-/// `CreateClusterRequest`. Members the plane does not act on (configuration,
-/// capacity providers, Service Connect defaults) are ignored.
+/// `CreateClusterRequest`. Capacity providers and Service Connect defaults
+/// are ignored; `configuration` is kept and shown, not acted on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateClusterRequest {
@@ -26,6 +26,8 @@ pub struct CreateClusterRequest {
     pub settings: Option<Vec<ClusterSetting>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_providers: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<serde_json::Value>,
 }
 
 /// `CreateClusterResponse`.
@@ -66,6 +68,8 @@ pub struct Cluster {
     pub attachments: Option<Vec<Attachment>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachments_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<serde_json::Value>,
 }
 
 /// `ListClustersRequest`.
