@@ -253,3 +253,38 @@ print(json.dumps({"desired": svc["desiredCount"], "setting": settings[0]["value"
     assert_eq!(out["setting"], "enabled");
     assert_eq!(out["missing"], "ClusterNotFoundException");
 }
+
+#[test]
+fn json_logs_and_the_liveness_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = e2e::free_port().unwrap();
+    let plane =
+        Plane::start_with_args(&dir.path().join("plane"), port, &["--log-format", "json"]).unwrap();
+    assert_eq!(e2e::http_get(port, "/healthz").unwrap().trim(), "ok");
+    let cli = plane.cli();
+    cli.ecs(&["create-cluster", "--cluster-name", "logged"])
+        .unwrap();
+    fails_with(
+        &cli,
+        &["describe-services", "--services", "x", "--cluster", "nope"],
+        "ClusterNotFoundException",
+    );
+    drop(plane);
+    let log = std::fs::read_to_string(dir.path().join("plane/ecs-local.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "ecs-local listening"),
+        "{log}"
+    );
+    let refused = lines
+        .iter()
+        .find(|l| l["message"] == "request refused")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(refused["level"], "INFO");
+    assert_eq!(refused["code"], "ClusterNotFoundException");
+    assert_eq!(refused["action"], "DescribeServices");
+}

@@ -20,6 +20,7 @@ pub mod credentials;
 pub mod launch;
 pub mod lifecycle;
 pub mod local_api;
+pub mod log_format;
 pub mod metrics_page;
 pub mod placement;
 pub mod query;
@@ -235,6 +236,7 @@ impl Plane {
             .route("/acs/ws", get(acs_hub::upgrade))
             .route("/tcs/ws", get(tcs_hub::upgrade))
             .route("/metrics", get(metrics_page_handler))
+            .route("/healthz", get(healthz))
             .route(agent_update::ROUTE, get(agent_update::serve))
             .route(
                 local_api::TASK_CREDENTIALS_PATH,
@@ -468,6 +470,22 @@ fn service_pass(ctx: &Context) -> Result<Vec<String>, StoreError> {
 impl Drop for Plane {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+    }
+}
+
+/// `GET /healthz`: liveness. 200 `ok` once the state can be read (the
+/// lock is not stuck); nothing is checked beyond that.
+async fn healthz(
+    axum::extract::State(ctx): axum::extract::State<Arc<Context>>,
+) -> impl axum::response::IntoResponse {
+    let ready = ctx
+        .blocking(|ctx| ctx.store.read(|st| st.clusters.len()))
+        .await
+        .is_some();
+    if ready {
+        (axum::http::StatusCode::OK, "ok\n")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
     }
 }
 

@@ -4,6 +4,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use ecs_local::log_format::{JsonLines, LogFormat};
 use ecs_local::{credentials, Config, Plane};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log lines as text, or as one JSON object each (time, level, target,
+    /// message and the event's fields).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 fn valid_region(region: &str) -> bool {
@@ -98,7 +103,11 @@ async fn main() {
 async fn run(args: Args) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("invalid --log-level {:?}", args.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.event_format(JsonLines).init(),
+    }
     if !valid_region(&args.region) {
         anyhow::bail!(
             "invalid --region {:?}: expected something like us-east-1",
@@ -111,6 +120,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .is_some_and(|url| url.trim().is_empty())
     {
         anyhow::bail!("--ecr-endpoint-override must not be empty");
+    }
+    if !args.listen.ip().is_loopback() {
+        // Nothing is authenticated yet (docs/ecs-local.md §7): anyone who
+        // reaches the port can run containers on the agents' hosts.
+        tracing::warn!(
+            listen = %args.listen,
+            "listening beyond loopback: every caller that reaches this address can use the ECS API and run containers"
+        );
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -127,7 +144,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;
-    println!("ecs-local listening on {}", plane.endpoint_url());
+    if args.log_format == LogFormat::Text {
+        // In JSON mode every line of output is a JSON object; the log has
+        // the address too.
+        println!("ecs-local listening on {}", plane.endpoint_url());
+    }
     plane.run_until(shutdown_signal()).await?;
     Ok(())
 }
