@@ -124,6 +124,9 @@ pub struct AcsHub {
     agent_update: Option<Arc<Bundle>>,
     /// What the plane's configuration adds to rendered tasks.
     render: render::Settings,
+    /// Task payloads sent, and acked, for `GET /metrics`.
+    pub payloads_sent: crate::plane_metrics::Counter,
+    pub payloads_acked: crate::plane_metrics::Counter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,6 +153,8 @@ impl AcsHub {
             task_manifest_interval,
             agent_update: None,
             render: render::Settings::default(),
+            payloads_sent: crate::plane_metrics::Counter::default(),
+            payloads_acked: crate::plane_metrics::Counter::default(),
         }
     }
 
@@ -272,6 +277,7 @@ impl AcsHub {
                 },
             );
             let _ = conn.tx.send(Outbound::Frame(p.frame));
+            self.payloads_sent.add(1);
         }
     }
 
@@ -657,6 +663,7 @@ impl AcsHub {
             );
             return;
         };
+        self.payloads_acked.add(1);
         let result = self.store.update(|st| {
             if let Some(task) = st.tasks.get_mut(&ack.task_id) {
                 // Desired status only moves forward; a late RUNNING ack

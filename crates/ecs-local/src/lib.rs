@@ -23,6 +23,7 @@ pub mod local_api;
 pub mod log_format;
 pub mod metrics_page;
 pub mod placement;
+pub mod plane_metrics;
 pub mod query;
 pub mod render;
 pub mod services;
@@ -139,6 +140,8 @@ pub(crate) struct Context {
     pub(crate) agent_update: Option<Arc<Bundle>>,
     /// Wakes the service scheduler for a pass now.
     pub(crate) services_wake: Arc<tokio::sync::Notify>,
+    /// API request counts and latencies, for `GET /metrics`.
+    pub(crate) api_metrics: plane_metrics::ApiMetrics,
 }
 
 impl Context {
@@ -230,6 +233,7 @@ impl Plane {
             credentials_ttl: config.credentials_ttl,
             agent_update,
             services_wake: Arc::new(tokio::sync::Notify::new()),
+            api_metrics: plane_metrics::ApiMetrics::default(),
         });
         let app = Router::new()
             .route("/", post(api::handle))
@@ -490,15 +494,31 @@ async fn healthz(
 }
 
 /// `GET /metrics`: the task and container utilisation agents last
-/// published, in Prometheus's text format (crate::metrics_page).
+/// published (crate::metrics_page), then the plane's own series
+/// (crate::plane_metrics), in Prometheus's text format.
 async fn metrics_page_handler(
     axum::extract::State(ctx): axum::extract::State<Arc<Context>>,
 ) -> impl axum::response::IntoResponse {
+    let page = ctx
+        .blocking(|ctx| {
+            let sources = plane_metrics::Sources {
+                api: &ctx.api_metrics,
+                payloads_sent: ctx.acs.payloads_sent.get(),
+                payloads_acked: ctx.acs.payloads_acked.get(),
+                tcs_frames: ctx.tcs.frames_received.get(),
+                store_writes: ctx.store.write_latency(),
+            };
+            let mut page = ctx.tcs.metrics.render();
+            page.push_str(&ctx.store.read(|st| plane_metrics::render(st, &sources)));
+            page
+        })
+        .await
+        .unwrap_or_default();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ctx.tcs.metrics.render(),
+        page,
     )
 }

@@ -385,6 +385,8 @@ impl State {
 pub struct Store {
     state: Mutex<State>,
     disk: disk::Disk,
+    /// How long the writes of changes took.
+    writes: crate::plane_metrics::SharedHistogram,
 }
 
 impl Store {
@@ -409,6 +411,7 @@ impl Store {
         Ok(Self {
             state: Mutex::new(state),
             disk,
+            writes: crate::plane_metrics::SharedHistogram::default(),
         })
     }
 
@@ -448,12 +451,22 @@ impl Store {
                 return Err(e);
             }
         };
-        if let Err(e) = self.disk.write_pending(&guard) {
-            guard.rollback();
-            return Err(e.into());
+        let started = std::time::Instant::now();
+        match self.disk.write_pending(&guard) {
+            Ok(true) => self.writes.observe(started.elapsed()),
+            Ok(false) => {}
+            Err(e) => {
+                guard.rollback();
+                return Err(e.into());
+            }
         }
         guard.commit();
         Ok(result)
+    }
+
+    /// How long the writes of changes took so far.
+    pub fn write_latency(&self) -> crate::plane_metrics::Histogram {
+        self.writes.snapshot()
     }
 
     /// Changes state that is never persisted (for example `agentConnected`),

@@ -36,6 +36,8 @@ pub struct TcsHub {
     latest: Mutex<HashMap<String, InstanceTelemetry>>,
     heartbeat_interval: Duration,
     first_heartbeat: Duration,
+    /// Frames received from agents, for `GET /metrics`.
+    pub frames_received: crate::plane_metrics::Counter,
 }
 
 impl TcsHub {
@@ -46,6 +48,7 @@ impl TcsHub {
             latest: Mutex::new(HashMap::new()),
             heartbeat_interval,
             first_heartbeat,
+            frames_received: crate::plane_metrics::Counter::default(),
         }
     }
 
@@ -60,6 +63,7 @@ impl TcsHub {
 
     /// Handles one agent frame; returns the ack to send, if any.
     fn receive(&self, instance_id: &str, frame: &[u8]) -> Option<TcsMessage> {
+        self.frames_received.add(1);
         // Agents always send the header block; accept bare JSON too.
         let json = match split_signed_frame(frame) {
             Ok((_headers, json)) => json,

@@ -539,3 +539,69 @@ async fn a_service_survives_a_restart_of_the_plane_and_keeps_running() {
     });
     agent.abort();
 }
+
+/// The plane's own series after a scripted workload: API calls (one
+/// refused), an agent, a service's tasks, payloads and store writes.
+#[tokio::test]
+async fn metrics_show_the_planes_own_series() {
+    let h = Harness::start().await;
+    let ecs = h.client();
+    let (_arn, ws) = connected_instance(&h, "default", 4096, 4096).await;
+    let agent = fake_agent(&h, ws);
+    register(&ecs, "busybox").await;
+    ecs.create_service()
+        .service_name("web")
+        .task_definition("web")
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap();
+    let _ = ecs
+        .describe_services()
+        .cluster("nope")
+        .services("web")
+        .send()
+        .await;
+    eventually(&h.plane, "2 running", |st| all_running(st, 2, 1)).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let page = loop {
+        let (status, page) = h.get_text("/metrics").await;
+        assert_eq!(status, 200);
+        let acked = page
+            .lines()
+            .find_map(|l| l.strip_prefix("ecs_local_acs_payloads_acked_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if acked >= 2
+            && page
+                .contains("ecs_local_service_running_tasks{cluster=\"default\",service=\"web\"} 2")
+        {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for expected in [
+        "ecs_local_api_requests_total{action=\"CreateService\",outcome=\"ok\"} 1",
+        "ecs_local_api_requests_total{action=\"DescribeServices\",outcome=\"ClusterNotFoundException\"} 1",
+        "ecs_local_api_request_duration_seconds_count{action=\"CreateService\"} 1",
+        "ecs_local_agents_connected{cluster=\"default\"} 1",
+        "ecs_local_container_instances{cluster=\"default\"} 1",
+        "ecs_local_tasks{cluster=\"default\",status=\"RUNNING\"} 2",
+        "ecs_local_service_desired_tasks{cluster=\"default\",service=\"web\"} 2",
+        "# TYPE ecs_local_store_write_duration_seconds histogram",
+    ] {
+        assert!(page.contains(expected), "missing {expected}:\n{page}");
+    }
+    let sent = page
+        .lines()
+        .find_map(|l| l.strip_prefix("ecs_local_acs_payloads_sent_total "))
+        .unwrap();
+    assert!(sent.trim().parse::<u64>().unwrap() >= 2);
+    let writes = page
+        .lines()
+        .find_map(|l| l.strip_prefix("ecs_local_store_write_duration_seconds_count "))
+        .unwrap();
+    assert!(writes.trim().parse::<u64>().unwrap() > 0);
+    agent.abort();
+}

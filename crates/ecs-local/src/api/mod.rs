@@ -193,6 +193,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers
         .get("x-amz-target")
@@ -221,6 +222,16 @@ pub(crate) async fn handle(
         ))),
     };
     let action = target.strip_prefix(TARGET_PREFIX).unwrap_or(target);
+    // Unknown targets share one label, so callers cannot grow the series.
+    let label = match &result {
+        Err(ApiError::UnknownOperation(_)) => "unknown",
+        _ => action,
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    ctx.api_metrics.record(label, outcome, started.elapsed());
     let (status, body) = match result {
         Ok(body) => {
             tracing::debug!(action, request_id, "ok");

@@ -174,7 +174,7 @@ impl Disk {
     /// Writes what differs between `before` and `after`, in one durable
     /// transaction; nothing when nothing differs.
     pub fn write(&self, before: &State, after: &State) -> Result<(), StoreError> {
-        self.write_changes(Changes {
+        self.write_changes_ignoring_count(Changes {
             clusters: after.clusters.changes(&before.clusters),
             definitions: after.task_definitions.changes(&before.task_definitions),
             instances: after.instances.changes(&before.instances),
@@ -188,8 +188,13 @@ impl Disk {
         })
     }
 
-    /// Writes what the state's running transaction changed.
-    pub fn write_pending(&self, state: &State) -> Result<(), StoreError> {
+    fn write_changes_ignoring_count(&self, changes: Changes<'_>) -> Result<(), StoreError> {
+        self.write_changes(changes).map(|_| ())
+    }
+
+    /// Writes what the state's running transaction changed; whether there
+    /// was anything to write.
+    pub fn write_pending(&self, state: &State) -> Result<bool, StoreError> {
         self.write_changes(Changes {
             clusters: state.clusters.pending(),
             definitions: state.task_definitions.pending(),
@@ -202,7 +207,7 @@ impl Disk {
         })
     }
 
-    fn write_changes(&self, changes: Changes<'_>) -> Result<(), StoreError> {
+    fn write_changes(&self, changes: Changes<'_>) -> Result<bool, StoreError> {
         let Changes {
             clusters,
             definitions,
@@ -223,7 +228,7 @@ impl Disk {
             && settings.is_empty()
             && !seq_changed;
         if nothing {
-            return Ok(());
+            return Ok(false);
         }
         let fail = |e: redb::Error| database(&self.path, e);
         let txn = self.db.begin_write().map_err(|e| fail(e.into()))?;
@@ -240,7 +245,8 @@ impl Disk {
             meta.insert(SEQ, bytes.as_slice())
                 .map_err(|e| fail(e.into()))?;
         }
-        txn.commit().map_err(|e| fail(e.into()))
+        txn.commit().map_err(|e| fail(e.into()))?;
+        Ok(true)
     }
 }
 

@@ -51,6 +51,20 @@ impl Harness {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// A plain HTTP GET of `path`; status and body text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr()).await.unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let (status, _, body) = split_response(&response);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
