@@ -1082,13 +1082,28 @@ fn refuse(kind: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A websocket upgrade without a valid signature: the status and the
+/// one-member body of the other handshake refusals.
+pub(crate) fn refuse_auth(e: &crate::auth::AuthError) -> Response {
+    let status = match e {
+        crate::auth::AuthError::UnknownKey => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
+    };
+    let body = serde_json::json!({ e.code(): e.to_string() }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// `GET /acs/ws`.
 pub(crate) async fn upgrade(
     AxumState(ctx): AxumState<Arc<Context>>,
     RawQuery(raw): RawQuery,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Err(e) = ctx.authenticate("GET", &uri, &headers, b"") {
+        return refuse_auth(&e);
+    }
     let query = query_map(raw.as_deref());
     let instance_param = query
         .get("containerInstanceArn")

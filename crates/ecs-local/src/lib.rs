@@ -15,6 +15,7 @@ pub mod agent_update;
 mod api;
 pub mod arn;
 pub mod attributes;
+pub mod auth;
 pub mod clock;
 pub mod credentials;
 pub mod launch;
@@ -88,6 +89,9 @@ pub struct Config {
     /// `GetAuthorizationToken` calls go there; none leaves it out (agents
     /// then use ECR's regional endpoint).
     pub ecr_endpoint_override: Option<String>,
+    /// With key pairs, every ECS API request and ACS/TCS upgrade must carry
+    /// a valid SigV4 signature by one of them (crate::auth).
+    pub require_auth: Option<auth::Keys>,
     /// Time between passes of the service scheduler when nothing wakes it
     /// sooner (API calls and state changes that concern services do).
     pub service_interval: Duration,
@@ -107,6 +111,7 @@ impl Config {
             task_manifest_interval: DEFAULT_TASK_MANIFEST_INTERVAL,
             agent_update_bundle: None,
             ecr_endpoint_override: None,
+            require_auth: None,
             service_interval: DEFAULT_SERVICE_INTERVAL,
         }
     }
@@ -142,9 +147,44 @@ pub(crate) struct Context {
     pub(crate) services_wake: Arc<tokio::sync::Notify>,
     /// API request counts and latencies, for `GET /metrics`.
     pub(crate) api_metrics: plane_metrics::ApiMetrics,
+    /// The key pairs callers must sign with, under `--require-auth`.
+    pub(crate) auth: Option<auth::Keys>,
 }
 
 impl Context {
+    /// Under `--require-auth`, whether the request is signed by one of the
+    /// key pairs; always fine without it.
+    pub(crate) fn authenticate(
+        &self,
+        method: &str,
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<(), auth::AuthError> {
+        let Some(keys) = &self.auth else {
+            return Ok(());
+        };
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+        let received = auth::Received {
+            method,
+            path_and_query,
+            headers: &headers,
+            body,
+        };
+        auth::verify(keys, &received, Some(std::time::SystemTime::now())).inspect_err(|e| {
+            tracing::warn!(method, path = uri.path(), code = e.code(), error = %e, "request refused: not authenticated");
+        })
+    }
+
     /// Runs `work` on the blocking pool, where the store may wait on the
     /// disk without holding up the async workers; `None` (logged) if it
     /// panicked.
@@ -234,6 +274,7 @@ impl Plane {
             agent_update,
             services_wake: Arc::new(tokio::sync::Notify::new()),
             api_metrics: plane_metrics::ApiMetrics::default(),
+            auth: config.require_auth.clone(),
         });
         let app = Router::new()
             .route("/", post(api::handle))

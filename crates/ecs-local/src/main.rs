@@ -54,6 +54,16 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Verify the SigV4 signature of every ECS API request and ACS/TCS
+    /// upgrade against the key pairs of --credentials; unsigned or badly
+    /// signed requests are refused.
+    #[arg(long, requires = "credentials")]
+    require_auth: bool,
+    /// An AWS shared credentials file: every profile's aws_access_key_id
+    /// and aws_secret_access_key pair is accepted (~/.aws/credentials works
+    /// as it is).
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
     /// Log lines as text, or as one JSON object each (time, level, target,
     /// message and the event's fields).
     #[arg(long, value_enum, default_value = "text")]
@@ -121,8 +131,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         anyhow::bail!("--ecr-endpoint-override must not be empty");
     }
-    if !args.listen.ip().is_loopback() {
-        // Nothing is authenticated yet (docs/ecs-local.md §7): anyone who
+    let require_auth = match (&args.credentials, args.require_auth) {
+        (Some(path), true) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --credentials {}", path.display()))?;
+            let keys = ecs_local::auth::Keys::from_credentials_file(&text)
+                .map_err(|e| anyhow::anyhow!("--credentials {}: {e}", path.display()))?;
+            tracing::info!(
+                key_pairs = keys.len(),
+                "requests must be signed (--require-auth)"
+            );
+            Some(keys)
+        }
+        (Some(_), false) => anyhow::bail!("--credentials is only used with --require-auth"),
+        _ => None,
+    };
+    if !args.listen.ip().is_loopback() && require_auth.is_none() {
+        // Without --require-auth nothing is authenticated: anyone who
         // reaches the port can run containers on the agents' hosts.
         tracing::warn!(
             listen = %args.listen,
@@ -141,6 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.task_manifest_interval = Duration::from_secs(args.task_manifest_interval);
     config.agent_update_bundle = args.agent_update_bundle;
     config.ecr_endpoint_override = args.ecr_endpoint_override;
+    config.require_auth = require_auth;
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;

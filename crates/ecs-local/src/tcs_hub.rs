@@ -206,8 +206,13 @@ pub fn task_health_status(containers: &[Container], checked_essentials: &[String
 pub(crate) async fn upgrade(
     AxumState(ctx): AxumState<Arc<Context>>,
     RawQuery(raw): RawQuery,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Err(e) = ctx.authenticate("GET", &uri, &headers, b"") {
+        return crate::acs_hub::refuse_auth(&e);
+    }
     let instance = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "containerInstance")
         .map(|(_, v)| arn::resource_id(&v).to_owned())

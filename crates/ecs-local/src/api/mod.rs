@@ -60,6 +60,8 @@ pub enum ApiError {
     Server(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl ApiError {
@@ -84,12 +86,15 @@ impl ApiError {
             ApiError::ServiceNotFound(_) => "ServiceNotFoundException",
             ApiError::ServiceNotActive(_) => "ServiceNotActiveException",
             ApiError::Server(_) | ApiError::Store(_) => "ServerException",
+            ApiError::Auth(e) => e.code(),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Server(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Auth(crate::auth::AuthError::UnknownKey) => StatusCode::BAD_REQUEST,
+            ApiError::Auth(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -190,6 +195,7 @@ fn run_action(
 /// The axum handler for `POST /`.
 pub(crate) async fn handle(
     State(ctx): State<Arc<Context>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -206,7 +212,11 @@ pub(crate) async fn handle(
             .map(str::to_owned)
             .unwrap_or_else(|| ctx.local_addr.to_string()),
     };
+    let signed = ctx
+        .authenticate("POST", &uri, &headers, &body)
+        .map_err(ApiError::from);
     let result = match target.strip_prefix(TARGET_PREFIX) {
+        _ if signed.is_err() => signed.map(|()| Vec::new()),
         Some(action) => {
             // The store waits on the disk: off the async workers.
             let action = action.to_owned();
