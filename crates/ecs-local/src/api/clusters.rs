@@ -9,7 +9,7 @@ use crate::store::{ClusterRecord, State};
 use crate::Context;
 use ecs_model::ecs_api::{
     Cluster, CreateClusterRequest, CreateClusterResponse, DescribeClustersRequest,
-    DescribeClustersResponse, Failure, KeyValuePair, ListClustersRequest, ListClustersResponse,
+    DescribeClustersResponse, KeyValuePair, ListClustersRequest, ListClustersResponse,
 };
 
 fn valid_cluster_name(name: &str) -> bool {
@@ -203,15 +203,9 @@ pub(super) fn describe(
             let name = arn::cluster_name(Some(param));
             match st.clusters.get(&name) {
                 Some(record) => out.clusters.push(described(st, record, &include)),
-                None => out.failures.push(Failure {
-                    arn: Some(if param.starts_with("arn:") {
-                        param.clone()
-                    } else {
-                        ctx.arns.cluster(&name)
-                    }),
-                    reason: Some("MISSING".to_owned()),
-                    detail: None,
-                }),
+                None => out
+                    .failures
+                    .push(super::missing(param, || ctx.arns.cluster(&name))),
             }
         }
         out

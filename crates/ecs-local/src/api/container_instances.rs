@@ -300,11 +300,7 @@ pub(super) fn describe(
             "containerInstances must name between 1 and 100 container instances.".to_owned(),
         ));
     }
-    let with_tags = req
-        .include
-        .iter()
-        .flatten()
-        .any(|i| i.eq_ignore_ascii_case("TAGS"));
+    let with_tags = super::includes_tags(&req.include);
     ctx.store.read(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
         let mut out = DescribeContainerInstancesResponse::default();
@@ -319,15 +315,9 @@ pub(super) fn describe(
                     }
                     out.container_instances.push(instance);
                 }
-                None => out.failures.push(Failure {
-                    arn: Some(if param.starts_with("arn:") {
-                        param.clone()
-                    } else {
-                        ctx.arns.container_instance(&cluster, id)
-                    }),
-                    reason: Some("MISSING".to_owned()),
-                    detail: None,
-                }),
+                None => out.failures.push(super::missing(param, || {
+                    ctx.arns.container_instance(&cluster, id)
+                })),
             }
         }
         Ok(out)

@@ -270,6 +270,29 @@ pub(crate) async fn handle(
     response
 }
 
+/// Whether a describe call's `include` asks for tags (ECS leaves them out
+/// otherwise).
+fn includes_tags(include: &Option<Vec<String>>) -> bool {
+    include
+        .iter()
+        .flatten()
+        .any(|i| i.eq_ignore_ascii_case("TAGS"))
+}
+
+/// The `MISSING` failure of a describe call for `param`: as given when it
+/// is an ARN, else the ARN `arn_of` builds from it.
+fn missing(param: &str, arn_of: impl FnOnce() -> String) -> ecs_model::ecs_api::Failure {
+    ecs_model::ecs_api::Failure {
+        arn: Some(if param.starts_with("arn:") {
+            param.to_owned()
+        } else {
+            arn_of()
+        }),
+        reason: Some("MISSING".to_owned()),
+        detail: None,
+    }
+}
+
 /// Offset pagination shared by the List* calls: `nextToken` is the index of
 /// the next item.
 fn paginate<T: Clone>(

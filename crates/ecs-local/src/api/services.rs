@@ -10,9 +10,9 @@ use crate::store::{ServiceRecord, State};
 use crate::Context;
 use ecs_model::ecs_api::{
     CreateServiceRequest, DeleteServiceRequest, DeploymentCircuitBreaker, DeploymentConfiguration,
-    DeploymentController, DescribeServicesRequest, DescribeServicesResponse, Failure,
-    ListServicesRequest, ListServicesResponse, PlacementConstraint, PlacementStrategy, Service,
-    ServiceResponse, TaskDefinition, UpdateServiceRequest,
+    DeploymentController, DescribeServicesRequest, DescribeServicesResponse, ListServicesRequest,
+    ListServicesResponse, PlacementConstraint, PlacementStrategy, Service, ServiceResponse,
+    TaskDefinition, UpdateServiceRequest,
 };
 
 /// The most tasks a service may ask for (ECS's quota per service).
@@ -458,11 +458,7 @@ pub(super) fn describe(
     if req.services.is_empty() || req.services.len() > 10 {
         return Err(invalid("services must name between 1 and 10 services."));
     }
-    let with_tags = req
-        .include
-        .iter()
-        .flatten()
-        .any(|i| i.eq_ignore_ascii_case("TAGS"));
+    let with_tags = super::includes_tags(&req.include);
     ctx.store.read(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
         let mut out = DescribeServicesResponse::default();
@@ -470,15 +466,9 @@ pub(super) fn describe(
             let name = service_name(param);
             match st.services.get(&ServiceRecord::key(&cluster, name)) {
                 Some(record) => out.services.push(view(record, with_tags)),
-                None => out.failures.push(Failure {
-                    arn: Some(if param.starts_with("arn:") {
-                        param.clone()
-                    } else {
-                        ctx.arns.service(&cluster, name)
-                    }),
-                    reason: Some("MISSING".to_owned()),
-                    detail: None,
-                }),
+                None => out
+                    .failures
+                    .push(super::missing(param, || ctx.arns.service(&cluster, name))),
             }
         }
         Ok(out)

@@ -445,11 +445,7 @@ pub(super) fn describe(
     ctx: &Context,
     req: DescribeTaskDefinitionRequest,
 ) -> Result<DescribeTaskDefinitionResponse, ApiError> {
-    let with_tags = req
-        .include
-        .iter()
-        .flatten()
-        .any(|i| i.eq_ignore_ascii_case("TAGS"));
+    let with_tags = super::includes_tags(&req.include);
     let (definition, tags) = ctx
         .store
         .read(|st| {

@@ -390,11 +390,7 @@ pub(super) fn describe(
     if req.tasks.is_empty() || req.tasks.len() > 100 {
         return Err(invalid("tasks must name between 1 and 100 tasks."));
     }
-    let with_tags = req
-        .include
-        .iter()
-        .flatten()
-        .any(|i| i.eq_ignore_ascii_case("TAGS"));
+    let with_tags = super::includes_tags(&req.include);
     ctx.store.read(|st| {
         let cluster = clusters::require(st, req.cluster.as_deref())?.name.clone();
         let mut out = DescribeTasksResponse::default();
@@ -409,15 +405,9 @@ pub(super) fn describe(
                     }
                     out.tasks.push(task);
                 }
-                None => out.failures.push(Failure {
-                    arn: Some(if param.starts_with("arn:") {
-                        param.clone()
-                    } else {
-                        ctx.arns.task(&cluster, id)
-                    }),
-                    reason: Some("MISSING".to_owned()),
-                    detail: None,
-                }),
+                None => out
+                    .failures
+                    .push(super::missing(param, || ctx.arns.task(&cluster, id))),
             }
         }
         Ok(out)
