@@ -229,6 +229,10 @@ impl Drop for Process {
 pub struct Plane {
     process: Process,
     pub port: u16,
+    /// `https` when started with a TLS flag.
+    scheme: &'static str,
+    /// The CA clients must trust (`--tls-self-signed`'s `ca.pem`).
+    pub ca_bundle: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     killed: bool,
@@ -264,9 +268,15 @@ impl Plane {
             ))
             .spawn()
             .context("starting ecs-local")?;
+        let tls = args
+            .iter()
+            .any(|a| *a == "--tls-self-signed" || *a == "--tls-cert");
+        let self_signed = args.contains(&"--tls-self-signed");
         let plane = Plane {
             process: Process { child },
             port,
+            scheme: if tls { "https" } else { "http" },
+            ca_bundle: self_signed.then(|| data_dir.join("ca.pem")),
             data_dir: data_dir.to_path_buf(),
             log,
             killed: false,
@@ -280,7 +290,7 @@ impl Plane {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// ecs-local's process ID (to read `/proc/<pid>/…`).
@@ -297,6 +307,7 @@ impl Plane {
     pub fn cli(&self) -> Cli {
         Cli {
             endpoint: self.url(),
+            ca_bundle: self.ca_bundle.clone(),
         }
     }
 
@@ -398,6 +409,8 @@ pub struct AgentOptions {
     pub extra_env: Vec<(String, String)>,
     /// Variables of the default test environment to leave out.
     pub removed_env: Vec<String>,
+    /// Command-line flags (`-k`).
+    pub args: Vec<String>,
 }
 
 impl AgentOptions {
@@ -407,7 +420,13 @@ impl AgentOptions {
             data_dir: data_dir.to_path_buf(),
             extra_env: Vec::new(),
             removed_env: Vec::new(),
+            args: Vec::new(),
         }
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
     }
 
     pub fn without(mut self, key: &str) -> Self {
@@ -465,6 +484,7 @@ impl Agent {
         for (k, v) in &options.extra_env {
             cmd.env(k, v);
         }
+        cmd.args(&options.args);
         let child = cmd
             .stdout(Stdio::from(
                 std::fs::File::options()
@@ -550,6 +570,8 @@ impl Agent {
 /// The real AWS CLI (`scripts/setup` installs it in the workspace venv).
 pub struct Cli {
     endpoint: String,
+    /// Passed as `--ca-bundle`.
+    ca_bundle: Option<PathBuf>,
 }
 
 impl Cli {
@@ -557,6 +579,7 @@ impl Cli {
     pub fn at(endpoint: &str) -> Self {
         Self {
             endpoint: endpoint.to_string(),
+            ca_bundle: None,
         }
     }
 }
@@ -639,8 +662,12 @@ pub fn with_test_aws_env(command: &mut Command) -> &mut Command {
 impl Cli {
     /// Runs `aws ecs <args> --endpoint-url …` and parses its JSON output.
     pub fn ecs(&self, args: &[&str]) -> Result<Value> {
+        let bundle = self.ca_bundle.as_ref().map(|p| p.display().to_string());
         let mut all = vec!["ecs"];
         all.extend_from_slice(args);
+        if let Some(bundle) = &bundle {
+            all.extend(["--ca-bundle", bundle]);
+        }
         aws_cli(&self.endpoint, &all)
     }
 

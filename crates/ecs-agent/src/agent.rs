@@ -145,6 +145,7 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
         &region,
         credentials.clone(),
         version::user_agent(&os_family),
+        config.accept_insecure_cert,
     );
 
     let resources = host::read_host_resources(config.reserved_memory_mib)?;

@@ -226,10 +226,11 @@ impl EcsClient {
         region: &str,
         credentials: SharedCredentialsProvider,
         user_agent: String,
+        accept_insecure_cert: bool,
     ) -> Self {
         let mut builder = aws_sdk_ecs::Config::builder()
             .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-            .http_client(crate::https::client())
+            .http_client(crate::https::ecs_client(accept_insecure_cert))
             .region(Region::new(region.to_string()))
             .credentials_provider(credentials)
             .retry_config(aws_sdk_ecs::config::retry::RetryConfig::standard().with_max_attempts(3))

@@ -1,7 +1,7 @@
 //! The HTTPS client of every AWS SDK call the agent makes (ECS API,
 //! instance metadata, the credential providers): rustls with the ring
 //! provider, the same TLS stack as the ACS and TCS websockets, so that only
-//! one is linked (docs/footprint.md §1).
+//! one is linked (docs/footprint.md §1), trusting what crate::trust says.
 //!
 //! The SDK's own default client would bring aws-lc beside ring; so the
 //! workspace leaves that feature off and every SDK configuration is given
@@ -11,8 +11,14 @@
 use std::sync::OnceLock;
 
 use aws_config::provider_config::ProviderConfig;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::{
+    http_client_fn, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_types::body::SdkBody;
 
 /// One client, and so one connection pool and one parse of the host's
 /// trusted roots, for the life of the process.
@@ -22,9 +28,94 @@ pub fn client() -> SharedHttpClient {
         .get_or_init(|| {
             aws_smithy_http_client::Builder::new()
                 .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .tls_context(tls_context())
                 .build_https()
         })
         .clone()
+}
+
+/// The host's roots, and `AWS_CA_BUNDLE`'s when the agent was started with
+/// one: for every smithy client and connector the agent builds.
+pub fn tls_context() -> TlsContext {
+    let mut trust = TrustStore::default();
+    if let Some(bundle) = crate::trust::ca_bundle() {
+        // Checked when it was loaded: the SDK panics on a bad one.
+        trust.add_pem_certificate(bundle.pem());
+    }
+    TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default()
+}
+
+/// The ECS API client's: [`client`], or under `-k` one that accepts any
+/// server certificate, as the Go agent's ECS client does with `-k`.
+pub fn ecs_client(accept_insecure_cert: bool) -> SharedHttpClient {
+    static INSECURE: OnceLock<SharedHttpClient> = OnceLock::new();
+    if !accept_insecure_cert {
+        return client();
+    }
+    INSECURE
+        .get_or_init(|| {
+            http_client_fn(|settings, _| SharedHttpConnector::new(Insecure::new(settings)))
+        })
+        .clone()
+}
+
+/// Sends SDK requests through hyper with the `-k` rustls configuration of
+/// the websockets (crate::trust): the SDK's own client has no way to turn
+/// certificate verification off.
+#[derive(Debug, Clone)]
+struct Insecure {
+    client: Option<
+        hyper_util::client::legacy::Client<
+            hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+            SdkBody,
+        >,
+    >,
+}
+
+impl Insecure {
+    fn new(settings: &HttpConnectorSettings) -> Self {
+        let Ok(tls) = crate::trust::client_config(true) else {
+            return Self { client: None };
+        };
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(settings.connect_timeout());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        Self {
+            client: Some(client),
+        }
+    }
+}
+
+impl HttpConnector for Insecure {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = self.client.clone();
+        HttpConnectorFuture::new(async move {
+            let client = client
+                .ok_or_else(|| ConnectorError::other("no TLS configuration for -k".into(), None))?;
+            let request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::user(e.into()))?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| ConnectorError::io(e.into()))?;
+            response.map(SdkBody::from_body_1_x).try_into().map_err(
+                |e: aws_smithy_runtime_api::http::HttpError| ConnectorError::other(e.into(), None),
+            )
+        })
+    }
 }
 
 /// What the credential providers and the metadata client are configured
@@ -75,11 +166,82 @@ mod tests {
         let (url, mut requests) = server(400).await;
         let credentials =
             SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
-        let client = EcsClient::new(Some(&url), "us-east-1", credentials, "test".into());
+        let client = EcsClient::new(Some(&url), "us-east-1", credentials, "test".into(), false);
         let _ = client.create_cluster("default").await;
         // The server records a request before it answers, so a call that
         // has returned either sent one or never will.
         let first = requests.try_recv().expect("no request reached the server");
+        assert!(first.starts_with("POST / "), "{first}");
+    }
+
+    /// Like [`server`], behind TLS with a certificate no one vouches for.
+    async fn tls_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("der"),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("https://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tx, acceptor) = (tx.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let _ = tx.send(head.lines().next().unwrap_or_default().to_string());
+                    let answer = "HTTP/1.1 400 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    /// `-k` reaches a server whose certificate nothing vouches for; without
+    /// it the handshake fails and no request is sent.
+    #[tokio::test]
+    async fn the_ecs_api_client_accepts_any_certificate_only_under_k() {
+        let (url, mut requests) = tls_server().await;
+        let credentials =
+            SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
+        let verified = EcsClient::new(
+            Some(&url),
+            "us-east-1",
+            credentials.clone(),
+            "t".into(),
+            false,
+        );
+        let refused = verified
+            .create_cluster("default")
+            .await
+            .expect_err("an unverifiable certificate was accepted");
+        assert!(
+            requests.try_recv().is_err(),
+            "a request got through: {refused}"
+        );
+        let insecure = EcsClient::new(Some(&url), "us-east-1", credentials, "t".into(), true);
+        let _ = insecure.create_cluster("default").await;
+        let first = requests
+            .try_recv()
+            .expect("no request reached the server under -k");
         assert!(first.starts_with("POST / "), "{first}");
     }
 

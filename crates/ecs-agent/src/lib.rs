@@ -39,6 +39,7 @@ pub mod supervisor;
 pub mod task_cgroup;
 pub mod task_manifest;
 pub mod tcs;
+pub mod trust;
 pub mod update;
 pub mod version;
 pub mod websocket;

@@ -80,6 +80,19 @@ fn main() -> ProcessExit {
         tracing::warn!("SSL certificate verification disabled. This is not recommended.");
         config.accept_insecure_cert = true;
     }
+    // As every AWS SDK does; read before the first TLS client is built.
+    if let Some(path) = env.get("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
+        match ecs_agent::trust::CaBundle::load(std::path::Path::new(path)) {
+            Ok(bundle) => {
+                tracing::info!(path, "trusting the certificates of AWS_CA_BUNDLE");
+                ecs_agent::trust::trust_ca_bundle(bundle);
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return exit(ExitCode::Error);
+            }
+        }
+    }
     tracing::debug!(
         cluster = config.cluster,
         region = config.aws_region.as_deref().unwrap_or(""),

@@ -2,7 +2,6 @@
 //! with its Go-encoded query, the SigV4-signed upgrade, TLS (with `-k`), and
 //! how a connection's end is classified for the reconnect rules.
 
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -63,92 +62,6 @@ pub fn ws_url(
     url::Url::parse(&format!("{endpoint}{slash}ws?{}", query.join("&")))
 }
 
-/// Accepts any server certificate: what `-k` asks for.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS configuration of the websockets, built once per process for
-/// each `-k` setting: reading the host's trusted roots costs a directory
-/// scan and a parse of every certificate, which a reconnect need not repeat.
-/// ring is the provider, as for the SDK's calls (`crate::https`).
-fn tls_config(accept_insecure_cert: bool) -> Result<Arc<rustls::ClientConfig>, WsError> {
-    static VERIFIED: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let cell = if accept_insecure_cert {
-        &INSECURE
-    } else {
-        &VERIFIED
-    };
-    if let Some(config) = cell.get() {
-        return Ok(config.clone());
-    }
-    let config = Arc::new(build_tls_config(accept_insecure_cert)?);
-    Ok(cell.get_or_init(|| config).clone())
-}
-
-fn build_tls_config(accept_insecure_cert: bool) -> Result<rustls::ClientConfig, WsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
-        .map_err(|e| WsError::Protocol(e.to_string()))?;
-    if accept_insecure_cert {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
 /// Opens a websocket to `url` (http:// → ws://, https:// → wss://) with the
 /// SigV4-signed upgrade the backend expects.
 pub async fn connect(
@@ -184,9 +97,10 @@ pub async fn connect(
         put("X-Amz-Security-Token", token)?;
     }
     let connector = if scheme == "wss" {
-        Some(tokio_tungstenite::Connector::Rustls(tls_config(
-            accept_insecure_cert,
-        )?))
+        Some(tokio_tungstenite::Connector::Rustls(
+            crate::trust::client_config(accept_insecure_cert)
+                .map_err(|e| WsError::Protocol(e.to_string()))?,
+        ))
     } else {
         None
     };

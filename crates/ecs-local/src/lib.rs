@@ -30,12 +30,15 @@ pub mod render;
 pub mod services;
 pub mod store;
 pub mod tcs_hub;
+pub mod tls;
 
 use acs_hub::AcsHub;
 use agent_update::{Bundle, BundleError};
 use arn::ArnBuilder;
+use axum::extract::connect_info::Connected;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +98,9 @@ pub struct Config {
     /// Time between passes of the service scheduler when nothing wakes it
     /// sooner (API calls and state changes that concern services do).
     pub service_interval: Duration,
+    /// With a server configuration, the port speaks HTTPS and WSS only
+    /// (crate::tls), and DiscoverPollEndpoint hands out `https://` URLs.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -113,6 +119,7 @@ impl Config {
             ecr_endpoint_override: None,
             require_auth: None,
             service_interval: DEFAULT_SERVICE_INTERVAL,
+            tls: None,
         }
     }
 }
@@ -139,6 +146,8 @@ pub(crate) struct Context {
     pub(crate) acs: AcsHub,
     pub(crate) tcs: TcsHub,
     pub(crate) local_addr: SocketAddr,
+    /// `https` under TLS, else `http`.
+    pub(crate) scheme: &'static str,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) credentials_ttl: Duration,
     /// The agent update offered, if any.
@@ -269,6 +278,11 @@ impl Plane {
             store,
             arns,
             local_addr,
+            scheme: if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             shutdown: shutdown_rx.clone(),
             credentials_ttl: config.credentials_ttl,
             agent_update,
@@ -297,19 +311,14 @@ impl Plane {
             spawn_service_scheduler(ctx.clone(), config.service_interval),
             spawn_pruner(ctx.clone(), PRUNE_INTERVAL),
         ];
-        let mut stop = shutdown_rx;
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(PlaneError::Serve)
-        });
-        tracing::info!(%local_addr, region = %config.region, data_dir = %config.data_dir.display(), "ecs-local listening");
+        let incoming = match &config.tls {
+            Some(tls) => Incoming::Tls(
+                tls::TlsListener::new(listener, tls.clone()).map_err(PlaneError::Address)?,
+            ),
+            None => Incoming::Plain(listener),
+        };
+        let server = tokio::spawn(serve(incoming, app, shutdown_rx));
+        tracing::info!(%local_addr, scheme = ctx.scheme, region = %config.region, data_dir = %config.data_dir.display(), "ecs-local listening");
         Ok(Self {
             ctx,
             shutdown: shutdown_tx,
@@ -323,9 +332,10 @@ impl Plane {
         self.ctx.local_addr
     }
 
-    /// `http://<address>`, for `--endpoint-url` and SDK `endpoint_url`.
+    /// `http://<address>` (`https://` under TLS), for `--endpoint-url`
+    /// and SDK `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
-        format!("http://{}", self.ctx.local_addr)
+        format!("{}://{}", self.ctx.scheme, self.ctx.local_addr)
     }
 
     /// The state, for inspection and for tests that seed recorded data.
@@ -413,6 +423,52 @@ impl Plane {
         let _ = self.shutdown.send(true);
         self.release().await;
         served
+    }
+}
+
+/// Where connections come from: the port as it is, or through TLS.
+enum Incoming {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
+}
+
+/// The address a request came from, as handlers extract it
+/// (`ConnectInfo<Peer>`), whichever way it connected.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// Serves `app` until `stop` turns true, then lets the open requests
+/// finish.
+async fn serve(
+    incoming: Incoming,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PlaneError> {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let app = app.into_make_service_with_connect_info::<Peer>();
+    match incoming {
+        Incoming::Plain(listener) => axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+            .map_err(PlaneError::Serve),
+        Incoming::Tls(listener) => axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+            .map_err(PlaneError::Serve),
     }
 }
 

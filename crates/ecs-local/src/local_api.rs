@@ -24,7 +24,6 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Path of the task credentials route.
@@ -49,7 +48,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 /// `GET /_local/v1/task-credentials?task=<task>`.
 pub(crate) async fn task_credentials(
     State(ctx): State<Arc<Context>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     if !peer.ip().is_loopback() {

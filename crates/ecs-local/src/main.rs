@@ -5,9 +5,10 @@
 use anyhow::Context as _;
 use clap::Parser;
 use ecs_local::log_format::{JsonLines, LogFormat};
-use ecs_local::{credentials, Config, Plane};
+use ecs_local::{credentials, tls, Config, Plane};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A local Amazon ECS control plane: the ECS API for the AWS CLI and SDKs,
@@ -68,6 +69,51 @@ struct Args {
     /// message and the event's fields).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Serve HTTPS and WSS with this certificate chain (PEM, server
+    /// certificate first); needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS and WSS with a certificate issued at each start by a CA
+    /// kept in the data dir (ca.pem, made at the first start): give
+    /// clients ca.pem to trust (AWS_CA_BUNDLE, the AWS CLI's --ca-bundle),
+    /// or run agents with -k.
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Another name (DNS name or IP address) the self-signed certificate
+    /// covers, besides localhost, 127.0.0.1, ::1 and the --listen address
+    /// (or this host's name when listening on every address); repeatable.
+    #[arg(long, value_name = "NAME", requires = "tls_self_signed")]
+    tls_name: Vec<String>,
+}
+
+/// The server configuration the TLS flags ask for, if any.
+fn tls_config(args: &Args) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(tls::from_pem_files(cert, key)?));
+    }
+    if !args.tls_self_signed {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create --data-dir {}", args.data_dir.display()))?;
+    let mut names = tls::default_names(args.listen.ip());
+    names.extend(args.tls_name.iter().cloned());
+    let made = tls::self_signed(&args.data_dir, &names)?;
+    tracing::info!(
+        ca = %made.ca_path.display(),
+        new_ca = made.new_ca,
+        ?names,
+        "serving TLS with a certificate of the plane's own CA"
+    );
+    Ok(Some(made.config))
 }
 
 fn valid_region(region: &str) -> bool {
@@ -154,6 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "listening beyond loopback: every caller that reaches this address can use the ECS API and run containers"
         );
     }
+    let tls = tls_config(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -167,6 +214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.agent_update_bundle = args.agent_update_bundle;
     config.ecr_endpoint_override = args.ecr_endpoint_override;
     config.require_auth = require_auth;
+    config.tls = tls;
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;

@@ -132,6 +132,7 @@ fn connector() -> &'static Connector {
         Connector::builder()
             .proxy_config(aws_smithy_http_client::proxy::ProxyConfig::from_env())
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .tls_context(crate::https::tls_context())
             .build()
     })
 }

@@ -111,6 +111,7 @@ impl Downloader {
             Connector::builder()
                 .proxy_config(self.proxy.clone())
                 .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .tls_context(crate::https::tls_context())
                 .build()
         })
     }

@@ -13,15 +13,16 @@ use ecs_model::ecs_api::{
 
 /// Points agents at this same server: ACS under `/acs`, TCS under `/tcs/`.
 /// Agents add `/` when missing and then `ws`, so both resolve to
-/// `/acs/ws` and `/tcs/ws`; `http://` makes them use plain `ws://`.
+/// `/acs/ws` and `/tcs/ws`; `http://` makes them use plain `ws://`, and
+/// `https://` (under TLS) `wss://`.
 pub(super) fn discover_poll_endpoint(
-    _ctx: &Context,
+    ctx: &Context,
     _req: DiscoverPollEndpointRequest,
     info: &RequestInfo,
 ) -> Result<DiscoverPollEndpointResponse, ApiError> {
     Ok(DiscoverPollEndpointResponse {
-        endpoint: Some(format!("http://{}/acs", info.host)),
-        telemetry_endpoint: Some(format!("http://{}/tcs/", info.host)),
+        endpoint: Some(format!("{}://{}/acs", ctx.scheme, info.host)),
+        telemetry_endpoint: Some(format!("{}://{}/tcs/", ctx.scheme, info.host)),
         service_connect_endpoint: None,
         system_logs_endpoint: None,
     })

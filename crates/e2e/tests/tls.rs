@@ -1,0 +1,137 @@
+//! `ecs-local --tls-self-signed`: the AWS CLI and boto3 over HTTPS with
+//! the plane's CA (`--ca-bundle`, `verify=`) or without verification; our
+//! agent registering over HTTPS and connecting ACS and TCS over WSS with
+//! `-k`, and with `AWS_CA_BUNDLE` instead; and an agent with neither
+//! refused at registration.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::{require_docker, Agent, AgentOptions, Plane};
+use serde_json::Value;
+
+const CONNECT: Duration = Duration::from_secs(60);
+
+fn connected_instances(plane: &Plane) -> usize {
+    let cli = plane.cli();
+    let list = cli
+        .ecs(&["list-container-instances", "--cluster", "default"])
+        .unwrap();
+    let arns: Vec<&str> = list["containerInstanceArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    if arns.is_empty() {
+        return 0;
+    }
+    let mut args = vec![
+        "describe-container-instances",
+        "--cluster",
+        "default",
+        "--container-instances",
+    ];
+    args.extend(arns);
+    let described = cli.ecs(&args).unwrap();
+    described["containerInstances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["agentConnected"] == true)
+        .count()
+}
+
+#[test]
+fn clients_and_agents_reach_a_tls_plane_only_when_they_trust_it_or_say_k() {
+    require_docker();
+    let dir = tempfile::tempdir().unwrap();
+    let port = e2e::free_port().unwrap();
+    let plane =
+        Plane::start_with_args(&dir.path().join("plane"), port, &["--tls-self-signed"]).unwrap();
+    let url = plane.url();
+    assert!(url.starts_with("https://"), "{url}");
+    let ca = plane.ca_bundle.clone().unwrap();
+    assert!(ca.exists(), "no {}", ca.display());
+    let ca_text = ca.display().to_string();
+
+    // The AWS CLI: with the CA, without verification, and with neither.
+    let cli = plane.cli();
+    assert_eq!(
+        cli.ecs(&["list-clusters"]).unwrap()["clusterArns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    e2e::aws_cli(&url, &["ecs", "list-clusters", "--no-verify-ssl"]).unwrap();
+    let refused = e2e::aws_cli(&url, &["ecs", "list-clusters"]).unwrap_err();
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+    // boto3 with verify= the CA.
+    let script = format!(
+        "import boto3\nprint(len(boto3.client('ecs', verify='{ca_text}').list_clusters()['clusterArns']))"
+    );
+    assert_eq!(e2e::python(&url, &script).unwrap().trim(), "1");
+
+    // Our agent with -k: registration over HTTPS, ACS and TCS over WSS, a task.
+    let insecure = Agent::start(
+        &plane,
+        &AgentOptions::new(&dir.path().join("agent-k")).arg("-k"),
+    )
+    .unwrap();
+    cli.wait_connected_instance("default", CONNECT).unwrap();
+    cli.register_simple("secured", &["sleep", "600"]).unwrap();
+    let arn = cli.run_task("default", "secured").unwrap();
+    cli.wait_task_status("default", &arn, "RUNNING", CONNECT)
+        .unwrap();
+    e2e::wait_for("TCS over WSS", CONNECT, || {
+        Ok(insecure
+            .own_log_text()
+            .contains("connected to TCS")
+            .then_some(()))
+    })
+    .unwrap();
+    cli.ecs(&["stop-task", "--task", &arn]).unwrap();
+    cli.wait_task_status("default", &arn, "STOPPED", CONNECT)
+        .unwrap();
+    e2e::remove_task_containers(&[arn]);
+    insecure.terminate(Duration::from_secs(30)).unwrap();
+
+    // With AWS_CA_BUNDLE and no -k: a second instance, connected.
+    let trusting = Agent::start(
+        &plane,
+        &AgentOptions::new(&dir.path().join("agent-ca")).env("AWS_CA_BUNDLE", &ca_text),
+    )
+    .unwrap();
+    trusting.wait_acs_connected(CONNECT).unwrap();
+    assert_eq!(connected_instances(&plane), 1);
+    trusting.terminate(Duration::from_secs(30)).unwrap();
+
+    // With neither: refused at registration, for the certificate.
+    let stranger =
+        Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent-none"))).unwrap();
+    e2e::wait_for("the registration refusal", CONNECT, || {
+        let log = stranger.own_log_text();
+        Ok(log.contains("UnknownIssuer").then_some(()))
+    })
+    .unwrap();
+    assert!(!stranger.own_log_text().contains("connected to ACS"));
+    assert_eq!(connected_instances(&plane), 0);
+    stranger.kill();
+
+    // A bundle that is not one stops the agent at once, naming it.
+    let bad = dir.path().join("not-a-bundle.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    let mut damaged = Agent::start(
+        &plane,
+        &AgentOptions::new(&dir.path().join("agent-bad"))
+            .env("AWS_CA_BUNDLE", &bad.display().to_string()),
+    )
+    .unwrap();
+    let code = e2e::wait_for("the agent to exit", CONNECT, || damaged.exit_code()).unwrap();
+    assert_eq!(code, Some(1));
+    assert!(damaged.own_log_text().contains("not-a-bundle.pem"));
+}
