@@ -99,6 +99,9 @@ struct HubState {
     /// Instance id → the last manifest sent to it. Acks of manifests are
     /// matched here first, so they are never taken for payload acks.
     manifests: HashMap<String, ManifestSent>,
+    /// (task id, desired status) of every payload sent and not yet acked:
+    /// sending one of them again (on a new connection) is a resend.
+    unacked: HashSet<(String, String)>,
 }
 
 /// Both roles, in the order their messages are sent.
@@ -127,6 +130,8 @@ pub struct AcsHub {
     /// Task payloads sent, and acked, for `GET /metrics`.
     pub payloads_sent: crate::plane_metrics::Counter,
     pub payloads_acked: crate::plane_metrics::Counter,
+    /// Payloads sent again because the one before was never acked.
+    pub payloads_resent: crate::plane_metrics::Counter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,6 +160,7 @@ impl AcsHub {
             render: render::Settings::default(),
             payloads_sent: crate::plane_metrics::Counter::default(),
             payloads_acked: crate::plane_metrics::Counter::default(),
+            payloads_resent: crate::plane_metrics::Counter::default(),
         }
     }
 
@@ -255,12 +261,16 @@ impl AcsHub {
         let HubState {
             connections,
             pending,
+            unacked,
             ..
         } = &mut *state;
         let Some(conn) = connections.get_mut(instance_id) else {
             return;
         };
         for p in payloads {
+            if !unacked.insert((p.task_id.clone(), p.desired.clone())) {
+                self.payloads_resent.add(1);
+            }
             tracing::info!(
                 instance = instance_id,
                 task = p.task_arn,
@@ -656,12 +666,19 @@ impl AcsHub {
         if self.update_acked(instance_id, message_id) {
             return;
         }
-        let Some(ack) = lock(&self.state).pending.remove(message_id) else {
-            tracing::debug!(
-                message_id,
-                "ack for a message that is not a pending payload"
-            );
-            return;
+        let ack = {
+            let mut state = lock(&self.state);
+            let Some(ack) = state.pending.remove(message_id) else {
+                tracing::debug!(
+                    message_id,
+                    "ack for a message that is not a pending payload"
+                );
+                return;
+            };
+            state
+                .unacked
+                .remove(&(ack.task_id.clone(), ack.desired.clone()));
+            ack
         };
         self.payloads_acked.add(1);
         let result = self.store.update(|st| {

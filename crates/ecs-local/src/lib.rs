@@ -602,6 +602,7 @@ async fn metrics_page_handler(
                 api: &ctx.api_metrics,
                 payloads_sent: ctx.acs.payloads_sent.get(),
                 payloads_acked: ctx.acs.payloads_acked.get(),
+                payloads_resent: ctx.acs.payloads_resent.get(),
                 tcs_frames: ctx.tcs.frames_received.get(),
                 store_writes: ctx.store.write_latency(),
             };

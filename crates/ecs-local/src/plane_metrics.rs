@@ -140,6 +140,7 @@ pub struct Sources<'a> {
     pub api: &'a ApiMetrics,
     pub payloads_sent: u64,
     pub payloads_acked: u64,
+    pub payloads_resent: u64,
     pub tcs_frames: u64,
     pub store_writes: Histogram,
 }
@@ -263,6 +264,11 @@ pub fn render(state: &State, sources: &Sources<'_>) -> String {
             "ecs_local_acs_payloads_acked_total",
             "Task payloads agents acked.",
             sources.payloads_acked,
+        ),
+        (
+            "ecs_local_acs_payloads_resent_total",
+            "Task payloads sent again (on a new connection) because the one before was never acked.",
+            sources.payloads_resent,
         ),
         (
             "ecs_local_tcs_frames_received_total",

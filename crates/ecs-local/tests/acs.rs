@@ -229,6 +229,18 @@ async fn unacked_payloads_are_resent_on_the_next_connection_only() {
     let mut ws = connect(&h, &spec).await;
     let none = payloads_within(&mut ws, common::QUIET).await;
     assert!(none.is_empty(), "acked tasks were pushed again: {none:?}");
+
+    // GET /metrics counts the one resend among the three payloads.
+    let (_, page) = h.get_text("/metrics").await;
+    let value = |name: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {page}"))
+    };
+    assert_eq!(value("ecs_local_acs_payloads_sent_total"), 3);
+    assert_eq!(value("ecs_local_acs_payloads_acked_total"), 2);
+    assert_eq!(value("ecs_local_acs_payloads_resent_total"), 1);
 }
 
 #[tokio::test]
