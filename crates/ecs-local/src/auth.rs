@@ -80,6 +80,11 @@ impl Keys {
         Ok(Self { secrets })
     }
 
+    /// The secret of an access key ID the file has.
+    pub(crate) fn secret(&self, access_key_id: &str) -> Option<&str> {
+        self.secrets.get(access_key_id).map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.secrets.len()
     }
@@ -267,7 +272,7 @@ pub fn verify(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -17,6 +17,7 @@ pub mod arn;
 pub mod attributes;
 pub mod auth;
 pub mod clock;
+pub mod console;
 pub mod credentials;
 pub mod launch;
 pub mod lifecycle;
@@ -158,6 +159,8 @@ pub(crate) struct Context {
     pub(crate) api_metrics: plane_metrics::ApiMetrics,
     /// The key pairs callers must sign with, under `--require-auth`.
     pub(crate) auth: Option<auth::Keys>,
+    /// The web console's operators and sign-in nonces.
+    pub(crate) console: console::Sessions,
 }
 
 impl Context {
@@ -289,6 +292,7 @@ impl Plane {
             services_wake: Arc::new(tokio::sync::Notify::new()),
             api_metrics: plane_metrics::ApiMetrics::default(),
             auth: config.require_auth.clone(),
+            console: console::Sessions::default(),
         });
         let app = Router::new()
             .route("/", post(api::handle))
@@ -296,6 +300,15 @@ impl Plane {
             .route("/tcs/ws", get(tcs_hub::upgrade))
             .route("/metrics", get(metrics_page_handler))
             .route("/healthz", get(healthz))
+            .route("/console", get(console::page))
+            .route("/console/app.js", get(console::script))
+            .route("/console/app.css", get(console::style))
+            .route("/console/api/session", get(console::session))
+            .route("/console/api/state", get(console::state))
+            .route("/console/api/login", post(console::login))
+            .route("/console/api/logout", post(console::logout))
+            .route("/console/api/stop-task", post(console::stop_task))
+            .route("/console/api/desired-count", post(console::desired_count))
             .route(agent_update::ROUTE, get(agent_update::serve))
             .route(
                 local_api::TASK_CREDENTIALS_PATH,

@@ -6,6 +6,7 @@ mod account;
 mod agent;
 mod attributes;
 mod clusters;
+pub(crate) mod console;
 mod container_instances;
 mod services;
 mod tags;

@@ -150,7 +150,7 @@ fn definition<'a>(state: &'a State, param: &str) -> Result<&'a TaskDefinition, A
 }
 
 /// What DescribeServices and the other calls show: tags only when asked.
-fn view(record: &ServiceRecord, with_tags: bool) -> Service {
+pub(super) fn view(record: &ServiceRecord, with_tags: bool) -> Service {
     let mut service = record.service.clone();
     if !with_tags {
         service.tags = None;

@@ -1,0 +1,595 @@
+//! The web console at `/console` (docs/ecs-local.md §1.9): a page, its
+//! script and style, all served from the binary, and the JSON routes under
+//! `/console/api/` they use. Who may read and who may act is decided by
+//! [`access`]; an operator proves to hold a key pair of `--credentials` by
+//! an HMAC of a one-time nonce, so the secret never crosses the network.
+
+use crate::Context;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const PAGE: &str = include_str!("console/index.html");
+const SCRIPT: &str = include_str!("console/app.js");
+const STYLE: &str = include_str!("console/app.css");
+
+/// Nothing the page loads comes from anywhere but the plane.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The session cookie.
+const COOKIE: &str = "ecs_local_console";
+/// Every state-changing request carries it: a page of another origin
+/// cannot add a header without a CORS preflight, which the plane never
+/// answers, so it cannot make a signed-in browser act.
+pub const ACTION_HEADER: &str = "x-ecs-local-console";
+/// What an operator signs, followed by the nonce.
+pub const LOGIN_PREFIX: &str = "ecs-local console login\n";
+
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+const NONCE_TTL: Duration = Duration::from_secs(300);
+const MAX_SESSIONS: usize = 256;
+const MAX_NONCES: usize = 1024;
+
+/// The operators signed in and the nonces handed out, in memory: a
+/// restarted plane asks everyone to sign in again.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    inner: Mutex<SessionState>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    /// Token → (access key ID, expiry).
+    sessions: HashMap<String, (String, Stamp)>,
+    /// Nonce → expiry; each is used at most once.
+    nonces: HashMap<String, Stamp>,
+    /// Orders entries made within the clock's resolution.
+    serial: u64,
+}
+
+/// When an entry expires, and the order it was made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stamp {
+    expires: Instant,
+    serial: u64,
+}
+
+impl SessionState {
+    fn stamp(&mut self, ttl: Duration) -> Stamp {
+        self.serial += 1;
+        Stamp {
+            expires: Instant::now() + ttl,
+            serial: self.serial,
+        }
+    }
+}
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn operator(&self, token: &str) -> Option<String> {
+        let state = self.lock();
+        let (id, stamp) = state.sessions.get(token)?;
+        (stamp.expires > Instant::now()).then(|| id.clone())
+    }
+
+    fn new_nonce(&self) -> String {
+        let nonce = random_hex();
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.nonces.retain(|_, stamp| stamp.expires > now);
+        while state.nonces.len() >= MAX_NONCES {
+            let Some(oldest) = first_to_expire(state.nonces.iter().map(|(k, s)| (k, *s))) else {
+                break;
+            };
+            state.nonces.remove(&oldest);
+        }
+        let stamp = state.stamp(NONCE_TTL);
+        state.nonces.insert(nonce.clone(), stamp);
+        nonce
+    }
+
+    /// Whether `nonce` was handed out and is still fresh; it is spent
+    /// either way.
+    fn spend_nonce(&self, nonce: &str) -> bool {
+        self.lock()
+            .nonces
+            .remove(nonce)
+            .is_some_and(|stamp| stamp.expires > Instant::now())
+    }
+
+    fn open(&self, access_key_id: &str) -> String {
+        let token = random_hex();
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sessions.retain(|_, (_, stamp)| stamp.expires > now);
+        while state.sessions.len() >= MAX_SESSIONS {
+            let Some(oldest) = first_to_expire(state.sessions.iter().map(|(k, (_, s))| (k, *s)))
+            else {
+                break;
+            };
+            state.sessions.remove(&oldest);
+        }
+        let stamp = state.stamp(SESSION_TTL);
+        state
+            .sessions
+            .insert(token.clone(), (access_key_id.to_owned(), stamp));
+        token
+    }
+
+    fn close(&self, token: &str) {
+        self.lock().sessions.remove(token);
+    }
+}
+
+/// The key of the entry that expires first.
+fn first_to_expire<'a>(entries: impl Iterator<Item = (&'a String, Stamp)>) -> Option<String> {
+    entries
+        .min_by_key(|(_, stamp)| *stamp)
+        .map(|(k, _)| k.clone())
+}
+
+fn random_hex() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// HMAC-SHA256 (RFC 2104), as the page computes it.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// What a caller may do in the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub read: bool,
+    /// Stop tasks and change services' desired counts: operators only.
+    pub act: bool,
+    /// Who acts: the access key ID signed in with, or, without
+    /// `--require-auth`, a caller on this host.
+    pub operator: Option<String>,
+}
+
+/// The console's rules. Under `--require-auth`: a signed-in operator reads
+/// and acts from anywhere, a caller on this host (loopback) reads without
+/// signing in, anyone else gets nothing. Without it the plane
+/// authenticates no one and its API is open to every caller that reaches
+/// it: every caller reads, and a caller on this host is the operator.
+pub fn access(require_auth: bool, loopback: bool, signed_in: Option<String>) -> Access {
+    match (require_auth, signed_in) {
+        (true, Some(id)) => Access {
+            read: true,
+            act: true,
+            operator: Some(id),
+        },
+        (true, None) => Access {
+            read: loopback,
+            act: false,
+            operator: None,
+        },
+        (false, _) => Access {
+            read: true,
+            act: loopback,
+            operator: loopback.then(|| "a caller on this host".to_owned()),
+        },
+    }
+}
+
+fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+fn caller_access(ctx: &Context, peer: &crate::Peer, headers: &HeaderMap) -> Access {
+    let signed_in = session_token(headers).and_then(|t| ctx.console.operator(t));
+    access(ctx.auth.is_some(), peer.0.ip().is_loopback(), signed_in)
+}
+
+fn json_answer(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    json_answer(status, &json!({ "message": message }))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// `GET /console`.
+pub(crate) async fn page() -> Response {
+    asset("text/html; charset=utf-8", PAGE)
+}
+
+/// `GET /console/app.js`.
+pub(crate) async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /console/app.css`.
+pub(crate) async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// `GET /console/api/session`: what this caller may do, and a nonce to
+/// sign in with when the plane requires it.
+pub(crate) async fn session(
+    State(ctx): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let access = caller_access(&ctx, &peer, &headers);
+    let require_auth = ctx.auth.is_some();
+    let nonce = (require_auth && !access.act).then(|| ctx.console.new_nonce());
+    json_answer(
+        StatusCode::OK,
+        &json!({
+            "requireAuth": require_auth,
+            "canRead": access.read,
+            "canAct": access.act,
+            "operator": access.operator,
+            "nonce": nonce,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Login {
+    access_key_id: String,
+    nonce: String,
+    /// Lowercase hex of HMAC-SHA256(secret, LOGIN_PREFIX + nonce).
+    signature: String,
+}
+
+/// Whether the request carries [`ACTION_HEADER`].
+fn from_the_page(headers: &HeaderMap) -> bool {
+    headers.get(ACTION_HEADER).is_some()
+}
+
+/// `POST /console/api/login`.
+pub(crate) async fn login(
+    State(ctx): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !from_the_page(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Missing the console's request header.",
+        );
+    }
+    let Some(keys) = &ctx.auth else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "This plane does not require signing in (it runs without --require-auth).",
+        );
+    };
+    let Ok(login) = serde_json::from_slice::<Login>(&body) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Expected {\"accessKeyId\", \"nonce\", \"signature\"}.",
+        );
+    };
+    let fresh = ctx.console.spend_nonce(&login.nonce);
+    let valid = keys.secret(&login.access_key_id).is_some_and(|secret| {
+        let mut message = LOGIN_PREFIX.as_bytes().to_vec();
+        message.extend_from_slice(login.nonce.as_bytes());
+        let expected = hex::encode(hmac_sha256(secret.as_bytes(), &message));
+        crate::auth::constant_time_eq(expected.as_bytes(), login.signature.as_bytes())
+    });
+    if !(fresh && valid) {
+        tracing::warn!(peer = %peer.0, access_key_id = login.access_key_id, fresh, "console sign-in refused");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "That key pair is not one of the plane's, or the sign-in expired; try again.",
+        );
+    }
+    let token = ctx.console.open(&login.access_key_id);
+    tracing::info!(peer = %peer.0, access_key_id = login.access_key_id, "console sign-in");
+    let secure = if ctx.scheme == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_TTL.as_secs()
+    );
+    let mut response = json_answer(StatusCode::OK, &json!({ "operator": login.access_key_id }));
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /console/api/logout`.
+pub(crate) async fn logout(State(ctx): State<Arc<Context>>, headers: HeaderMap) -> Response {
+    if !from_the_page(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Missing the console's request header.",
+        );
+    }
+    if let Some(token) = session_token(&headers) {
+        ctx.console.close(token);
+    }
+    let mut response = json_answer(StatusCode::OK, &json!({}));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "ecs_local_console=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StateQuery {
+    cluster: Option<String>,
+}
+
+/// `GET /console/api/state?cluster=NAME`.
+pub(crate) async fn state(
+    State(ctx): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+    Query(query): Query<StateQuery>,
+) -> Response {
+    if !caller_access(&ctx, &peer, &headers).read {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Sign in with a key pair of the plane.",
+        );
+    }
+    let snapshot = ctx
+        .blocking(move |ctx| {
+            ctx.store
+                .read(|st| crate::api::console::snapshot(st, query.cluster.as_deref()))
+        })
+        .await;
+    match snapshot {
+        Some(body) => json_answer(StatusCode::OK, &body),
+        None => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The state could not be read.",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StopTask {
+    cluster: String,
+    task: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DesiredCount {
+    cluster: String,
+    service: String,
+    desired_count: i64,
+}
+
+/// The operator behind an action request, or the status and message to
+/// refuse it with.
+fn operator(
+    ctx: &Context,
+    peer: &crate::Peer,
+    headers: &HeaderMap,
+) -> Result<String, (StatusCode, &'static str)> {
+    if !from_the_page(headers) {
+        return Err((StatusCode::FORBIDDEN, "Missing the console's request header."));
+    }
+    let access = caller_access(ctx, peer, headers);
+    access.operator.filter(|_| access.act).ok_or((
+        StatusCode::FORBIDDEN,
+        "Only a signed-in operator can change tasks and services.",
+    ))
+}
+
+/// The API's answer to the page: its body, or `{"code", "message"}`.
+fn api_answer(result: Option<Result<Value, crate::api::ApiError>>) -> Response {
+    match result {
+        Some(Ok(body)) => json_answer(StatusCode::OK, &body),
+        Some(Err(e)) => json_answer(
+            e.status(),
+            &json!({"code": e.code(), "message": e.to_string()}),
+        ),
+        None => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The request handler failed.",
+        ),
+    }
+}
+
+/// `POST /console/api/stop-task`.
+pub(crate) async fn stop_task(
+    State(ctx): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match operator(&ctx, &peer, &headers) {
+        Ok(who) => who,
+        Err((status, message)) => return refuse(status, message),
+    };
+    let Ok(req) = serde_json::from_slice::<StopTask>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "Expected {\"cluster\", \"task\"}.");
+    };
+    tracing::info!(operator = who, task = req.task, "console: stop task");
+    let result = ctx
+        .blocking(move |ctx| crate::api::console::stop_task(ctx, &req.cluster, &req.task, &who))
+        .await;
+    api_answer(result)
+}
+
+/// `POST /console/api/desired-count`.
+pub(crate) async fn desired_count(
+    State(ctx): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match operator(&ctx, &peer, &headers) {
+        Ok(who) => who,
+        Err((status, message)) => return refuse(status, message),
+    };
+    let Ok(req) = serde_json::from_slice::<DesiredCount>(&body) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Expected {\"cluster\", \"service\", \"desiredCount\"}.",
+        );
+    };
+    tracing::info!(
+        operator = who,
+        service = req.service,
+        desired_count = req.desired_count,
+        "console: desired count"
+    );
+    let result = ctx
+        .blocking(move |ctx| {
+            crate::api::console::set_desired_count(
+                ctx,
+                &req.cluster,
+                &req.service,
+                req.desired_count,
+            )
+        })
+        .await;
+    api_answer(result)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2 of RFC 4231.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block is hashed first.
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn who_may_read_and_act() {
+        let op = || Some("AKID".to_owned());
+        // Under --require-auth.
+        assert_eq!(access(true, true, op()), access(true, false, op()));
+        assert!(access(true, false, op()).act);
+        assert_eq!(access(true, false, op()).operator.as_deref(), Some("AKID"));
+        let local = access(true, true, None);
+        assert!(local.read && !local.act && local.operator.is_none());
+        let stranger = access(true, false, None);
+        assert!(!stranger.read && !stranger.act);
+        // Without it.
+        let local = access(false, true, None);
+        assert!(local.read && local.act && local.operator.is_some());
+        let remote = access(false, false, None);
+        assert!(remote.read && !remote.act && remote.operator.is_none());
+    }
+
+    #[test]
+    fn nonces_are_spent_once_and_sessions_are_bounded() {
+        let sessions = Sessions::default();
+        let nonce = sessions.new_nonce();
+        assert!(sessions.spend_nonce(&nonce));
+        assert!(!sessions.spend_nonce(&nonce));
+        assert!(!sessions.spend_nonce("made-up"));
+        let first = sessions.open("AKID");
+        assert_eq!(sessions.operator(&first).as_deref(), Some("AKID"));
+        for _ in 0..MAX_SESSIONS {
+            sessions.open("AKID");
+        }
+        assert_eq!(sessions.lock().sessions.len(), MAX_SESSIONS);
+        assert!(sessions.operator(&first).is_none(), "the oldest was kept");
+        sessions.close(&first);
+        for _ in 0..2 * MAX_NONCES {
+            sessions.new_nonce();
+        }
+        assert!(sessions.lock().nonces.len() <= MAX_NONCES);
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ecs_local_console=tok; b=2"),
+        );
+        assert_eq!(session_token(&headers), Some("tok"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("ecs_local_consoleX=1"),
+        );
+        assert_eq!(session_token(&headers), None);
+    }
+}

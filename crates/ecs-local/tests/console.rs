@@ -1,0 +1,339 @@
+//! The web console's routes (docs/ecs-local.md §1.9), from loopback: the
+//! page and its assets with their policy, the state, the operator actions
+//! and their refusals, and signing in under `--require-auth`. The page
+//! itself, and callers beyond loopback, are driven in headless Chromium
+//! by `e2e/console.rs`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use aws_sdk_ecs::types::ContainerDefinition;
+use common::*;
+use ecs_local::auth::Keys;
+use ecs_local::console::{hmac_sha256, LOGIN_PREFIX};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FILE: &str = "[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = secret\n";
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// One HTTP/1.1 request with extra header lines.
+async fn request(h: &Harness, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        h.addr(),
+        body.len()
+    );
+    for line in headers {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let (status, head, body) = split_response(&response);
+    Answer { status, head, body }
+}
+
+const FROM_PAGE: &str = "X-Ecs-Local-Console: 1";
+
+async fn action(h: &Harness, path: &str, headers: &[&str], body: &Value) -> Answer {
+    request(h, "POST", path, headers, body.to_string().as_bytes()).await
+}
+
+async fn register(ecs: &aws_sdk_ecs::Client) {
+    ecs.register_task_definition()
+        .family("web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("busybox")
+                .memory(64)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_come_from_the_plane_alone() {
+    let h = Harness::start().await;
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let answer = request(&h, "GET", path, &[], b"").await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert!(
+            answer.header("content-type").unwrap().starts_with(kind),
+            "{path}: {}",
+            answer.head
+        );
+        let policy = answer.header("content-security-policy").unwrap();
+        assert!(policy.contains("default-src 'none'"), "{policy}");
+        assert!(!policy.contains("http"), "{policy}");
+        let text = String::from_utf8(answer.body).unwrap();
+        // Nothing is fetched from another host: no absolute URL at all.
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path}"
+        );
+        assert!(
+            !text.contains("//cdn") && !text.contains("@import"),
+            "{path}"
+        );
+    }
+    let page = request(&h, "GET", "/console", &[], b"").await;
+    let page = String::from_utf8(page.body).unwrap();
+    assert!(page.contains("name=\"viewport\""), "not sized for phones");
+}
+
+#[tokio::test]
+async fn without_auth_a_loopback_caller_reads_stops_tasks_and_scales_services() {
+    let h = Harness::start().await;
+    let ecs = h.client();
+    let (_instance, _agent) = connected_instance(&h, "default", 4096, 4096).await;
+    register(&ecs).await;
+    let run = ecs
+        .run_task()
+        .cluster("default")
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap();
+    let task_arn = run.tasks()[0].task_arn().unwrap().to_owned();
+    ecs.create_service()
+        .cluster("default")
+        .service_name("svc")
+        .task_definition("web")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+
+    let session = request(&h, "GET", "/console/api/session", &[], b"")
+        .await
+        .json();
+    assert_eq!(session["canRead"], true);
+    assert_eq!(session["canAct"], true);
+    assert_eq!(session["requireAuth"], false);
+    assert!(session["nonce"].is_null());
+
+    let state = request(&h, "GET", "/console/api/state", &[], b"")
+        .await
+        .json();
+    assert_eq!(state["cluster"], "default");
+    assert_eq!(state["tasks"][0]["taskArn"], task_arn.as_str());
+    assert_eq!(state["containerInstances"].as_array().unwrap().len(), 1);
+    assert_eq!(state["services"][0]["serviceName"], "svc");
+    assert!(state["clusters"][0]["runningTasksCount"].is_number());
+
+    // Without the page's header: refused, nothing changes.
+    let stop = json!({"cluster": "default", "task": task_arn});
+    let refused = action(&h, "/console/api/stop-task", &[], &stop).await;
+    assert_eq!(refused.status, 403);
+    let id = task_arn.rsplit('/').next().unwrap().to_owned();
+    h.plane
+        .store()
+        .read(|st| assert_eq!(st.tasks[&id].desired_status(), "RUNNING"));
+    // Malformed bodies are refused as such.
+    for bad in [&b"{"[..], b"[]", b"{\"cluster\":1}"] {
+        let answer = request(&h, "POST", "/console/api/stop-task", &[FROM_PAGE], bad).await;
+        assert_eq!(answer.status, 400, "{bad:?}");
+    }
+    let stopped = action(&h, "/console/api/stop-task", &[FROM_PAGE], &stop).await;
+    assert_eq!(stopped.status, 200, "{:?}", stopped.json());
+    assert_eq!(stopped.json()["task"]["desiredStatus"], "STOPPED");
+    h.plane.store().read(|st| {
+        let task = &st.tasks[&id];
+        assert_eq!(task.desired_status(), "STOPPED");
+        let reason = task.task.stopped_reason.clone().unwrap_or_default();
+        assert!(reason.contains("console"), "{reason}");
+    });
+
+    let scale = json!({"cluster": "default", "service": "svc", "desiredCount": 2});
+    let scaled = action(&h, "/console/api/desired-count", &[FROM_PAGE], &scale).await;
+    assert_eq!(scaled.status, 200, "{:?}", scaled.json());
+    assert_eq!(scaled.json()["service"]["desiredCount"], 2);
+    // The API's own refusals come back with its exception.
+    let too_many = json!({"cluster": "default", "service": "svc", "desiredCount": -1});
+    let refused = action(&h, "/console/api/desired-count", &[FROM_PAGE], &too_many).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["code"], "InvalidParameterException");
+    let missing = json!({"cluster": "default", "service": "nope", "desiredCount": 1});
+    let refused = action(&h, "/console/api/desired-count", &[FROM_PAGE], &missing).await;
+    assert_eq!(refused.json()["code"], "ServiceNotFoundException");
+}
+
+fn signature(secret: &str, nonce: &str) -> String {
+    let mut message = LOGIN_PREFIX.as_bytes().to_vec();
+    message.extend_from_slice(nonce.as_bytes());
+    hex::encode(hmac_sha256(secret.as_bytes(), &message))
+}
+
+async fn nonce(h: &Harness) -> String {
+    let session = request(h, "GET", "/console/api/session", &[], b"")
+        .await
+        .json();
+    session["nonce"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn under_require_auth_loopback_reads_and_only_a_signed_in_operator_acts() {
+    let h =
+        Harness::start_with(|c| c.require_auth = Some(Keys::from_credentials_file(FILE).unwrap()))
+            .await;
+    let ecs = h.client();
+    register(&ecs).await;
+    ecs.create_service()
+        .cluster("default")
+        .service_name("svc")
+        .task_definition("web")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+
+    let session = request(&h, "GET", "/console/api/session", &[], b"")
+        .await
+        .json();
+    assert_eq!(session["requireAuth"], true);
+    assert_eq!(
+        session["canRead"], true,
+        "loopback reads without signing in"
+    );
+    assert_eq!(session["canAct"], false);
+    let state = request(&h, "GET", "/console/api/state", &[], b"").await;
+    assert_eq!(state.status, 200);
+    let scale = json!({"cluster": "default", "service": "svc", "desiredCount": 3});
+    let refused = action(&h, "/console/api/desired-count", &[FROM_PAGE], &scale).await;
+    assert_eq!(refused.status, 403);
+
+    // A wrong secret, an unknown key, a made-up or spent nonce: refused.
+    let login = |id: &str, nonce: &str, signature: String| json!({"accessKeyId": id, "nonce": nonce, "signature": signature});
+    let n = nonce(&h).await;
+    let wrong = login("AKIDEXAMPLE", &n, signature("not-it", &n));
+    let answer = action(&h, "/console/api/login", &[FROM_PAGE], &wrong).await;
+    assert_eq!(answer.status, 403);
+    assert!(answer.header("set-cookie").is_none());
+    let spent = login("AKIDEXAMPLE", &n, signature("secret", &n));
+    assert_eq!(
+        action(&h, "/console/api/login", &[FROM_PAGE], &spent)
+            .await
+            .status,
+        403
+    );
+    let n = nonce(&h).await;
+    let stranger = login("AKIDSTRANGER", &n, signature("secret", &n));
+    assert_eq!(
+        action(&h, "/console/api/login", &[FROM_PAGE], &stranger)
+            .await
+            .status,
+        403
+    );
+    let invented = login("AKIDEXAMPLE", "0000", signature("secret", "0000"));
+    assert_eq!(
+        action(&h, "/console/api/login", &[FROM_PAGE], &invented)
+            .await
+            .status,
+        403
+    );
+    let n = nonce(&h).await;
+    let right = login("AKIDEXAMPLE", &n, signature("secret", &n));
+    assert_eq!(
+        action(&h, "/console/api/login", &[], &right).await.status,
+        403,
+        "no page header"
+    );
+
+    let n = nonce(&h).await;
+    let right = login("AKIDEXAMPLE", &n, signature("secret", &n));
+    let answer = action(&h, "/console/api/login", &[FROM_PAGE], &right).await;
+    assert_eq!(answer.status, 200);
+    let cookie = answer.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = format!("Cookie: {pair}");
+
+    let session = request(&h, "GET", "/console/api/session", &[&with_cookie], b"")
+        .await
+        .json();
+    assert_eq!(session["canAct"], true);
+    assert_eq!(session["operator"], "AKIDEXAMPLE");
+    let answer = action(
+        &h,
+        "/console/api/desired-count",
+        &[FROM_PAGE, &with_cookie],
+        &scale,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    let desired = ecs
+        .describe_services()
+        .cluster("default")
+        .services("svc")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .desired_count();
+    assert_eq!(desired, 3);
+    // The cookie alone does not act: the page's header is still needed.
+    assert_eq!(
+        action(&h, "/console/api/desired-count", &[&with_cookie], &scale)
+            .await
+            .status,
+        403
+    );
+
+    let out = action(
+        &h,
+        "/console/api/logout",
+        &[FROM_PAGE, &with_cookie],
+        &json!({}),
+    )
+    .await;
+    assert_eq!(out.status, 200);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let session = request(&h, "GET", "/console/api/session", &[&with_cookie], b"")
+        .await
+        .json();
+    assert_eq!(session["canAct"], false, "the session outlived sign-out");
+    assert_eq!(
+        action(
+            &h,
+            "/console/api/desired-count",
+            &[FROM_PAGE, &with_cookie],
+            &scale
+        )
+        .await
+        .status,
+        403
+    );
+}
