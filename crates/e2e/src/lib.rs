@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+pub mod browser;
 pub mod ecr_registry;
 pub mod fake_backend;
 pub mod moto;
@@ -252,10 +253,17 @@ impl Plane {
     pub fn start_with_args(data_dir: &Path, port: u16, args: &[&str]) -> Result<Plane> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join("ecs-local.log");
+        let listen = format!("127.0.0.1:{port}");
+        let default_listen = ["--listen", listen.as_str()];
+        // A test that names its own address (beyond loopback) replaces it.
+        let default_listen = if args.contains(&"--listen") {
+            &default_listen[..0]
+        } else {
+            &default_listen[..]
+        };
         let child = Command::new(&binaries().plane)
+            .args(default_listen)
             .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
                 "--data-dir",
                 &data_dir.display().to_string(),
                 "--heartbeat-interval",
@@ -350,6 +358,29 @@ impl Drop for Plane {
         }
         self.process.signal("-KILL");
     }
+}
+
+/// The host's address on Docker's default bridge (`docker0`): a
+/// non-loopback address of this host that traffic never leaves it for.
+pub fn docker_bridge_ip() -> Result<String> {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        ])
+        .output()
+        .context("docker network inspect")?;
+    let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || ip.is_empty() {
+        bail!(
+            "no gateway on Docker's bridge network: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(ip)
 }
 
 /// Removes every container labelled with one of these task ARNs.

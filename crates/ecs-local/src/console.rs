@@ -434,7 +434,10 @@ fn operator(
     headers: &HeaderMap,
 ) -> Result<String, (StatusCode, &'static str)> {
     if !from_the_page(headers) {
-        return Err((StatusCode::FORBIDDEN, "Missing the console's request header."));
+        return Err((
+            StatusCode::FORBIDDEN,
+            "Missing the console's request header.",
+        ));
     }
     let access = caller_access(ctx, peer, headers);
     access.operator.filter(|_| access.act).ok_or((

@@ -381,15 +381,18 @@ function drawTasks(data) {
         ["Stop code", t.stopCode],
         ["Stopped reason", t.stoppedReason],
       ]),
-      el("div", { class: "scroll" }, el("table", {},
-        el("tr", {}, ["Container", "Status", "Exit", "Reason", "Ports", "Health"].map((h) => el("th", {}, h))),
-        (t.containers || []).map((c) => el("tr", { "data-container": c.name },
-          el("td", {}, c.name),
-          el("td", {}, badge(c.lastStatus || "")),
-          el("td", { class: "exit" }, c.exitCode === undefined || c.exitCode === null ? "" : String(c.exitCode)),
-          el("td", {}, c.reason || ""),
-          el("td", {}, ports(c)),
-          el("td", {}, c.healthStatus && c.healthStatus !== "UNKNOWN" ? badge(c.healthStatus) : ""))))),
+      el("ul", { class: "rows" }, (t.containers || []).map((c) => {
+        const exit = c.exitCode === undefined || c.exitCode === null ? null : String(c.exitCode);
+        const facts = [
+          exit === null ? null : el("span", {}, "exit ", el("span", { class: "exit" }, exit)),
+          c.reason ? el("span", {}, c.reason) : null,
+          ports(c) ? el("span", {}, "ports " + ports(c)) : null,
+        ].filter(Boolean);
+        return el("li", { "data-container": c.name },
+          el("div", {}, el("strong", {}, c.name), " ", badge(c.lastStatus || ""),
+            c.healthStatus && c.healthStatus !== "UNKNOWN" ? badge(c.healthStatus) : null),
+          facts.length ? el("div", { class: "facts" }, facts) : null);
+      })),
       stop ? el("div", { class: "actions" }, stop) : null);
   }));
 }
@@ -426,16 +429,13 @@ function drawServices(data) {
         ["Scheduling", s.schedulingStrategy],
         ["Created", when(s.createdAt)],
       ]),
-      el("div", { class: "scroll" }, el("table", {},
-        el("tr", {}, ["Deployment", "Status", "Rollout", "Task definition", "Desired", "Running", "Failed"].map((h) => el("th", {}, h))),
-        (s.deployments || []).map((d) => el("tr", {},
-          el("td", {}, shortId(d.id)),
-          el("td", {}, badge(d.status)),
-          el("td", {}, d.rolloutState ? badge(d.rolloutState) : ""),
-          el("td", {}, shortId(d.taskDefinition)),
-          el("td", {}, d.desiredCount),
-          el("td", {}, d.runningCount),
-          el("td", {}, d.failedTasks || 0))))),
+      el("ul", { class: "rows" }, (s.deployments || []).map((d) => el("li", {},
+        el("div", {}, badge(d.status), " ", d.rolloutState ? badge(d.rolloutState) : null, " ", shortId(d.taskDefinition)),
+        el("div", { class: "facts" },
+          el("span", {}, `${d.runningCount || 0} of ${d.desiredCount || 0} running`),
+          el("span", {}, `${d.pendingCount || 0} pending`),
+          el("span", {}, `${d.failedTasks || 0} failed`),
+          el("span", { class: "muted" }, shortId(d.id)))))),
       el("details", { open: true }, el("summary", {}, "Recent events"),
         el("ul", { class: "events" }, (s.events || []).map((ev) =>
           el("li", {}, el("time", {}, when(ev.createdAt)), ev.message)))),
