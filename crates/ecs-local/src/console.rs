@@ -39,7 +39,7 @@ const MAX_NONCES: usize = 1024;
 /// The operators signed in and the nonces handed out, in memory: a
 /// restarted plane asks everyone to sign in again.
 #[derive(Default)]
-pub(crate) struct Sessions {
+pub struct Sessions {
     inner: Mutex<SessionState>,
 }
 
@@ -81,7 +81,8 @@ impl Sessions {
         (stamp.expires > Instant::now()).then(|| id.clone())
     }
 
-    fn new_nonce(&self) -> String {
+    /// A nonce to sign in with, good once within 5 minutes.
+    pub fn new_nonce(&self) -> String {
         let nonce = random_hex();
         let mut state = self.lock();
         let now = Instant::now();
@@ -128,6 +129,39 @@ impl Sessions {
     fn close(&self, token: &str) {
         self.lock().sessions.remove(token);
     }
+
+    /// Checks a `POST /console/api/login` body (`{"accessKeyId", "nonce",
+    /// "signature"}`) against `keys` and the nonces handed out, spending
+    /// its nonce: the access key ID signed in with, or why not.
+    pub fn check_login(&self, keys: &crate::auth::Keys, body: &[u8]) -> Result<String, LoginError> {
+        let login: Login = serde_json::from_slice(body).map_err(|_| LoginError::Malformed)?;
+        let fresh = self.spend_nonce(&login.nonce);
+        let valid = keys.secret(&login.access_key_id).is_some_and(|secret| {
+            let mut message = LOGIN_PREFIX.as_bytes().to_vec();
+            message.extend_from_slice(login.nonce.as_bytes());
+            let expected = hex::encode(hmac_sha256(secret.as_bytes(), &message));
+            crate::auth::constant_time_eq(expected.as_bytes(), login.signature.as_bytes())
+        });
+        if fresh && valid {
+            Ok(login.access_key_id)
+        } else {
+            Err(LoginError::Refused {
+                access_key_id: login.access_key_id,
+                fresh,
+            })
+        }
+    }
+}
+
+/// Why a sign-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("expected {{\"accessKeyId\", \"nonce\", \"signature\"}}")]
+    Malformed,
+    /// A key not in the file, a wrong signature, or a nonce not handed
+    /// out, spent or stale (`fresh` tells which side failed).
+    #[error("sign-in refused for {access_key_id}")]
+    Refused { access_key_id: String, fresh: bool },
 }
 
 /// The key of the entry that expires first.
@@ -199,7 +233,13 @@ fn session_token(headers: &HeaderMap) -> Option<&str> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .find_map(session_token_of)
+}
+
+/// The console's session token in one `Cookie` header's value.
+pub fn session_token_of(cookies: &str) -> Option<&str> {
+    cookies
+        .split(';')
         .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
@@ -288,7 +328,7 @@ pub(crate) async fn session(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Login {
+struct Login {
     access_key_id: String,
     nonce: String,
     /// Lowercase hex of HMAC-SHA256(secret, LOGIN_PREFIX + nonce).
@@ -319,28 +359,27 @@ pub(crate) async fn login(
             "This plane does not require signing in (it runs without --require-auth).",
         );
     };
-    let Ok(login) = serde_json::from_slice::<Login>(&body) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Expected {\"accessKeyId\", \"nonce\", \"signature\"}.",
-        );
+    let operator = match ctx.console.check_login(keys, &body) {
+        Ok(operator) => operator,
+        Err(LoginError::Malformed) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Expected {\"accessKeyId\", \"nonce\", \"signature\"}.",
+            )
+        }
+        Err(LoginError::Refused {
+            access_key_id,
+            fresh,
+        }) => {
+            tracing::warn!(peer = %peer.0, access_key_id, fresh, "console sign-in refused");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "That key pair is not one of the plane's, or the sign-in expired; try again.",
+            );
+        }
     };
-    let fresh = ctx.console.spend_nonce(&login.nonce);
-    let valid = keys.secret(&login.access_key_id).is_some_and(|secret| {
-        let mut message = LOGIN_PREFIX.as_bytes().to_vec();
-        message.extend_from_slice(login.nonce.as_bytes());
-        let expected = hex::encode(hmac_sha256(secret.as_bytes(), &message));
-        crate::auth::constant_time_eq(expected.as_bytes(), login.signature.as_bytes())
-    });
-    if !(fresh && valid) {
-        tracing::warn!(peer = %peer.0, access_key_id = login.access_key_id, fresh, "console sign-in refused");
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "That key pair is not one of the plane's, or the sign-in expired; try again.",
-        );
-    }
-    let token = ctx.console.open(&login.access_key_id);
-    tracing::info!(peer = %peer.0, access_key_id = login.access_key_id, "console sign-in");
+    let token = ctx.console.open(&operator);
+    tracing::info!(peer = %peer.0, access_key_id = operator, "console sign-in");
     let secure = if ctx.scheme == "https" {
         "; Secure"
     } else {
@@ -350,7 +389,7 @@ pub(crate) async fn login(
         "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_TTL.as_secs()
     );
-    let mut response = json_answer(StatusCode::OK, &json!({ "operator": login.access_key_id }));
+    let mut response = json_answer(StatusCode::OK, &json!({ "operator": operator }));
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -579,6 +618,43 @@ mod tests {
             sessions.new_nonce();
         }
         assert!(sessions.lock().nonces.len() <= MAX_NONCES);
+    }
+
+    #[test]
+    fn a_sign_in_needs_a_fresh_nonce_and_the_right_secret_once() {
+        let keys = crate::auth::Keys::from_credentials_file(
+            "[default]\naws_access_key_id = AKID\naws_secret_access_key = secret\n",
+        )
+        .unwrap();
+        let sessions = Sessions::default();
+        let body = |nonce: &str, secret: &str| {
+            let mut message = LOGIN_PREFIX.as_bytes().to_vec();
+            message.extend_from_slice(nonce.as_bytes());
+            let signature = hex::encode(hmac_sha256(secret.as_bytes(), &message));
+            json!({"accessKeyId": "AKID", "nonce": nonce, "signature": signature}).to_string()
+        };
+        let nonce = sessions.new_nonce();
+        let good = body(&nonce, "secret");
+        assert_eq!(
+            sessions.check_login(&keys, good.as_bytes()).unwrap(),
+            "AKID"
+        );
+        let Err(LoginError::Refused { fresh, .. }) = sessions.check_login(&keys, good.as_bytes())
+        else {
+            panic!("a replayed sign-in passed");
+        };
+        assert!(!fresh);
+        let nonce = sessions.new_nonce();
+        let Err(LoginError::Refused { fresh, .. }) =
+            sessions.check_login(&keys, body(&nonce, "wrong").as_bytes())
+        else {
+            panic!("a wrong secret passed");
+        };
+        assert!(fresh);
+        assert!(matches!(
+            sessions.check_login(&keys, b"{"),
+            Err(LoginError::Malformed)
+        ));
     }
 
     #[test]
