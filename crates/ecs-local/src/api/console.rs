@@ -7,13 +7,18 @@ use crate::store::State;
 use crate::Context;
 use serde_json::{json, Value};
 
-/// Stopped tasks shown beside every task that is not: the most recent.
+/// Tasks shown: the newest that are not STOPPED, then the most recently
+/// stopped; a page redrawn every 2 s cannot usefully show more, and a
+/// plane with 10,000 tasks must not answer megabytes each time.
+const LIVE_SHOWN: usize = 500;
 const STOPPED_SHOWN: usize = 100;
 /// A service's most recent events shown.
 const EVENTS_SHOWN: usize = 10;
 
 /// One cluster's instances, tasks and services, with every cluster listed:
-/// `{"clusters", "cluster", "containerInstances", "tasks", "services"}`.
+/// `{"clusters", "cluster", "containerInstances", "tasks", "taskCount",
+/// "services"}`, where `taskCount` is how many tasks the cluster has in
+/// all (of which `tasks` shows at most [`LIVE_SHOWN`] + [`STOPPED_SHOWN`]).
 /// An unknown `cluster` shows the first one (`default` when it exists).
 pub(crate) fn snapshot(st: &State, cluster: Option<&str>) -> Value {
     let mut clusters: Vec<_> = st
@@ -28,7 +33,7 @@ pub(crate) fn snapshot(st: &State, cluster: Option<&str>) -> Value {
         .or_else(|| clusters.first())
         .map(|c| c.name.clone());
     let Some(chosen) = chosen else {
-        return json!({"clusters": [], "cluster": null, "containerInstances": [], "tasks": [], "services": []});
+        return json!({"clusters": [], "cluster": null, "containerInstances": [], "tasks": [], "taskCount": 0, "services": []});
     };
 
     let mut instances: Vec<_> = st
@@ -51,6 +56,8 @@ pub(crate) fn snapshot(st: &State, cluster: Option<&str>) -> Value {
         let bt = b.task.stopped_at.or(b.task.created_at);
         newest_first(at, bt).then(a.id.cmp(&b.id))
     });
+    let task_count = live.len() + stopped.len();
+    live.truncate(LIVE_SHOWN);
     stopped.truncate(STOPPED_SHOWN);
     let tasks: Vec<_> = live
         .into_iter()
@@ -87,6 +94,7 @@ pub(crate) fn snapshot(st: &State, cluster: Option<&str>) -> Value {
             .map(|i| container_instances::view(st, i))
             .collect::<Vec<_>>(),
         "tasks": tasks,
+        "taskCount": task_count,
         "services": services,
     })
 }
@@ -127,4 +135,65 @@ fn call(ctx: &Context, action: &str, body: &Value) -> Result<Value, ApiError> {
     };
     let bytes = super::run_action(ctx, action, body.to_string().as_bytes(), &info)?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Server(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::{ClusterRecord, TaskRecord};
+
+    fn task(id: &str, last: &str, at: f64) -> TaskRecord {
+        serde_json::from_value(json!({
+            "id": id, "cluster": "default", "family": "f", "revision": 1,
+            "demand": {"cpu": 0, "memory": 0},
+            "task": {"taskArn": format!("arn:aws:ecs:us-east-1:000000000000:task/default/{id}"),
+                     "lastStatus": last, "createdAt": at, "stoppedAt": at}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_big_cluster_shows_its_newest_tasks_and_counts_them_all() {
+        let mut st = State::default();
+        st.clusters.insert(
+            "default".into(),
+            ClusterRecord {
+                name: "default".into(),
+                arn: "arn:aws:ecs:us-east-1:000000000000:cluster/default".into(),
+                status: "ACTIVE".into(),
+                tags: None,
+                settings: None,
+                configuration: None,
+            },
+        );
+        for n in 0..700 {
+            let id = format!("run{n:04}");
+            st.tasks
+                .insert(id.clone(), task(&id, "RUNNING", f64::from(n)));
+        }
+        for n in 0..150 {
+            let id = format!("stop{n:04}");
+            st.tasks
+                .insert(id.clone(), task(&id, "STOPPED", f64::from(n)));
+        }
+        let shown = snapshot(&st, Some("no-such-cluster"));
+        assert_eq!(shown["cluster"], "default");
+        assert_eq!(shown["taskCount"], 850);
+        let tasks = shown["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), LIVE_SHOWN + STOPPED_SHOWN);
+        let id = |i: usize| {
+            tasks[i]["taskArn"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(id(0), "run0699", "newest first");
+        assert_eq!(id(LIVE_SHOWN - 1), "run0200");
+        assert_eq!(id(LIVE_SHOWN), "stop0149", "then the most recently stopped");
+        assert_eq!(snapshot(&State::default(), None)["tasks"], json!([]));
+    }
 }

@@ -358,7 +358,10 @@ function ports(container) {
 function drawTasks(data) {
   if (!data.tasks.length) return empty("No tasks in this cluster.");
   const canAct = ui.session && ui.session.canAct;
-  return el("div", { class: "cards" }, data.tasks.map((t) => {
+  const shown = data.taskCount > data.tasks.length
+    ? el("p", { class: "muted", id: "tasks-shown" }, `Showing the newest ${data.tasks.length} of ${data.taskCount} tasks.`)
+    : null;
+  return el("div", {}, shown, el("div", { class: "cards" }, data.tasks.map((t) => {
     const stop = canAct && t.desiredStatus !== "STOPPED"
       ? el("button", {
         type: "button", class: "danger", "data-action": "stop-task", "data-task-arn": t.taskArn,
@@ -394,7 +397,7 @@ function drawTasks(data) {
           facts.length ? el("div", { class: "facts" }, facts) : null);
       })),
       stop ? el("div", { class: "actions" }, stop) : null);
-  }));
+  })));
 }
 
 function drawServices(data) {
