@@ -107,7 +107,11 @@ fn clients_and_agents_reach_a_tls_plane_only_when_they_trust_it_or_say_k() {
     )
     .unwrap();
     trusting.wait_acs_connected(CONNECT).unwrap();
-    assert_eq!(connected_instances(&plane), 1);
+    // The first agent's connection may still be closing.
+    e2e::wait_for("one connected instance", CONNECT, || {
+        Ok((connected_instances(&plane) == 1).then_some(()))
+    })
+    .unwrap();
     trusting.terminate(Duration::from_secs(30)).unwrap();
 
     // With neither: refused at registration, for the certificate.
@@ -119,7 +123,10 @@ fn clients_and_agents_reach_a_tls_plane_only_when_they_trust_it_or_say_k() {
     })
     .unwrap();
     assert!(!stranger.own_log_text().contains("connected to ACS"));
-    assert_eq!(connected_instances(&plane), 0);
+    e2e::wait_for("no connected instance", CONNECT, || {
+        Ok((connected_instances(&plane) == 0).then_some(()))
+    })
+    .unwrap();
     stranger.kill();
 
     // A bundle that is not one stops the agent at once, naming it.

@@ -57,7 +57,14 @@ pub fn ecs_client(accept_insecure_cert: bool) -> SharedHttpClient {
     }
     INSECURE
         .get_or_init(|| {
-            http_client_fn(|settings, _| SharedHttpConnector::new(Insecure::new(settings)))
+            // The SDK asks for a connector on every attempt; one connector,
+            // and so one pool of kept-alive connections, serves them all.
+            let connector: OnceLock<SharedHttpConnector> = OnceLock::new();
+            http_client_fn(move |settings, _| {
+                connector
+                    .get_or_init(|| SharedHttpConnector::new(Insecure::new(settings)))
+                    .clone()
+            })
         })
         .clone()
 }
@@ -91,6 +98,8 @@ impl Insecure {
             .wrap_connector(http);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
                 .build(https);
         Self {
             client: Some(client),

@@ -1,4 +1,4 @@
-//! What the agent's TLS clients trust (docs/protocols.md §3.4): the host's
+//! What the agent's TLS clients trust (docs/protocols.md §3.3): the host's
 //! root certificates, plus those of the PEM file `AWS_CA_BUNDLE` names (as
 //! every AWS SDK reads it), or, under `-k`, any certificate at all. The ECS
 //! API client and the ACS and TCS websockets all follow it, as the Go

@@ -99,9 +99,10 @@ struct HubState {
     /// Instance id → the last manifest sent to it. Acks of manifests are
     /// matched here first, so they are never taken for payload acks.
     manifests: HashMap<String, ManifestSent>,
-    /// (task id, desired status) of every payload sent and not yet acked:
-    /// sending one of them again (on a new connection) is a resend.
-    unacked: HashSet<(String, String)>,
+    /// Task id → the desired status of its last payload, while that one is
+    /// not acked: sending the same again (on a new connection) is a
+    /// resend; a payload with another desired status replaces it.
+    unacked: HashMap<String, String>,
 }
 
 /// Both roles, in the order their messages are sent.
@@ -268,7 +269,11 @@ impl AcsHub {
             return;
         };
         for p in payloads {
-            if !unacked.insert((p.task_id.clone(), p.desired.clone())) {
+            if unacked
+                .insert(p.task_id.clone(), p.desired.clone())
+                .as_ref()
+                == Some(&p.desired)
+            {
                 self.payloads_resent.add(1);
             }
             tracing::info!(
@@ -675,9 +680,9 @@ impl AcsHub {
                 );
                 return;
             };
-            state
-                .unacked
-                .remove(&(ack.task_id.clone(), ack.desired.clone()));
+            if state.unacked.get(&ack.task_id) == Some(&ack.desired) {
+                state.unacked.remove(&ack.task_id);
+            }
             ack
         };
         self.payloads_acked.add(1);

@@ -3,6 +3,11 @@
 //! `/console/api/` they use. Who may read and who may act is decided by
 //! [`access`]; an operator proves to hold a key pair of `--credentials` by
 //! an HMAC of a one-time nonce, so the secret never crosses the network.
+//!
+//! The session token travels in [`PAGE_HEADER`], never in a cookie: a
+//! browser sends a host's cookies to every port of it, so a container
+//! publishing a port on the plane's host could read one; the page keeps
+//! its token in `sessionStorage`, which belongs to the plane's origin alone.
 
 use crate::Context;
 use axum::extract::{ConnectInfo, Query, State};
@@ -22,12 +27,10 @@ const STYLE: &str = include_str!("console/app.css");
 /// Nothing the page loads comes from anywhere but the plane.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The session cookie.
-const COOKIE: &str = "ecs_local_console";
-/// Every state-changing request carries it: a page of another origin
-/// cannot add a header without a CORS preflight, which the plane never
-/// answers, so it cannot make a signed-in browser act.
-pub const ACTION_HEADER: &str = "x-ecs-local-console";
+/// Every request of the page carries it, with its session token or `page`:
+/// a page of another origin cannot add a header without a CORS preflight,
+/// which the plane never answers, so state-changing requests need it.
+pub const PAGE_HEADER: &str = "x-ecs-local-console";
 /// What an operator signs, followed by the nonce.
 pub const LOGIN_PREFIX: &str = "ecs-local console login\n";
 
@@ -230,17 +233,61 @@ pub fn access(require_auth: bool, loopback: bool, signed_in: Option<String>) -> 
 
 fn session_token(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session_token_of)
+        .get(PAGE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(session_token_of)
 }
 
-/// The console's session token in one `Cookie` header's value.
-pub fn session_token_of(cookies: &str) -> Option<&str> {
-    cookies
-        .split(';')
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+/// The session token in a [`PAGE_HEADER`] value: 64 lowercase hex digits,
+/// as [`Sessions`] makes them; anything else (`page`) is none.
+pub fn session_token_of(value: &str) -> Option<&str> {
+    let value = value.trim();
+    (value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    .then_some(value)
+}
+
+/// Whether the request is addressed to this plane by a name a DNS
+/// rebinding attack cannot use: an IP address, `localhost`, or a name the
+/// plane was given. A page of another site whose name was made to resolve
+/// to this host would otherwise be same-origin with the console, and read
+/// it as a caller on loopback. Requests without `Host` are not browsers'.
+pub fn host_allowed(host_header: Option<&str>, names: &[String]) -> bool {
+    let Some(host) = host_header else {
+        return true;
+    };
+    let host = host.trim();
+    // `[v6]:port`, `[v6]`, `name:port`, `name`, `v4:port`, `v4`.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// The refusal for a request [`host_allowed`] turns away, if it does.
+fn wrong_host(ctx: &Context, headers: &HeaderMap) -> Option<Response> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if host_allowed(host, &ctx.host_names) {
+        return None;
+    }
+    tracing::warn!(
+        host,
+        "console request for a host name the plane was not given; refused"
+    );
+    Some(refuse(
+        StatusCode::FORBIDDEN,
+        "The console answers requests addressed to this host by IP address, localhost or a name it was given (--host-name, --tls-name).",
+    ))
 }
 
 fn caller_access(ctx: &Context, peer: &crate::Peer, headers: &HeaderMap) -> Access {
@@ -290,7 +337,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /console`.
-pub(crate) async fn page() -> Response {
+pub(crate) async fn page(State(ctx): State<Arc<Context>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = wrong_host(&ctx, &headers) {
+        return refusal;
+    }
     asset("text/html; charset=utf-8", PAGE)
 }
 
@@ -311,6 +361,9 @@ pub(crate) async fn session(
     ConnectInfo(peer): ConnectInfo<crate::Peer>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(refusal) = wrong_host(&ctx, &headers) {
+        return refusal;
+    }
     let access = caller_access(&ctx, &peer, &headers);
     let require_auth = ctx.auth.is_some();
     let nonce = (require_auth && !access.act).then(|| ctx.console.new_nonce());
@@ -335,9 +388,16 @@ struct Login {
     signature: String,
 }
 
-/// Whether the request carries [`ACTION_HEADER`].
-fn from_the_page(headers: &HeaderMap) -> bool {
-    headers.get(ACTION_HEADER).is_some()
+/// The refusal of a state-changing request that does not come from the
+/// page at an allowed host, if it does not.
+fn not_from_the_page(ctx: &Context, headers: &HeaderMap) -> Option<Response> {
+    if headers.get(PAGE_HEADER).is_none() {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "Missing the console's request header.",
+        ));
+    }
+    wrong_host(ctx, headers)
 }
 
 /// `POST /console/api/login`.
@@ -347,11 +407,8 @@ pub(crate) async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !from_the_page(&headers) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Missing the console's request header.",
-        );
+    if let Some(refusal) = not_from_the_page(&ctx, &headers) {
+        return refusal;
     }
     let Some(keys) = &ctx.auth else {
         return refuse(
@@ -380,41 +437,21 @@ pub(crate) async fn login(
     };
     let token = ctx.console.open(&operator);
     tracing::info!(peer = %peer.0, access_key_id = operator, "console sign-in");
-    let secure = if ctx.scheme == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        SESSION_TTL.as_secs()
-    );
-    let mut response = json_answer(StatusCode::OK, &json!({ "operator": operator }));
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
+    json_answer(
+        StatusCode::OK,
+        &json!({ "operator": operator, "token": token }),
+    )
 }
 
 /// `POST /console/api/logout`.
 pub(crate) async fn logout(State(ctx): State<Arc<Context>>, headers: HeaderMap) -> Response {
-    if !from_the_page(&headers) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Missing the console's request header.",
-        );
+    if let Some(refusal) = not_from_the_page(&ctx, &headers) {
+        return refusal;
     }
     if let Some(token) = session_token(&headers) {
         ctx.console.close(token);
     }
-    let mut response = json_answer(StatusCode::OK, &json!({}));
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "ecs_local_console=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
-    response
+    json_answer(StatusCode::OK, &json!({}))
 }
 
 #[derive(Deserialize)]
@@ -429,6 +466,9 @@ pub(crate) async fn state(
     headers: HeaderMap,
     Query(query): Query<StateQuery>,
 ) -> Response {
+    if let Some(refusal) = wrong_host(&ctx, &headers) {
+        return refusal;
+    }
     if !caller_access(&ctx, &peer, &headers).read {
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -465,25 +505,14 @@ pub(crate) struct DesiredCount {
     desired_count: i64,
 }
 
-/// The operator behind an action request, or the status and message to
-/// refuse it with.
-fn operator(
-    ctx: &Context,
-    peer: &crate::Peer,
-    headers: &HeaderMap,
-) -> Result<String, (StatusCode, &'static str)> {
-    if !from_the_page(headers) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "Missing the console's request header.",
-        ));
-    }
+/// The operator behind an action request from the page, if the caller is
+/// one.
+fn operator(ctx: &Context, peer: &crate::Peer, headers: &HeaderMap) -> Option<String> {
     let access = caller_access(ctx, peer, headers);
-    access.operator.filter(|_| access.act).ok_or((
-        StatusCode::FORBIDDEN,
-        "Only a signed-in operator can change tasks and services.",
-    ))
+    access.operator.filter(|_| access.act)
 }
+
+const NOT_AN_OPERATOR: &str = "Only a signed-in operator can change tasks and services.";
 
 /// The API's answer to the page: its body, or `{"code", "message"}`.
 fn api_answer(result: Option<Result<Value, crate::api::ApiError>>) -> Response {
@@ -507,9 +536,11 @@ pub(crate) async fn stop_task(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match operator(&ctx, &peer, &headers) {
-        Ok(who) => who,
-        Err((status, message)) => return refuse(status, message),
+    if let Some(refusal) = not_from_the_page(&ctx, &headers) {
+        return refusal;
+    }
+    let Some(who) = operator(&ctx, &peer, &headers) else {
+        return refuse(StatusCode::FORBIDDEN, NOT_AN_OPERATOR);
     };
     let Ok(req) = serde_json::from_slice::<StopTask>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "Expected {\"cluster\", \"task\"}.");
@@ -528,9 +559,11 @@ pub(crate) async fn desired_count(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match operator(&ctx, &peer, &headers) {
-        Ok(who) => who,
-        Err((status, message)) => return refuse(status, message),
+    if let Some(refusal) = not_from_the_page(&ctx, &headers) {
+        return refusal;
+    }
+    let Some(who) = operator(&ctx, &peer, &headers) else {
+        return refuse(StatusCode::FORBIDDEN, NOT_AN_OPERATOR);
     };
     let Ok(req) = serde_json::from_slice::<DesiredCount>(&body) else {
         return refuse(
@@ -658,17 +691,49 @@ mod tests {
     }
 
     #[test]
-    fn the_session_cookie_is_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; ecs_local_console=tok; b=2"),
+    fn only_a_token_as_sessions_make_them_is_a_token() {
+        let token = random_hex();
+        assert_eq!(session_token_of(&token), Some(token.as_str()));
+        assert_eq!(
+            session_token_of(&format!(" {token} ")),
+            Some(token.as_str())
         );
-        assert_eq!(session_token(&headers), Some("tok"));
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("ecs_local_consoleX=1"),
-        );
-        assert_eq!(session_token(&headers), None);
+        for value in [
+            "page",
+            "",
+            "1",
+            &token[1..],
+            &token.to_uppercase(),
+            &format!("{token}0"),
+        ] {
+            assert_eq!(session_token_of(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn hosts_a_rebinding_attack_cannot_name_are_allowed() {
+        let names = vec!["plane.internal".to_owned()];
+        for host in [
+            "127.0.0.1:8000",
+            "127.0.0.1",
+            "172.17.0.1:8000",
+            "[::1]:8000",
+            "[::1]",
+            "localhost:8000",
+            "LOCALHOST",
+            "plane.internal:8000",
+        ] {
+            assert!(host_allowed(Some(host), &names), "{host}");
+        }
+        for host in [
+            "evil.example:8000",
+            "evil.example",
+            "[evil]:80",
+            "127.0.0.1.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(Some(host), &names), "{host}");
+        }
+        assert!(host_allowed(None, &names));
     }
 }

@@ -102,6 +102,9 @@ pub struct Config {
     /// With a server configuration, the port speaks HTTPS and WSS only
     /// (crate::tls), and DiscoverPollEndpoint hands out `https://` URLs.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// DNS names the web console may be addressed by, besides IP addresses
+    /// and `localhost` (crate::console::host_allowed).
+    pub host_names: Vec<String>,
 }
 
 impl Config {
@@ -121,6 +124,7 @@ impl Config {
             require_auth: None,
             service_interval: DEFAULT_SERVICE_INTERVAL,
             tls: None,
+            host_names: Vec::new(),
         }
     }
 }
@@ -161,6 +165,8 @@ pub(crate) struct Context {
     pub(crate) auth: Option<auth::Keys>,
     /// The web console's operators and sign-in nonces.
     pub(crate) console: console::Sessions,
+    /// Names the console may be addressed by (Config::host_names).
+    pub(crate) host_names: Vec<String>,
 }
 
 impl Context {
@@ -293,6 +299,7 @@ impl Plane {
             api_metrics: plane_metrics::ApiMetrics::default(),
             auth: config.require_auth.clone(),
             console: console::Sessions::default(),
+            host_names: config.host_names.clone(),
         });
         let app = Router::new()
             .route("/", post(api::handle))

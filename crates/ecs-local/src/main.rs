@@ -92,6 +92,28 @@ struct Args {
     /// (or this host's name when listening on every address); repeatable.
     #[arg(long, value_name = "NAME", requires = "tls_self_signed")]
     tls_name: Vec<String>,
+    /// A DNS name the web console may be addressed by: it refuses requests
+    /// for other names, so that a web page cannot reach it through DNS
+    /// rebinding. IP addresses, localhost, this host's name and every
+    /// --tls-name always count; repeatable.
+    #[arg(long, value_name = "NAME")]
+    host_name: Vec<String>,
+}
+
+/// The names the console may be addressed by: this host's, and those the
+/// flags give.
+fn host_names(args: &Args) -> Vec<String> {
+    let mut names: Vec<String> = args
+        .host_name
+        .iter()
+        .chain(&args.tls_name)
+        .cloned()
+        .collect();
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        names.push(host.trim().to_owned());
+    }
+    names.retain(|n| !n.is_empty());
+    names
 }
 
 /// The server configuration the TLS flags ask for, if any.
@@ -201,6 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let tls = tls_config(&args)?;
+    let names = host_names(&args);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -215,6 +238,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.ecr_endpoint_override = args.ecr_endpoint_override;
     config.require_auth = require_auth;
     config.tls = tls;
+    config.host_names = names;
     let plane = Plane::start(listener, config)
         .await
         .with_context(|| format!("cannot start with data dir {}", args.data_dir.display()))?;

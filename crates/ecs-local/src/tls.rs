@@ -32,6 +32,10 @@ pub const CA_KEY_FILE: &str = "ca-key.pem";
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in flight at most; a connection beyond them is closed at
+/// once, so a flood of silent connections cannot use up the process's
+/// file descriptors for the 10 s each would be kept.
+const MAX_HANDSHAKES: usize = 256;
 
 /// How long the CA and each server certificate are valid.
 const CA_VALIDITY: time::Duration = time::Duration::days(3650);
@@ -242,6 +246,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -258,9 +263,14 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes in flight; connection closed");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = tx.send((tls, peer)).await;

@@ -39,10 +39,16 @@ impl Answer {
 async fn request(h: &Harness, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        h.addr(),
+        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    // The plane's own address, unless the test names another host.
+    if !headers
+        .iter()
+        .any(|l| l.to_ascii_lowercase().starts_with("host:"))
+    {
+        head.push_str(&format!("Host: {}\r\n", h.addr()));
+    }
     for line in headers {
         head.push_str(line);
         head.push_str("\r\n");
@@ -273,26 +279,23 @@ async fn under_require_auth_loopback_reads_and_only_a_signed_in_operator_acts() 
     let right = login("AKIDEXAMPLE", &n, signature("secret", &n));
     let answer = action(&h, "/console/api/login", &[FROM_PAGE], &right).await;
     assert_eq!(answer.status, 200);
-    let cookie = answer.header("set-cookie").unwrap();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
-    let pair = cookie.split(';').next().unwrap().to_owned();
-    let with_cookie = format!("Cookie: {pair}");
+    // No cookie: a browser would send it to every port of this host.
+    assert!(answer.header("set-cookie").is_none());
+    let token = answer.json()["token"].as_str().unwrap().to_owned();
+    let with_token = format!("X-Ecs-Local-Console: {token}");
+    // The token in a cookie counts for nothing.
+    let as_cookie = format!("Cookie: ecs_local_console={token}");
+    let session = request(&h, "GET", "/console/api/session", &[&as_cookie], b"")
+        .await
+        .json();
+    assert_eq!(session["canAct"], false);
 
-    let session = request(&h, "GET", "/console/api/session", &[&with_cookie], b"")
+    let session = request(&h, "GET", "/console/api/session", &[&with_token], b"")
         .await
         .json();
     assert_eq!(session["canAct"], true);
     assert_eq!(session["operator"], "AKIDEXAMPLE");
-    let answer = action(
-        &h,
-        "/console/api/desired-count",
-        &[FROM_PAGE, &with_cookie],
-        &scale,
-    )
-    .await;
+    let answer = action(&h, "/console/api/desired-count", &[&with_token], &scale).await;
     assert_eq!(answer.status, 200, "{:?}", answer.json());
     let desired = ecs
         .describe_services()
@@ -304,36 +307,33 @@ async fn under_require_auth_loopback_reads_and_only_a_signed_in_operator_acts() 
         .services()[0]
         .desired_count();
     assert_eq!(desired, 3);
-    // The cookie alone does not act: the page's header is still needed.
-    assert_eq!(
-        action(&h, "/console/api/desired-count", &[&with_cookie], &scale)
-            .await
-            .status,
-        403
-    );
-
-    let out = action(
+    // Addressed by a name the plane was not given (DNS rebinding): refused.
+    let rebound = action(
         &h,
-        "/console/api/logout",
-        &[FROM_PAGE, &with_cookie],
-        &json!({}),
+        "/console/api/desired-count",
+        &[&with_token, "Host: evil.example"],
+        &scale,
     )
     .await;
+    assert_eq!(rebound.status, 403);
+    let rebound = request(
+        &h,
+        "GET",
+        "/console/api/state",
+        &["Host: evil.example:80"],
+        b"",
+    )
+    .await;
+    assert_eq!(rebound.status, 403);
+    let page = request(&h, "GET", "/console", &["Host: evil.example"], b"").await;
+    assert_eq!(page.status, 403);
+
+    let out = action(&h, "/console/api/logout", &[&with_token], &json!({})).await;
     assert_eq!(out.status, 200);
-    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    let session = request(&h, "GET", "/console/api/session", &[&with_cookie], b"")
+    let session = request(&h, "GET", "/console/api/session", &[&with_token], b"")
         .await
         .json();
     assert_eq!(session["canAct"], false, "the session outlived sign-out");
-    assert_eq!(
-        action(
-            &h,
-            "/console/api/desired-count",
-            &[FROM_PAGE, &with_cookie],
-            &scale
-        )
-        .await
-        .status,
-        403
-    );
+    let after = action(&h, "/console/api/desired-count", &[&with_token], &scale).await;
+    assert_eq!(after.status, 403);
 }

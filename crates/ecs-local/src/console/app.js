@@ -16,6 +16,7 @@ const ui = {
   message: "",
   // The read-only caller asked for the sign-in form.
   wantSignIn: false,
+  token: "",
 };
 
 // ---- SHA-256 and HMAC (FIPS 180-4, RFC 2104), for signing in where the
@@ -96,11 +97,38 @@ function utf8(text) {
 
 // ---- Talking to the plane. ----
 
+// The session token lives in this tab's sessionStorage, which belongs to
+// the plane's origin (scheme, host and port) alone, and goes out in a
+// header; a cookie would also go to every other port of the host.
+const TOKEN_KEY = "ecs-local-console-token";
+
+function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch (e) {
+    return "";
+  }
+}
+
+function setToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (e) {
+    // Storage refused: the session lasts as long as this page.
+  }
+  ui.token = value || "";
+}
+
 async function api(path, body) {
-  const options = { credentials: "same-origin", cache: "no-store" };
+  const options = {
+    credentials: "omit",
+    cache: "no-store",
+    headers: { "X-Ecs-Local-Console": ui.token || token() || "page" },
+  };
   if (body !== undefined) {
     options.method = "POST";
-    options.headers = { "Content-Type": "application/json", "X-Ecs-Local-Console": "1" };
+    options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
   let response;
@@ -133,12 +161,15 @@ async function refresh() {
       drawChrome();
       return;
     }
-    const query = ui.cluster ? "?cluster=" + encodeURIComponent(ui.cluster) : "";
+    const asked = ui.cluster;
+    const query = asked ? "?cluster=" + encodeURIComponent(asked) : "";
     const answer = await api("/console/api/state" + query);
     if (answer.status === 401) {
       await loadSession();
       return;
     }
+    // Another cluster was picked while this answer was on its way.
+    if (ui.cluster !== asked) return;
     if (!answer.ok) {
       setStatus(answer.body.message || "Could not read the state (HTTP " + answer.status + ").");
       return;
@@ -177,6 +208,7 @@ async function signIn(event) {
     return;
   }
   secretField.value = "";
+  setToken(answer.body.token);
   ui.wantSignIn = false;
   ui.session = null;
   await loadSession();
@@ -185,6 +217,7 @@ async function signIn(event) {
 
 async function signOut() {
   await api("/console/api/logout", {});
+  setToken("");
   ui.session = null;
   ui.data = null;
   await loadSession();
@@ -195,6 +228,11 @@ async function act(path, body, done) {
   const answer = await api(path, body);
   ui.message = answer.ok ? done : (answer.body.message || "Refused (HTTP " + answer.status + ").");
   setStatus(ui.message);
+  if (answer.status === 403) {
+    // The session ended (expired, signed out elsewhere, plane restarted).
+    ui.session = null;
+    await loadSession();
+  }
   await refresh();
   ui.message = "";
 }
@@ -416,7 +454,12 @@ function drawServices(data) {
         el("button", {
           type: "button", "data-action": "desired-count", "data-service": s.serviceName,
           onclick: () => {
-            const count = Number(input.value);
+            const text = String(input.value).trim();
+            const count = Number(text);
+            if (text === "" || !Number.isInteger(count) || count < 0) {
+              setStatus("The desired count must be a whole number, 0 or more.");
+              return;
+            }
             ui.drafts.delete(s.serviceArn);
             input.blur();
             act("/console/api/desired-count", { cluster: data.cluster, service: s.serviceName, desiredCount: count },
