@@ -99,10 +99,11 @@ struct HubState {
     /// Instance id → the last manifest sent to it. Acks of manifests are
     /// matched here first, so they are never taken for payload acks.
     manifests: HashMap<String, ManifestSent>,
-    /// Task id → the desired status of its last payload, while that one is
-    /// not acked: sending the same again (on a new connection) is a
-    /// resend; a payload with another desired status replaces it.
-    unacked: HashMap<String, String>,
+    /// Task id → the desired status and message id of its last payload,
+    /// while that one is not acked: sending the same again (on a new
+    /// connection) is a resend; any new payload for the task replaces it,
+    /// and its entry in `pending`, which no ack will now clear.
+    unacked: HashMap<String, (String, String)>,
 }
 
 /// Both roles, in the order their messages are sent.
@@ -269,12 +270,12 @@ impl AcsHub {
             return;
         };
         for p in payloads {
-            if unacked
-                .insert(p.task_id.clone(), p.desired.clone())
-                .as_ref()
-                == Some(&p.desired)
-            {
-                self.payloads_resent.add(1);
+            let last = (p.desired.clone(), p.message_id.clone());
+            if let Some((desired, message_id)) = unacked.insert(p.task_id.clone(), last) {
+                pending.remove(&message_id);
+                if desired == p.desired {
+                    self.payloads_resent.add(1);
+                }
             }
             tracing::info!(
                 instance = instance_id,
@@ -680,7 +681,11 @@ impl AcsHub {
                 );
                 return;
             };
-            if state.unacked.get(&ack.task_id) == Some(&ack.desired) {
+            if state
+                .unacked
+                .get(&ack.task_id)
+                .is_some_and(|(_, id)| id == message_id)
+            {
                 state.unacked.remove(&ack.task_id);
             }
             ack
@@ -1546,6 +1551,29 @@ mod tests {
             .collect();
         assert!(!arns.contains(&task_arn("elsewhere").as_str()));
         assert!(arns.contains(&task_arn("both").as_str()));
+    }
+
+    #[test]
+    fn a_resend_replaces_the_unacked_payload_instead_of_piling_up() {
+        let (_dir, hub) = hub();
+        more_tasks(&hub);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        hub.register("i1", tx, "127.0.0.1:1".into());
+        hub.deliver("i1");
+        let mut first = 0;
+        while let Ok(Outbound::Frame(_)) = rx.try_recv() {
+            first += 1;
+        }
+        let pending = lock(&hub.state).pending.len();
+        assert!(pending > 0);
+        assert_eq!(hub.payloads_resent.get(), 0);
+        // A new connection: the same payloads again, none acked.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        hub.register("i1", tx, "127.0.0.1:2".into());
+        hub.deliver("i1");
+        assert_eq!(lock(&hub.state).pending.len(), pending);
+        assert_eq!(hub.payloads_resent.get(), pending as u64);
+        assert!(first >= pending);
     }
 
     #[test]
