@@ -83,9 +83,20 @@ impl ServiceUnit {
     }
 
     /// The command of an `Exec*=` line, with `${VAR}` and `$VAR` expanded
-    /// from `env` and the service's environment set.
+    /// from `env` and the service's environment set. As systemd does, a
+    /// word that is `$VAR` alone becomes the value's words (none when it
+    /// is empty); `${VAR}` is always one word.
     pub fn command(&self, line: &str, env: &BTreeMap<String, String>) -> Result<Command> {
-        let words: Vec<String> = line.split_whitespace().map(|w| expand(w, env)).collect();
+        let words: Vec<String> = line
+            .split_whitespace()
+            .flat_map(|w| match split_variable(w) {
+                Some(name) => env
+                    .get(name)
+                    .map(|v| v.split_whitespace().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                None => vec![expand(w, env)],
+            })
+            .collect();
         let Some((program, args)) = words.split_first() else {
             bail!("empty command line");
         };
@@ -98,6 +109,13 @@ impl ServiceUnit {
             .envs(env);
         Ok(cmd)
     }
+}
+
+/// `NAME` when the word is `$NAME` and nothing else.
+fn split_variable(word: &str) -> Option<&str> {
+    let name = word.strip_prefix('$')?;
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some(name)
 }
 
 fn expand(word: &str, env: &BTreeMap<String, String>) -> String {
@@ -144,5 +162,24 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "1 two-x\n");
+    }
+
+    #[test]
+    fn a_variable_alone_is_split_into_words_and_an_empty_one_is_none() {
+        let run = |value: &str| {
+            let unit = ServiceUnit::parse(&format!(
+                "[Service]\nEnvironment=OPTS={value}\nExecStart=/bin/sh -c ${{SCRIPT}} sh $OPTS end\n"
+            ));
+            let mut env = unit.environment().unwrap();
+            env.insert("SCRIPT".into(), "echo $#: \"$@\"".into());
+            let out = unit
+                .command(unit.one("ExecStart").unwrap(), &env)
+                .unwrap()
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        assert_eq!(run("--a  --b x"), "4: --a --b x end");
+        assert_eq!(run(""), "1: end");
     }
 }

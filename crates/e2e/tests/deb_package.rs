@@ -242,7 +242,8 @@ fn install_run_upgrade_with_a_task_running_and_purge() {
     std::fs::write(
         LOCAL_CONFIG,
         format!(
-            "ECS_LOCAL_LISTEN=127.0.0.1:{port}\nECS_LOCAL_DATA_DIR={}\n",
+            "ECS_LOCAL_LISTEN=127.0.0.1:{port}\nECS_LOCAL_DATA_DIR={}\n\
+             ECS_LOCAL_OPTIONS=--log-format json --heartbeat-interval 5\n",
             work.path().join("plane").display()
         ),
     )
@@ -260,6 +261,12 @@ fn install_run_upgrade_with_a_task_running_and_purge() {
     let cli = Cli::at(&endpoint);
     cli.ecs(&["create-cluster", "--cluster-name", CLUSTER])
         .unwrap();
+    // ECS_LOCAL_OPTIONS reached the command line: every line is JSON.
+    let text = std::fs::read_to_string(&plane_log).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    let line: serde_json::Value = serde_json::from_str(first)
+        .unwrap_or_else(|e| panic!("ecs-local did not log JSON ({e}): {text}"));
+    assert!(line["level"].is_string(), "{first}");
 
     // The operator's ecs.config, then the agent's service.
     let config = format!(
