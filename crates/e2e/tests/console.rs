@@ -3,7 +3,8 @@
 //! task soon after `run-task` and shows it RUNNING, read-only; from the
 //! host's Docker bridge address it asks for a key pair first, refuses a
 //! wrong one, and then lets the operator stop the task (shown STOPPED with
-//! its exit code) and change a service's desired count. A phone-sized
+//! its exit code) and change a service's desired count; a task stopped
+//! with `aws ecs stop-task` shows STOPPED with its exit code at loopback. A phone-sized
 //! screenshot of each view goes to `target/test-output/console/`.
 #![allow(clippy::unwrap_used)]
 
@@ -215,6 +216,31 @@ fn the_console_shows_tasks_live_and_lets_only_a_signed_in_operator_act() {
         })
         .unwrap();
     remote.screenshot(&shots.join("task-stopped.png")).unwrap();
+
+    // A task stopped with the AWS CLI shows up the same on the read-only
+    // page at loopback.
+    let second = cli.run_task("default", "console-web").unwrap();
+    cli.wait_task_status("default", &second, "RUNNING", CONNECT)
+        .unwrap();
+    local.eval("location.hash = 'tasks'; true").unwrap();
+    local
+        .wait_for("the second task shown RUNNING", PAGE, || {
+            task_card(&second, "RUNNING")
+        })
+        .unwrap();
+    cli.ecs(&["stop-task", "--task", &second]).unwrap();
+    let stopped = cli
+        .wait_task_status("default", &second, "STOPPED", CONNECT)
+        .unwrap();
+    let exit_code = stopped["containers"][0]["exitCode"].clone();
+    assert!(exit_code.is_number(), "{stopped}");
+    local
+        .wait_for("the CLI-stopped task shown STOPPED with its exit code", PAGE, || {
+            format!(
+                "(() => {{ const card = document.querySelector('article[data-task-arn=\"{second}\"][data-last-status=\"STOPPED\"]'); return card !== null && card.querySelector('.exit').innerText === '{exit_code}'; }})()"
+            )
+        })
+        .unwrap();
 
     // Change a service's desired count from the page.
     cli.register_simple("console-sleep", &["sleep", "600"])
