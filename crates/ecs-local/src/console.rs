@@ -15,7 +15,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -180,19 +179,10 @@ fn random_hex() -> String {
 
 /// HMAC-SHA256 (RFC 2104), as the page computes it.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > block.len() {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::hmac::sign(&key, message).as_ref());
+    out
 }
 
 /// What a caller may do in the console.
@@ -529,12 +519,16 @@ fn api_answer(result: Option<Result<Value, crate::api::ApiError>>) -> Response {
     }
 }
 
-/// `POST /console/api/stop-task`.
-pub(crate) async fn stop_task(
-    State(ctx): State<Arc<Context>>,
-    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+/// An operator's change from the page: checks who asks and decodes the
+/// body (`usage` says what it should be), then runs `change` on the
+/// blocking pool and answers with the API's answer.
+async fn operator_change<T: serde::de::DeserializeOwned + Send + 'static>(
+    ctx: Arc<Context>,
+    peer: crate::Peer,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: &[u8],
+    usage: &'static str,
+    change: impl FnOnce(&Context, &str, T) -> Result<Value, crate::api::ApiError> + Send + 'static,
 ) -> Response {
     if let Some(refusal) = not_from_the_page(&ctx, &headers) {
         return refusal;
@@ -542,14 +536,31 @@ pub(crate) async fn stop_task(
     let Some(who) = operator(&ctx, &peer, &headers) else {
         return refuse(StatusCode::FORBIDDEN, NOT_AN_OPERATOR);
     };
-    let Ok(req) = serde_json::from_slice::<StopTask>(&body) else {
-        return refuse(StatusCode::BAD_REQUEST, "Expected {\"cluster\", \"task\"}.");
+    let Ok(req) = serde_json::from_slice::<T>(body) else {
+        return refuse(StatusCode::BAD_REQUEST, usage);
     };
-    tracing::info!(operator = who, task = req.task, "console: stop task");
-    let result = ctx
-        .blocking(move |ctx| crate::api::console::stop_task(ctx, &req.cluster, &req.task, &who))
-        .await;
-    api_answer(result)
+    api_answer(ctx.blocking(move |ctx| change(ctx, &who, req)).await)
+}
+
+/// `POST /console/api/stop-task`.
+pub(crate) async fn stop_task(
+    State(ctx): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    operator_change(
+        ctx,
+        peer,
+        headers,
+        &body,
+        "Expected {\"cluster\", \"task\"}.",
+        |ctx, who, req: StopTask| {
+            tracing::info!(operator = who, task = req.task, "console: stop task");
+            crate::api::console::stop_task(ctx, &req.cluster, &req.task, who)
+        },
+    )
+    .await
 }
 
 /// `POST /console/api/desired-count`.
@@ -559,35 +570,28 @@ pub(crate) async fn desired_count(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refusal) = not_from_the_page(&ctx, &headers) {
-        return refusal;
-    }
-    let Some(who) = operator(&ctx, &peer, &headers) else {
-        return refuse(StatusCode::FORBIDDEN, NOT_AN_OPERATOR);
-    };
-    let Ok(req) = serde_json::from_slice::<DesiredCount>(&body) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Expected {\"cluster\", \"service\", \"desiredCount\"}.",
-        );
-    };
-    tracing::info!(
-        operator = who,
-        service = req.service,
-        desired_count = req.desired_count,
-        "console: desired count"
-    );
-    let result = ctx
-        .blocking(move |ctx| {
+    operator_change(
+        ctx,
+        peer,
+        headers,
+        &body,
+        "Expected {\"cluster\", \"service\", \"desiredCount\"}.",
+        |ctx, who, req: DesiredCount| {
+            tracing::info!(
+                operator = who,
+                service = req.service,
+                desired_count = req.desired_count,
+                "console: desired count"
+            );
             crate::api::console::set_desired_count(
                 ctx,
                 &req.cluster,
                 &req.service,
                 req.desired_count,
             )
-        })
-        .await;
-    api_answer(result)
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

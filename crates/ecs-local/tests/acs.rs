@@ -233,10 +233,7 @@ async fn unacked_payloads_are_resent_on_the_next_connection_only() {
     // GET /metrics counts the one resend among the three payloads.
     let (_, page) = h.get_text("/metrics").await;
     let value = |name: &str| -> u64 {
-        page.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing: {page}"))
+        common::metric(&page, name).unwrap_or_else(|| panic!("{name} missing: {page}"))
     };
     assert_eq!(value("ecs_local_acs_payloads_sent_total"), 3);
     assert_eq!(value("ecs_local_acs_payloads_acked_total"), 2);

@@ -79,13 +79,7 @@ async fn a_recorded_request_replayed_later_is_expired() {
     // Sent as recorded, to this plane (whose keys do not include the
     // recorded one): an unknown key; the recorded key is refused as stale.
     let text = String::from_utf8_lossy(&bytes).replace("127.0.0.1:5100", &h.addr());
-    let mut stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(text.as_bytes()).await.unwrap();
-    stream.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let (status, _, body) = split_response(&answer);
+    let (status, _, body) = exchange(&h.addr(), text.as_bytes()).await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         (status, body["__type"].as_str()),
@@ -98,12 +92,7 @@ async fn a_recorded_request_replayed_later_is_expired() {
     .unwrap();
     let h = Harness::start_with(|c| c.require_auth = Some(recorded_keys)).await;
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let mut stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-    stream.write_all(text.as_bytes()).await.unwrap();
-    stream.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let (status, _, body) = split_response(&answer);
+    let (status, _, body) = exchange(&h.addr(), text.as_bytes()).await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 403);
     assert_eq!(body["__type"], "InvalidSignatureException");

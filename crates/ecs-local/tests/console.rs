@@ -12,7 +12,6 @@ use common::*;
 use ecs_local::auth::Keys;
 use ecs_local::console::{hmac_sha256, LOGIN_PREFIX};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FILE: &str = "[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = secret\n";
 
@@ -37,7 +36,6 @@ impl Answer {
 
 /// One HTTP/1.1 request with extra header lines.
 async fn request(h: &Harness, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -54,11 +52,9 @@ async fn request(h: &Harness, method: &str, path: &str, headers: &[&str], body: 
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let (status, head, body) = split_response(&response);
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    let (status, head, body) = exchange(&h.addr(), &bytes).await;
     Answer { status, head, body }
 }
 
@@ -66,6 +62,19 @@ const FROM_PAGE: &str = "X-Ecs-Local-Console: 1";
 
 async fn action(h: &Harness, path: &str, headers: &[&str], body: &Value) -> Answer {
     request(h, "POST", path, headers, body.to_string().as_bytes()).await
+}
+
+/// The task definition `web`, and the service `svc` of it with no task.
+async fn register_with_idle_service(ecs: &aws_sdk_ecs::Client) {
+    register(ecs).await;
+    ecs.create_service()
+        .cluster("default")
+        .service_name("svc")
+        .task_definition("web")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn register(ecs: &aws_sdk_ecs::Client) {
@@ -122,7 +131,7 @@ async fn without_auth_a_loopback_caller_reads_stops_tasks_and_scales_services() 
     let h = Harness::start().await;
     let ecs = h.client();
     let (_instance, _agent) = connected_instance(&h, "default", 4096, 4096).await;
-    register(&ecs).await;
+    register_with_idle_service(&ecs).await;
     let run = ecs
         .run_task()
         .cluster("default")
@@ -131,14 +140,6 @@ async fn without_auth_a_loopback_caller_reads_stops_tasks_and_scales_services() 
         .await
         .unwrap();
     let task_arn = run.tasks()[0].task_arn().unwrap().to_owned();
-    ecs.create_service()
-        .cluster("default")
-        .service_name("svc")
-        .task_definition("web")
-        .desired_count(0)
-        .send()
-        .await
-        .unwrap();
 
     let session = request(&h, "GET", "/console/api/session", &[], b"")
         .await
@@ -213,15 +214,7 @@ async fn under_require_auth_loopback_reads_and_only_a_signed_in_operator_acts() 
         Harness::start_with(|c| c.require_auth = Some(Keys::from_credentials_file(FILE).unwrap()))
             .await;
     let ecs = h.client();
-    register(&ecs).await;
-    ecs.create_service()
-        .cluster("default")
-        .service_name("svc")
-        .task_definition("web")
-        .desired_count(0)
-        .send()
-        .await
-        .unwrap();
+    register_with_idle_service(&ecs).await;
 
     let session = request(&h, "GET", "/console/api/session", &[], b"")
         .await

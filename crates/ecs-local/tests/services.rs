@@ -567,11 +567,7 @@ async fn metrics_show_the_planes_own_series() {
     let page = loop {
         let (status, page) = h.get_text("/metrics").await;
         assert_eq!(status, 200);
-        let acked = page
-            .lines()
-            .find_map(|l| l.strip_prefix("ecs_local_acs_payloads_acked_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let acked = metric(&page, "ecs_local_acs_payloads_acked_total").unwrap_or(0);
         if acked >= 2
             && page
                 .contains("ecs_local_service_running_tasks{cluster=\"default\",service=\"web\"} 2")
@@ -593,15 +589,7 @@ async fn metrics_show_the_planes_own_series() {
     ] {
         assert!(page.contains(expected), "missing {expected}:\n{page}");
     }
-    let sent = page
-        .lines()
-        .find_map(|l| l.strip_prefix("ecs_local_acs_payloads_sent_total "))
-        .unwrap();
-    assert!(sent.trim().parse::<u64>().unwrap() >= 2);
-    let writes = page
-        .lines()
-        .find_map(|l| l.strip_prefix("ecs_local_store_write_duration_seconds_count "))
-        .unwrap();
-    assert!(writes.trim().parse::<u64>().unwrap() > 0);
+    assert!(metric(&page, "ecs_local_acs_payloads_sent_total").unwrap() >= 2);
+    assert!(metric(&page, "ecs_local_store_write_duration_seconds_count").unwrap() > 0);
     agent.abort();
 }

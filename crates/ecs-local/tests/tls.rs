@@ -6,8 +6,6 @@
 
 mod common;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
 use common::*;
 use ecs_local::tls;
@@ -29,21 +27,7 @@ fn client_trusting(endpoint: &str, ca_pem: Option<&[u8]>) -> aws_sdk_ecs::Client
                 .unwrap(),
         )
         .build_https();
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "static",
-        )))
-        .endpoint_url(endpoint)
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_ecs::Client::new(&config)
+    client_at(endpoint, http)
 }
 
 fn names() -> Vec<String> {

@@ -39,29 +39,17 @@ impl Harness {
 
     /// A plain HTTP GET of `path` (with its query); status and JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let mut stream = TcpStream::connect(self.addr()).await.unwrap();
-        let head = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        let (status, _, body) = split_response(&response);
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        let (status, body) = self.get_text(path).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
     /// A plain HTTP GET of `path`; status and body text.
     pub async fn get_text(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.addr()).await.unwrap();
         let head = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr()
         );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        let (status, _, body) = split_response(&response);
+        let (status, _, body) = exchange(&self.addr(), head.as_bytes()).await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -81,20 +69,7 @@ impl Harness {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .build_https();
-        let config = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "AKIDEXAMPLE",
-                "secret",
-                None,
-                None,
-                "static",
-            )))
-            .endpoint_url(self.plane.endpoint_url())
-            .build();
-        aws_sdk_ecs::Client::new(&config)
+        client_at(&self.plane.endpoint_url(), http)
     }
 
     /// POSTs an ECS API call; returns the status and the body as JSON.
@@ -109,6 +84,28 @@ impl Harness {
         let url = format!("ws://{}/acs/ws?{query}", self.addr());
         tokio_tungstenite::connect_async(url).await.unwrap().0
     }
+}
+
+/// An SDK client of `endpoint` through `http`, signing with the harness's
+/// static fake key pair.
+pub fn client_at(
+    endpoint: &str,
+    http: aws_sdk_ecs::config::SharedHttpClient,
+) -> aws_sdk_ecs::Client {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "static",
+        )))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_ecs::Client::new(&config)
 }
 
 pub async fn start_in(data_dir: PathBuf) -> Plane {
@@ -126,16 +123,49 @@ pub async fn start_in_with(data_dir: PathBuf, configure: impl FnOnce(&mut Config
 
 /// A minimal HTTP/1.1 POST to `/`; returns status, head and body.
 pub async fn post(addr: &str, target: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
+    let mut request = format!(
         "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    exchange(addr, &request).await
+}
+
+/// Sends `request` as it is on a new connection and reads one answer:
+/// `Content-Length` bytes after its head when it has one (so a recorded
+/// request that keeps the connection alive gets its answer too), else to
+/// the end of the connection. Returns status, head and body.
+pub async fn exchange(addr: &str, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| response.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&chunk[..n]);
+    }
     split_response(&response)
+}
+
+/// The value of an unlabelled series on a `/metrics` page.
+pub fn metric(page: &str, series: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 pub fn split_response(response: &[u8]) -> (u16, String, Vec<u8>) {
