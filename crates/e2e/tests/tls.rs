@@ -142,3 +142,72 @@ fn clients_and_agents_reach_a_tls_plane_only_when_they_trust_it_or_say_k() {
     assert_eq!(code, Some(1));
     assert!(damaged.own_log_text().contains("not-a-bundle.pem"));
 }
+
+/// The binary's flags, without Docker: `--tls-name` puts a name in the
+/// certificate, `--host-name` lets the console answer a name the
+/// certificate does not have, any other name is refused (DNS rebinding),
+/// and certificate files that cannot be read stop the plane with exit 1
+/// and their name.
+#[test]
+fn tls_and_host_name_flags_reach_the_certificate_and_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = e2e::free_port().unwrap();
+    let plane = Plane::start_with_args(
+        &dir.path().join("plane"),
+        port,
+        &[
+            "--tls-self-signed",
+            "--tls-name",
+            "plane.test",
+            "--host-name",
+            "other.test",
+        ],
+    )
+    .unwrap();
+    let ca = plane.ca_bundle.clone().unwrap();
+    let script = format!(
+        r#"
+import http.client, json, socket, ssl
+def session(server_name, host, verify):
+    ctx = ssl.create_default_context(cafile="{ca}")
+    if not verify:
+        ctx.check_hostname = False
+    try:
+        conn = http.client.HTTPSConnection("127.0.0.1", {port}, context=ctx)
+        raw = socket.create_connection(("127.0.0.1", {port}))
+        conn.sock = ctx.wrap_socket(raw, server_hostname=server_name)
+        conn.request("GET", "/console/api/session", headers={{"Host": host}})
+        return conn.getresponse().status
+    except ssl.SSLCertVerificationError:
+        return "unverified"
+out = {{
+    "plane.test": session("plane.test", "plane.test", True),
+    "other.test in the certificate": session("other.test", "other.test", True),
+    "other.test": session("plane.test", "other.test:{port}", False),
+    "evil.test": session("plane.test", "evil.test:{port}", False),
+}}
+print(json.dumps(out))
+"#,
+        ca = ca.display()
+    );
+    let out: Value = serde_json::from_str(&e2e::python(&plane.url(), &script).unwrap()).unwrap();
+    assert_eq!(out["plane.test"], 200, "{out}");
+    assert_eq!(out["other.test in the certificate"], "unverified", "{out}");
+    assert_eq!(out["other.test"], 200, "{out}");
+    assert_eq!(out["evil.test"], 403, "{out}");
+    drop(plane);
+
+    let missing = dir.path().join("no-such-cert.pem");
+    let out = std::process::Command::new(&e2e::binaries().plane)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .arg("--tls-cert")
+        .arg(&missing)
+        .arg("--tls-key")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-cert.pem"), "{stderr}");
+}

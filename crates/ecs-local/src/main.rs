@@ -109,10 +109,7 @@ fn host_names(args: &Args) -> Vec<String> {
         .chain(&args.tls_name)
         .cloned()
         .collect();
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        names.push(host.trim().to_owned());
-    }
-    names.retain(|n| !n.is_empty());
+    names.extend(tls::host_name());
     names
 }
 

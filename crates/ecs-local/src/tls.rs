@@ -143,16 +143,18 @@ pub fn default_names(listen: IpAddr) -> Vec<String> {
         "::1".to_owned(),
     ];
     if listen.is_unspecified() {
-        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-            let host = host.trim();
-            if !host.is_empty() {
-                names.push(host.to_owned());
-            }
-        }
+        names.extend(host_name());
     } else if !listen.is_loopback() {
         names.push(listen.to_string());
     }
     names
+}
+
+/// This host's name, when it has one.
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 fn name(common_name: &str) -> DistinguishedName {
