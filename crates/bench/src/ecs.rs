@@ -137,7 +137,8 @@ impl Ecs {
     }
 
     /// Polls DescribeTasks every `every` until every task's lastStatus is
-    /// `status`. A task that stops while RUNNING is awaited is an error.
+    /// `status`, asking only for the tasks still awaited. A task that stops
+    /// while RUNNING is awaited is an error.
     pub async fn wait_all(
         &self,
         arns: &[String],
@@ -146,23 +147,54 @@ impl Ecs {
         timeout: Duration,
     ) -> Result<()> {
         let start = Instant::now();
+        let mut awaited = arns.to_vec();
         loop {
-            let statuses = self.statuses(arns).await?;
-            let mut done = 0;
-            for arn in arns {
-                match statuses.get(arn) {
-                    Some((s, _)) if s == status => done += 1,
+            let statuses = self.statuses(&awaited).await?;
+            let mut still = Vec::with_capacity(awaited.len());
+            for arn in awaited {
+                match statuses.get(&arn) {
+                    Some((s, _)) if s == status => {}
                     Some((s, reason)) if s == "STOPPED" => {
                         bail!("task {arn} stopped while it should become {status}: {reason}")
                     }
-                    _ => {}
+                    _ => still.push(arn),
                 }
             }
-            if done == arns.len() {
+            awaited = still;
+            if awaited.is_empty() {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                bail!("{done} of {} tasks {status} after {timeout:?}", arns.len());
+                bail!(
+                    "{} of {} tasks {status} after {timeout:?}",
+                    arns.len() - awaited.len(),
+                    arns.len()
+                );
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// The load [`Ecs::wait_all`] puts on the machine, for the Docker side
+    /// of a comparison: DescribeTasks every `every` of as many tasks as
+    /// `awaited` says are still awaited (taken from `known`, repeated as
+    /// needed), until the future is dropped. Without it the Docker side
+    /// would run on a quieter machine than the ECS side, whose polling
+    /// costs ecs-local and the bench CPU that dockerd, containerd and runc
+    /// then lack (docs/footprint.md §3).
+    pub async fn probe(
+        &self,
+        known: &[String],
+        awaited: impl Fn() -> usize,
+        every: Duration,
+    ) -> Result<std::convert::Infallible> {
+        if known.is_empty() {
+            bail!("the probe needs a known task to describe");
+        }
+        loop {
+            let wanted: Vec<String> = known.iter().cycle().take(awaited()).cloned().collect();
+            if !wanted.is_empty() {
+                self.statuses(&wanted).await?;
             }
             tokio::time::sleep(every).await;
         }

@@ -226,6 +226,22 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
+/// The Docker side's `work`, done while the bench polls ecs-local as the
+/// ECS side's wait does ([`Ecs::probe`]), so that both sides of a
+/// comparison share the machine with the same measuring load.
+async fn probed<T>(
+    ecs: &Ecs,
+    known: &[String],
+    awaited: impl Fn() -> usize,
+    every: Duration,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        done = work => done,
+        failed = ecs.probe(known, awaited, every) => match failed? {},
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -267,6 +283,9 @@ pub struct Bench {
     tmp: PathBuf,
     agent: Option<Agent>,
     agent_options: AgentOptions,
+    /// Tasks the launch figure ran, for the probe on the Docker side of
+    /// the burst ([`Ecs::probe`]).
+    probe_tasks: Vec<String>,
     // Last, so it outlives the agent when dropped.
     plane: PlaneGuard,
 }
@@ -312,6 +331,7 @@ impl Bench {
             tmp: tmp.to_path_buf(),
             agent: None,
             agent_options,
+            probe_tasks: Vec::new(),
             plane: PlaneGuard(Some(plane)),
         })
     }
@@ -569,7 +589,11 @@ impl Bench {
                 }
                 Side::Docker => {
                     let name = format!("ecs-bench-{}-launch{i}", self.run_id);
-                    containers.push(docker::create_start(&self.docker, &self.spec, &name).await?);
+                    // The agent's task launched just before: the same
+                    // DescribeTasks as the agent side's polling.
+                    let known = &tasks[tasks.len().saturating_sub(1)..];
+                    let work = docker::create_start(&self.docker, &self.spec, &name);
+                    containers.push(probed(&self.ecs, known, || 1, FAST_POLL, work).await?);
                 }
             }
             if i >= warm_up.len() {
@@ -622,7 +646,10 @@ impl Bench {
                         ecs.stop(&arn).await?;
                         ecs.wait_all(&[arn], "STOPPED", FAST_POLL, WAIT).await?;
                     }
-                    Side::Docker => docker::stop(&docker, &id, STOP_GRACE_SECS).await?,
+                    Side::Docker => {
+                        let work = docker::stop(&docker, &id, STOP_GRACE_SECS);
+                        probed(&ecs, &[arn], || 1, FAST_POLL, work).await?;
+                    }
                 }
                 anyhow::Ok(ms(t0.elapsed()))
             }
@@ -639,6 +666,7 @@ impl Bench {
             tokio::time::sleep(self.settings.pause).await;
         }
         docker::remove_all(&self.docker, &containers, 10).await?;
+        self.probe_tasks = tasks;
         self.wait_cleaned_up().await
     }
 
@@ -718,19 +746,31 @@ impl Bench {
         Ok(kept)
     }
 
-    /// 100 create + start, [`BURST_DOCKER_CONCURRENCY`] in flight at a time.
+    /// 100 create + start, [`BURST_DOCKER_CONCURRENCY`] in flight at a time,
+    /// while the bench probes ecs-local as for the agent's burst: for as
+    /// many tasks as containers are not started yet.
     async fn docker_burst(&self, round: usize) -> Result<Vec<String>> {
         use futures_util::StreamExt;
-        let results: Vec<Result<String>> = futures_util::stream::iter(0..BURST_TASKS)
-            .map(|n| {
-                let name = format!("ecs-bench-{}-burst{round}-{n}", self.run_id);
-                let (docker, spec) = (self.docker.clone(), self.spec.clone());
-                async move { docker::create_start(&docker, &spec, &name).await }
-            })
-            .buffer_unordered(BURST_DOCKER_CONCURRENCY)
-            .collect()
-            .await;
-        results.into_iter().collect()
+        let not_started = AtomicUsize::new(BURST_TASKS);
+        let work = async {
+            let results: Vec<Result<String>> = futures_util::stream::iter(0..BURST_TASKS)
+                .map(|n| {
+                    let name = format!("ecs-bench-{}-burst{round}-{n}", self.run_id);
+                    let (docker, spec) = (self.docker.clone(), self.spec.clone());
+                    let not_started = &not_started;
+                    async move {
+                        let created = docker::create_start(&docker, &spec, &name).await;
+                        not_started.fetch_sub(1, Ordering::Relaxed);
+                        created
+                    }
+                })
+                .buffer_unordered(BURST_DOCKER_CONCURRENCY)
+                .collect()
+                .await;
+            results.into_iter().collect()
+        };
+        let awaited = || not_started.load(Ordering::Relaxed);
+        probed(&self.ecs, &self.probe_tasks, awaited, BURST_POLL, work).await
     }
 
     /// total_ms of the agent's timings lines for these tasks.
