@@ -229,9 +229,9 @@ pub async fn run(mut config: Config, flags: &Flags, env: &Env) -> Result<ExitCod
                 privileged_disabled: config.privileged_disabled,
                 logging_drivers: config.available_logging_drivers.clone(),
                 shared_volume_match_full_config: config.shared_volume_match_full_config,
-                docker_slots: Arc::new(tokio::sync::Semaphore::new(
-                    crate::engine::actions::DOCKER_SLOTS,
-                )),
+                docker_slots: crate::engine::slots::DockerSlots::new(
+                    crate::engine::slots::DOCKER_SLOTS,
+                ),
                 task_cgroups: task_cgroups.clone(),
                 credentials: role_credentials.clone(),
                 aws: Arc::new(crate::aws::AwsServices::new(&region, credentials.clone())),

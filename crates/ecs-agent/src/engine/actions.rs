@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::create_config::{self, CreateContext};
 use super::reconcile::Outcome;
+use super::slots::{DockerSlots, SlotUse};
 use super::task::{RegistryAuthSpec, Task, TaskSpec};
 use crate::aws::{AwsServices, Caller};
 use crate::config::ImagePullBehavior;
@@ -14,14 +15,6 @@ use crate::docker::{DockerApi, DockerError, ImageInfo, RegistryAuth};
 use crate::images::{ContainerRef, ImageManager, PullError};
 use crate::metadata_file::{MetadataFiles, Subject};
 use crate::secrets::{FetchError, SecretsState, TaskSecrets};
-
-/// Creates and starts in flight at once. A burst of tasks would otherwise
-/// have one Docker connection per container waiting in dockerd, each with
-/// its buffers and futures (about 25 KiB: most of the heap at the peak of a
-/// 100-task burst, and the fragmentation left after it), while Docker
-/// starts containers no faster with more calls waiting (docs/footprint.md
-/// §3).
-pub const DOCKER_SLOTS: usize = 10;
 
 /// Settings the actions need, fixed for the agent's lifetime.
 #[derive(Debug, Clone)]
@@ -44,8 +37,8 @@ pub struct ActionSettings {
     /// `ECS_SHARED_VOLUME_MATCH_FULL_CONFIG`: an existing shared volume
     /// must have the labels and driver options the task asks for.
     pub shared_volume_match_full_config: bool,
-    /// [`DOCKER_SLOTS`] permits, taken by every create and start.
-    pub docker_slots: Arc<tokio::sync::Semaphore>,
+    /// Taken by every create and start, starts first.
+    pub docker_slots: Arc<DockerSlots>,
     /// Task cgroups (`ECS_ENABLE_TASK_CPU_MEM_LIMIT`), when the host has
     /// them (docs/engine.md §7.7).
     pub task_cgroups: Option<Arc<crate::task_cgroup::TaskCgroups>>,
@@ -109,7 +102,7 @@ pub async fn run(
     work: Work,
 ) -> Outcome {
     match work {
-        Work::ResolveManifest { image } => resolve_manifest(&**docker, settings, &image).await,
+        Work::ResolveManifest { image } => resolve_manifest(settings, &image).await,
         Work::Pull {
             image,
             user,
@@ -117,11 +110,11 @@ pub async fn run(
             login,
         } => pull(settings, &image, &user, known, login).await,
         Work::Create { task, index } => {
-            let _slot = settings.docker_slots.acquire().await;
+            let _slot = settings.docker_slots.acquire(SlotUse::Create).await;
             create(&**docker, settings, &task, index).await
         }
         Work::Start { docker_id, subject } => {
-            let _slot = settings.docker_slots.acquire().await;
+            let _slot = settings.docker_slots.acquire(SlotUse::Start).await;
             match docker
                 .start_container(&docker_id, settings.start_timeout)
                 .await
@@ -200,11 +193,7 @@ fn failed(name: &str, e: &DockerError) -> Outcome {
 /// A digest for the image: the one in the reference, else (when no pull
 /// is needed) the local image's repo digest. Registry lookups come with the
 /// image manager.
-async fn resolve_manifest(
-    docker: &dyn DockerApi,
-    settings: &ActionSettings,
-    image: &str,
-) -> Outcome {
+async fn resolve_manifest(settings: &ActionSettings, image: &str) -> Outcome {
     if let Some((_, digest)) = image.split_once('@') {
         return Outcome::ManifestResolved {
             digest: Some(digest.to_string()),
@@ -220,7 +209,7 @@ async fn resolve_manifest(
     }
     let local = match decision.local {
         Some(info) => Ok(Some(info)),
-        None => docker.inspect_image(image).await,
+        None => settings.images.local_image(image).await,
     };
     match local {
         Ok(Some(info)) => {

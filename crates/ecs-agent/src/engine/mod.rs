@@ -17,6 +17,7 @@ pub mod labels;
 mod orphans;
 pub mod ports;
 pub mod reconcile;
+pub mod slots;
 pub mod status;
 pub mod task;
 mod timings;

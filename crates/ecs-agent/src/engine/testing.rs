@@ -136,7 +136,7 @@ pub(crate) async fn action_settings(
         logging_drivers: vec!["json-file".into(), "none".into()],
         metadata_files: None,
         shared_volume_match_full_config: false,
-        docker_slots: Arc::new(tokio::sync::Semaphore::new(super::actions::DOCKER_SLOTS)),
+        docker_slots: super::slots::DockerSlots::new(super::slots::DOCKER_SLOTS),
         task_cgroups: options.task_cgroups.clone(),
         credentials: options.credentials.clone(),
         // Nothing listens on the discard port of loopback: every call to

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::auth::EngineAuth;
 use super::pull::{self, PullError};
+use super::shared_inspect::{Inspected, SharedInspects};
 use super::state::{Change, CleanupRules, ContainerRef, ImageRecord, ImageTable};
 use crate::config::{Config, ImagePullBehavior};
 use crate::docker::{DockerApi, DockerError, ImageInfo, RegistryAuth};
@@ -140,6 +141,7 @@ struct Inner {
     auth: EngineAuth,
     table: Mutex<ImageTable>,
     pull_lock: Arc<RwLock<()>>,
+    inspects: SharedInspects,
 }
 
 impl fmt::Debug for ImageManager {
@@ -170,6 +172,7 @@ impl ImageManager {
                 auth,
                 table: Mutex::new(ImageTable::from_records(records)),
                 pull_lock: Arc::new(RwLock::new(())),
+                inspects: SharedInspects::default(),
             }),
         })
     }
@@ -200,7 +203,7 @@ impl ImageManager {
                 required: false,
                 local: known,
             },
-            ImagePullBehavior::PreferCached => match self.inner.docker.inspect_image(image).await {
+            ImagePullBehavior::PreferCached => match self.local_image(image).await {
                 Ok(Some(info)) => PullDecision {
                     required: false,
                     local: Some(info),
@@ -208,6 +211,15 @@ impl ImageManager {
                 _ => PullDecision::PULL,
             },
         }
+    }
+
+    /// The local image, from an inspect of it already in flight when there
+    /// is one (a burst's tasks share it).
+    pub async fn local_image(&self, image: &str) -> Inspected {
+        self.inner
+            .inspects
+            .inspect(&*self.inner.docker, image)
+            .await
     }
 
     /// Makes `image` available to `user`: pulls it when the behaviour

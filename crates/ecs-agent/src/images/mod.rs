@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod manager;
 pub mod pull;
+pub mod shared_inspect;
 pub mod state;
 
 pub use auth::EngineAuth;
