@@ -50,6 +50,7 @@ impl SharedInspects {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::docker::fake::{FakeDocker, Op};
     use std::time::Duration;
