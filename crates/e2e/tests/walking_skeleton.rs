@@ -54,6 +54,46 @@ fn instance_registers_and_connects() {
     assert!(attrs.contains(&"ecs.capability.container-ordering"));
 }
 
+fn tunables_of(agent: &Agent) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.pid())).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("GLIBC_TUNABLES="))
+        .map(str::to_string)
+}
+
+/// glibc reads its tunables only at a process's start: the agent starts
+/// itself again, in the same process, with its allocator settings, unless
+/// whoever started it set their own (docs/footprint.md §2).
+#[test]
+fn the_agent_runs_with_its_allocator_settings_unless_given_others() {
+    let (dir, plane) = setup();
+    let agent = Agent::start(&plane, &AgentOptions::new(&dir.path().join("agent"))).unwrap();
+    plane
+        .cli()
+        .wait_connected_instance("default", CONNECT)
+        .unwrap();
+    // The harness starts it with no GLIBC_TUNABLES: the agent set it.
+    // (What `/proc/<pid>/environ` shows of it is what glibc left after
+    // parsing it in place, so the log says which settings apply.)
+    assert!(tunables_of(&agent).is_some());
+    assert!(agent.log_text().contains("allocator tuned"));
+    drop(agent);
+
+    let agent = Agent::start(
+        &plane,
+        &AgentOptions::new(&dir.path().join("agent2"))
+            .env("GLIBC_TUNABLES", "glibc.malloc.arena_max=2"),
+    )
+    .unwrap();
+    agent.wait_acs_connected(CONNECT).unwrap();
+    assert!(!agent.log_text().contains("allocator tuned"));
+    assert!(agent
+        .log_text()
+        .contains("GLIBC_TUNABLES is set: the agent's allocator settings are not applied"));
+}
+
 #[test]
 fn task_runs_stops_and_reports_exit_codes() {
     let (dir, plane) = setup();

@@ -20,6 +20,13 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
 
+/// Idle connections kept per host, by every client. The reporter sends up
+/// to 10 state changes at once in a burst, and a pool keeping all of their
+/// connections held each one's buffers and dispatch channel (about 30 KiB)
+/// for 90 s after it, in memory allocated amid the burst's
+/// (docs/footprint.md §2). Two serve the agent's steady traffic to a host.
+pub const IDLE_PER_HOST: usize = 2;
+
 /// One client, and so one connection pool and one parse of the host's
 /// trusted roots, for the life of the process.
 pub fn client() -> SharedHttpClient {
@@ -27,6 +34,7 @@ pub fn client() -> SharedHttpClient {
     CLIENT
         .get_or_init(|| {
             aws_smithy_http_client::Builder::new()
+                .pool_max_idle_per_host(IDLE_PER_HOST)
                 .tls_provider(Provider::Rustls(CryptoMode::Ring))
                 .tls_context(tls_context())
                 .build_https()
@@ -100,6 +108,7 @@ impl Insecure {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_timer(hyper_util::rt::TokioTimer::new())
                 .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .pool_max_idle_per_host(IDLE_PER_HOST)
                 .build(https);
         Self {
             client: Some(client),
@@ -181,6 +190,47 @@ mod tests {
         // has returned either sent one or never will.
         let first = requests.try_recv().expect("no request reached the server");
         assert!(first.starts_with("POST / "), "{first}");
+    }
+
+    /// After a burst of calls, the pool keeps [`super::IDLE_PER_HOST`]
+    /// connections to the host and closes the rest at once, not 90 s later.
+    #[tokio::test]
+    async fn a_burst_of_calls_leaves_two_idle_connections() {
+        const CALLS: usize = 6;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+        // Every answer waits for all the calls, so each has its own connection.
+        let all_in = std::sync::Arc::new(tokio::sync::Barrier::new(CALLS));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (closed_tx, all_in) = (closed_tx.clone(), all_in.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut first = true;
+                    // One read per request: each is small and sent at once.
+                    while stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                        if std::mem::take(&mut first) {
+                            all_in.wait().await;
+                        }
+                        let answer = "HTTP/1.1 400 X\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        let credentials =
+            SharedCredentialsProvider::new(Credentials::new("AKID", "secret", None, None, "test"));
+        let client = EcsClient::new(Some(&url), "us-east-1", credentials, "test".into(), false);
+        futures_util::future::join_all((0..CALLS).map(|_| client.create_cluster("default"))).await;
+        for n in 0..CALLS - super::IDLE_PER_HOST {
+            tokio::time::timeout(std::time::Duration::from_secs(30), closed.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {n} connections were closed"));
+        }
     }
 
     /// Like [`server`], behind TLS with a certificate no one vouches for.

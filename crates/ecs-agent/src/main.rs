@@ -9,6 +9,7 @@ use ecs_agent::config::{Config, Env};
 use ecs_agent::exit::ExitCode;
 use ecs_agent::flags::{self, Command, FlagError};
 use ecs_agent::logging::{self, LogSettings};
+use ecs_agent::memory::{Tuning, ALLOCATOR_TUNABLES};
 use ecs_agent::{agent, host_setup, version};
 
 fn exit(code: ExitCode) -> ProcessExit {
@@ -16,6 +17,7 @@ fn exit(code: ExitCode) -> ProcessExit {
 }
 
 fn main() -> ProcessExit {
+    let tuning = ecs_agent::memory::tune_allocator();
     let flags = match flags::parse(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(FlagError::Help) => {
@@ -60,6 +62,18 @@ fn main() -> ProcessExit {
         commit = version::GIT_HASH,
         "Starting Amazon ECS Agent"
     );
+    match tuning {
+        Tuning::Tuned => tracing::debug!(tunables = ALLOCATOR_TUNABLES, "allocator tuned"),
+        Tuning::Theirs(tunables) => tracing::info!(
+            tunables,
+            "GLIBC_TUNABLES is set: the agent's allocator settings are not applied"
+        ),
+        Tuning::Failed(e) => tracing::warn!(
+            error = %e,
+            "could not start again with the allocator settings; glibc's defaults apply"
+        ),
+        Tuning::Unsupported => {}
+    }
     tracing::info!("Loading configuration");
     let mut config = match Config::load(&env) {
         Ok(loaded) => {
