@@ -121,6 +121,16 @@ impl Series {
     }
 }
 
+/// A series is about 1.3 KiB, held in the table itself: after 100
+/// containers the table is 170 KiB, kept whole once they are gone unless
+/// it is made smaller (docs/footprint.md §2). A quarter full or less, it
+/// shrinks to twice what it holds.
+fn shrink_when_mostly_empty(series: &mut HashMap<String, Series>) {
+    if series.len() * 4 <= series.capacity() {
+        series.shrink_to(series.len() * 2);
+    }
+}
+
 pub struct Collector {
     kernel: Kernel,
     interval: Duration,
@@ -145,9 +155,13 @@ impl Collector {
     /// reads: call it off the async workers.
     pub fn collect(&self, targets: &[Target]) {
         let wanted: HashSet<&str> = targets.iter().map(|t| t.docker_id.as_str()).collect();
-        self.series().retain(|id, s| {
-            wanted.contains(id.as_str()) || (!s.collected && s.read_at.elapsed() < INTEREST)
-        });
+        {
+            let mut series = self.series();
+            series.retain(|id, s| {
+                wanted.contains(id.as_str()) || (!s.collected && s.read_at.elapsed() < INTEREST)
+            });
+            shrink_when_mostly_empty(&mut series);
+        }
         let system_cpu_ns = match self.kernel.system_cpu_ns() {
             Ok(ns) => ns,
             Err(e) => {
@@ -248,6 +262,11 @@ impl Collector {
     /// How many containers are being followed.
     pub fn followed(&self) -> usize {
         self.series().len()
+    }
+
+    /// Series the table has room for without growing.
+    pub fn room(&self) -> usize {
+        self.series().capacity()
     }
 
     /// Runs until `shutdown`: one pass per interval over what `targets`

@@ -286,3 +286,21 @@ fn the_collector_groups_by_task_and_forgets_what_is_no_longer_listed() {
     collector.collect(&[gone]);
     assert_eq!(collector.followed(), 0);
 }
+
+/// After a burst of containers has gone, the table of series shrinks, so
+/// its room (about 1.3 KiB a series) is not kept.
+#[test]
+fn the_collector_gives_back_room_once_containers_are_gone() {
+    let collector = Collector::new(fixture("v1"), STREAM_INTERVAL);
+    let many: Vec<Target> = (0..100)
+        .map(|i| target(&format!("t{i}"), "a", &format!("id-{i}")))
+        .collect();
+    collector.collect(&many);
+    assert_eq!(collector.followed(), 100);
+    assert!(collector.room() >= 100);
+    collector.collect(&many[..2]);
+    assert_eq!(collector.followed(), 2);
+    assert!(collector.room() <= 8, "room for {}", collector.room());
+    collector.collect(&[]);
+    assert_eq!(collector.room(), 0);
+}
