@@ -31,12 +31,23 @@ pub enum SlotUse {
 /// Held for the length of one Docker call; dropping it hands the slot on.
 #[derive(Debug)]
 pub struct Slot {
-    slots: Arc<DockerSlots>,
+    /// `None` once the slot has been handed back some other way.
+    slots: Option<Arc<DockerSlots>>,
+}
+
+impl Slot {
+    fn of(slots: &Arc<DockerSlots>) -> Self {
+        Self {
+            slots: Some(Arc::clone(slots)),
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.slots.release();
+        if let Some(slots) = self.slots.take() {
+            slots.release();
+        }
     }
 }
 
@@ -72,9 +83,7 @@ impl DockerSlots {
             let mut w = self.lock();
             if w.free > 0 {
                 w.free -= 1;
-                return Slot {
-                    slots: Arc::clone(self),
-                };
+                return Slot::of(self);
             }
             let (tx, rx) = oneshot::channel();
             match purpose {
@@ -109,13 +118,11 @@ impl DockerSlots {
                 }
             };
             // Outside the lock: a slot sent to a waiter that has gone comes
-            // back here and goes to the next one, without dropping (which
-            // would release it again).
-            match next.send(Slot {
-                slots: Arc::clone(self),
-            }) {
+            // back here and goes to the next one, disarmed first so that
+            // dropping it does not release it a second time.
+            match next.send(Slot::of(self)) {
                 Ok(()) => return,
-                Err(unused) => std::mem::forget(unused),
+                Err(mut unused) => unused.slots = None,
             }
         }
     }
@@ -181,6 +188,7 @@ mod tests {
         drop(next.await.unwrap());
         drop(b);
         assert_eq!(slots.free(), 2);
+        assert_eq!(Arc::strong_count(&slots), 1, "no slot kept a reference");
     }
 
     #[tokio::test]
