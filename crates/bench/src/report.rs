@@ -82,6 +82,18 @@ fn fmt_bytes(b: u64) -> String {
     format!("{:.2} MB ({:.2} MiB)", b as f64 / 1e6, b as f64 / 1048576.0)
 }
 
+/// A ratio as `1.03×`, with a third decimal when two would print the
+/// target itself, so that a verdict at the boundary can be read: `1.052×`
+/// against "at most 1.05×".
+fn ratio_text(r: f64, target: f64) -> String {
+    let two = format!("{r:.2}");
+    if two == format!("{target:.2}") && r != target {
+        format!("{r:.3}×")
+    } else {
+        format!("{two}×")
+    }
+}
+
 fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
@@ -258,7 +270,10 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             out,
             "| {name} | {} | at most {target:.2}× Docker | {} |",
-            r.map_or("–".into(), |r| format!("{r:.2}× Docker")),
+            r.map_or("–".into(), |r| format!(
+                "{} Docker",
+                ratio_text(r, target)
+            )),
             verdict(r.map(|r| r <= target))
         );
     };
@@ -454,7 +469,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "Ratio of medians: **{}** (target at most {LAUNCH_TARGET:.2}×: {}).",
-        r1.map_or("–".into(), |r| format!("{r:.2}×")),
+        r1.map_or("–".into(), |r| ratio_text(r, LAUNCH_TARGET)),
         verdict(r1.map(|r| r <= LAUNCH_TARGET))
     );
     let _ = writeln!(out);
@@ -579,7 +594,7 @@ pub fn render(r: &Report) -> String {
         out,
         "Ratio of medians: **{}** (target at most {BURST_TARGET:.2}×: {}). Docker first in each pair, so \
          that the last agent burst's tasks stay for the memory and CPU figures.",
-        r2.map_or("–".into(), |r| format!("{r:.2}×")),
+        r2.map_or("–".into(), |r| ratio_text(r, BURST_TARGET)),
         verdict(r2.map(|r| r <= BURST_TARGET))
     );
     let _ = writeln!(out);
@@ -625,7 +640,7 @@ pub fn render(r: &Report) -> String {
         out,
         "Ratio of medians: **{}** (target at most {STOP_TARGET:.2}×: {}). The tasks and containers stopped \
          are the ones the launch figure started.",
-        r3.map_or("–".into(), |r| format!("{r:.2}×")),
+        r3.map_or("–".into(), |r| ratio_text(r, STOP_TARGET)),
         verdict(r3.map(|r| r <= STOP_TARGET))
     );
     let _ = writeln!(out);
@@ -1391,6 +1406,14 @@ pub fn summary_lines(r: &Report) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_at_its_targets_boundary_shows_which_side_it_is_on() {
+        assert_eq!(ratio_text(1.0516, 1.05), "1.052×");
+        assert_eq!(ratio_text(1.0484, 1.05), "1.048×");
+        assert_eq!(ratio_text(1.05, 1.05), "1.05×");
+        assert_eq!(ratio_text(1.0712, 1.03), "1.07×");
+    }
 
     #[test]
     fn levelling_off() {
