@@ -101,7 +101,8 @@ impl DockerSlots {
     }
 
     /// Slots free now (none while anyone waits).
-    pub fn free(&self) -> usize {
+    #[cfg(test)]
+    fn free(&self) -> usize {
         self.lock().free
     }
 

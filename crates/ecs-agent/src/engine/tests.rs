@@ -738,24 +738,38 @@ async fn a_launch_of_a_cached_image_asks_docker_each_thing_once() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_one_image_decides_its_pulls_with_one_inspect() {
     let docker = FakeDocker::new();
-    docker.add_image(IMAGE);
     docker.set_call_time(Op::InspectImage, Duration::from_millis(50));
+    let (agent, _) = burst(&docker, 20).await;
+    agent.until("all running", |t| running(t) == 20).await;
+    assert_eq!(docker.count(Op::InspectImage), 1, "{:?}", docker.calls());
+}
+
+/// An engine on `docker` (which gets the image) given `n` one-container
+/// tasks at once, with when they were given.
+async fn burst(docker: &Arc<FakeDocker>, n: usize) -> (Agent, Instant) {
+    docker.add_image(IMAGE);
     let agent = start(
         docker.clone(),
         Store::in_memory().unwrap(),
         Options::default(),
     )
     .await;
-    let ids: Vec<String> = (0..20).map(|i| format!("same{i}")).collect();
+    let given = Instant::now();
     agent
-        .add(ids.iter().map(|id| one_container(id)).collect())
+        .add(
+            (0..n)
+                .map(|i| one_container(&format!("burst{i}")))
+                .collect(),
+        )
         .await;
-    agent
-        .until("all running", |t| {
-            t.len() == 20 && t.iter().all(|t| t.known_status == TaskStatus::Running)
-        })
-        .await;
-    assert_eq!(docker.count(Op::InspectImage), 1, "{:?}", docker.calls());
+    (agent, given)
+}
+
+fn running(tasks: &[super::task::Task]) -> usize {
+    tasks
+        .iter()
+        .filter(|t| t.known_status == TaskStatus::Running)
+        .count()
 }
 
 #[tokio::test(start_paused = true)]
@@ -785,24 +799,10 @@ async fn a_create_that_finds_its_name_taken_adopts_that_container() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_keeps_at_most_the_docker_slots_creating_and_starting() {
     let docker = FakeDocker::new();
-    docker.add_image(IMAGE);
     docker.set_call_time(Op::Create, Duration::from_secs(1));
     docker.set_call_time(Op::Start, Duration::from_secs(1));
-    let agent = start(
-        docker.clone(),
-        Store::in_memory().unwrap(),
-        Options::default(),
-    )
-    .await;
-    let ids: Vec<String> = (0..30).map(|i| format!("burst{i}")).collect();
-    agent
-        .add(ids.iter().map(|id| one_container(id)).collect())
-        .await;
-    agent
-        .until("all running", |t| {
-            t.len() == ids.len() && t.iter().all(|t| t.known_status == TaskStatus::Running)
-        })
-        .await;
+    let (agent, _) = burst(&docker, 30).await;
+    agent.until("all running", |t| running(t) == 30).await;
     let slots = super::slots::DOCKER_SLOTS;
     // Creates and starts share the slots, so each stays within them, and
     // the burst does fill them.
@@ -821,25 +821,9 @@ async fn a_burst_keeps_at_most_the_docker_slots_creating_and_starting() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_starts_created_containers_before_creating_more() {
     let docker = FakeDocker::new();
-    docker.add_image(IMAGE);
     docker.set_call_time(Op::Create, Duration::from_secs(1));
     docker.set_call_time(Op::Start, Duration::from_secs(1));
-    let agent = start(
-        docker.clone(),
-        Store::in_memory().unwrap(),
-        Options::default(),
-    )
-    .await;
-    let began = Instant::now();
-    let ids: Vec<String> = (0..30).map(|i| format!("order{i}")).collect();
-    agent
-        .add(ids.iter().map(|id| one_container(id)).collect())
-        .await;
-    let running = |t: &[super::task::Task]| {
-        t.iter()
-            .filter(|t| t.known_status == TaskStatus::Running)
-            .count()
-    };
+    let (agent, began) = burst(&docker, 30).await;
     agent.until("ten running", |t| running(t) >= 10).await;
     let first = began.elapsed();
     assert!(

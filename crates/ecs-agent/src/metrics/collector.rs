@@ -265,6 +265,7 @@ impl Collector {
     }
 
     /// Series the table has room for without growing.
+    #[cfg(test)]
     pub fn room(&self) -> usize {
         self.series().capacity()
     }
