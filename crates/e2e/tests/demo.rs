@@ -30,8 +30,13 @@ fn demo_runs_a_task_and_cleans_up_on_ctrl_c() {
     require_docker();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let port = free_port().unwrap();
+    // The binaries the other tests run: the demo's own `cargo build`
+    // resolves features without the test targets' and would compile a
+    // second copy of much of the dependency tree.
+    let built = e2e::binaries().agent.parent().unwrap().to_path_buf();
     let demo = Command::new(root.join("scripts/demo"))
         .env("ECS_LOCAL_PORT", port.to_string())
+        .env("ECS_DEMO_BIN_DIR", &built)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         // Its own process group, so "Ctrl-C" reaches every process in it,
