@@ -133,11 +133,14 @@ async fn start(
     docker_id: &str,
     subject: Subject,
 ) -> Outcome {
-    let _slot = settings.docker_slots.acquire(SlotUse::Start).await;
-    match docker
+    let slot = settings.docker_slots.acquire(SlotUse::Start).await;
+    let started = docker
         .start_container(docker_id, settings.start_timeout)
-        .await
-    {
+        .await;
+    // The inspect below is light work: in a burst the slot is worth more
+    // to the next create or start (docs/engine.md §6.4).
+    drop(slot);
+    match started {
         Ok(()) => {
             spawn_metadata_update(docker, settings, subject, docker_id);
             Outcome::Done(docker.inspect_container(docker_id).await.ok().flatten())

@@ -838,6 +838,25 @@ async fn a_burst_starts_created_containers_before_creating_more() {
     assert!(began.elapsed() < Duration::from_millis(6500));
 }
 
+/// 20 tasks, creates, starts and inspects of 1 s each, 10 slots: the
+/// inspect after a start needs no slot, so the second ten are created
+/// while the first ten are inspected, and all run at 5 s; an inspect that
+/// kept its start's slot would hold the second ten back until 6 s.
+#[tokio::test(start_paused = true)]
+async fn the_inspect_after_a_start_leaves_its_slot_to_the_next_create() {
+    let docker = FakeDocker::new();
+    for op in [Op::Create, Op::Start, Op::Inspect] {
+        docker.set_call_time(op, Duration::from_secs(1));
+    }
+    let (agent, began) = burst(&docker, 20).await;
+    agent.until("all running", |t| running(t) == 20).await;
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_millis(5500),
+        "all running at {took:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_task_runs_in_its_own_cgroup_with_its_limits_until_cleanup() {
     let root = tempfile::tempdir().unwrap();
