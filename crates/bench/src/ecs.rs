@@ -225,15 +225,20 @@ impl Ecs {
         results.into_iter().collect()
     }
 
-    /// `calls` RunTask calls of `count` each, all at once; the ARNs.
+    /// `calls` RunTask calls, all at once, call `i` of `count_of_call(i)`
+    /// tasks; the ARNs.
     pub async fn run_concurrently(
         &self,
         task_definition: &str,
         calls: usize,
-        count: i32,
+        count_of_call: impl Fn(usize) -> i32,
     ) -> Result<Vec<String>> {
-        let runs = (0..calls).map(|_| {
-            let (ecs, td) = (self.clone(), task_definition.to_string());
+        let runs = (0..calls).map(|call| {
+            let (ecs, td, count) = (
+                self.clone(),
+                task_definition.to_string(),
+                count_of_call(call),
+            );
             async move { ecs.run(&td, count).await }
         });
         let results = futures_util::future::join_all(runs).await;

@@ -34,11 +34,16 @@ pub struct Settings {
     pub quick: bool,
     /// Fresh starts (new data directory, new registration).
     pub startups: usize,
-    /// Restarts with 100 tasks in the checkpoint.
+    /// Restarts with `restart_tasks` tasks in the checkpoint.
     pub restarts: usize,
+    /// 100 in a full run; fewer in a quick one, whose budget the launch of
+    /// 100 more containers at Docker's pace would take a sixth of.
+    pub restart_tasks: usize,
     /// Pause before a memory or CPU reading, for the agent to settle.
     pub settle: Duration,
     pub cpu_window: Duration,
+    /// The CPU window with one Docker stats stream per container (figure 8).
+    pub streams_window: Duration,
     pub launch_pairs: usize,
     pub burst_pairs: usize,
     pub cycles: usize,
@@ -55,23 +60,30 @@ impl Settings {
                 quick,
                 startups: 3,
                 restarts: 1,
+                restart_tasks: 30,
                 settle: Duration::from_secs(3),
-                cpu_window: Duration::from_secs(15),
-                launch_pairs: 20,
+                cpu_window: Duration::from_secs(10),
+                streams_window: Duration::from_secs(10),
+                launch_pairs: 10,
                 burst_pairs: 1,
-                cycles: 50,
-                pause: Duration::from_millis(200),
+                cycles: 30,
+                pause: Duration::from_millis(100),
                 scale_samples: 50,
             }
         } else {
             Settings {
                 quick,
-                // The two 5-minute CPU windows take two thirds of the
-                // 15 minutes; the rest is shared out below.
+                // The two 5-minute CPU windows and the 1,000 cycles at
+                // Docker's own pace take most of the run (docs/benchmarks.md
+                // says how long each part takes).
                 startups: 5,
                 restarts: 2,
+                restart_tasks: BURST_TASKS,
                 settle: Duration::from_secs(5),
                 cpu_window: Duration::from_secs(300),
+                // The streams' cost is steady: half a minute of 100 streams
+                // is 3,000 samples.
+                streams_window: Duration::from_secs(30),
                 launch_pairs: 24,
                 burst_pairs: 2,
                 cycles: 1000,
@@ -224,6 +236,8 @@ pub struct Results {
     pub scale: Option<ScaleFigure>,
     /// Whatever looked wrong during the run.
     pub notes: Vec<String>,
+    /// Each step of the run and when it began, seconds into the run.
+    pub steps: Vec<(String, f64)>,
 }
 
 /// The Docker side's `work`, done while the bench polls ecs-local as the
@@ -286,6 +300,8 @@ pub struct Bench {
     /// Tasks the launch figure ran, for the probe on the Docker side of
     /// the burst ([`Ecs::probe`]).
     probe_tasks: Vec<String>,
+    /// What [`Bench::step`] announced, and when.
+    steps: Mutex<Vec<(String, f64)>>,
     // Last, so it outlives the agent when dropped.
     plane: PlaneGuard,
 }
@@ -332,12 +348,26 @@ impl Bench {
             agent: None,
             agent_options,
             probe_tasks: Vec::new(),
+            steps: Mutex::new(Vec::new()),
             plane: PlaneGuard(Some(plane)),
         })
     }
 
+    /// Announces a step of the run and notes when it began.
     pub fn step(&self, what: &str) {
         step_at(self.started, what);
+        self.steps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((what.to_string(), self.started.elapsed().as_secs_f64()));
+    }
+
+    /// The results, with the steps announced so far.
+    pub fn take_results(&mut self) -> Results {
+        let mut results = std::mem::take(&mut self.results);
+        results.steps =
+            std::mem::take(&mut *self.steps.lock().unwrap_or_else(PoisonError::into_inner));
+        results
     }
 
     fn note(&mut self, note: String) {
@@ -525,6 +555,32 @@ impl Bench {
     /// CPU seconds of the agent, dockerd, containerd and the shims over
     /// `length`, while the bench waits.
     pub async fn cpu_window_for(&self, length: Duration) -> Result<CpuWindow> {
+        let (window, ()) = self.cpu_window_over(tokio::time::sleep(length)).await?;
+        Ok(window)
+    }
+
+    /// The idle window of `cpu_window` or longer: it ends when `alongside`
+    /// is done too. What runs alongside must touch neither the agent nor
+    /// Docker; it only shares the machine's cores, and a process's CPU
+    /// seconds count its own work whoever else runs.
+    pub async fn cpu_window_alongside<T>(
+        &self,
+        alongside: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<(CpuWindow, T)> {
+        let both = async {
+            let ((), out) = tokio::join!(tokio::time::sleep(self.settings.cpu_window), alongside);
+            out
+        };
+        let (window, out) = self.cpu_window_over(both).await?;
+        Ok((window, out?))
+    }
+
+    /// CPU seconds of the agent, dockerd, containerd and the shims while
+    /// `wait` runs.
+    async fn cpu_window_over<T>(
+        &self,
+        wait: impl std::future::Future<Output = T>,
+    ) -> Result<(CpuWindow, T)> {
         let agent = self.agent_pid()?;
         let dockerd = procfs::pids_named(|c| c == "dockerd");
         let containerd = procfs::pids_named(|c| c == "containerd");
@@ -536,7 +592,7 @@ impl Bench {
             procfs::cpu_seconds_of(&shims),
         ];
         let t0 = Instant::now();
-        tokio::time::sleep(length).await;
+        let out = wait.await;
         let after = [
             procfs::cpu_seconds(agent)?,
             procfs::cpu_seconds_of(&dockerd),
@@ -546,14 +602,15 @@ impl Bench {
         if dockerd.is_empty() || containerd.is_empty() {
             bail!("dockerd or containerd not found in /proc");
         }
-        Ok(CpuWindow {
+        let window = CpuWindow {
             seconds: t0.elapsed().as_secs_f64(),
             agent: after[0] - before[0],
             dockerd: after[1] - before[1],
             containerd: after[2] - before[2],
             shims: after[3] - before[3],
             shim_count: shims.len(),
-        })
+        };
+        Ok((window, out))
     }
 
     /// Launch and stop, one task at a time against one container at a time;
@@ -687,9 +744,18 @@ impl Bench {
     }
 
     async fn launch_burst(&self) -> Result<Vec<String>> {
+        self.launch_at_once(BURST_TASKS).await
+    }
+
+    /// `tasks` tasks by concurrent RunTask calls of [`BURST_COUNT`] (the
+    /// last one of what is left), until all are RUNNING.
+    async fn launch_at_once(&self, tasks: usize) -> Result<Vec<String>> {
+        let count = BURST_COUNT as usize;
         let arns = self
             .ecs
-            .run_concurrently(&self.task_definition, BURST_CALLS, BURST_COUNT)
+            .run_concurrently(&self.task_definition, tasks.div_ceil(count), |call| {
+                (tasks - call * count).min(count) as i32
+            })
             .await?;
         self.ecs
             .wait_all(&arns, "RUNNING", BURST_POLL, WAIT)
@@ -856,11 +922,13 @@ impl Bench {
         Ok(())
     }
 
-    /// 100 tasks running, then SIGKILL and start again, timed until the
-    /// agent is connected and its introspection endpoint lists all 100.
+    /// [`Settings::restart_tasks`] tasks running, then SIGKILL and start
+    /// again, timed until the agent is connected and its introspection
+    /// endpoint lists them all.
     pub async fn restarts(&mut self) -> Result<()> {
-        self.step("restart: launching 100 tasks");
-        let arns = self.launch_burst().await?;
+        let tasks = self.settings.restart_tasks;
+        self.step(&format!("restart: launching {tasks} tasks"));
+        let arns = self.launch_at_once(tasks).await?;
         let wanted: HashSet<String> = arns.iter().cloned().collect();
         for _ in 0..self.settings.restarts {
             tokio::time::sleep(self.settings.settle.min(Duration::from_secs(3))).await;
@@ -875,7 +943,7 @@ impl Bench {
             match listed {
                 Ok(()) => startup.all_listed_ms = Some(ms(t0.elapsed())),
                 Err(e) => self.note(format!(
-                    "after a restart the introspection endpoint did not list the 100 tasks RUNNING: {e:#}"
+                    "after a restart the introspection endpoint did not list the {tasks} tasks RUNNING: {e:#}"
                 )),
             }
             self.results.restarts.push(startup);
@@ -884,10 +952,10 @@ impl Bench {
         let not_running = statuses.values().filter(|(s, _)| s != "RUNNING").count();
         if not_running > 0 {
             self.note(format!(
-                "{not_running} of the 100 tasks were not RUNNING after the restarts"
+                "{not_running} of the {tasks} tasks were not RUNNING after the restarts"
             ));
         }
-        self.step("restart: stopping the 100 tasks");
+        self.step(&format!("restart: stopping the {tasks} tasks"));
         self.stop_tasks(&arns).await
     }
 

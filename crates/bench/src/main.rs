@@ -299,12 +299,17 @@ async fn run(
     bench.startups().await?;
 
     bench.step(&format!(
-        "idle: memory, then CPU over {:?}",
+        "idle: memory, then CPU over {:?} or more, while figure 9 (ecs-local at scale, \
+         neither the agent nor Docker) runs",
         settings.cpu_window
     ));
     tokio::time::sleep(settings.settle).await;
     bench.idle_memory()?;
-    bench.results.cpu_idle = Some(bench.cpu_window().await?);
+    let (idle, scale) = bench
+        .cpu_window_alongside(figures::scale(&settings, &tmp, started))
+        .await?;
+    bench.results.cpu_idle = Some(idle);
+    bench.results.scale = Some(scale);
 
     bench.step(&format!(
         "launch: RunTask → RUNNING against create + start, {} pairs",
@@ -326,10 +331,7 @@ async fn run(
     bench.restarts().await?;
     bench.step("stopping the agent");
     bench.stop_agent().await?;
-    // Last, with the agent gone: its thousands of calls would otherwise
-    // fall on the agent's figures.
-    bench.results.scale = Some(figures::scale(&settings, &tmp, started).await?);
-    let results = std::mem::take(&mut bench.results);
+    let results = bench.take_results();
     drop(bench);
     Ok(Report {
         date,

@@ -165,7 +165,10 @@ fn rss_cells(r: Option<Rss>) -> (String, String, String, String) {
     }
 }
 
-fn startup_rows(out: &mut String, runs: &[Startup], restart: bool) {
+/// `restart_tasks`: how many tasks the restarts had, or `None` for fresh
+/// starts.
+fn startup_rows(out: &mut String, runs: &[Startup], restart_tasks: Option<usize>) {
+    let restart = restart_tasks.is_some();
     table_head(out, "from process start to");
     let collect =
         |f: &dyn Fn(&Startup) -> Option<f64>| -> Vec<f64> { runs.iter().filter_map(f).collect() };
@@ -190,10 +193,10 @@ fn startup_rows(out: &mut String, runs: &[Startup], restart: bool) {
         "connected to ACS (`connected to ACS`)",
         Summary::of(&collect(&|s| Some(s.connected_ms))),
     );
-    if restart {
+    if let Some(tasks) = restart_tasks {
         row(
             out,
-            "introspection `/v1/tasks` lists all 100 tasks RUNNING",
+            &format!("introspection `/v1/tasks` lists all {tasks} tasks RUNNING"),
             Summary::of(&collect(&|s| s.all_listed_ms)),
         );
     }
@@ -443,16 +446,19 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "* **Amounts in this mode:** {} launch and {} stop pairs, {} burst pair(s), {} s CPU windows, {} \
-         launch/stop cycles, {} fresh start(s), {} restart(s) with 100 tasks, {} timed calls of each \
+        "* **Amounts in this mode:** {} launch and {} stop pairs, {} burst pair(s), {} s CPU windows ({} s \
+         with the stats streams), {} \
+         launch/stop cycles, {} fresh start(s), {} restart(s) with {} tasks, {} timed calls of each \
          kind against ecs-local at scale.",
         s.launch_pairs,
         s.launch_pairs,
         s.burst_pairs,
         s.cpu_window.as_secs(),
+        s.streams_window.as_secs(),
         mem.cycles.max(s.cycles),
         s.startups,
         s.restarts,
+        s.restart_tasks,
         s.scale_samples
     );
     let _ = writeln!(out);
@@ -740,7 +746,11 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "CPU seconds (utime + stime) and share of one core over each window:"
+        "CPU seconds (utime + stime) and share of one core over each window. The idle window lasts {} s \
+         or until figure 9 is done, whichever is later: that figure runs in it, on a plane of its own that \
+         neither the agent nor Docker hears from, so it only shares the cores with them, and a process's \
+         CPU seconds count its own work whoever else runs.",
+        s.cpu_window.as_secs()
     );
     let _ = writeln!(out);
     let idle = res.cpu_idle.unwrap_or_default();
@@ -804,7 +814,7 @@ pub fn render(r: &Report) -> String {
         "Fresh starts, each on a new data directory registering a new container instance:"
     );
     let _ = writeln!(out);
-    startup_rows(&mut out, &res.startups, false);
+    startup_rows(&mut out, &res.startups, None);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -818,11 +828,17 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Restarts: the agent SIGKILLed with {BURST_TASKS} tasks running, started again on the same data \
-         directory:"
+        "Restarts: the agent SIGKILLed with {} tasks running, started again on the same data \
+         directory{}:",
+        s.restart_tasks,
+        if s.restart_tasks < BURST_TASKS {
+            format!(" ({BURST_TASKS} in a full run)")
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(out);
-    startup_rows(&mut out, &res.restarts, true);
+    startup_rows(&mut out, &res.restarts, Some(s.restart_tasks));
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -876,6 +892,7 @@ pub fn render(r: &Report) -> String {
 
     metrics_section(&mut out, res);
     scale_section(&mut out, r, false);
+    run_time_section(&mut out, r);
 
     // Notes.
     let _ = writeln!(out, "{NOTES_HEADING}");
@@ -888,6 +905,53 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// Where the run's time went, step by step, from the bench's own progress
+/// lines; the building before it is not counted.
+fn run_time_section(out: &mut String, r: &Report) {
+    let steps = &r.results.steps;
+    if steps.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Run time");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "The run took {:.1} minutes, the building before it not counted. Its steps:",
+        r.duration_secs / 60.0
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| step | began at | took |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    for (i, (what, began)) in steps.iter().enumerate() {
+        let ended = steps.get(i + 1).map_or(r.duration_secs, |(_, next)| *next);
+        let _ = writeln!(
+            out,
+            "| {what} | {} | {:.0} s |",
+            fmt_clock(*began),
+            (ended - began).max(0.0)
+        );
+    }
+    let _ = writeln!(out);
+    if !r.settings.quick {
+        let _ = writeln!(
+            out,
+            "A full run was meant to take at most 15 minutes. Here the amounts it measures cannot: the two \
+             CPU windows of {} s and the {} launch/stop cycles, which go at Docker's own pace ({:.0} s), \
+             leave too little for the bursts of 100 containers, also at Docker's pace, and the rest.",
+            r.settings.cpu_window.as_secs(),
+            r.results.memory.cycles,
+            r.results.memory.cycles_seconds
+        );
+        let _ = writeln!(out);
+    }
+}
+
+/// Seconds into the run as minutes and seconds.
+fn fmt_clock(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    format!("{:02}:{:02}", s / 60, s % 60)
 }
 
 /// The agent's median over Docker's: CPU of the spinning task, memory of
@@ -1101,7 +1165,8 @@ fn scale_section(out: &mut String, r: &Report, alone: bool) {
     let rank = (0.99 * n as f64 - 1e-9).ceil().max(1.0) as usize;
     let _ = writeln!(
         out,
-        "ecs-local by itself, with no agent and no Docker: {} container instances registered through the \
+        "ecs-local by itself, with no agent and no Docker: a plane of its own, run during figure 5's idle \
+         window unless it ran alone. {} container instances registered through the \
          ECS API, each with a simulated agent on the ACS websocket that acks every payload and at once \
          reports its task RUNNING with SubmitTaskStateChange, as an agent would once the container \
          started (placement only uses instances whose agent is connected). The store is filled to {} \
@@ -1453,6 +1518,25 @@ mod tests {
             once.replace("scale: a | 1 ms", "scale: b | 2 ms")
                 .replace("first", "second")
         );
+    }
+
+    #[test]
+    fn each_step_of_the_run_lasts_until_the_next_or_the_end() {
+        let r = Report {
+            date: String::new(),
+            duration_secs: 100.0,
+            checkout: Checkout::default(),
+            machine: Machine::default(),
+            settings: Settings::new(true),
+            results: crate::figures::Results {
+                steps: vec![("first".into(), 0.0), ("second".into(), 62.4)],
+                ..Default::default()
+            },
+        };
+        let mut out = String::new();
+        run_time_section(&mut out, &r);
+        assert!(out.contains("| first | 00:00 | 62 s |"), "{out}");
+        assert!(out.contains("| second | 01:02 | 38 s |"), "{out}");
     }
 
     #[test]

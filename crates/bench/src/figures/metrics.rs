@@ -132,6 +132,27 @@ impl Bench {
         Ok(serde_json::to_value(sample)?)
     }
 
+    /// `samples` pairs of readings of the task's container, ours then
+    /// Docker's, a second apart (the agent's collector reads every second).
+    async fn accuracy(&self, arn: &str, samples: usize) -> Result<Accuracy> {
+        let (id, endpoint) = self.container_of(arn).await?;
+        let mut into = Accuracy::default();
+        for _ in 0..samples {
+            let ours = task_endpoint_stats(&endpoint).await?;
+            let docker = self.docker_stats(&id).await?;
+            let (Some((cpu_o, mem_o)), Some((cpu_d, mem_d))) = (figures(&ours), figures(&docker))
+            else {
+                bail!("a stats sample without CPU or memory figures: {ours} / {docker}");
+            };
+            into.cpu_ours.push(cpu_o);
+            into.cpu_docker.push(cpu_d);
+            into.mem_ours.push(mem_o);
+            into.mem_docker.push(mem_d);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(into)
+    }
+
     /// A task spinning one shell (about one core) and one holding 24 MiB;
     /// each read alternately through the agent's task endpoint and through
     /// Docker's stats API. Both exit on SIGTERM, so their stop is quick.
@@ -163,31 +184,19 @@ impl Bench {
             .await?;
         // Two collector readings at least, and Docker's first sample.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut figure = MetricsFigure::default();
-        for (arn, into) in [(&arns[0], &mut figure.burn), (&arns[1], &mut figure.hold)] {
-            let (id, endpoint) = self.container_of(arn).await?;
-            let samples = if self.settings.quick {
-                ACCURACY_SAMPLES.0
-            } else {
-                ACCURACY_SAMPLES.1
-            };
-            for _ in 0..samples {
-                let ours = task_endpoint_stats(&endpoint).await?;
-                let docker = self.docker_stats(&id).await?;
-                let (Some((cpu_o, mem_o)), Some((cpu_d, mem_d))) =
-                    (figures(&ours), figures(&docker))
-                else {
-                    bail!("a stats sample without CPU or memory figures: {ours} / {docker}");
-                };
-                into.cpu_ours.push(cpu_o);
-                into.cpu_docker.push(cpu_d);
-                into.mem_ours.push(mem_o);
-                into.mem_docker.push(mem_d);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        self.results.metrics.burn = figure.burn;
-        self.results.metrics.hold = figure.hold;
+        let samples = if self.settings.quick {
+            ACCURACY_SAMPLES.0
+        } else {
+            ACCURACY_SAMPLES.1
+        };
+        // Both containers at once: each pair of readings is of one
+        // container, so the other one's readings do not disturb it.
+        let (burn, hold) = tokio::join!(
+            self.accuracy(&arns[0], samples),
+            self.accuracy(&arns[1], samples)
+        );
+        self.results.metrics.burn = burn?;
+        self.results.metrics.hold = hold?;
         self.ecs.stop_all(&arns, 2).await?;
         self.ecs
             .wait_all(&arns, "STOPPED", Duration::from_millis(100), WAIT)
@@ -195,8 +204,8 @@ impl Bench {
     }
 
     /// With the burst's tasks running: one Docker stats stream per running
-    /// container, read (and dropped) by the bench, for a CPU window as long
-    /// as the busy one, or a minute at most.
+    /// container, read (and dropped) by the bench, over
+    /// [`Settings::streams_window`](super::Settings::streams_window).
     pub async fn stats_streams_window(&mut self) -> Result<()> {
         let ids: Vec<String> =
             crate::docker::with_label(&self.docker, crate::docker::CLUSTER_LABEL)
@@ -229,9 +238,7 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let me = std::process::id();
         let before = procfs::cpu_seconds(me)?;
-        let window = self
-            .cpu_window_for(self.settings.cpu_window.min(Duration::from_secs(60)))
-            .await?;
+        let window = self.cpu_window_for(self.settings.streams_window).await?;
         let reader = procfs::cpu_seconds(me)? - before;
         done.store(true, Ordering::Relaxed);
         for r in readers {
