@@ -109,6 +109,9 @@ pub async fn run<S: StateChangeSink>(
             }
         }))
         .await;
+        // What left the outbox this round goes in one write: in a burst,
+        // one durable commit for ten reports rather than ten.
+        let mut done = Vec::new();
         for (id, change, result) in results {
             match result {
                 Ok(()) => {
@@ -118,12 +121,7 @@ pub async fn run<S: StateChangeSink>(
                         "reported task state"
                     );
                     waiting.remove(&change.task_arn);
-                    match store.dequeue(vec![id]).await {
-                        Ok(()) => settled(&change.task_arn),
-                        Err(e) => {
-                            tracing::error!(error = %e, "removing a delivered state change failed");
-                        }
-                    }
+                    done.push((id, change.task_arn));
                 }
                 Err(ApiError::Rejected { code, message }) => {
                     // The backend will never accept it; keeping it would
@@ -135,12 +133,7 @@ pub async fn run<S: StateChangeSink>(
                         "state change rejected; dropping it"
                     );
                     waiting.remove(&change.task_arn);
-                    match store.dequeue(vec![id]).await {
-                        Ok(()) => settled(&change.task_arn),
-                        Err(e) => {
-                            tracing::error!(error = %e, "removing a rejected state change failed");
-                        }
-                    }
+                    done.push((id, change.task_arn));
                 }
                 Err(e) => {
                     let entry = waiting
@@ -150,6 +143,22 @@ pub async fn run<S: StateChangeSink>(
                     entry.0 = Instant::now() + delay;
                     tracing::warn!(task = change.task_arn, error = %e, ?delay, "reporting task state failed; will retry");
                 }
+            }
+        }
+        if done.is_empty() {
+            continue;
+        }
+        let ids = done.iter().map(|(id, _)| *id).collect();
+        match store.dequeue(ids).await {
+            Ok(()) => {
+                for (_, arn) in &done {
+                    settled(arn);
+                }
+            }
+            // They go again: the backend takes a report it already has.
+            Err(e) => {
+                tracing::error!(error = %e, "removing delivered state changes failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -204,6 +213,46 @@ mod tests {
             pull_stopped_at_ms: None,
             execution_stopped_at_ms: None,
         }
+    }
+
+    /// Accepts everything.
+    #[derive(Default)]
+    struct Accepting;
+
+    impl StateChangeSink for Accepting {
+        async fn submit(&self, _: &TaskStateChange) -> Result<(), ApiError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_of_reports_leaves_the_outbox_in_one_write() {
+        let store = Store::in_memory().unwrap();
+        let tasks: Vec<String> = (0..MAX_IN_FLIGHT).map(|i| format!("t{i}")).collect();
+        store
+            .commit(Batch {
+                enqueue: tasks.iter().map(|t| change(t, "RUNNING")).collect(),
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let before = store.write_count();
+        let settled = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(run(
+            store.clone(),
+            Arc::new(Accepting),
+            Arc::new(Notify::new()),
+            {
+                let settled = settled.clone();
+                move |arn: &str| settled.lock().unwrap().push(arn.to_string())
+            },
+        ));
+        while settled.lock().unwrap().len() < tasks.len() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        assert!(store.outbox().await.unwrap().is_empty());
+        assert_eq!(store.write_count() - before, 1);
     }
 
     #[tokio::test(start_paused = true)]
