@@ -102,6 +102,8 @@ TEST_IN_DOCKER_PRIVILEGES := --cap-add=NET_ADMIN --cap-add=NET_RAW --cap-add=SYS
 # engine reads, not the container's own.
 TEST_IN_DOCKER_HOST_FILES := --volume=/etc/hosts:/etc/hosts \
 	--volume=/etc/docker/certs.d:/etc/docker/certs.d
+# The build settings of whoever runs it (CI's, say) go in too: with others,
+# cargo inside would build a second copy of the workspace crates.
 CARGO_HOME ?= $(HOME)/.cargo
 RUSTUP_HOME ?= $(HOME)/.rustup
 test-in-docker:
@@ -113,6 +115,7 @@ test-in-docker:
 		--volume=$(CARGO_HOME):/root/.cargo --volume=$(RUSTUP_HOME):/root/.rustup:ro \
 		$(foreach d,$(SPEC_DIR),--volume=$(d):$(d):ro) \
 		--env=CARGO_TARGET_DIR=$(TARGET_DIR) --env=ECS_SPEC_REQUIRED --env=ECS_SPEC_DIR \
+		--env=CARGO_INCREMENTAL --env=CARGO_PROFILE_DEV_DEBUG \
 		ecs-agent-rs-test:latest $(TEST_IN_DOCKER_CMD)
 
 ## unit-tests: tests that need neither Docker nor the binaries
