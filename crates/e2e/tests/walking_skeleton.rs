@@ -79,6 +79,8 @@ fn the_agent_runs_with_its_allocator_settings_unless_given_others() {
     // parsing it in place, so the log says which settings apply.)
     assert!(tunables_of(&agent).is_some());
     assert!(agent.log_text().contains("allocator tuned"));
+    // The start again did not rename it (`ps`, `pgrep ecs-agent`).
+    assert_eq!(process_name(&agent), "ecs-agent");
     drop(agent);
 
     let agent = Agent::start(
@@ -92,6 +94,15 @@ fn the_agent_runs_with_its_allocator_settings_unless_given_others() {
     assert!(agent
         .log_text()
         .contains("GLIBC_TUNABLES is set: the agent's allocator settings are not applied"));
+    assert_eq!(process_name(&agent), "ecs-agent");
+}
+
+/// What `ps` shows as the process's name.
+fn process_name(agent: &Agent) -> String {
+    std::fs::read_to_string(format!("/proc/{}/comm", agent.pid()))
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 #[test]

@@ -115,7 +115,10 @@ pub fn tune_allocator() -> Tuning {
         return Tuning::Unsupported;
     }
     match std::env::var_os("GLIBC_TUNABLES") {
-        Some(v) if v == ALLOCATOR_TUNABLES => return Tuning::Tuned,
+        Some(v) if v == ALLOCATOR_TUNABLES => {
+            keep_program_name();
+            return Tuning::Tuned;
+        }
         Some(v) => return Tuning::Theirs(v.to_string_lossy().into_owned()),
         None => {}
     }
@@ -135,6 +138,33 @@ fn restart(arg0: std::ffi::OsString, args: Vec<std::ffi::OsString>) -> std::io::
         .env("GLIBC_TUNABLES", ALLOCATOR_TUNABLES)
         .exec()
 }
+
+/// A start through `/proc/self/exe` names the process `exe` (the kernel
+/// takes the name from the file executed), which `ps`, `top` and
+/// `pgrep ecs-agent` would show; so it takes back the name it was started
+/// by, as that start gave it: the last part of `argv[0]`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn keep_program_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(arg0) = std::env::args_os().next() else {
+        return;
+    };
+    let Some(name) = std::path::Path::new(&arg0).file_name() else {
+        return;
+    };
+    // The kernel keeps 15 bytes of a name; a longer one is cut there.
+    let mut bytes: Vec<u8> = name.as_bytes().iter().copied().take(15).collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes from the pointer, which `bytes` is, alive for the call.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn keep_program_name() {}
 
 #[cfg(not(unix))]
 fn restart(_: std::ffi::OsString, _: Vec<std::ffi::OsString>) -> std::io::Error {
