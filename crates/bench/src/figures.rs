@@ -184,6 +184,40 @@ pub struct Burst {
     pub compare: Compare,
     /// total_ms of every task's timings line in the agent's bursts.
     pub task_totals_ms: Vec<f64>,
+    /// Where the CPU went in each burst, both sides.
+    pub cpu: Vec<(Side, BurstCpu)>,
+}
+
+/// CPU seconds over one burst: the whole machine's busy time (all cores,
+/// every process and the kernel) and the share of the processes only one
+/// side needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BurstCpu {
+    pub busy: f64,
+    pub agent: f64,
+    pub ecs_local: f64,
+    /// The bench itself: the Docker side's client, or the ECS side's.
+    pub bench: f64,
+}
+
+impl BurstCpu {
+    fn read(agent: u32, ecs_local: u32) -> Result<BurstCpu> {
+        Ok(BurstCpu {
+            busy: procfs::system_busy_seconds()?,
+            agent: procfs::cpu_seconds(agent)?,
+            ecs_local: procfs::cpu_seconds(ecs_local)?,
+            bench: procfs::cpu_seconds(std::process::id())?,
+        })
+    }
+
+    fn since(self, before: BurstCpu) -> BurstCpu {
+        BurstCpu {
+            busy: self.busy - before.busy,
+            agent: self.agent - before.agent,
+            ecs_local: self.ecs_local - before.ecs_local,
+            bench: self.bench - before.bench,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -786,18 +820,24 @@ impl Bench {
         let order = interleaved(self.settings.burst_pairs, Side::Docker);
         let mut kept = Vec::new();
         let mut launched = HashSet::new();
+        let pids = (self.agent_pid()?, self.plane.plane()?.pid());
         for (i, side) in order.iter().enumerate() {
             let last = i + 1 == order.len();
+            let cpu = BurstCpu::read(pids.0, pids.1)?;
             let t0 = Instant::now();
             match side {
                 Side::Docker => {
                     let ids = self.docker_burst(i).await?;
                     self.results.burst.compare.push(*side, ms(t0.elapsed()));
+                    let cpu = BurstCpu::read(pids.0, pids.1)?.since(cpu);
+                    self.results.burst.cpu.push((*side, cpu));
                     docker::remove_all(&self.docker, &ids, 10).await?;
                 }
                 Side::Agent => {
                     let arns = self.launch_burst().await?;
                     self.results.burst.compare.push(*side, ms(t0.elapsed()));
+                    let cpu = BurstCpu::read(pids.0, pids.1)?.since(cpu);
+                    self.results.burst.cpu.push((*side, cpu));
                     launched.extend(arns.iter().cloned());
                     if last {
                         kept = arns;

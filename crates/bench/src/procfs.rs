@@ -91,6 +91,27 @@ pub fn cpu_seconds_of(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|p| cpu_seconds(*p).ok()).sum()
 }
 
+/// CPU seconds the whole machine has spent busy since boot, all cores:
+/// `/proc/stat`'s first line less its idle and iowait columns.
+pub fn system_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let ticks = parse_busy_ticks(&stat).ok_or_else(|| anyhow!("bad /proc/stat"))?;
+    Ok(ticks as f64 / ticks_per_second() as f64)
+}
+
+fn parse_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let columns: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is in
+    // user already).
+    let all: u64 = columns.iter().take(8).sum();
+    Some(all - columns.get(3)? - columns.get(4)?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -113,5 +134,12 @@ mod tests {
         assert_eq!(parse_stat_ticks(stat), Some(10));
         assert!(cpu_seconds(std::process::id()).is_ok());
         assert!(rss(std::process::id()).unwrap().rss_kib > 0);
+    }
+
+    #[test]
+    fn busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 1000 20 3 2 1 7 0\ncpu0 50 2 25 500 10 1 1 0 3 0\n";
+        assert_eq!(parse_busy_ticks(stat), Some(161));
+        assert!(system_busy_seconds().unwrap() > 0.0);
     }
 }

@@ -616,6 +616,7 @@ pub fn render(r: &Report) -> String {
         );
         let _ = writeln!(out);
     }
+    burst_cpu(&mut out, &res.burst);
     if let (Some(a), Some(d)) = (
         Summary::of(&res.burst.compare.agent),
         Summary::of(&res.burst.compare.docker),
@@ -905,6 +906,73 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// Where the CPU went during the bursts: medians of each side's runs, and
+/// the agent side's own share of the machine's busy time.
+fn burst_cpu(out: &mut String, burst: &crate::figures::Burst) {
+    let runs = &burst.cpu;
+    let of = |side: Side, f: &dyn Fn(&crate::figures::BurstCpu) -> f64| {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .map(|(_, c)| f(c))
+            .collect();
+        Summary::of(&values).map(|s| s.median)
+    };
+    let cell = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2} s"));
+    let (Some(agent_busy), Some(docker_busy)) =
+        (of(Side::Agent, &|c| c.busy), of(Side::Docker, &|c| c.busy))
+    else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "CPU seconds during the bursts (medians of each side's runs): the machine's busy time on all cores \
+         (every process and the kernel: dockerd, containerd, runc and the network set-up take nearly all \
+         of it), and the processes of the comparison:"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| side | machine busy | ecs-agent | ecs-local | the bench (client) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (side, name, busy) in [
+        (Side::Agent, "agent", agent_busy),
+        (Side::Docker, "Docker API", docker_busy),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.1} s | {} | {} | {} |",
+            busy,
+            cell(of(side, &|c| c.agent)),
+            cell(of(side, &|c| c.ecs_local)),
+            cell(of(side, &|c| c.bench)),
+        );
+    }
+    let _ = writeln!(out);
+    let own = of(Side::Agent, &|c| c.agent).unwrap_or(0.0)
+        + of(Side::Agent, &|c| c.ecs_local).unwrap_or(0.0)
+        - of(Side::Docker, &|c| c.ecs_local).unwrap_or(0.0);
+    // How far apart one side's runs were, in percent of their median.
+    let spread = [&burst.compare.agent, &burst.compare.docker]
+        .into_iter()
+        .filter_map(|v| Summary::of(v))
+        .filter(|s| s.runs > 1)
+        .map(|s| (s.max - s.min) / s.median * 100.0)
+        .reduce(f64::max);
+    let _ = writeln!(
+        out,
+        "What only the agent side runs (the agent, and ecs-local beyond the probe both sides get) took \
+         {own:.2} s, {:.1} % of that side's busy time. The burst keeps both cores busy, so that share is \
+         about what it adds to the burst's length.{}",
+        own / agent_busy * 100.0,
+        spread.map_or(String::new(), |p| format!(
+            " From one run to the next, a side's burst length varied by up to {p:.0} % of its median."
+        ))
+    );
+    let _ = writeln!(out);
 }
 
 /// Where the run's time went, step by step, from the bench's own progress
