@@ -952,9 +952,13 @@ fn burst_cpu(out: &mut String, burst: &crate::figures::Burst) {
         );
     }
     let _ = writeln!(out);
-    let own = of(Side::Agent, &|c| c.agent).unwrap_or(0.0)
-        + of(Side::Agent, &|c| c.ecs_local).unwrap_or(0.0)
-        - of(Side::Docker, &|c| c.ecs_local).unwrap_or(0.0);
+    // Every process of the comparison, per side: on the Docker side the
+    // bench itself makes the Docker calls the agent makes on the other.
+    let ours = |side: Side| of(side, &|c| c.agent + c.ecs_local + c.bench).unwrap_or(0.0);
+    let extra = ours(Side::Agent) - ours(Side::Docker);
+    let cores = Summary::of(&burst.compare.agent)
+        .filter(|w| w.median > 0.0)
+        .map(|w| agent_busy / (w.median / 1000.0));
     // How far apart one side's runs were, in percent of their median.
     let spread = [&burst.compare.agent, &burst.compare.docker]
         .into_iter()
@@ -964,10 +968,16 @@ fn burst_cpu(out: &mut String, burst: &crate::figures::Burst) {
         .reduce(f64::max);
     let _ = writeln!(
         out,
-        "What only the agent side runs (the agent, and ecs-local beyond the probe both sides get) took \
-         {own:.2} s, {:.1} % of that side's busy time. The burst keeps both cores busy, so that share is \
-         about what it adds to the burst's length.{}",
-        own / agent_busy * 100.0,
+        "The processes of the comparison took {:.2} s on the agent side and {:.2} s on the Docker side, \
+         where the bench itself makes the Docker calls: the agent side's extra work is {extra:.2} s, \
+         {:.1} % of its busy time.{}{}",
+        ours(Side::Agent),
+        ours(Side::Docker),
+        extra / agent_busy * 100.0,
+        cores.map_or(String::new(), |c| format!(
+            " The machine was busy on {c:.1} cores on average, so that share is about what the agent \
+             adds to the burst's length."
+        )),
         spread.map_or(String::new(), |p| format!(
             " From one run to the next, a side's burst length varied by up to {p:.0} % of its median."
         ))
