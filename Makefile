@@ -136,8 +136,9 @@ demo: setup
 	scripts/demo
 
 ## bench: the agent (release build, with ecs-local) against Docker's API on
-## this machine; writes docs/benchmarks.md. About 15 minutes; ARGS=--quick
-## (or `make bench-quick`) for a run of under 3 minutes with fewer samples.
+## this machine; writes docs/benchmarks.md. About 18 minutes on two cores
+## (its "Run time" section says where they go); ARGS=--quick (or
+## `make bench-quick`) for a run of about 3 minutes with fewer samples.
 ## ARGS="--only scale" runs figure 9 alone (ecs-local with 10,000 tasks,
 ## no agent, no Docker) and puts it in place in docs/benchmarks.md.
 # The release binaries and the static one come from the two targets it

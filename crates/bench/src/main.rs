@@ -47,7 +47,7 @@ const USAGE: &str =
 
 Runs the agent (release build) with ecs-local on this machine's Docker,
 measures it against Docker's API, and writes docs/benchmarks.md.
-  --quick            a short run (under 3 minutes) with fewer samples
+  --quick            a short run (about 3 minutes) with fewer samples
   --output FILE      where to write the report (default: docs/benchmarks.md)
   --static-target T  the target triple `make static` built for
                      (default: x86_64-unknown-linux-gnu)
