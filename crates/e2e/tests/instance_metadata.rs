@@ -14,6 +14,10 @@ use e2e::{require_docker, Agent, AgentOptions, Plane};
 const DOCUMENT: &str = r#"{"accountId":"123456789012","availabilityZone":"us-east-1a","instanceId":"i-0fa4e5c0ffee00001","region":"us-east-1","instanceType":"t3.medium"}"#;
 
 /// Serves IMDSv2: a token, then the identity document and signature.
+/// Each connection on a thread of its own, as a real metadata service
+/// serves them at once: an HTTP client may open a connection and leave it
+/// idle in its pool, which a server taking one connection at a time would
+/// wait on while every later request timed out.
 fn fake_imds() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -21,49 +25,54 @@ fn fake_imds() -> (String, Arc<Mutex<Vec<String>>>) {
     let log = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut content_length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    content_length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; content_length];
-            let _ = reader.read_exact(&mut body);
-            let target = request_line
-                .split(' ')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            log.lock().unwrap().push(target.clone());
-            let body = match target.as_str() {
-                "PUT /latest/api/token" => "fake-imds-token",
-                "GET /latest/dynamic/instance-identity/document" => DOCUMENT,
-                "GET /latest/dynamic/instance-identity/signature" => "ZmFrZS1zaWduYXR1cmU=",
-                _ => {
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                    continue;
-                }
-            };
-            // A token response must say how long the token lives.
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
+            let Ok(stream) = stream else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || answer_imds(stream, &log));
         }
     });
     (url, seen)
+}
+
+/// One request on `stream`, answered, then the connection closed.
+fn answer_imds(mut stream: std::net::TcpStream, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut content_length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; content_length];
+    let _ = reader.read_exact(&mut body);
+    let target = request_line
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    log.lock().unwrap().push(target.clone());
+    let body = match target.as_str() {
+        "PUT /latest/api/token" => "fake-imds-token",
+        "GET /latest/dynamic/instance-identity/document" => DOCUMENT,
+        "GET /latest/dynamic/instance-identity/signature" => "ZmFrZS1zaWduYXR1cmU=",
+        _ => {
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+    };
+    // A token response must say how long the token lives.
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 #[test]
@@ -76,11 +85,11 @@ fn region_and_identity_come_from_the_metadata_override() {
         .without("AWS_EC2_METADATA_DISABLED")
         .without("AWS_DEFAULT_REGION")
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds_url);
-    let _agent = Agent::start(&plane, &options).unwrap();
+    let agent = Agent::start(&plane, &options).unwrap();
     let instance = plane
         .cli()
         .wait_connected_instance("default", Duration::from_secs(60))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:#}\nthe agent's log:\n{}", agent.log_text()));
     assert_eq!(
         instance["ec2InstanceId"], "i-0fa4e5c0ffee00001",
         "{instance}"
