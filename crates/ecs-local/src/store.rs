@@ -11,6 +11,7 @@
 
 pub mod disk;
 pub mod table;
+pub mod task_table;
 
 use crate::agent_update::AgentUpdate;
 use crate::credentials::{IssuedCredentials, RoleType};
@@ -23,6 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 pub use table::Table;
+pub use task_table::TaskTable;
 
 /// Stopped tasks are forgotten this long after they stopped, as ECS does
 /// (it keeps them for about an hour), so the state stays bounded.
@@ -269,7 +271,7 @@ pub struct State {
     #[serde(default)]
     pub instances: Table<InstanceRecord>,
     #[serde(default)]
-    pub tasks: Table<TaskRecord>,
+    pub tasks: TaskTable,
     /// Keyed by `<cluster>/<name>` ([`ServiceRecord::key`]).
     #[serde(default)]
     pub services: Table<ServiceRecord>,
@@ -361,10 +363,8 @@ impl State {
     }
 
     /// Tasks placed on an instance.
-    pub fn tasks_on<'a>(&'a self, instance_id: &'a str) -> impl Iterator<Item = &'a TaskRecord> {
-        self.tasks
-            .values()
-            .filter(move |t| t.instance_id.as_deref() == Some(instance_id))
+    pub fn tasks_on<'a>(&'a self, instance_id: &str) -> impl Iterator<Item = &'a TaskRecord> {
+        self.tasks.on_instance(instance_id).into_iter()
     }
 
     /// Drops stopped tasks that stopped longer ago than the retention time.

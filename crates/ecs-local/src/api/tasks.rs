@@ -189,8 +189,9 @@ pub(super) fn run(ctx: &Context, req: RunTaskRequest) -> Result<RunTaskResponse,
             // The same token again gets the tasks the first call started.
             let earlier: Vec<_> = st
                 .tasks
-                .values()
-                .filter(|t| t.cluster == cluster && t.client_token.as_deref() == Some(token))
+                .with_client_token(token)
+                .into_iter()
+                .filter(|t| t.cluster == cluster)
                 .map(|t| t.task.clone())
                 .collect();
             if !earlier.is_empty() {

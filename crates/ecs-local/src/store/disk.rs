@@ -6,7 +6,7 @@
 //! and moved aside.
 
 use super::table::{Change, Table};
-use super::{State, StoreError};
+use super::{State, StoreError, TaskRecord};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -142,7 +142,7 @@ impl Disk {
         state.clusters = self.decode_rows(read_table(CLUSTERS)?)?;
         state.task_definitions = self.decode_rows(read_table(TASK_DEFINITIONS)?)?;
         state.instances = self.decode_rows(read_table(INSTANCES)?)?;
-        state.tasks = self.decode_rows(read_table(TASKS)?)?;
+        state.tasks = self.decode_rows::<TaskRecord>(read_table(TASKS)?)?.into();
         state.services = self.decode_rows(read_table(SERVICES)?)?;
         state.task_definition_tags = self.decode_rows(read_table(TASK_DEFINITION_TAGS)?)?;
         state.account_settings = self.decode_rows(read_table(ACCOUNT_SETTINGS)?)?;

@@ -168,6 +168,11 @@ impl<T: Clone> Table<T> {
     pub fn in_transaction(&self) -> bool {
         self.undo.is_some()
     }
+
+    /// The keys the running transaction touched so far.
+    pub fn touched(&self) -> impl Iterator<Item = &String> {
+        self.undo.iter().flat_map(BTreeMap::keys)
+    }
 }
 
 impl<T: PartialEq> Table<T> {
