@@ -36,7 +36,7 @@ pub struct Settings {
     pub startups: usize,
     /// Restarts with `restart_tasks` tasks in the checkpoint.
     pub restarts: usize,
-    /// 100 in a full run; fewer in a quick one, whose budget the launch of
+    /// 100 in a full run; 10 in a quick one, whose budget the launch of
     /// 100 more containers at Docker's pace would take a sixth of.
     pub restart_tasks: usize,
     /// Pause before a memory or CPU reading, for the agent to settle.
@@ -60,7 +60,7 @@ impl Settings {
                 quick,
                 startups: 3,
                 restarts: 1,
-                restart_tasks: 30,
+                restart_tasks: 10,
                 settle: Duration::from_secs(3),
                 cpu_window: Duration::from_secs(5),
                 streams_window: Duration::from_secs(5),
@@ -68,7 +68,7 @@ impl Settings {
                 burst_pairs: 1,
                 cycles: 20,
                 pause: Duration::from_millis(100),
-                scale_samples: 50,
+                scale_samples: 30,
             }
         } else {
             Settings {
