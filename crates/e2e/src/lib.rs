@@ -362,25 +362,58 @@ impl Drop for Plane {
 
 /// The host's address on Docker's default bridge (`docker0`): a
 /// non-loopback address of this host that traffic never leaves it for.
+/// Some engines leave the bridge network's IPAM gateway unset (only its
+/// subnet is listed); the bridge interface itself then holds the address.
 pub fn docker_bridge_ip() -> Result<String> {
+    let gateway = bridge_network_field("{{range .IPAM.Config}}{{.Gateway}}{{end}}")?;
+    if !gateway.is_empty() {
+        return Ok(gateway);
+    }
+    let interface = bridge_network_field(
+        r#"{{if .Options}}{{index .Options "com.docker.network.bridge.name"}}{{end}}"#,
+    )?;
+    let interface = match interface.as_str() {
+        "" | "<no value>" => "docker0",
+        name => name,
+    };
+    interface_ipv4(interface).with_context(|| {
+        format!("no gateway on Docker's bridge network, nor an address on {interface}")
+    })
+}
+
+/// One field of `docker network inspect bridge`, by Go template.
+fn bridge_network_field(template: &str) -> Result<String> {
     let out = Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        ])
+        .args(["network", "inspect", "bridge", "--format", template])
         .output()
         .context("docker network inspect")?;
-    let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() || ip.is_empty() {
+    if !out.status.success() {
         bail!(
-            "no gateway on Docker's bridge network: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "docker network inspect bridge: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(ip)
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The first IPv4 address of a network interface, from `ip -4 -o addr`.
+fn interface_ipv4(interface: &str) -> Result<String> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", interface])
+        .output()
+        .context("ip addr")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_inet(&text)
+        .ok_or_else(|| anyhow!("`ip -4 -o addr show dev {interface}` printed {text:?}"))
+}
+
+/// The address of the first `inet A.B.C.D/N` in `ip -o` output.
+fn parse_inet(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "inet")?;
+    let address = words.next()?.split('/').next()?;
+    address.parse::<std::net::Ipv4Addr>().ok()?;
+    Some(address.to_owned())
 }
 
 /// Removes every container labelled with one of these task ARNs.
@@ -923,5 +956,22 @@ impl Drop for HostRouting {
         if let Err(e) = agent_host_command("host-teardown", &[]) {
             eprintln!("host-teardown after the test failed: {e:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_inet;
+
+    #[test]
+    fn the_bridge_address_is_read_from_ip_addr_output() {
+        let line = "5: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0\\       valid_lft forever preferred_lft forever\n";
+        assert_eq!(parse_inet(line).as_deref(), Some("172.17.0.1"));
+        assert_eq!(parse_inet(""), None);
+        assert_eq!(
+            parse_inet("5: docker0    inet6 fe80::1/64 scope link"),
+            None
+        );
+        assert_eq!(parse_inet("5: docker0    inet not-an-address/16"), None);
     }
 }
