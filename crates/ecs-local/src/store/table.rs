@@ -128,16 +128,19 @@ impl<T: Clone> Table<T> {
     }
 
     /// Keeps the rows `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &T) -> bool) {
-        let gone: Vec<String> = self
-            .rows
+    pub fn retain(&mut self, keep: impl FnMut(&str, &T) -> bool) {
+        for key in self.keys_refused(keep) {
+            self.remove(&key);
+        }
+    }
+
+    /// The keys of the rows `keep` says no to.
+    pub fn keys_refused(&self, mut keep: impl FnMut(&str, &T) -> bool) -> Vec<String> {
+        self.rows
             .iter()
             .filter(|(k, row)| !keep(k, row))
             .map(|(k, _)| k.clone())
-            .collect();
-        for key in gone {
-            self.remove(&key);
-        }
+            .collect()
     }
 
     /// Starts a transaction: from now on the rows touched are kept as they
